@@ -1,0 +1,3 @@
+//! Identity providers. SKELETON.
+
+pub mod jumpcloud;

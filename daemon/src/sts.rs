@@ -1,0 +1,1 @@
+//! STS AssumeRoleWithSAML through aws-sdk-sts. SKELETON.

@@ -1,0 +1,607 @@
+//! Requests, responses and the data they carry.
+//!
+//! Enums are internally tagged (`{"type": "status", ...}`) so that a frame read with `socat`
+//! is readable, and timestamps are RFC 3339 strings in UTC so that this crate needs no time
+//! library.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// What a client asks of the daemon. One request per connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Answered by [`Response::Status`]: the daemon and every account, or just one.
+    Status {
+        /// Only this account; `None` lists all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+    },
+    /// Answered by [`Response::Credentials`]: AWS credentials for one role of an account,
+    /// logging in or refreshing first when needed (single flight: concurrent requests share
+    /// one attempt).
+    GetCredentials {
+        /// The account name from the config.
+        account: String,
+        /// A role ARN or role name; `None` takes the account's default role.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        /// The client can answer [`Response::NeedSecret`] (it has a terminal).
+        #[serde(default)]
+        interactive: bool,
+    },
+    /// Answered by [`Response::LoggedIn`], after any [`Response::Progress`] and
+    /// [`Response::NeedSecret`] exchanges.
+    Login(LoginRequest),
+    /// The answer to a [`Response::NeedSecret`] on the same connection.
+    ProvideSecret {
+        /// What the daemon asked for.
+        kind: SecretKind,
+        /// The secret.
+        value: Secret,
+    },
+    /// Answered by [`Response::LoggedOut`]: forget the JumpCloud session and credentials.
+    Logout {
+        /// The account to log out; `None` logs out every account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+    },
+    /// Answered by [`Response::Refreshed`]: fetch fresh credentials now.
+    Refresh {
+        /// The account to refresh.
+        account: String,
+    },
+    /// Answered by [`Response::Roles`]: the roles from the last assertion.
+    Roles {
+        /// The account whose roles to list.
+        account: String,
+    },
+    /// Answered by [`Response::ShuttingDown`]: stop the daemon gracefully.
+    Shutdown,
+}
+
+/// The parameters of [`Request::Login`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// The account name from the config.
+    pub account: String,
+    /// A password the client already has (`--password-stdin`); otherwise the daemon uses
+    /// `password_command`, the keyring, or asks with [`Response::NeedSecret`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// A TOTP code the client already has (`--mfa-code`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_code: Option<Secret>,
+    /// The client can answer [`Response::NeedSecret`].
+    #[serde(default)]
+    pub interactive: bool,
+    /// Log in with a password even if the JumpCloud session is still alive.
+    #[serde(default)]
+    pub force: bool,
+    /// Store the password in the OS keyring once JumpCloud has accepted it.
+    #[serde(default)]
+    pub save_password: bool,
+}
+
+/// Which secret the daemon needs from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretKind {
+    /// The JumpCloud password.
+    Password,
+    /// A TOTP code from the authenticator app.
+    MfaCode,
+}
+
+/// What the daemon sends back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// The first frame of every connection, sent by the daemon before it reads anything.
+    Hello {
+        /// The daemon's [`crate::PROTOCOL_VERSION`].
+        protocol_version: u32,
+        /// The daemon's crate version.
+        daemon_version: String,
+        /// The daemon's process id.
+        pid: u32,
+    },
+    /// Answers [`Request::Status`].
+    Status(StatusReport),
+    /// Answers [`Request::GetCredentials`].
+    Credentials(Credentials),
+    /// The daemon needs a secret to go on; answer with [`Request::ProvideSecret`].
+    NeedSecret {
+        /// What is needed.
+        kind: SecretKind,
+        /// Text to show the user, such as `JumpCloud password for alice@example.com`.
+        prompt: String,
+    },
+    /// Something the user should see while a login runs ("approve the push on your phone").
+    Progress {
+        /// The text to show.
+        message: String,
+    },
+    /// Answers [`Request::Login`].
+    LoggedIn(LoginOutcome),
+    /// Answers [`Request::Logout`].
+    LoggedOut {
+        /// The accounts that were logged out.
+        accounts: Vec<String>,
+    },
+    /// Answers [`Request::Refresh`].
+    Refreshed {
+        /// The account.
+        account: String,
+        /// Every role's state after the refresh.
+        roles: Vec<RoleStatus>,
+    },
+    /// Answers [`Request::Roles`].
+    Roles {
+        /// The account.
+        account: String,
+        /// The roles of the last assertion.
+        roles: Vec<RoleInfo>,
+    },
+    /// Answers [`Request::Shutdown`].
+    ShuttingDown,
+    /// Any request can end with an error.
+    Error(WireError),
+}
+
+impl Response {
+    /// Whether this response ends the exchange; `Progress`, `NeedSecret` and `Hello` do not.
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            Response::Progress { .. } | Response::NeedSecret { .. } | Response::Hello { .. }
+        )
+    }
+
+    /// Shorthand for an error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Response::Error(WireError::new(code, message))
+    }
+}
+
+/// The outcome of a successful login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginOutcome {
+    /// The account.
+    pub account: String,
+    /// The JumpCloud user name (email).
+    pub username: String,
+    /// True when the JumpCloud session was still alive and no password or MFA was needed.
+    pub reused_session: bool,
+    /// The roles of the assertion.
+    pub roles: Vec<RoleInfo>,
+}
+
+/// A role offered by the assertion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// The role ARN.
+    pub role_arn: String,
+    /// The SAML provider ARN paired with it.
+    pub principal_arn: String,
+    /// True for the account's configured role.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// AWS credentials for one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// The account.
+    pub account: String,
+    /// The role these credentials are for.
+    pub role_arn: String,
+    /// `AccessKeyId`.
+    pub access_key_id: String,
+    /// `SecretAccessKey`.
+    pub secret_access_key: Secret,
+    /// `SessionToken`.
+    pub session_token: Secret,
+    /// When they expire, RFC 3339 in UTC.
+    pub expiration: String,
+    /// The account's AWS region, if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl Credentials {
+    /// The JSON document the AWS SDKs expect from a `credential_process`.
+    pub fn to_credential_process_json(&self) -> String {
+        let doc = serde_json::json!({
+            "Version": 1,
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key.expose(),
+            "SessionToken": self.session_token.expose(),
+            "Expiration": self.expiration,
+        });
+        doc.to_string()
+    }
+}
+
+/// The daemon and its accounts, for `samlctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The daemon itself.
+    pub daemon: DaemonInfo,
+    /// Every configured account (or the one asked for), sorted by name.
+    pub accounts: Vec<AccountStatus>,
+}
+
+/// Facts about the running daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Crate version.
+    pub version: String,
+    /// [`crate::PROTOCOL_VERSION`].
+    pub protocol_version: u32,
+    /// Process id.
+    pub pid: u32,
+    /// The config file in force.
+    pub config_path: String,
+    /// When the daemon started, RFC 3339.
+    pub started_at: String,
+    /// Set when the config file on disk is invalid and the last good one stays in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+}
+
+/// The state machine of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountState {
+    /// No JumpCloud session and no credentials.
+    LoggedOut,
+    /// A login is running.
+    LoggingIn,
+    /// Credentials are held and fresh.
+    Active,
+    /// A refresh is running.
+    Refreshing,
+    /// The JumpCloud session has ended and samld cannot log in unattended.
+    NeedsLogin,
+    /// The last attempt failed; it is retried with backoff.
+    Error,
+}
+
+impl AccountState {
+    /// The kebab-case name shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::LoggedOut => "logged-out",
+            AccountState::LoggingIn => "logging-in",
+            AccountState::Active => "active",
+            AccountState::Refreshing => "refreshing",
+            AccountState::NeedsLogin => "needs-login",
+            AccountState::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for AccountState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One account in [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountStatus {
+    /// The account name.
+    pub name: String,
+    /// Its state.
+    pub state: AccountState,
+    /// The identity provider (`jumpcloud`).
+    pub provider: String,
+    /// The JumpCloud user name.
+    pub username: String,
+    /// The IdP URL of the AWS app.
+    pub url: String,
+    /// The AWS region, if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The configured default role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_role: Option<String>,
+    /// The JumpCloud session, while one is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionInfo>,
+    /// Roles with credentials (or known from the last assertion).
+    #[serde(default)]
+    pub roles: Vec<RoleStatus>,
+    /// The last failure, until a success clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorInfo>,
+    /// When the next retry after a failure is due, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<String>,
+}
+
+/// The JumpCloud session held for an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// When the password login that started it happened, RFC 3339.
+    pub established_at: String,
+    /// When JumpCloud last confirmed it alive, RFC 3339.
+    pub last_verified_at: String,
+}
+
+/// One role's credentials in [`AccountStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleStatus {
+    /// The role ARN.
+    pub role_arn: String,
+    /// The assumed-role ARN STS returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed_role_arn: Option<String>,
+    /// When the credentials expire, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// When the daemon will refresh them, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh_at: Option<String>,
+    /// True for the account's configured role.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// The last error of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Its code.
+    pub code: ErrorCode,
+    /// Its text.
+    pub message: String,
+    /// When it happened, RFC 3339.
+    pub at: String,
+}
+
+/// An error on the wire: a code for programs, a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// What kind of failure; clients decide by this, never by the message.
+    pub code: ErrorCode,
+    /// What happened and what to do next. Never contains a secret.
+    pub message: String,
+}
+
+impl WireError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Stable error codes. New codes may be added; old clients read them as `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The account has never logged in, or logged out.
+    NotLoggedIn,
+    /// The JumpCloud session ended and no unattended login is possible.
+    NeedsLogin,
+    /// No such account in the config.
+    UnknownAccount,
+    /// The role is not in the account's assertion.
+    UnknownRole,
+    /// JumpCloud rejected the email or password.
+    AuthFailed,
+    /// The OTP was wrong or used, or the push was denied or expired.
+    MfaFailed,
+    /// A second factor is required but none could be obtained without a terminal.
+    MfaRequired,
+    /// The account only offers factors samld does not support yet.
+    MfaUnsupported,
+    /// JumpCloud answered something unexpected.
+    IdpError,
+    /// The SAML assertion could not be used.
+    SamlError,
+    /// STS refused or failed.
+    StsError,
+    /// A server could not be reached.
+    NetworkError,
+    /// The config file is invalid.
+    ConfigError,
+    /// Client and daemon speak different protocol versions.
+    VersionMismatch,
+    /// The request could not be understood.
+    BadRequest,
+    /// Something took longer than allowed.
+    Timeout,
+    /// The daemon is shutting down.
+    ShuttingDown,
+    /// A bug in samld.
+    Internal,
+    /// A code this client does not know (sent by a newer daemon).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The kebab-case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotLoggedIn => "not-logged-in",
+            ErrorCode::NeedsLogin => "needs-login",
+            ErrorCode::UnknownAccount => "unknown-account",
+            ErrorCode::UnknownRole => "unknown-role",
+            ErrorCode::AuthFailed => "auth-failed",
+            ErrorCode::MfaFailed => "mfa-failed",
+            ErrorCode::MfaRequired => "mfa-required",
+            ErrorCode::MfaUnsupported => "mfa-unsupported",
+            ErrorCode::IdpError => "idp-error",
+            ErrorCode::SamlError => "saml-error",
+            ErrorCode::StsError => "sts-error",
+            ErrorCode::NetworkError => "network-error",
+            ErrorCode::ConfigError => "config-error",
+            ErrorCode::VersionMismatch => "version-mismatch",
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::ShuttingDown => "shutting-down",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PROTOCOL_VERSION;
+
+    #[test]
+    fn protocol_version_is_pinned() {
+        // Changing this number is a deliberate wire break: update this test in the same commit
+        // and say why.
+        assert_eq!(PROTOCOL_VERSION, 1);
+        let hello = Response::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            daemon_version: "0.1.0".into(),
+            pid: 42,
+        };
+        assert_eq!(
+            serde_json::to_string(&hello).unwrap(),
+            r#"{"type":"hello","protocol_version":1,"daemon_version":"0.1.0","pid":42}"#
+        );
+    }
+
+    #[test]
+    fn golden_requests() {
+        let cases: Vec<(Request, &str)> = vec![
+            (Request::Status { account: None }, r#"{"type":"status"}"#),
+            (
+                Request::GetCredentials {
+                    account: "prod".into(),
+                    role: Some("Admin".into()),
+                    interactive: false,
+                },
+                r#"{"type":"get_credentials","account":"prod","role":"Admin","interactive":false}"#,
+            ),
+            (
+                Request::Login(LoginRequest {
+                    account: "prod".into(),
+                    mfa_code: Some(Secret::new("123456")),
+                    ..Default::default()
+                }),
+                r#"{"type":"login","account":"prod","mfa_code":"123456","interactive":false,"force":false,"save_password":false}"#,
+            ),
+            (
+                Request::ProvideSecret {
+                    kind: SecretKind::MfaCode,
+                    value: Secret::new("1"),
+                },
+                r#"{"type":"provide_secret","kind":"mfa-code","value":"1"}"#,
+            ),
+            (Request::Logout { account: None }, r#"{"type":"logout"}"#),
+            (Request::Shutdown, r#"{"type":"shutdown"}"#),
+        ];
+        for (req, json) in cases {
+            assert_eq!(serde_json::to_string(&req).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+        }
+    }
+
+    #[test]
+    fn golden_error_response() {
+        let e = Response::error(ErrorCode::NotLoggedIn, "run samlctl login prod");
+        let json = r#"{"type":"error","code":"not-logged-in","message":"run samlctl login prod"}"#;
+        assert_eq!(serde_json::to_string(&e).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Response>(json).unwrap(), e);
+    }
+
+    #[test]
+    fn unknown_error_codes_from_newer_daemons_are_tolerated() {
+        let r: Response =
+            serde_json::from_str(r#"{"type":"error","code":"brand-new","message":"x"}"#).unwrap();
+        assert_eq!(r, Response::error(ErrorCode::Unknown, "x"));
+    }
+
+    #[test]
+    fn every_error_code_round_trips_through_its_name() {
+        use ErrorCode::*;
+        for code in [
+            NotLoggedIn, NeedsLogin, UnknownAccount, UnknownRole, AuthFailed, MfaFailed,
+            MfaRequired, MfaUnsupported, IdpError, SamlError, StsError, NetworkError,
+            ConfigError, VersionMismatch, BadRequest, Timeout, ShuttingDown, Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn credential_process_json_has_the_aws_shape() {
+        let c = Credentials {
+            account: "prod".into(),
+            role_arn: "arn:aws:iam::1:role/R".into(),
+            access_key_id: "ASIA1".into(),
+            secret_access_key: Secret::new("sk"),
+            session_token: Secret::new("tok"),
+            expiration: "2026-11-28T12:00:00Z".into(),
+            region: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&c.to_credential_process_json()).unwrap();
+        assert_eq!(v["Version"], 1);
+        assert_eq!(v["AccessKeyId"], "ASIA1");
+        assert_eq!(v["SecretAccessKey"], "sk");
+        assert_eq!(v["SessionToken"], "tok");
+        assert_eq!(v["Expiration"], "2026-11-28T12:00:00Z");
+        assert!(!format!("{c:?}").contains("sk\""), "Debug must not show the secret key");
+    }
+
+    #[test]
+    fn status_round_trips() {
+        let report = StatusReport {
+            daemon: DaemonInfo {
+                version: "0.1.0".into(),
+                protocol_version: 1,
+                pid: 7,
+                config_path: "/c.toml".into(),
+                started_at: "2026-11-28T10:00:00Z".into(),
+                config_error: None,
+            },
+            accounts: vec![AccountStatus {
+                name: "prod".into(),
+                state: AccountState::NeedsLogin,
+                provider: "jumpcloud".into(),
+                username: "a@b".into(),
+                url: "https://sso.jumpcloud.com/saml2/x".into(),
+                region: Some("us-east-2".into()),
+                default_role: None,
+                session: None,
+                roles: vec![],
+                last_error: None,
+                next_retry_at: None,
+            }],
+        };
+        let resp = Response::Status(report);
+        let json = serde_json::to_string(&resp).unwrap();
+        assert!(json.contains(r#""state":"needs-login""#), "{json}");
+        assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), resp);
+    }
+}
