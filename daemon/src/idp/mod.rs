@@ -1,3 +1,157 @@
-//! Identity providers. SKELETON.
+//! Identity providers: how samld gets a SAML assertion for an account.
+//!
+//! The session manager talks to a provider through [`IdentityProvider`], so that its logic
+//! (single flight, refresh, re-login) can be tested without HTTP. Secrets the provider needs
+//! during a login (password, TOTP code) are asked for lazily through [`LoginInteraction`],
+//! because most logins reuse the JumpCloud session and need none.
 
 pub mod jumpcloud;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use samld_proto::{ErrorCode, Secret};
+
+/// A boxed, sendable future, so that the traits here stay object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A provider of SAML assertions for one account.
+pub trait IdentityProvider: Send + Sync {
+    /// Fetches a fresh SAMLResponse (base64) using only the held IdP session: no password,
+    /// no MFA. Fails with [`IdpError::SessionExpired`] when there is no live session.
+    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>>;
+
+    /// A full login (password, then MFA when asked), ending with a fresh SAMLResponse.
+    /// The session it establishes is kept for [`IdentityProvider::assertion_from_session`].
+    fn login<'a>(
+        &'a self,
+        io: &'a mut dyn LoginInteraction,
+    ) -> BoxFuture<'a, Result<Secret, IdpError>>;
+
+    /// Forgets the IdP session (cookies and tokens).
+    fn forget_session(&self);
+}
+
+/// Where a login gets its secrets and where it reports progress.
+pub trait LoginInteraction: Send {
+    /// The IdP password. `prompt` names the user, such as `JumpCloud password for a@b.c`.
+    fn password<'a>(&'a mut self, prompt: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>>;
+
+    /// A TOTP code. Called once per attempt; a code is never reused.
+    fn mfa_code<'a>(&'a mut self, prompt: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>>;
+
+    /// Something the user should see now ("approve the push on your phone").
+    fn progress<'a>(&'a mut self, message: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// Why a login or an assertion fetch failed. Messages never contain secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdpError {
+    /// JumpCloud rejected the email or password (its message, e.g. "Authentication failed.").
+    AuthFailed {
+        /// JumpCloud's message.
+        message: String,
+    },
+    /// The TOTP code was wrong or already used.
+    MfaCodeRejected {
+        /// JumpCloud's message.
+        message: String,
+    },
+    /// The push was denied on the phone.
+    PushDenied,
+    /// The push was not answered before it expired.
+    PushExpired,
+    /// A second factor is needed but no code could be had without a terminal.
+    MfaCodeUnavailable {
+        /// Why (e.g. "no terminal and no mfa_command").
+        reason: String,
+    },
+    /// No password could be had without a terminal.
+    PasswordUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The factor that would be used is not supported yet.
+    MfaUnsupported {
+        /// The factor (`webauthn`, `duo`).
+        factor: String,
+        /// The available factors samld does support, possibly empty.
+        alternatives: Vec<String>,
+    },
+    /// JumpCloud asked for MFA but offered no factor samld can use, or `mfa` names one the
+    /// account does not have.
+    NoUsableFactor {
+        /// What the account offers.
+        offered: Vec<String>,
+        /// What the config asked for.
+        configured: String,
+    },
+    /// The IdP session has ended (or there never was one); a password login is needed.
+    SessionExpired,
+    /// A request got HTML (or other non-JSON) where JSON was expected.
+    UnexpectedHtml {
+        /// Which request, e.g. "GET /userconsole/xsrf".
+        request: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A request got a status it should not.
+    UnexpectedStatus {
+        /// Which request.
+        request: String,
+        /// The HTTP status.
+        status: u16,
+        /// JumpCloud's `message`, when the body had one.
+        message: Option<String>,
+    },
+    /// The page for the AWS app did not carry a usable SAMLResponse.
+    Saml(crate::saml::SamlError),
+    /// A server could not be reached.
+    Network {
+        /// The URL (no query string, which could hold tokens).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The config cannot work (e.g. an unparsable URL).
+    Config(String),
+    /// The user or the client gave up (closed the connection, Ctrl-C).
+    Cancelled,
+}
+
+impl IdpError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IdpError::AuthFailed { .. } => ErrorCode::AuthFailed,
+            IdpError::MfaCodeRejected { .. } | IdpError::PushDenied | IdpError::PushExpired => {
+                ErrorCode::MfaFailed
+            }
+            IdpError::MfaCodeUnavailable { .. } => ErrorCode::MfaRequired,
+            IdpError::PasswordUnavailable { .. } | IdpError::SessionExpired => {
+                ErrorCode::NeedsLogin
+            }
+            IdpError::MfaUnsupported { .. } | IdpError::NoUsableFactor { .. } => {
+                ErrorCode::MfaUnsupported
+            }
+            IdpError::UnexpectedHtml { .. } | IdpError::UnexpectedStatus { .. } => {
+                ErrorCode::IdpError
+            }
+            IdpError::Saml(_) => ErrorCode::SamlError,
+            IdpError::Network { .. } => ErrorCode::NetworkError,
+            IdpError::Config(_) => ErrorCode::ConfigError,
+            IdpError::Cancelled => ErrorCode::BadRequest,
+        }
+    }
+
+    /// Whether retrying without the user can help (network trouble, a 5xx), as opposed to
+    /// errors that need the user (wrong password, denied push).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IdpError::Network { .. } => true,
+            IdpError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
+            IdpError::UnexpectedHtml { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
