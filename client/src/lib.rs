@@ -1,1 +1,1 @@
-//! placeholder
+//! Blocking client for samld. SKELETON.
