@@ -5,3 +5,8 @@ pub mod clock;
 pub mod idp;
 pub mod saml;
 pub mod sts;
+pub mod server;
+pub mod session;
+pub mod harden;
+pub mod listener;
+pub mod logging;

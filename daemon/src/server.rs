@@ -1,0 +1,300 @@
+//! The Unix socket server: accepts connections from the daemon's own user only, speaks the
+//! framed protocol of `samld-proto`, and hands each request to the [`Daemon`].
+//!
+//! Every connection is its own task, so a slow or silent client holds nothing but its own
+//! connection, and every read has a deadline. Shutdown stops accepting, lets requests in
+//! flight finish within a bound, then returns.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use samld_proto::{
+    ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, Secret, SecretKind, WireError,
+    decode_header, encode_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use crate::idp::{BoxFuture, IdpError};
+use crate::session::{ClientChannel, Daemon, LoginSecrets};
+
+/// Limits of the socket server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// How long a client may take to send its request after connecting.
+    pub request_timeout: Duration,
+    /// How long a client may take to answer a question (a password typed by a person).
+    pub secret_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            secret_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` completes or a client sends [`Request::Shutdown`].
+///
+/// The listener is bound by the caller (or handed over by systemd), so tests can run the
+/// server in-process on a socket of their own. The socket file is the caller's to remove.
+pub async fn serve(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own_uid = unsafe { libc::geteuid() };
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    // Each connection task holds a clone; when all are dropped, `recv` returns None.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let options = Arc::new(options);
+    tokio::pin!(shutdown);
+
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            _ = stop_rx.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors or similar: keep serving the connections we have
+                // and try again shortly rather than spinning or exiting.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == own_uid => {}
+            Ok(cred) => {
+                tracing::warn!(
+                    uid = cred.uid(),
+                    pid = ?cred.pid(),
+                    "refused a connection from another user"
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a connection whose peer is unknown");
+                continue;
+            }
+        }
+        let daemon = daemon.clone();
+        let options = options.clone();
+        let stop_tx = stop_tx.clone();
+        let alive = alive_tx.clone();
+        tokio::spawn(async move {
+            let (reader, writer) = stream.into_split();
+            let mut conn = Connection {
+                reader,
+                writer,
+                options,
+            };
+            if let Err(e) = conn.handle(&daemon, &stop_tx).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(alive);
+        });
+    }
+
+    tracing::info!("no longer accepting connections; finishing requests in flight");
+    drop(listener);
+    drop(alive_tx);
+    if tokio::time::timeout(options.shutdown_grace, alive_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?options.shutdown_grace,
+            "requests still running at the end of the grace period were abandoned"
+        );
+    }
+    Ok(())
+}
+
+struct Connection {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    options: Arc<ServerOptions>,
+}
+
+impl Connection {
+    async fn handle(&mut self, daemon: &Arc<Daemon>, stop: &watch::Sender<bool>) -> io::Result<()> {
+        self.send(&Response::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            daemon_version: samld_proto::CRATE_VERSION.to_string(),
+            pid: std::process::id(),
+        })
+        .await?;
+        let request = match self.receive(self.options.request_timeout).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let response = Response::error(ErrorCode::BadRequest, e.to_string());
+                // The client may be gone already; it is told if it still listens.
+                let _ = self.send(&response).await;
+                return Ok(());
+            }
+        };
+        let response = self.dispatch(daemon, request, stop).await;
+        self.send(&response).await
+    }
+
+    async fn dispatch(
+        &mut self,
+        daemon: &Arc<Daemon>,
+        request: Request,
+        stop: &watch::Sender<bool>,
+    ) -> Response {
+        match request {
+            Request::Status { account } => match daemon.status(account.as_deref()) {
+                Ok(report) => Response::Status(report),
+                Err(e) => Response::Error(e),
+            },
+            Request::GetCredentials {
+                account,
+                role,
+                interactive: _,
+            } => match daemon.get_credentials(&account, role.as_deref()).await {
+                Ok(creds) => Response::Credentials(creds),
+                Err(e) => Response::Error(e),
+            },
+            Request::Login(login) => {
+                let secrets = LoginSecrets {
+                    password: login.password,
+                    mfa_code: login.mfa_code,
+                };
+                let channel: Option<&mut dyn ClientChannel> = if login.interactive {
+                    Some(self)
+                } else {
+                    None
+                };
+                match daemon
+                    .login(&login.account, secrets, login.force, channel)
+                    .await
+                {
+                    Ok(outcome) => Response::LoggedIn(outcome),
+                    Err(e) => Response::Error(e),
+                }
+            }
+            Request::ProvideSecret { .. } => Response::error(
+                ErrorCode::BadRequest,
+                "a secret was sent without being asked for",
+            ),
+            Request::Logout { account } => match daemon.logout(account.as_deref()) {
+                Ok(accounts) => Response::LoggedOut { accounts },
+                Err(e) => Response::Error(e),
+            },
+            Request::Refresh { account } => match daemon.refresh(&account).await {
+                Ok(roles) => Response::Refreshed { account, roles },
+                Err(e) => Response::Error(e),
+            },
+            Request::Roles { account } => match daemon.roles(&account) {
+                Ok(roles) => Response::Roles { account, roles },
+                Err(e) => Response::Error(e),
+            },
+            Request::Shutdown => {
+                tracing::info!("shutdown requested by a client");
+                let _ = stop.send(true);
+                Response::ShuttingDown
+            }
+        }
+    }
+
+    async fn send(&mut self, response: &Response) -> io::Result<()> {
+        let frame = encode_frame(response).map_err(io::Error::other)?;
+        self.writer.write_all(&frame).await?;
+        self.writer.flush().await
+    }
+
+    /// Reads one request. `Ok(None)` is a client that closed without sending anything.
+    async fn receive(&mut self, within: Duration) -> Result<Option<Request>, FrameError> {
+        match tokio::time::timeout(within, read_request(&mut self.reader)).await {
+            Ok(result) => result,
+            Err(_) => Err(FrameError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no request within {}s", within.as_secs()),
+            ))),
+        }
+    }
+}
+
+async fn read_request(reader: &mut OwnedReadHalf) -> Result<Option<Request>, FrameError> {
+    let mut header = [0u8; 4];
+    let mut filled = 0;
+    while filled < header.len() {
+        match reader.read(&mut header[filled..]).await? {
+            0 if filled == 0 => return Ok(None),
+            0 => return Err(FrameError::Truncated),
+            n => filled += n,
+        }
+    }
+    // The length is checked before anything is allocated for the body.
+    let len = decode_header(header)?;
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    // serde_json's error text quotes at most a token of the input, never a whole string
+    // value, so a malformed request carrying a secret cannot echo it back.
+    let request = serde_json::from_slice(&body).map_err(|e| {
+        FrameError::Malformed(format!(
+            "not a samld request (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    });
+    body.fill(0);
+    request.map(Some)
+}
+
+impl ClientChannel for Connection {
+    fn ask<'a>(
+        &'a mut self,
+        kind: SecretKind,
+        prompt: &'a str,
+    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        Box::pin(async move {
+            self.send(&Response::NeedSecret {
+                kind,
+                prompt: prompt.to_string(),
+            })
+            .await
+            .map_err(|_| IdpError::Cancelled)?;
+            match self.receive(self.options.secret_timeout).await {
+                Ok(Some(Request::ProvideSecret { kind: got, value })) if got == kind => Ok(value),
+                Ok(Some(_)) => {
+                    let _ = self
+                        .send(&Response::Error(WireError::new(
+                            ErrorCode::BadRequest,
+                            "expected the secret that was asked for",
+                        )))
+                        .await;
+                    Err(IdpError::Cancelled)
+                }
+                Ok(None) | Err(_) => Err(IdpError::Cancelled),
+            }
+        })
+    }
+
+    fn tell<'a>(&'a mut self, message: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let _ = self
+                .send(&Response::Progress {
+                    message: message.to_string(),
+                })
+                .await;
+        })
+    }
+}

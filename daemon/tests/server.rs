@@ -1,0 +1,298 @@
+//! The socket server in-process, on a socket in a temp dir: framing, hostile clients,
+//! concurrency and shutdown.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use samld::clock::SystemClock;
+use samld::idp::{BoxFuture, IdentityProvider, IdpError};
+use samld::server::{ServerOptions, serve};
+use samld::session::{Daemon, DaemonOptions, ProviderFactory};
+use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
+use samld_config::{Account, Config};
+use samld_proto::{ErrorCode, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use tokio::sync::oneshot;
+
+struct NoSts;
+impl StsApi for NoSts {
+    fn assume_role_with_saml<'a>(
+        &'a self,
+        _target: &'a StsTarget,
+        _request: &'a AssumeRequest,
+    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+        Box::pin(async {
+            Err(StsError::BadResponse {
+                reason: "not used in these tests".into(),
+            })
+        })
+    }
+}
+
+struct NoIdp;
+impl ProviderFactory for NoIdp {
+    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
+        Err(IdpError::Config("not used in these tests".into()))
+    }
+}
+
+struct Server {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    async fn start(options: ServerOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("samld.sock");
+        let listener = samld::listener::bind_socket(&socket).unwrap();
+        let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+        let daemon = Daemon::new(
+            Config {
+                accounts: BTreeMap::new(),
+            },
+            DaemonOptions::new(dir.path().join("config.toml")),
+            Arc::new(SystemClock),
+            Arc::new(NoSts),
+            Arc::new(NoIdp),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, daemon, options, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            _dir: dir,
+            socket,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+/// Connects and reads the daemon's hello, as every client does.
+fn connect(socket: &Path) -> UnixStream {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    match read_frame::<_, Response>(&mut stream).unwrap() {
+        Some(Response::Hello {
+            protocol_version, ..
+        }) => assert_eq!(protocol_version, PROTOCOL_VERSION),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    stream
+}
+
+fn request(socket: &Path, request: &Request) -> Response {
+    let mut stream = connect(socket);
+    write_frame(&mut stream, request).unwrap();
+    read_frame(&mut stream).unwrap().unwrap()
+}
+
+async fn status_works(socket: &Path) {
+    let socket = socket.to_owned();
+    let response = tokio::task::spawn_blocking(move || {
+        request(&socket, &Request::Status { account: None })
+    })
+    .await
+    .unwrap();
+    match response {
+        Response::Status(report) => assert_eq!(report.daemon.protocol_version, PROTOCOL_VERSION),
+        other => panic!("expected status, got {other:?}"),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_then_status() {
+    let server = Server::start(ServerOptions::default()).await;
+    status_works(&server.socket).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_bad_request_and_the_daemon_carries_on() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let response = blocking(move || {
+        let mut stream = connect(&socket);
+        let garbage = b"\x00\x00\x00\x10this is not json";
+        stream.write_all(garbage).unwrap();
+        read_frame::<_, Response>(&mut stream).unwrap().unwrap()
+    })
+    .await;
+    match response {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(!e.message.contains("this is not json"), "{}", e.message);
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Bytes that are not even a plausible header.
+    let socket = server.socket.clone();
+    blocking(move || {
+        let mut stream = connect(&socket);
+        let _ = stream.write_all(&[0xff; 64]);
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    })
+    .await;
+    status_works(&server.socket).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frame_is_refused_without_reading_it() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let response = blocking(move || {
+        let mut stream = connect(&socket);
+        // Announce 512 MiB and send only a little: the daemon must answer at once rather
+        // than wait for (or allocate) the body.
+        stream.write_all(&(512u32 << 20).to_be_bytes()).unwrap();
+        stream.write_all(b"{\"type\":").unwrap();
+        read_frame::<_, Response>(&mut stream).unwrap().unwrap()
+    })
+    .await;
+    match response {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains("larger than the limit"), "{}", e.message);
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    status_works(&server.socket).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_timed_out_and_blocks_nobody() {
+    let options = ServerOptions {
+        request_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    };
+    let server = Server::start(options).await;
+    let socket = server.socket.clone();
+    let silent = blocking(move || connect(&socket)).await;
+    // While it sits there, others are served.
+    status_works(&server.socket).await;
+    let response = blocking(move || {
+        let mut silent = silent;
+        read_frame::<_, Response>(&mut silent).unwrap()
+    })
+    .await;
+    match response {
+        Some(Response::Error(e)) => {
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains("no request within"), "{}", e.message);
+        }
+        other => panic!("expected a timeout error, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_frame_is_dropped() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    blocking(move || {
+        let mut stream = connect(&socket);
+        stream.write_all(&100u32.to_be_bytes()).unwrap();
+        stream.write_all(b"{\"type\":\"sta").unwrap();
+        // Dropped here, 86 bytes short.
+    })
+    .await;
+    let socket = server.socket.clone();
+    blocking(move || {
+        let mut stream = connect(&socket);
+        stream.write_all(&[0, 0]).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // The daemon answers a truncated header with an error, then closes.
+        let reply = read_frame::<_, Response>(&mut stream).unwrap();
+        assert!(matches!(reply, Some(Response::Error(_))), "{reply:?}");
+    })
+    .await;
+    status_works(&server.socket).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connections_at_once() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let answered = blocking(move || {
+        // Open them all before sending anything, so that the daemon holds 1,000 at once.
+        let streams: Vec<UnixStream> = (0..1000).map(|_| connect(&socket)).collect();
+        streams
+            .into_iter()
+            .map(|mut s| {
+                write_frame(&mut s, &Request::Status { account: None }).unwrap();
+                s
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|s| {
+                let mut s = s;
+                matches!(read_frame::<_, Response>(&mut s), Ok(Some(Response::Status(_))))
+            })
+            .count()
+    })
+    .await;
+    assert_eq!(answered, 1000);
+    status_works(&server.socket).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_account_lists_the_known_ones() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let response = blocking(move || {
+        request(
+            &socket,
+            &Request::GetCredentials {
+                account: "nope".into(),
+                role: None,
+                interactive: false,
+            },
+        )
+    })
+    .await;
+    match response {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::UnknownAccount);
+            assert!(e.message.contains("no accounts are configured"), "{}", e.message);
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_request_stops_the_server() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let response = blocking(move || request(&socket, &Request::Shutdown)).await;
+    assert_eq!(response, Response::ShuttingDown);
+    let mut server = server;
+    let task = server.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("serve returns after a shutdown request")
+        .unwrap()
+        .unwrap();
+}
