@@ -3,4 +3,5 @@
 
 pub mod fake_jumpcloud;
 pub mod fake_sts;
+pub mod interaction;
 pub mod saml_builder;

@@ -7,6 +7,7 @@
 
 pub mod jumpcloud;
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -153,5 +154,177 @@ impl IdpError {
             IdpError::UnexpectedHtml { status, .. } => *status >= 500,
             _ => false,
         }
+    }
+}
+
+impl fmt::Display for IdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdpError::AuthFailed { message } => write!(
+                f,
+                "JumpCloud rejected the email or password: {message} Check `username` (it must \
+                 be the JumpCloud email address, not the JumpCloud username) and the password."
+            ),
+            IdpError::MfaCodeRejected { message } => write!(
+                f,
+                "JumpCloud rejected the TOTP code: {message} Each code works only once: wait for \
+                 the next code and log in again."
+            ),
+            IdpError::PushDenied => f.write_str(
+                "The JumpCloud Protect push was denied on the phone; log in again and approve it.",
+            ),
+            IdpError::PushExpired => f.write_str(
+                "The JumpCloud Protect push was not approved before it expired; log in again and \
+                 approve it on your phone.",
+            ),
+            IdpError::MfaCodeUnavailable { reason } => write!(
+                f,
+                "JumpCloud asks for a TOTP code but none could be had ({reason}); run `samlctl \
+                 login` in a terminal, or set `mfa_command`."
+            ),
+            IdpError::PasswordUnavailable { reason } => write!(
+                f,
+                "No JumpCloud password could be had ({reason}); run `samlctl login` in a \
+                 terminal, or set `password_command`."
+            ),
+            IdpError::MfaUnsupported {
+                factor,
+                alternatives,
+            } => {
+                match factor.as_str() {
+                    "webauthn" => f.write_str("WebAuthn security keys are not supported yet")?,
+                    "duo" => f.write_str("Duo is not supported yet")?,
+                    other => write!(f, "The JumpCloud factor {other:?} is not supported yet")?,
+                }
+                match alternatives.first() {
+                    Some(first) => write!(
+                        f,
+                        "; this account also offers: {} — set mfa = \"{first}\".",
+                        alternatives.join(", ")
+                    ),
+                    None => f.write_str(
+                        "; this account offers no factor samld supports: enroll JumpCloud \
+                         Protect (push) or a TOTP authenticator in the JumpCloud user console.",
+                    ),
+                }
+            }
+            IdpError::NoUsableFactor {
+                offered,
+                configured,
+            } => {
+                if offered.is_empty() {
+                    write!(
+                        f,
+                        "JumpCloud asks for a second factor but offers none that is available \
+                         (mfa = \"{configured}\"); enroll JumpCloud Protect (push) or a TOTP \
+                         authenticator in the JumpCloud user console."
+                    )
+                } else if configured == "none" {
+                    write!(
+                        f,
+                        "JumpCloud asks for a second factor but mfa = \"none\"; this account \
+                         offers: {} — set mfa = \"auto\".",
+                        offered.join(", ")
+                    )
+                } else {
+                    write!(
+                        f,
+                        "mfa = \"{configured}\" but this JumpCloud account offers only: {} — set \
+                         mfa to one of them, or \"auto\".",
+                        offered.join(", ")
+                    )
+                }
+            }
+            IdpError::SessionExpired => f.write_str(
+                "The JumpCloud session has expired; a password login is needed (`samlctl login`).",
+            ),
+            IdpError::UnexpectedHtml { request, status } => write!(
+                f,
+                "JumpCloud answered HTML instead of JSON to {request} (HTTP {status}); JumpCloud \
+                 may be down or a proxy is intercepting: check `jumpcloud_console_url` and any \
+                 proxy settings, and try again later."
+            ),
+            IdpError::UnexpectedStatus {
+                request,
+                status,
+                message,
+            } => {
+                write!(f, "JumpCloud answered HTTP {status} to {request}")?;
+                if let Some(message) = message {
+                    write!(f, ": {message}")?;
+                }
+                match status {
+                    500.. => {
+                        f.write_str("; JumpCloud seems to be having trouble, try again later.")
+                    }
+                    429 => f.write_str("; too many requests, try again in a minute."),
+                    403 => f.write_str(
+                        "; JumpCloud refused the XSRF token or the session cookies (a proxy or \
+                         a JumpCloud change may be the cause).",
+                    ),
+                    404 => f.write_str("; check `url` and `jumpcloud_console_url`."),
+                    _ => f.write_str("."),
+                }
+            }
+            // SamlError gets its Display from the saml module; Debug keeps this independent.
+            IdpError::Saml(e) => write!(
+                f,
+                "JumpCloud's page for the AWS app carried no usable SAMLResponse ({e:?}); you \
+                 may have been removed from the SSO application in JumpCloud, or `url` may be \
+                 wrong."
+            ),
+            IdpError::Network { url, reason } => write!(
+                f,
+                "Could not reach {url}: {reason}. Check the network connection, any proxy, and \
+                 the configured URL."
+            ),
+            IdpError::Config(message) => write!(f, "Configuration error: {message}"),
+            IdpError::Cancelled => f.write_str("The login was cancelled."),
+        }
+    }
+}
+
+impl std::error::Error for IdpError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let unsupported = IdpError::MfaUnsupported {
+            factor: "webauthn".to_owned(),
+            alternatives: vec!["totp".to_owned(), "push".to_owned()],
+        };
+        assert_eq!(
+            unsupported.to_string(),
+            "WebAuthn security keys are not supported yet; this account also offers: totp, push \
+             — set mfa = \"totp\"."
+        );
+        let html = IdpError::UnexpectedHtml {
+            request: "GET /userconsole/xsrf".to_owned(),
+            status: 200,
+        };
+        assert!(html.to_string().starts_with(
+            "JumpCloud answered HTML instead of JSON to GET /userconsole/xsrf (HTTP 200)"
+        ));
+        let failed = IdpError::AuthFailed {
+            message: "Authentication failed.".to_owned(),
+        };
+        assert!(
+            failed
+                .to_string()
+                .contains("Authentication failed. Check `username`")
+        );
+        let status = IdpError::UnexpectedStatus {
+            request: "POST /userconsole/auth".to_owned(),
+            status: 503,
+            message: Some("down".to_owned()),
+        };
+        assert_eq!(
+            status.to_string(),
+            "JumpCloud answered HTTP 503 to POST /userconsole/auth: down; JumpCloud seems to be \
+             having trouble, try again later."
+        );
     }
 }
