@@ -266,13 +266,8 @@ impl fmt::Display for IdpError {
                     _ => f.write_str("."),
                 }
             }
-            // SamlError gets its Display from the saml module; Debug keeps this independent.
-            IdpError::Saml(e) => write!(
-                f,
-                "JumpCloud's page for the AWS app carried no usable SAMLResponse ({e:?}); you \
-                 may have been removed from the SSO application in JumpCloud, or `url` may be \
-                 wrong."
-            ),
+            // The saml error already says what to check.
+            IdpError::Saml(e) => write!(f, "{e}"),
             IdpError::Network { url, reason } => write!(
                 f,
                 "Could not reach {url}: {reason}. Check the network connection, any proxy, and \
