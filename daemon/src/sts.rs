@@ -20,7 +20,7 @@ use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::{BehaviorVersion, Region, SharedHttpClient};
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role_with_saml::{
     AssumeRoleWithSAMLError, AssumeRoleWithSamlOutput,
 };
@@ -406,13 +406,10 @@ fn map_sdk_error(
             } else {
                 "request failed"
             };
-            network(format!("{what}: {}", DisplayErrorContext(&err)))
+            network(format!("{what}: {}", causes(&err)))
         }
         // The connection broke while the answer was being read.
-        SdkError::ResponseError(_) => network(format!(
-            "the answer was cut off: {}",
-            DisplayErrorContext(&err)
-        )),
+        SdkError::ResponseError(_) => network(format!("the answer was cut off: {}", causes(&err))),
         SdkError::ServiceError(context) => {
             let status = context.raw().status().as_u16();
             let content_type = context
@@ -435,15 +432,40 @@ fn map_sdk_error(
         // refuse) gets here: nothing was sent.
         other => network(format!(
             "the request could not be built: {}",
-            DisplayErrorContext(&other)
+            error_chain(&other)
         )),
     }
+}
+
+/// The causes of `err` without its own text ("dispatch failure", "response error"), which
+/// the caller replaces with a plainer one.
+fn causes(err: &dyn std::error::Error) -> String {
+    err.source()
+        .map(error_chain)
+        .unwrap_or_else(|| err.to_string())
+}
+
+/// "outer: inner: innermost", like `DisplayErrorContext` but without its trailing `Debug`
+/// dump, which is unreadable in a CLI and less controlled than `Display`.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        // Some wrappers repeat their source's text in their own.
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// An answer that is neither an AssumeRoleWithSAMLResponse nor an STS ErrorResponse, such as
 /// a proxy's or moto's HTML error page.
 fn unparsable_answer(status: u16, content_type: &str, err: &AssumeRoleWithSAMLError) -> StsError {
-    let detail = DisplayErrorContext(err).to_string();
+    let detail = error_chain(err);
     if (200..300).contains(&status) {
         StsError::BadResponse {
             reason: format!(
