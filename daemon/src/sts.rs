@@ -1,12 +1,33 @@
 //! STS AssumeRoleWithSAML.
 //!
-//! SKELETON: the types and the trait are the contract; [`SdkSts`] is to be written with
-//! aws-sdk-sts (no credentials: the operation is unsigned), rustls with ring.
+//! [`SdkSts`] makes the call with aws-sdk-sts over hyper + rustls (ring), without credentials:
+//! the operation is unsigned, the assertion is the proof. The SDK brings the regional and
+//! partition endpoints (aws, aws-cn, aws-us-gov), the Query protocol, the error document and
+//! retries with backoff for throttling and 5xx.
+//!
+//! The assertion and the returned secrets never reach logs or error texts: the SDK's input
+//! redacts the assertion in its `Debug`, the secrets go straight into [`Secret`], and error
+//! texts are scrubbed of the assertion before they leave this module. (The SDK's own `trace`
+//! level logs whole HTTP bodies: never enable `trace` for the `aws_smithy_*` targets.)
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
 
+use aws_sdk_sts::config::endpoint::{DefaultResolver, Params as EndpointParams, ResolveEndpoint};
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::config::retry::RetryConfig;
+use aws_sdk_sts::config::timeout::TimeoutConfig;
+use aws_sdk_sts::config::{BehaviorVersion, Region, SharedHttpClient};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role_with_saml::{
+    AssumeRoleWithSAMLError, AssumeRoleWithSamlOutput,
+};
+use aws_smithy_http_client::tls;
 use samld_proto::Secret;
 use time::OffsetDateTime;
+use tracing::debug;
 
 use crate::idp::BoxFuture;
 
@@ -104,7 +125,9 @@ impl fmt::Display for StsError {
             StsError::Network { endpoint, reason } => {
                 write!(f, "could not reach STS at {endpoint}: {reason}")
             }
-            StsError::BadResponse { reason } => write!(f, "STS answered something unexpected: {reason}"),
+            StsError::BadResponse { reason } => {
+                write!(f, "STS answered something unexpected: {reason}")
+            }
         }
     }
 }
@@ -124,7 +147,11 @@ pub trait StsApi: Send + Sync {
 /// DurationSeconds to ask for: the configured duration, capped by the assertion's
 /// SessionDuration and by a MaxSessionDuration learnt from an earlier refusal, never below
 /// STS's minimum of 900.
-pub fn choose_duration(configured_secs: u64, assertion: Option<u32>, learnt_cap: Option<u32>) -> u32 {
+pub fn choose_duration(
+    configured_secs: u64,
+    assertion: Option<u32>,
+    learnt_cap: Option<u32>,
+) -> u32 {
     let mut secs = configured_secs.min(u64::from(u32::MAX)) as u32;
     if let Some(a) = assertion {
         secs = secs.min(a);
@@ -133,4 +160,614 @@ pub fn choose_duration(configured_secs: u64, assertion: Option<u32>, learnt_cap:
         secs = secs.min(cap);
     }
     secs.max(900)
+}
+
+/// Timeouts and retries for [`SdkSts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdkStsOptions {
+    /// Limit on establishing the TCP + TLS connection.
+    pub connect_timeout: Duration,
+    /// Limit on one whole call, retries and backoff included.
+    pub operation_timeout: Duration,
+    /// Attempts per call, the first one included (the SDK's standard retry strategy).
+    pub max_attempts: u32,
+    /// The first retry's backoff; later ones grow exponentially, with jitter.
+    pub initial_backoff: Duration,
+}
+
+impl Default for SdkStsOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
+            max_attempts: 3,
+            initial_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// [`StsApi`] on aws-sdk-sts, over hyper + rustls with ring.
+///
+/// No credentials provider is configured: AssumeRoleWithSAML is an unsigned operation (the
+/// assertion is the proof), and the SDK's auth resolver picks no-auth for it.
+pub struct SdkSts {
+    http_client: SharedHttpClient,
+    options: SdkStsOptions,
+    /// One SDK client per target. All of them share `http_client` and so its connection pool.
+    clients: Mutex<HashMap<StsTarget, TargetClient>>,
+}
+
+#[derive(Clone)]
+struct TargetClient {
+    client: aws_sdk_sts::Client,
+    /// The URL the calls go to, for error messages and logs.
+    endpoint: String,
+}
+
+/// The SDK's name for the partition-global endpoint (`https://sts.amazonaws.com`, signing
+/// region us-east-1): what saml2aws reaches when the account has no region.
+const GLOBAL_REGION: &str = "aws-global";
+
+impl SdkSts {
+    /// A client with the default timeouts (connect 10 s, whole call 30 s) and 3 attempts.
+    pub fn new() -> Self {
+        Self::with_options(SdkStsOptions::default())
+    }
+
+    /// A client with the given timeouts and retry policy.
+    pub fn with_options(options: SdkStsOptions) -> Self {
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        Self {
+            http_client,
+            options,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn client_for(&self, target: &StsTarget) -> TargetClient {
+        if let Some(found) = self.lock_clients().get(target) {
+            return found.clone();
+        }
+        // Built outside the lock: endpoint resolution is async. Two racing callers may both
+        // build one; the first insert wins and the other copy is dropped, which is harmless.
+        let region = Region::new(
+            target
+                .region
+                .clone()
+                .unwrap_or_else(|| GLOBAL_REGION.to_owned()),
+        );
+        let endpoint = match &target.endpoint {
+            Some(url) => url.clone(),
+            None => resolve_endpoint(&region).await,
+        };
+        let mut config = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(self.http_client.clone())
+            .region(region)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(self.options.connect_timeout)
+                    .operation_timeout(self.options.operation_timeout)
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(self.options.max_attempts)
+                    .with_initial_backoff(self.options.initial_backoff),
+            );
+        if let Some(url) = &target.endpoint {
+            config = config.endpoint_url(url);
+        }
+        let built = TargetClient {
+            client: aws_sdk_sts::Client::from_conf(config.build()),
+            endpoint,
+        };
+        self.lock_clients()
+            .entry(target.clone())
+            .or_insert(built)
+            .clone()
+    }
+
+    fn lock_clients(&self) -> std::sync::MutexGuard<'_, HashMap<StsTarget, TargetClient>> {
+        // The map holds no invariant a panicking holder could break; keep serving.
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn call(
+        &self,
+        target: &StsTarget,
+        request: &AssumeRequest,
+    ) -> Result<AwsCredentials, StsError> {
+        let TargetClient { client, endpoint } = self.client_for(target).await;
+        debug!(
+            role_arn = %request.role_arn,
+            endpoint = %endpoint,
+            duration_seconds = request.duration_seconds,
+            "calling STS AssumeRoleWithSAML"
+        );
+        let result = client
+            .assume_role_with_saml()
+            .role_arn(&request.role_arn)
+            .principal_arn(&request.principal_arn)
+            .saml_assertion(request.saml_assertion.expose())
+            .duration_seconds(i32::try_from(request.duration_seconds).unwrap_or(i32::MAX))
+            .send()
+            .await;
+        let outcome = match result {
+            Ok(output) => credentials_from(output),
+            Err(err) => Err(map_sdk_error(err, &endpoint, &self.options)),
+        };
+        match &outcome {
+            Ok(creds) => debug!(
+                role_arn = %request.role_arn,
+                expiration = %creds.expiration,
+                "STS issued credentials"
+            ),
+            Err(err) => debug!(role_arn = %request.role_arn, error = %err, "STS call failed"),
+        }
+        // Belt and braces: an error text built from a server's answer or from a transport error
+        // must never carry the assertion, even if a server echoed the request back.
+        outcome.map_err(|err| redact_error(err, request.saml_assertion.expose()))
+    }
+}
+
+impl Default for SdkSts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for SdkSts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdkSts")
+            .field("options", &self.options)
+            .field("targets", &self.lock_clients().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StsApi for SdkSts {
+    fn assume_role_with_saml<'a>(
+        &'a self,
+        target: &'a StsTarget,
+        request: &'a AssumeRequest,
+    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+        Box::pin(self.call(target, request))
+    }
+}
+
+/// The URL the SDK will call for `region`, or a description when the rules reject the region
+/// (the call itself then fails with the SDK's explanation).
+async fn resolve_endpoint(region: &Region) -> String {
+    let params = EndpointParams::builder()
+        .region(region.as_ref())
+        .use_fips(false)
+        .use_dual_stack(false)
+        .use_global_endpoint(false)
+        .build();
+    let resolved = match params {
+        Ok(params) => DefaultResolver::new().resolve_endpoint(&params).await.ok(),
+        Err(_) => None,
+    };
+    match resolved {
+        Some(endpoint) => endpoint.url().to_owned(),
+        None => format!("STS in region {region}"),
+    }
+}
+
+fn credentials_from(output: AssumeRoleWithSamlOutput) -> Result<AwsCredentials, StsError> {
+    let assumed_role_arn = output.assumed_role_user.map(|user| user.arn);
+    let Some(creds) = output.credentials else {
+        return Err(StsError::BadResponse {
+            reason: "the AssumeRoleWithSAML answer has no Credentials".to_owned(),
+        });
+    };
+    let expiration =
+        OffsetDateTime::from_unix_timestamp(creds.expiration.secs()).map_err(|_| {
+            StsError::BadResponse {
+                reason: format!("Expiration out of range: {}", creds.expiration),
+            }
+        })?;
+    Ok(AwsCredentials {
+        access_key_id: creds.access_key_id,
+        secret_access_key: Secret::new(creds.secret_access_key),
+        session_token: Secret::new(creds.session_token),
+        expiration,
+        assumed_role_arn,
+    })
+}
+
+fn map_sdk_error(
+    err: SdkError<AssumeRoleWithSAMLError, HttpResponse>,
+    endpoint: &str,
+    options: &SdkStsOptions,
+) -> StsError {
+    let network = |reason: String| StsError::Network {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    match err {
+        SdkError::TimeoutError(_) => network(format!(
+            "no answer within {} s (after up to {} attempts)",
+            options.operation_timeout.as_secs_f32(),
+            options.max_attempts
+        )),
+        SdkError::DispatchFailure(ref failure) => {
+            let what = if failure.is_timeout() {
+                "timed out"
+            } else if failure.is_io() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            network(format!("{what}: {}", causes(&err)))
+        }
+        // The connection broke while the answer was being read.
+        SdkError::ResponseError(_) => network(format!("the answer was cut off: {}", causes(&err))),
+        SdkError::ServiceError(context) => {
+            let status = context.raw().status().as_u16();
+            let content_type = context
+                .raw()
+                .headers()
+                .get("content-type")
+                .unwrap_or("no content type")
+                .to_owned();
+            let service_err = context.into_err();
+            match service_err.code() {
+                Some(code) => StsError::Service {
+                    code: code.to_owned(),
+                    message: service_err.message().unwrap_or_default().to_owned(),
+                    status: Some(status),
+                },
+                None => unparsable_answer(status, &content_type, &service_err),
+            }
+        }
+        // Only an invalid input or an unusable configuration (a region the endpoint rules
+        // refuse) gets here: nothing was sent.
+        other => network(format!(
+            "the request could not be built: {}",
+            error_chain(&other)
+        )),
+    }
+}
+
+/// The causes of `err` without its own text ("dispatch failure", "response error"), which
+/// the caller replaces with a plainer one.
+fn causes(err: &dyn std::error::Error) -> String {
+    err.source()
+        .map(error_chain)
+        .unwrap_or_else(|| err.to_string())
+}
+
+/// "outer: inner: innermost", like `DisplayErrorContext` but without its trailing `Debug`
+/// dump, which is unreadable in a CLI and less controlled than `Display`.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        // Some wrappers repeat their source's text in their own.
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// An answer that is neither an AssumeRoleWithSAMLResponse nor an STS ErrorResponse, such as
+/// a proxy's or moto's HTML error page.
+fn unparsable_answer(status: u16, content_type: &str, err: &AssumeRoleWithSAMLError) -> StsError {
+    let detail = error_chain(err);
+    if (200..300).contains(&status) {
+        StsError::BadResponse {
+            reason: format!(
+                "HTTP {status} ({content_type}) is not an AssumeRoleWithSAML answer: {detail}"
+            ),
+        }
+    } else {
+        // Kept as a service error so that the status decides whether it is worth retrying:
+        // a 503 page from a load balancer is transient, a 404 from a wrong endpoint is not.
+        StsError::Service {
+            code: format!("HTTP {status}"),
+            message: format!("the answer ({content_type}) is not an STS error document: {detail}"),
+            status: Some(status),
+        }
+    }
+}
+
+/// Longest error text kept from a server or transport error.
+const MAX_REASON_CHARS: usize = 600;
+
+fn redact_error(err: StsError, assertion: &str) -> StsError {
+    let clean = |text: String| scrub(text, assertion);
+    match err {
+        StsError::Service {
+            code,
+            message,
+            status,
+        } => StsError::Service {
+            code: clean(code),
+            message: clean(message),
+            status,
+        },
+        StsError::Network { endpoint, reason } => StsError::Network {
+            endpoint,
+            reason: clean(reason),
+        },
+        StsError::BadResponse { reason } => StsError::BadResponse {
+            reason: clean(reason),
+        },
+    }
+}
+
+/// Removes the assertion from `text`, as sent (base64) and as it appears form-encoded in the
+/// request body, and bounds the length.
+fn scrub(text: String, assertion: &str) -> String {
+    let mut text = text;
+    if !assertion.is_empty() {
+        let form_encoded: String =
+            url::form_urlencoded::byte_serialize(assertion.as_bytes()).collect();
+        for needle in [assertion, form_encoded.as_str()] {
+            if text.contains(needle) {
+                text = text.replace(needle, "[redacted SAML assertion]");
+            }
+        }
+    }
+    if text.chars().count() > MAX_REASON_CHARS {
+        text = text
+            .chars()
+            .take(MAX_REASON_CHARS)
+            .chain("…".chars())
+            .collect();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(code: &str, message: &str, status: u16) -> StsError {
+        StsError::Service {
+            code: code.into(),
+            message: message.into(),
+            status: Some(status),
+        }
+    }
+
+    #[test]
+    fn duration_is_the_configured_one_when_nothing_caps_it() {
+        assert_eq!(choose_duration(3600, None, None), 3600);
+        assert_eq!(choose_duration(43_200, None, None), 43_200);
+    }
+
+    #[test]
+    fn duration_is_capped_by_the_assertion_and_by_a_learnt_maximum() {
+        assert_eq!(choose_duration(43_200, Some(28_800), None), 28_800);
+        assert_eq!(choose_duration(43_200, None, Some(3600)), 3600);
+        assert_eq!(choose_duration(43_200, Some(28_800), Some(7200)), 7200);
+        assert_eq!(choose_duration(3600, Some(28_800), Some(7200)), 3600);
+    }
+
+    #[test]
+    fn duration_never_goes_below_the_sts_minimum() {
+        assert_eq!(choose_duration(60, None, None), 900);
+        assert_eq!(choose_duration(3600, Some(300), None), 900);
+        assert_eq!(choose_duration(0, None, Some(0)), 900);
+    }
+
+    #[test]
+    fn huge_configured_durations_saturate_instead_of_wrapping() {
+        assert_eq!(choose_duration(u64::MAX, None, None), u32::MAX);
+        assert_eq!(
+            choose_duration(u64::from(u32::MAX) + 1000, Some(3600), None),
+            3600
+        );
+    }
+
+    #[test]
+    fn max_session_duration_refusal_is_recognised() {
+        let err = service(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+            400,
+        );
+        assert!(err.is_duration_too_long());
+        assert!(!err.is_transient());
+        assert!(!err.is_expired_assertion());
+        // Other validation errors are not about the duration.
+        assert!(
+            !service("ValidationError", "1 validation error detected", 400).is_duration_too_long()
+        );
+    }
+
+    #[test]
+    fn expired_assertion_is_recognised() {
+        let err = service(
+            "ExpiredTokenException",
+            "Token must be redeemed within 5 minutes of issuance",
+            400,
+        );
+        assert!(err.is_expired_assertion());
+        assert!(!err.is_transient());
+        assert!(!service("AccessDenied", "Not authorized", 403).is_expired_assertion());
+    }
+
+    #[test]
+    fn throttling_server_errors_and_network_trouble_are_transient() {
+        assert!(service("Throttling", "Rate exceeded", 400).is_transient());
+        assert!(service("InternalFailure", "", 500).is_transient());
+        assert!(service("ServiceUnavailable", "", 503).is_transient());
+        assert!(service("HTTP 502", "not an STS error document", 502).is_transient());
+        let network = StsError::Network {
+            endpoint: "https://sts.amazonaws.com".into(),
+            reason: "refused".into(),
+        };
+        assert!(network.is_transient());
+        assert!(!service("AccessDenied", "Not authorized", 403).is_transient());
+        assert!(!service("HTTP 404", "not an STS error document", 404).is_transient());
+        assert!(!StsError::BadResponse { reason: "x".into() }.is_transient());
+    }
+
+    #[test]
+    fn display_names_the_code_and_the_endpoint() {
+        assert_eq!(
+            service(
+                "AccessDenied",
+                "Not authorized to perform sts:AssumeRoleWithSAML",
+                403
+            )
+            .to_string(),
+            "STS refused: AccessDenied: Not authorized to perform sts:AssumeRoleWithSAML"
+        );
+        let network = StsError::Network {
+            endpoint: "http://127.0.0.1:9".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(
+            network.to_string(),
+            "could not reach STS at http://127.0.0.1:9: connection refused"
+        );
+    }
+
+    #[test]
+    fn scrub_removes_the_assertion_raw_and_form_encoded() {
+        let assertion = "PHNhbWxwOlJlc3BvbnNlIC8++/==";
+        let encoded: String = url::form_urlencoded::byte_serialize(assertion.as_bytes()).collect();
+        assert_ne!(
+            encoded, assertion,
+            "the sample must change when form-encoded"
+        );
+        let text = format!("echo: {assertion} and body SAMLAssertion={encoded}&x");
+        let clean = scrub(text, assertion);
+        assert!(
+            !clean.contains(assertion) && !clean.contains(&encoded),
+            "{clean}"
+        );
+        assert_eq!(
+            clean,
+            "echo: [redacted SAML assertion] and body SAMLAssertion=[redacted SAML assertion]&x"
+        );
+    }
+
+    #[test]
+    fn scrub_bounds_the_length() {
+        let clean = scrub("é".repeat(5000), "unrelated");
+        assert_eq!(clean.chars().count(), MAX_REASON_CHARS + 1);
+        assert!(clean.ends_with('…'));
+    }
+
+    #[test]
+    fn redact_error_cleans_every_text_field() {
+        let err = StsError::Service {
+            code: "X".into(),
+            message: "got SECRET back".into(),
+            status: Some(400),
+        };
+        assert_eq!(
+            redact_error(err, "SECRET"),
+            StsError::Service {
+                code: "X".into(),
+                message: "got [redacted SAML assertion] back".into(),
+                status: Some(400)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn endpoints_follow_the_region_and_its_partition() {
+        // No region: the partition-global endpoint, as saml2aws with an empty region.
+        assert_eq!(
+            resolve_endpoint(&Region::new(GLOBAL_REGION)).await,
+            "https://sts.amazonaws.com"
+        );
+        assert_eq!(
+            resolve_endpoint(&Region::new("eu-west-1")).await,
+            "https://sts.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            resolve_endpoint(&Region::new("us-gov-west-1")).await,
+            "https://sts.us-gov-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            resolve_endpoint(&Region::new("cn-north-1")).await,
+            "https://sts.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            resolve_endpoint(&Region::new("not a region")).await,
+            "STS in region not a region"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_client_per_target_is_cached() {
+        let sts = SdkSts::new();
+        let global = StsTarget {
+            region: None,
+            endpoint: None,
+        };
+        let custom = StsTarget {
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://127.0.0.1:1".into()),
+        };
+        assert_eq!(
+            sts.client_for(&global).await.endpoint,
+            "https://sts.amazonaws.com"
+        );
+        assert_eq!(sts.client_for(&custom).await.endpoint, "http://127.0.0.1:1");
+        sts.client_for(&global).await;
+        assert_eq!(sts.lock_clients().len(), 2);
+    }
+
+    #[test]
+    fn credentials_are_mapped_with_whole_second_expiration() {
+        let output = AssumeRoleWithSamlOutput::builder()
+            .credentials(
+                aws_sdk_sts::types::Credentials::builder()
+                    .access_key_id("ASIAEXAMPLEEXAMPLE12")
+                    .secret_access_key("s".repeat(40))
+                    .session_token("token")
+                    .expiration(aws_smithy_types::DateTime::from_fractional_secs(
+                        1_800_000_000,
+                        0.847,
+                    ))
+                    .build()
+                    .unwrap(),
+            )
+            .assumed_role_user(
+                aws_sdk_sts::types::AssumedRoleUser::builder()
+                    .assumed_role_id("AROAEXAMPLE:alice")
+                    .arn("arn:aws:sts::123456789012:assumed-role/Dev/alice")
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let creds = credentials_from(output).unwrap();
+        assert_eq!(creds.access_key_id, "ASIAEXAMPLEEXAMPLE12");
+        assert_eq!(creds.secret_access_key.expose(), "s".repeat(40));
+        assert_eq!(creds.session_token.expose(), "token");
+        assert_eq!(creds.expiration.unix_timestamp(), 1_800_000_000);
+        assert_eq!(
+            creds.assumed_role_arn.as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/Dev/alice")
+        );
+        assert!(
+            !format!("{creds:?}").contains("ssss"),
+            "Debug must not show the secret key"
+        );
+    }
+
+    #[test]
+    fn an_answer_without_credentials_is_a_bad_response() {
+        let err = credentials_from(AssumeRoleWithSamlOutput::builder().build()).unwrap_err();
+        assert!(matches!(err, StsError::BadResponse { .. }), "{err:?}");
+    }
 }

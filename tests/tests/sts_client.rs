@@ -1,0 +1,592 @@
+//! samld's STS client ([`SdkSts`], on aws-sdk-sts) against the fake STS on loopback, and
+//! optionally against moto (`SAMLD_MOTO_URL=http://127.0.0.1:PORT`).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use samld::sts::{AssumeRequest, SdkSts, SdkStsOptions, StsApi, StsError, StsTarget};
+use samld_proto::Secret;
+use samld_tests::fake_sts::{FakeSts, FakeStsConfig, FakeStsFault};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const ACCOUNT: &str = "123456789012";
+const DEV_ROLE: &str = "arn:aws:iam::123456789012:role/Dev";
+const OPS_ROLE: &str = "arn:aws:iam::123456789012:role/ops/Operator";
+const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/JumpCloud";
+const SESSION_NAME: &str = "alice@example.com";
+
+/// A minimal JumpCloud-like SAMLResponse (unsigned: neither the fake nor moto checks
+/// signatures), base64 as the IdP's form carries it. Each Role value is written as given.
+fn saml_response(role_values: &[String], valid_for: time::Duration) -> Secret {
+    let now = OffsetDateTime::now_utc();
+    let ts = |t: OffsetDateTime| t.format(&Rfc3339).unwrap();
+    let values: String = role_values
+        .iter()
+        .map(|v| format!("<saml2:AttributeValue>{v}</saml2:AttributeValue>"))
+        .collect();
+    let xml = format!(
+        r#"<saml2p:Response xmlns:saml2p="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" Destination="https://signin.aws.amazon.com/saml" ID="_r1" IssueInstant="{now}" Version="2.0">
+<saml2:Issuer>JumpCloud</saml2:Issuer>
+<saml2p:Status><saml2p:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></saml2p:Status>
+<saml2:Assertion ID="_a1" IssueInstant="{now}" Version="2.0">
+<saml2:Issuer>JumpCloud</saml2:Issuer>
+<saml2:Subject><saml2:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">{SESSION_NAME}</saml2:NameID>
+<saml2:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml2:SubjectConfirmationData NotOnOrAfter="{end}" Recipient="https://signin.aws.amazon.com/saml"/></saml2:SubjectConfirmation></saml2:Subject>
+<saml2:Conditions NotBefore="{start}" NotOnOrAfter="{end}"><saml2:AudienceRestriction><saml2:Audience>urn:amazon:webservices</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions>
+<saml2:AuthnStatement AuthnInstant="{now}" SessionIndex="_a1"/>
+<saml2:AttributeStatement>
+<saml2:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role">{values}</saml2:Attribute>
+<saml2:Attribute Name="https://aws.amazon.com/SAML/Attributes/RoleSessionName"><saml2:AttributeValue>{SESSION_NAME}</saml2:AttributeValue></saml2:Attribute>
+</saml2:AttributeStatement>
+</saml2:Assertion>
+</saml2p:Response>"#,
+        now = ts(now),
+        start = ts(now - time::Duration::minutes(1)),
+        end = ts(now + valid_for),
+    );
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+}
+
+fn pair(role: &str, provider: &str) -> String {
+    format!("{role},{provider}")
+}
+
+/// An assertion listing Dev (role first) and Operator (provider first), valid 5 minutes.
+fn fresh_assertion() -> Secret {
+    saml_response(
+        &[pair(DEV_ROLE, PROVIDER), pair(PROVIDER, OPS_ROLE)],
+        time::Duration::minutes(5),
+    )
+}
+
+fn request(role: &str, assertion: &Secret, duration_seconds: u32) -> AssumeRequest {
+    AssumeRequest {
+        role_arn: role.to_owned(),
+        principal_arn: PROVIDER.to_owned(),
+        saml_assertion: assertion.clone(),
+        duration_seconds,
+    }
+}
+
+fn target(endpoint: String) -> StsTarget {
+    StsTarget {
+        region: Some("us-east-1".to_owned()),
+        endpoint: Some(endpoint),
+    }
+}
+
+/// The production settings except for a short backoff, so that retry tests take milliseconds.
+fn client() -> SdkSts {
+    SdkSts::with_options(SdkStsOptions {
+        initial_backoff: Duration::from_millis(5),
+        ..SdkStsOptions::default()
+    })
+}
+
+/// Neither the assertion nor anything the fake issued may show in an error.
+fn assert_no_secrets(err: &StsError, assertion: &Secret) {
+    for text in [format!("{err}"), format!("{err:?}")] {
+        assert!(
+            !text.contains(assertion.expose()),
+            "assertion leaked into {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn issued_credentials_are_mapped() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let assertion = fresh_assertion();
+    let creds = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &assertion, 3600),
+        )
+        .await
+        .expect("credentials");
+
+    let issued = fake.issued();
+    assert_eq!(issued.len(), 1);
+    let issued = &issued[0];
+    assert_eq!(creds.access_key_id, issued.access_key_id);
+    assert!(creds.access_key_id.starts_with("ASIA") && creds.access_key_id.len() == 20);
+    assert_eq!(creds.secret_access_key.expose(), issued.secret_access_key);
+    assert_eq!(creds.session_token.expose(), issued.session_token);
+    assert_eq!(creds.expiration, issued.expiration);
+    let lifetime = creds.expiration - OffsetDateTime::now_utc();
+    assert!(
+        lifetime > time::Duration::seconds(3590) && lifetime <= time::Duration::seconds(3600),
+        "{lifetime}"
+    );
+    assert_eq!(
+        creds.assumed_role_arn.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/Dev/alice@example.com")
+    );
+
+    let received = fake.requests();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].role_arn, DEV_ROLE);
+    assert_eq!(received[0].principal_arn, PROVIDER);
+    assert_eq!(
+        received[0].assertion,
+        assertion.expose(),
+        "sent exactly as given"
+    );
+    assert_eq!(fake.durations(), [3600]);
+}
+
+#[tokio::test]
+async fn one_assertion_serves_several_roles_and_the_lifetime_override_applies() {
+    let fake =
+        FakeSts::start(FakeStsConfig::default().with_credential_lifetime(Duration::from_secs(60)))
+            .await;
+    let sts = client();
+    let at = target(fake.endpoint_url());
+    let assertion = fresh_assertion();
+
+    let dev = sts
+        .assume_role_with_saml(&at, &request(DEV_ROLE, &assertion, 900))
+        .await
+        .unwrap();
+    // Operator is listed provider-first in the assertion; STS accepts either order.
+    let ops = sts
+        .assume_role_with_saml(&at, &request(OPS_ROLE, &assertion, 900))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        ops.assumed_role_arn.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/Operator/alice@example.com")
+    );
+    assert_ne!(dev.access_key_id, ops.access_key_id);
+    assert_eq!(
+        fake.issued_key_ids(),
+        [dev.access_key_id.clone(), ops.access_key_id.clone()]
+    );
+    assert_eq!((fake.calls_for(DEV_ROLE), fake.calls_for(OPS_ROLE)), (1, 1));
+    let assertions: Vec<String> = fake.requests().into_iter().map(|r| r.assertion).collect();
+    assert_eq!(assertions, [assertion.expose(), assertion.expose()]);
+    assert!(dev.expiration - OffsetDateTime::now_utc() <= time::Duration::seconds(60));
+}
+
+#[tokio::test]
+async fn a_role_missing_from_the_assertion_is_access_denied() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let assertion = fresh_assertion();
+    let other = "arn:aws:iam::123456789012:role/Admin";
+    let err = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(other, &assertion, 3600),
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        err,
+        StsError::Service {
+            code: "AccessDenied".into(),
+            message: "Not authorized to perform sts:AssumeRoleWithSAML".into(),
+            status: Some(403),
+        }
+    );
+    assert!(!err.is_transient());
+    assert_eq!(fake.calls(), 1, "a refusal is not retried");
+    assert_no_secrets(&err, &assertion);
+}
+
+#[tokio::test]
+async fn a_duration_above_the_role_maximum_is_recognised() {
+    let fake = FakeSts::start(FakeStsConfig::default().with_max_session(DEV_ROLE, 3600)).await;
+    let sts = client();
+    let at = target(fake.endpoint_url());
+    let assertion = fresh_assertion();
+
+    let err = sts
+        .assume_role_with_saml(&at, &request(DEV_ROLE, &assertion, 7200))
+        .await
+        .unwrap_err();
+    assert!(err.is_duration_too_long(), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        err.to_string(),
+        "STS refused: ValidationError: The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+    );
+
+    // What the daemon then does: ask again within the maximum.
+    sts.assume_role_with_saml(&at, &request(DEV_ROLE, &assertion, 3600))
+        .await
+        .unwrap();
+    assert_eq!(fake.durations(), [7200, 3600]);
+}
+
+#[tokio::test]
+async fn an_expired_assertion_is_recognised() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let stale = saml_response(&[pair(DEV_ROLE, PROVIDER)], time::Duration::seconds(-1));
+    let err = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &stale, 3600),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(err.is_expired_assertion(), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .contains("Token must be redeemed within 5 minutes of issuance"),
+        "{err}"
+    );
+    assert_no_secrets(&err, &stale);
+}
+
+#[tokio::test]
+async fn throttling_is_retried_by_the_sdk() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    fake.inject(FakeStsFault::Throttling);
+    let creds = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .expect("the retry succeeds");
+
+    assert_eq!(fake.calls(), 2);
+    assert_eq!(fake.issued_key_ids(), [creds.access_key_id]);
+}
+
+#[tokio::test]
+async fn persistent_throttling_surfaces_after_three_attempts() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    fake.inject_n(FakeStsFault::Throttling, 5);
+    let err = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        err,
+        StsError::Service {
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
+            status: Some(400)
+        }
+    );
+    assert!(err.is_transient());
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test]
+async fn server_errors_are_transient() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    fake.inject_n(FakeStsFault::InternalFailure, 3);
+    let err = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, StsError::Service { code, status: Some(500), .. } if code == "InternalFailure"),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(fake.calls(), 3, "the SDK retried");
+
+    // A 503 once is absorbed by the retry.
+    fake.inject(FakeStsFault::ServiceUnavailable);
+    client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .expect("the retry succeeds");
+    assert_eq!(fake.calls(), 5);
+}
+
+#[tokio::test]
+async fn an_html_error_page_gives_a_clear_message() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    fake.inject_n(FakeStsFault::HtmlInternalError, 3);
+    let assertion = fresh_assertion();
+    let err = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &assertion, 3600),
+        )
+        .await
+        .unwrap_err();
+
+    let StsError::Service {
+        code,
+        message,
+        status,
+    } = &err
+    else {
+        panic!("expected a service error with the status, got {err:?}");
+    };
+    assert_eq!((code.as_str(), *status), ("HTTP 500", Some(500)));
+    assert!(
+        message.contains("text/html") && message.contains("not an STS error document"),
+        "{message}"
+    );
+    assert!(err.is_transient(), "a 5xx page is worth retrying later");
+    assert!(
+        err.to_string()
+            .starts_with("STS refused: HTTP 500: the answer (text/html"),
+        "{err}"
+    );
+    assert_no_secrets(&err, &assertion);
+}
+
+#[tokio::test]
+async fn a_connection_reset_is_retried() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    fake.inject(FakeStsFault::ConnectionReset);
+    let creds = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .expect("the retry succeeds");
+
+    assert_eq!(fake.calls(), 2);
+    assert_eq!(fake.issued_key_ids(), [creds.access_key_id]);
+}
+
+#[tokio::test]
+async fn repeated_connection_resets_are_a_network_error() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    fake.inject_n(FakeStsFault::ConnectionReset, 3);
+    let err = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, StsError::Network { endpoint, .. } if *endpoint == fake.endpoint_url()),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_refused_connection_names_the_endpoint() {
+    // A port that was just free: nothing listens on it any more.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let assertion = fresh_assertion();
+    let err = client()
+        .assume_role_with_saml(
+            &target(endpoint.clone()),
+            &request(DEV_ROLE, &assertion, 3600),
+        )
+        .await
+        .unwrap_err();
+
+    let StsError::Network {
+        endpoint: named,
+        reason,
+    } = &err
+    else {
+        panic!("expected a network error, got {err:?}");
+    };
+    assert_eq!(named, &endpoint);
+    assert!(
+        reason.to_lowercase().contains("connection refused"),
+        "{reason}"
+    );
+    assert!(err.is_transient());
+    assert!(
+        err.to_string()
+            .starts_with(&format!("could not reach STS at {endpoint}: ")),
+        "{err}"
+    );
+    assert_no_secrets(&err, &assertion);
+}
+
+#[tokio::test]
+async fn a_slow_sts_times_out_as_a_network_error() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    fake.inject(FakeStsFault::Delay(Duration::from_secs(30)));
+    let sts = SdkSts::with_options(SdkStsOptions {
+        operation_timeout: Duration::from_millis(300),
+        ..SdkStsOptions::default()
+    });
+    let started = std::time::Instant::now();
+    let err = sts
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the operation timeout applies"
+    );
+    let StsError::Network { endpoint, reason } = &err else {
+        panic!("expected a network error, got {err:?}");
+    };
+    assert_eq!(endpoint, &fake.endpoint_url());
+    assert!(reason.contains("no answer within 0.3 s"), "{reason}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn issued_keys_identify_the_caller() {
+    use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let creds = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &fresh_assertion(), 3600),
+        )
+        .await
+        .unwrap();
+
+    // A signed SDK client, as a credential_process consumer would build it.
+    let signed_client = |key: &str, secret: &str, token: &str| {
+        let config = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(fake.endpoint_url())
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .build_https(),
+            )
+            .credentials_provider(Credentials::new(
+                key,
+                secret,
+                Some(token.to_owned()),
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_sts::Client::from_conf(config)
+    };
+    let me = signed_client(
+        &creds.access_key_id,
+        creds.secret_access_key.expose(),
+        creds.session_token.expose(),
+    )
+    .get_caller_identity()
+    .send()
+    .await
+    .expect("known key");
+    assert_eq!(
+        me.arn(),
+        Some("arn:aws:sts::123456789012:assumed-role/Dev/alice@example.com")
+    );
+    assert_eq!(me.account(), Some(ACCOUNT));
+    assert!(
+        me.user_id()
+            .is_some_and(|id| id.starts_with("AROA") && id.ends_with(":alice@example.com"))
+    );
+
+    let unknown = signed_client("ASIAUNKNOWNUNKNOWN00", "x", "y")
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(&unknown),
+        Some("InvalidClientTokenId")
+    );
+    assert_eq!(
+        fake.caller_identity_keys(),
+        [
+            creds.access_key_id.clone(),
+            "ASIAUNKNOWNUNKNOWN00".to_owned()
+        ]
+    );
+}
+
+/// moto 5.x as STS: checks nothing in the assertion but answers the real document shape
+/// (with microseconds in Expiration, unlike real STS).
+#[tokio::test]
+async fn against_moto_when_available() {
+    let Ok(moto) = std::env::var("SAMLD_MOTO_URL") else {
+        eprintln!(
+            "skipped: SAMLD_MOTO_URL is not set (start moto with /work/shared/lab/start_moto.sh)"
+        );
+        return;
+    };
+    // moto crashes (HTML 500) on a multi-valued Role attribute: give it one value.
+    let assertion = saml_response(&[pair(DEV_ROLE, PROVIDER)], time::Duration::minutes(5));
+    let sts = client();
+    let creds = sts
+        .assume_role_with_saml(&target(moto.clone()), &request(DEV_ROLE, &assertion, 3600))
+        .await
+        .expect("moto issues credentials");
+    assert!(creds.access_key_id.starts_with("ASIA") && creds.access_key_id.len() == 20);
+    assert_eq!(creds.secret_access_key.expose().len(), 40);
+    assert!(!creds.session_token.is_empty());
+    assert_eq!(
+        creds.assumed_role_arn.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/Dev/alice@example.com")
+    );
+    let lifetime = creds.expiration - OffsetDateTime::now_utc();
+    assert!(
+        lifetime > time::Duration::minutes(55) && lifetime <= time::Duration::hours(1),
+        "{lifetime}"
+    );
+
+    // What moto does with what it cannot parse: an HTML 500, after the SDK's retries.
+    let garbage = Secret::new(base64::engine::general_purpose::STANDARD.encode("<not-saml/>"));
+    let err = sts
+        .assume_role_with_saml(&target(moto), &request(DEV_ROLE, &garbage, 3600))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StsError::Service {
+                status: Some(500),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn a_dropped_fake_stops_answering_even_on_pooled_connections() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let sts = client();
+    let at = target(fake.endpoint_url());
+    let assertion = fresh_assertion();
+    sts.assume_role_with_saml(&at, &request(DEV_ROLE, &assertion, 3600))
+        .await
+        .unwrap();
+
+    drop(fake);
+    let err = sts
+        .assume_role_with_saml(&at, &request(DEV_ROLE, &assertion, 3600))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StsError::Network { .. }), "{err:?}");
+}
