@@ -269,6 +269,7 @@ pub struct ConnectOptions {
     socket: PathBuf,
     timeout: Option<Duration>,
     client_name: &'static str,
+    check_version: bool,
 }
 
 impl ConnectOptions {
@@ -278,6 +279,7 @@ impl ConnectOptions {
             socket: socket.into(),
             timeout: Some(DEFAULT_TIMEOUT),
             client_name: "samld-client",
+            check_version: true,
         }
     }
 
@@ -298,6 +300,16 @@ impl ConnectOptions {
     /// The program name used in messages (`samlctl 0.1.0 speaks protocol 1, …`).
     pub fn client_name(mut self, name: &'static str) -> Self {
         self.client_name = name;
+        self
+    }
+
+    /// Accepts a daemon of any protocol version.
+    ///
+    /// Only for what must work across versions: reporting the daemon's version and stopping
+    /// it (`{"type":"shutdown"}` is the one request whose wire form never changes), which is
+    /// how a user gets out of a version mismatch.
+    pub fn any_version(mut self) -> Self {
+        self.check_version = false;
         self
     }
 
@@ -358,7 +370,7 @@ impl ConnectOptions {
                 });
             }
         };
-        if hello.protocol_version != PROTOCOL_VERSION {
+        if self.check_version && hello.protocol_version != PROTOCOL_VERSION {
             return Err(ClientError::VersionMismatch {
                 client: self.client_name,
                 daemon: hello,

@@ -401,3 +401,19 @@ fn each_method_sends_its_request_and_returns_its_payload() {
         ]
     );
 }
+
+#[test]
+fn any_version_lets_an_incompatible_daemon_be_inspected_and_stopped() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new()
+            .greeting(Some(hello(2)))
+            .answer(Response::ShuttingDown),
+    ]);
+    let client = ConnectOptions::new(&daemon.socket)
+        .any_version()
+        .connect()
+        .unwrap();
+    assert_eq!(client.hello().protocol_version, 2);
+    client.shutdown().unwrap();
+    assert_eq!(daemon.requests(), [Request::Shutdown]);
+}
