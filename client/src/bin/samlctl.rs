@@ -27,7 +27,7 @@ const EXIT_NOT_RUNNING: u8 = 3;
 
 /// Control samld, the JumpCloud SAML credential agent for AWS.
 #[derive(Debug, Parser)]
-#[command(name = "samlctl", version, about, max_term_width = 100)]
+#[command(name = "samlctl", version)]
 struct Cli {
     /// The daemon's socket [default: $SAMLD_SOCKET, else $XDG_RUNTIME_DIR/samld/samld.sock]
     #[arg(long, global = true, value_name = "PATH")]
@@ -49,8 +49,7 @@ enum Command {
     },
     /// Log in to an account (asks for the password and MFA only when JumpCloud needs them)
     Login(LoginArgs),
-    /// Forget an account's JumpCloud session and credentials; nothing logs it in again
-    /// until the next `samlctl login`
+    /// Forget an account's session and credentials until the next `samlctl login`
     Logout {
         /// The account to log out
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -72,6 +71,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Work with the configuration file
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Inspect or stop the running daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),
@@ -93,6 +95,16 @@ struct LoginArgs {
     /// Save the password in the OS keyring once JumpCloud accepts it
     #[arg(long)]
     save_password: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file without a daemon; reports errors with line and column
+    Check {
+        /// The file to check [default: $SAMLD_CONFIG, else ~/.config/samld/config.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,19 +152,23 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let socket = match cli.socket {
-        Some(path) => path,
-        None => samld_proto::default_socket_path()
-            .map_err(|e| Failure(format!("cannot locate the samld socket: {e}")))?,
-    };
-    let opts = ConnectOptions::new(socket).client_name("samlctl");
-    let connect = || opts.connect();
     let mut out = io::stdout().lock();
+    // Resolved on demand: `config check` needs no socket, so a bad SAMLD_SOCKET must not
+    // stop it.
+    let opts = || -> Result<ConnectOptions, Failure> {
+        let socket = match &cli.socket {
+            Some(path) => path.clone(),
+            None => samld_proto::default_socket_path()
+                .map_err(|e| Failure(format!("cannot locate the samld socket: {e}")))?,
+        };
+        Ok(ConnectOptions::new(socket).client_name("samlctl"))
+    };
+    let connect = || -> Result<Client, Failure> { Ok(opts()?.connect()?) };
 
-    match cli.command {
+    match &cli.command {
         Command::Status { account, json } => {
             let report = connect()?.status(account.as_deref())?;
-            if json {
+            if *json {
                 print_json(&mut out, &report)?;
             } else {
                 out.write_all(render_status(&report, SystemTime::now()).as_bytes())?;
@@ -169,13 +185,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Refresh { account } => {
-            let roles = connect()?.refresh(&account)?;
+            let roles = connect()?.refresh(account)?;
             writeln!(out, "Refreshed {account}.")?;
             out.write_all(render_role_expiry(&roles, SystemTime::now()).as_bytes())?;
         }
         Command::Roles { account, json } => {
-            let roles = connect()?.roles(&account)?;
-            if json {
+            let roles = connect()?.roles(account)?;
+            if *json {
                 #[derive(Serialize)]
                 struct Roles<'a> {
                     account: &'a str,
@@ -184,7 +200,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 print_json(
                     &mut out,
                     &Roles {
-                        account: &account,
+                        account,
                         roles: &roles,
                     },
                 )?;
@@ -192,10 +208,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 out.write_all(render_roles(&roles).as_bytes())?;
             }
         }
-        Command::Daemon(DaemonCommand::Status { json }) => {
-            return daemon_status(&opts, json, &mut out);
+        Command::Config(ConfigCommand::Check { config }) => {
+            config_check(config.as_deref(), &mut out)?;
         }
-        Command::Daemon(DaemonCommand::Stop) => daemon_stop(&opts, &mut out)?,
+        Command::Daemon(DaemonCommand::Status { json }) => {
+            return daemon_status(&opts()?, *json, &mut out);
+        }
+        Command::Daemon(DaemonCommand::Stop) => daemon_stop(&opts()?, &mut out)?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -208,7 +227,7 @@ fn print_json(out: &mut impl Write, value: &impl Serialize) -> Result<(), Failur
     Ok(())
 }
 
-fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Failure> {
+fn login(client: Client, args: &LoginArgs, out: &mut impl Write) -> Result<(), Failure> {
     let tty = Tty::open();
     let mut prompter = LoginPrompter {
         password_stdin: args.password_stdin,
@@ -216,9 +235,9 @@ fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Fa
         tty,
     };
     let request = LoginRequest {
-        account: args.account,
+        account: args.account.clone(),
         password: None,
-        mfa_code: args.mfa_code.map(Secret::from),
+        mfa_code: args.mfa_code.clone().map(Secret::from),
         // Whether samld may ask us at all; what we cannot answer fails with a clear message.
         interactive: prompter.tty.is_some() || args.password_stdin,
         force: args.force,
@@ -226,6 +245,30 @@ fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Fa
     };
     let outcome = client.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
     out.write_all(render_login(&outcome).as_bytes())?;
+    Ok(())
+}
+
+/// `samlctl config check`: needs no daemon and no socket.
+fn config_check(cli_path: Option<&Path>, out: &mut impl Write) -> Result<(), Failure> {
+    let path = samld_config::resolve_config_path(cli_path)
+        .map_err(|e| Failure(format!("cannot locate the config file: {e}")))?;
+    // `{:#}` adds the offending line with a caret under the error.
+    let config = samld_config::load(&path).map_err(|e| Failure(format!("{e:#}")))?;
+    let names: Vec<&str> = config.accounts.keys().map(String::as_str).collect();
+    match names.len() {
+        0 => writeln!(
+            out,
+            "{}: valid, but it configures no account",
+            path.display()
+        )?,
+        1 => writeln!(out, "{}: valid (1 account: {})", path.display(), names[0])?,
+        n => writeln!(
+            out,
+            "{}: valid ({n} accounts: {})",
+            path.display(),
+            names.join(", ")
+        )?,
+    }
     Ok(())
 }
 
