@@ -155,8 +155,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let mut out = io::stdout().lock();
     // Resolved on demand: `config check` needs no socket, so a bad SAMLD_SOCKET must not
     // stop it.
+    let Cli { socket, command } = cli;
     let opts = || -> Result<ConnectOptions, Failure> {
-        let socket = match &cli.socket {
+        let socket = match &socket {
             Some(path) => path.clone(),
             None => samld_proto::default_socket_path()
                 .map_err(|e| Failure(format!("cannot locate the samld socket: {e}")))?,
@@ -165,10 +166,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     };
     let connect = || -> Result<Client, Failure> { Ok(opts()?.connect()?) };
 
-    match &cli.command {
+    match command {
         Command::Status { account, json } => {
             let report = connect()?.status(account.as_deref())?;
-            if *json {
+            if json {
                 print_json(&mut out, &report)?;
             } else {
                 out.write_all(render_status(&report, SystemTime::now()).as_bytes())?;
@@ -185,13 +186,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Refresh { account } => {
-            let roles = connect()?.refresh(account)?;
+            let roles = connect()?.refresh(&account)?;
             writeln!(out, "Refreshed {account}.")?;
             out.write_all(render_role_expiry(&roles, SystemTime::now()).as_bytes())?;
         }
         Command::Roles { account, json } => {
-            let roles = connect()?.roles(account)?;
-            if *json {
+            let roles = connect()?.roles(&account)?;
+            if json {
                 #[derive(Serialize)]
                 struct Roles<'a> {
                     account: &'a str,
@@ -200,7 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 print_json(
                     &mut out,
                     &Roles {
-                        account,
+                        account: &account,
                         roles: &roles,
                     },
                 )?;
@@ -212,7 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             config_check(config.as_deref(), &mut out)?;
         }
         Command::Daemon(DaemonCommand::Status { json }) => {
-            return daemon_status(&opts()?, *json, &mut out);
+            return daemon_status(&opts()?, json, &mut out);
         }
         Command::Daemon(DaemonCommand::Stop) => daemon_stop(&opts()?, &mut out)?,
     }
@@ -227,7 +228,7 @@ fn print_json(out: &mut impl Write, value: &impl Serialize) -> Result<(), Failur
     Ok(())
 }
 
-fn login(client: Client, args: &LoginArgs, out: &mut impl Write) -> Result<(), Failure> {
+fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Failure> {
     let tty = Tty::open();
     let mut prompter = LoginPrompter {
         password_stdin: args.password_stdin,
@@ -235,9 +236,9 @@ fn login(client: Client, args: &LoginArgs, out: &mut impl Write) -> Result<(), F
         tty,
     };
     let request = LoginRequest {
-        account: args.account.clone(),
+        account: args.account,
         password: None,
-        mfa_code: args.mfa_code.clone().map(Secret::from),
+        mfa_code: args.mfa_code.map(Secret::from),
         // Whether samld may ask us at all; what we cannot answer fails with a clear message.
         interactive: prompter.tty.is_some() || args.password_stdin,
         force: args.force,
@@ -489,7 +490,9 @@ impl SecretPrompter for LoginPrompter {
 
 /// One line of `input`, without its line ending, as the password.
 fn read_password_line(mut input: impl BufRead) -> Result<Secret, PromptError> {
-    let mut line = String::new();
+    // Room for any sane password up front, so that growing the buffer leaves no copies of
+    // it behind in freed memory.
+    let mut line = String::with_capacity(1024);
     input.read_line(&mut line).map_err(PromptError::Io)?;
     let len = line.trim_end_matches(['\n', '\r']).len();
     line.truncate(len);
