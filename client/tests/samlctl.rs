@@ -1,0 +1,326 @@
+//! `samlctl` as users run it: the real binary against a scripted fake daemon.
+
+#[path = "../src/fake_daemon.rs"]
+mod fake_daemon;
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use fake_daemon::{Conn, FAKE_PID, FakeDaemon, hello};
+use samld_proto::{
+    AccountState, AccountStatus, DaemonInfo, ErrorCode, LoginOutcome, LoginRequest, Request,
+    Response, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
+};
+
+/// Runs samlctl with `stdin` piped in, detached from any controlling terminal (`setsid`) so
+/// that a test run from a terminal behaves like CI: no /dev/tty to prompt on.
+fn samlctl(socket: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_samlctl"));
+    cmd.args(args)
+        .env("SAMLD_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("run samlctl");
+    let mut pipe = child.stdin.take().unwrap();
+    // samlctl may exit without reading stdin; a broken pipe then is expected.
+    let _ = pipe.write_all(stdin.as_bytes());
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn outcome(reused_session: bool) -> LoginOutcome {
+    LoginOutcome {
+        account: "production".into(),
+        username: "road.runner@example.com".into(),
+        reused_session,
+        roles: vec![RoleInfo {
+            role_arn: "arn:aws:iam::012345678987:role/Admin".into(),
+            principal_arn: "arn:aws:iam::012345678987:saml-provider/JumpCloud".into(),
+            default: true,
+        }],
+    }
+}
+
+#[test]
+fn status_json_is_the_daemons_report() {
+    let report = StatusReport {
+        daemon: DaemonInfo {
+            version: "0.1.0".into(),
+            protocol_version: 1,
+            pid: FAKE_PID,
+            config_path: "/home/u/.config/samld/config.toml".into(),
+            started_at: "2026-11-28T10:00:00Z".into(),
+            config_error: None,
+        },
+        accounts: vec![AccountStatus {
+            name: "production".into(),
+            state: AccountState::Active,
+            provider: "jumpcloud".into(),
+            username: "road.runner@example.com".into(),
+            url: "https://sso.jumpcloud.com/saml2/acme".into(),
+            region: Some("us-east-2".into()),
+            default_role: Some("Admin".into()),
+            session: None,
+            roles: vec![RoleStatus {
+                role_arn: "arn:aws:iam::012345678987:role/Admin".into(),
+                assumed_role_arn: None,
+                expires_at: Some("2026-11-28T12:00:00Z".into()),
+                next_refresh_at: Some("2026-11-28T11:40:00Z".into()),
+                default: true,
+            }],
+            last_error: None,
+            next_retry_at: None,
+        }],
+    };
+    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::Status(report.clone()))]);
+    let out = samlctl(&daemon.socket, &["status", "production", "--json"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let parsed: StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed, report);
+    assert_eq!(
+        daemon.requests(),
+        [Request::Status {
+            account: Some("production".into())
+        }]
+    );
+}
+
+#[test]
+fn login_answers_the_password_question_from_stdin_and_sends_the_mfa_code_up_front() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new()
+            .recv()
+            .send(Response::NeedSecret {
+                kind: SecretKind::Password,
+                prompt: "JumpCloud password for road.runner@example.com".into(),
+            })
+            .recv()
+            .send(Response::Progress {
+                message: "verifying the MFA code".into(),
+            })
+            .send(Response::LoggedIn(outcome(false))),
+    ]);
+    let out = samlctl(
+        &daemon.socket,
+        &[
+            "login",
+            "production",
+            "--password-stdin",
+            "--mfa-code",
+            "123456",
+        ],
+        "correct horse battery staple\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "Logged in to production as road.runner@example.com\nRoles:\n  \
+         arn:aws:iam::012345678987:role/Admin (default)\n"
+    );
+    assert_eq!(text(&out.stderr), "verifying the MFA code\n");
+    assert_eq!(
+        daemon.requests(),
+        [
+            Request::Login(LoginRequest {
+                account: "production".into(),
+                password: None,
+                mfa_code: Some(Secret::new("123456")),
+                interactive: true,
+                force: false,
+                save_password: false,
+            }),
+            Request::ProvideSecret {
+                kind: SecretKind::Password,
+                value: Secret::new("correct horse battery staple"),
+            },
+        ]
+    );
+}
+
+#[test]
+fn login_with_a_live_session_needs_nothing() {
+    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::LoggedIn(outcome(true)))]);
+    let out = samlctl(
+        &daemon.socket,
+        &["login", "production", "--force", "--save-password"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(
+        "Logged in to production as road.runner@example.com (session reused, no password needed)\n"
+    ));
+    let [Request::Login(req)] = &daemon.requests()[..] else {
+        panic!("one login request")
+    };
+    assert!(req.force && req.save_password);
+    assert!(
+        !req.interactive,
+        "no terminal and no --password-stdin: nothing to answer with"
+    );
+}
+
+#[test]
+fn login_without_a_terminal_or_stdin_fails_clearly_when_a_password_is_needed() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new()
+            .recv()
+            .send(Response::NeedSecret {
+                kind: SecretKind::Password,
+                prompt: "Password".into(),
+            })
+            .recv(),
+    ]);
+    let out = samlctl(&daemon.socket, &["login", "production"], "ignored\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        "samlctl: samld needs the JumpCloud password, but there is no terminal to ask on; \
+         pipe it in with --password-stdin\n"
+    );
+    assert_eq!(daemon.requests().len(), 1, "no ProvideSecret was sent");
+}
+
+#[test]
+fn daemon_errors_are_printed_with_the_prefix() {
+    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::error(
+        ErrorCode::UnknownAccount,
+        "no account `prod` in /c.toml; did you mean `production`?",
+    ))]);
+    let out = samlctl(&daemon.socket, &["refresh", "prod"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "samlctl: no account `prod` in /c.toml; did you mean `production`?\n"
+    );
+}
+
+#[test]
+fn logout_all_and_roles_json() {
+    let roles = outcome(false).roles;
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::LoggedOut {
+            accounts: vec!["a".into(), "b".into()],
+        }),
+        Conn::new().answer(Response::Roles {
+            account: "a".into(),
+            roles: roles.clone(),
+        }),
+    ]);
+    let out = samlctl(&daemon.socket, &["logout", "--all"], "");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "Logged out of a.\nLogged out of b.\n");
+    let out = samlctl(&daemon.socket, &["roles", "a", "--json"], "");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["account"], "a");
+    assert_eq!(
+        serde_json::from_value::<Vec<RoleInfo>>(v["roles"].clone()).unwrap(),
+        roles
+    );
+    assert_eq!(
+        daemon.requests(),
+        [
+            Request::Logout { account: None },
+            Request::Roles {
+                account: "a".into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn daemon_status_exits_0_when_running_and_3_when_not() {
+    let daemon = FakeDaemon::serve(vec![Conn::new()]);
+    let out = samlctl(&daemon.socket, &["daemon", "status"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "samld 0.1.0-fake is running (pid 4242, protocol 1) on {}\n",
+            daemon.socket.display()
+        )
+    );
+
+    let gone = daemon.dir().join("other.sock");
+    let out = samlctl(&gone, &["daemon", "status"], "");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "samld is not running (no daemon answers on {})\n",
+            gone.display()
+        )
+    );
+    let out = samlctl(&gone, &["daemon", "status", "--json"], "");
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["running"], false);
+}
+
+#[test]
+fn daemon_status_reports_an_incompatible_daemon_and_fails() {
+    let daemon = FakeDaemon::serve(vec![Conn::new().greeting(Some(hello(2)))]);
+    let out = samlctl(&daemon.socket, &["daemon", "status"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).starts_with("samld 0.1.0-fake is running (pid 4242, protocol 2)"));
+    assert!(text(&out.stderr).contains("restart it with `samlctl daemon stop`"));
+}
+
+#[test]
+fn daemon_stop_waits_until_the_socket_is_gone() {
+    // The fake removes its socket after the last scripted connection, as an exiting daemon does.
+    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::ShuttingDown)]);
+    let socket = daemon.socket.clone();
+    let out = samlctl(&socket, &["daemon", "stop"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "samld (pid 4242) stopped.\n");
+    assert_eq!(daemon.requests(), [Request::Shutdown]);
+    assert!(!socket.exists());
+}
+
+#[test]
+fn daemon_stop_works_across_protocol_versions() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new()
+            .greeting(Some(hello(2)))
+            .answer(Response::ShuttingDown),
+    ]);
+    let out = samlctl(&daemon.socket, &["daemon", "stop"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(daemon.requests(), [Request::Shutdown]);
+}
+
+#[test]
+fn socket_option_overrides_the_environment() {
+    let daemon = FakeDaemon::serve(vec![Conn::new()]);
+    let socket = daemon.socket.display().to_string();
+    let out = samlctl(
+        Path::new("/nonexistent/samld.sock"),
+        &["--socket", &socket, "daemon", "status"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = samlctl(Path::new("/nonexistent"), &["logout"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = samlctl(Path::new("/nonexistent"), &["frobnicate"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
