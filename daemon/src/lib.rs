@@ -5,3 +5,4 @@ pub mod clock;
 pub mod idp;
 pub mod saml;
 pub mod sts;
+pub mod watch;
