@@ -1,26 +1,114 @@
 //! The samld configuration file (TOML), shared by the daemon and `samlctl config check`.
 //!
-//! SKELETON: the data model below is the contract; parsing and validation are to be written.
+//! ```toml
+//! [defaults]                 # optional; any account key can be set here
+//! region = "us-east-1"
+//!
+//! [accounts.production]
+//! url = "https://sso.jumpcloud.com/saml2/acme-prod-aws-admin"
+//! username = "road.runner@the-acme-corporation.com"
+//! role = "arn:aws:iam::012345678987:role/AcmeJumpCloudAdminRO"
+//! ```
+//!
+//! [`load`] reads and validates a file; every error names the file, line, column and key
+//! (see [`ConfigError`]). [`resolve_config_path`] finds the file.
+
+#![warn(missing_docs)]
+
+mod duration;
+mod error;
+mod parse;
+mod paths;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
 use std::time::Duration;
 
-/// A whole, validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, ErrorKind, Location};
+pub use paths::{
+    CONFIG_ENV, ConfigPathError, default_config_path, resolve_config_path, resolve_config_path_from,
+};
+
+/// `session_duration` when not set.
+pub const DEFAULT_SESSION_DURATION: Duration = Duration::from_secs(60 * 60);
+/// The shortest `session_duration` STS accepts (DurationSeconds 900).
+pub const MIN_SESSION_DURATION: Duration = Duration::from_secs(15 * 60);
+/// The longest `session_duration` STS accepts (DurationSeconds 43200).
+pub const MAX_SESSION_DURATION: Duration = Duration::from_secs(12 * 60 * 60);
+/// `refresh_before` when not set, unless `session_duration` is under twice this long (then
+/// half of it).
+pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(20 * 60);
+/// `jumpcloud_console_url` when not set.
+pub const DEFAULT_JUMPCLOUD_CONSOLE_URL: &str = "https://console.jumpcloud.com";
+/// `federation_url` when not set.
+pub const DEFAULT_FEDERATION_URL: &str = "https://signin.aws.amazon.com/federation";
+
+/// Configuration files larger than this are refused rather than read: a real one is a few
+/// kilobytes, and `SAMLD_CONFIG=/dev/zero` should fail, not exhaust memory.
+const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// Parses and validates configuration text; `path` is only used in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    parse::parse(text, path)
+}
+
+/// Reads and validates the configuration file at `path`.
+///
+/// A missing file is an error here (see [`ConfigError::is_not_found`]); use
+/// [`load_or_empty`] where a missing file means "no accounts yet".
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(|e| ConfigError::read(path, &e))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        let error = io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {} KiB", MAX_FILE_SIZE / 1024),
+        );
+        return Err(ConfigError::read(path, &error));
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse(text, path),
+        Err(e) => Err(ConfigError::not_utf8(path, &bytes[..e.valid_up_to()])),
+    }
+}
+
+/// Like [`load`], but a file that does not exist gives an empty configuration. The flag says
+/// whether the file existed.
+pub fn load_or_empty(path: &Path) -> Result<(Config, bool), ConfigError> {
+    match load(path) {
+        Ok(config) => Ok((config, true)),
+        Err(error) if error.is_not_found() => Ok((Config::default(), false)),
+        Err(error) => Err(error),
+    }
+}
+
+impl Config {
+    /// The account called `name`.
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.get(name)
+    }
+}
+
+/// A whole, validated configuration. The default is the empty one (no accounts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     /// Accounts by name, sorted.
     pub accounts: BTreeMap<String, Account>,
 }
 
-/// Which identity provider an account signs in with.
+/// Which identity provider an account signs in with (`provider`, case-insensitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     /// JumpCloud SSO.
     JumpCloud,
 }
 
-/// The `mfa` key: which second factor to use when JumpCloud asks for one.
+/// The `mfa` key (case-insensitive): which second factor to use when JumpCloud asks for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MfaMode {
     /// Pick what the account offers: push when available (it needs no typing), else TOTP.
@@ -54,7 +142,9 @@ pub struct Account {
     pub region: Option<String>,
     /// `session_duration`: DurationSeconds asked of STS (default 1h).
     pub session_duration: Duration,
-    /// `refresh_before`: refresh this long before expiry (default 20m).
+    /// `refresh_before`: refresh this long before expiry (default 20m, or half of
+    /// `session_duration` when that is shorter than 40m); always shorter than
+    /// `session_duration`.
     pub refresh_before: Duration,
     /// `password_command`: run with `sh -c`, prints the password.
     pub password_command: Option<String>,
@@ -69,3 +159,40 @@ pub struct Account {
     /// `notifications`: desktop notifications when a login is needed (default true).
     pub notifications: bool,
 }
+
+impl Provider {
+    /// The name as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JumpCloud => "jumpcloud",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl MfaMode {
+    /// The name as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Push => "push",
+            Self::Totp => "totp",
+            Self::Webauthn => "webauthn",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for MfaMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,4 @@ pub mod saml;
 pub mod sts;
 pub mod server;
 pub mod session;
-pub mod harden;
-pub mod listener;
-pub mod logging;
+pub mod watch;

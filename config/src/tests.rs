@@ -1,0 +1,670 @@
+//! Whole-file tests: parsing, defaults, and every kind of error with its exact position.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+const PATH: &str = "/home/a/.config/samld/config.toml";
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text, Path::new(PATH)) {
+        Ok(config) => config,
+        Err(error) => panic!("unexpected error: {error:#}"),
+    }
+}
+
+fn parse_err(text: &str) -> ConfigError {
+    match parse(text, Path::new(PATH)) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(error) => error,
+    }
+}
+
+/// Asserts the kind, the position and the whole one-line message.
+#[track_caller]
+fn assert_error(text: &str, kind: ErrorKind, line: usize, column: usize, display: &str) {
+    let error = parse_err(text);
+    assert_eq!(error.kind(), kind, "{error}");
+    assert_eq!(error.location(), Some(Location { line, column }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!("{PATH}:{line}:{column}: {display}")
+    );
+    assert_eq!(error.path(), Path::new(PATH));
+}
+
+const MINIMAL: &str = r#"
+[accounts.prod]
+url = "https://sso.jumpcloud.com/saml2/acme-aws"
+username = "a@example.com"
+"#;
+
+#[test]
+fn full_config_with_defaults_inherited_and_overridden() {
+    let config = parse_ok(
+        r#"
+[defaults]
+provider = "JumpCloud"
+username = "road.runner@the-acme-corporation.com"
+role = "ReadOnly"
+mfa = "PUSH"
+region = "us-east-1"
+session_duration = "2h"
+refresh_before = "30m"
+password_command = "pass show jumpcloud"
+mfa_command = "ykman oath accounts code -s jumpcloud"
+jumpcloud_console_url = "http://127.0.0.1:8080"
+sts_endpoint = "http://127.0.0.1:9090"
+federation_url = "http://127.0.0.1:9091/federation"
+notifications = false
+
+[accounts.production]
+provider = "jumpcloud"
+url = "https://sso.jumpcloud.com/saml2/acme-prod-aws-admin"
+username = "wile.e@the-acme-corporation.com"
+role = "arn:aws:iam::012345678987:role/AcmeJumpCloudAdminRO"
+mfa = "totp"
+region = "us-east-2"
+session_duration = "1h30m"
+refresh_before = 600
+password_command = "cat /run/pw"
+mfa_command = "oathtool --totp x"
+jumpcloud_console_url = "https://console.jumpcloud.com"
+sts_endpoint = "https://sts.us-east-2.amazonaws.com"
+federation_url = "https://signin.aws.amazon.com/federation"
+notifications = true
+
+[accounts."dev-1_x.y"]
+url = "https://sso.jumpcloud.com/saml2/acme-dev"
+"#,
+    );
+    assert_eq!(config.accounts.len(), 2);
+
+    let production = config.account("production").unwrap();
+    assert_eq!(
+        production,
+        &Account {
+            name: "production".into(),
+            provider: Provider::JumpCloud,
+            url: "https://sso.jumpcloud.com/saml2/acme-prod-aws-admin".into(),
+            username: "wile.e@the-acme-corporation.com".into(),
+            role: Some("arn:aws:iam::012345678987:role/AcmeJumpCloudAdminRO".into()),
+            mfa: MfaMode::Totp,
+            region: Some("us-east-2".into()),
+            session_duration: Duration::from_secs(5400),
+            refresh_before: Duration::from_secs(600),
+            password_command: Some("cat /run/pw".into()),
+            mfa_command: Some("oathtool --totp x".into()),
+            jumpcloud_console_url: "https://console.jumpcloud.com".into(),
+            sts_endpoint: Some("https://sts.us-east-2.amazonaws.com".into()),
+            federation_url: "https://signin.aws.amazon.com/federation".into(),
+            notifications: true,
+        }
+    );
+
+    // Everything but the URL comes from [defaults].
+    let dev = config.account("dev-1_x.y").unwrap();
+    assert_eq!(
+        dev,
+        &Account {
+            name: "dev-1_x.y".into(),
+            provider: Provider::JumpCloud,
+            url: "https://sso.jumpcloud.com/saml2/acme-dev".into(),
+            username: "road.runner@the-acme-corporation.com".into(),
+            role: Some("ReadOnly".into()),
+            mfa: MfaMode::Push,
+            region: Some("us-east-1".into()),
+            session_duration: Duration::from_secs(7200),
+            refresh_before: Duration::from_secs(1800),
+            password_command: Some("pass show jumpcloud".into()),
+            mfa_command: Some("ykman oath accounts code -s jumpcloud".into()),
+            jumpcloud_console_url: "http://127.0.0.1:8080".into(),
+            sts_endpoint: Some("http://127.0.0.1:9090".into()),
+            federation_url: "http://127.0.0.1:9091/federation".into(),
+            notifications: false,
+        }
+    );
+    assert!(config.account("nope").is_none());
+}
+
+#[test]
+fn built_in_defaults() {
+    let config = parse_ok(MINIMAL);
+    assert_eq!(
+        config.account("prod").unwrap(),
+        &Account {
+            name: "prod".into(),
+            provider: Provider::JumpCloud,
+            url: "https://sso.jumpcloud.com/saml2/acme-aws".into(),
+            username: "a@example.com".into(),
+            role: None,
+            mfa: MfaMode::Auto,
+            region: None,
+            session_duration: Duration::from_secs(3600),
+            refresh_before: Duration::from_secs(1200),
+            password_command: None,
+            mfa_command: None,
+            jumpcloud_console_url: "https://console.jumpcloud.com".into(),
+            sts_endpoint: None,
+            federation_url: "https://signin.aws.amazon.com/federation".into(),
+            notifications: true,
+        }
+    );
+}
+
+#[test]
+fn other_table_forms_are_equivalent() {
+    let inline = parse_ok(
+        r#"accounts.prod = { url = "https://sso.jumpcloud.com/saml2/acme-aws", username = "a@example.com" }"#,
+    );
+    let dotted = parse_ok(
+        "[accounts]\nprod.url = \"https://sso.jumpcloud.com/saml2/acme-aws\"\n\
+         prod.username = \"a@example.com\"\n",
+    );
+    assert_eq!(inline, parse_ok(MINIMAL));
+    assert_eq!(dotted, parse_ok(MINIMAL));
+}
+
+#[test]
+fn no_accounts_is_valid() {
+    for text in [
+        "",
+        "# nothing yet\n",
+        "[accounts]\n",
+        "[defaults]\nregion = \"eu-west-1\"\n",
+    ] {
+        assert_eq!(parse_ok(text), Config::default(), "{text:?}");
+    }
+}
+
+#[test]
+fn mfa_modes_are_case_insensitive() {
+    for (text, mode) in [
+        ("auto", MfaMode::Auto),
+        ("Push", MfaMode::Push),
+        ("TOTP", MfaMode::Totp),
+        ("WebAuthn", MfaMode::Webauthn),
+        ("none", MfaMode::None),
+    ] {
+        let config = parse_ok(&format!("{MINIMAL}mfa = \"{text}\"\n"));
+        assert_eq!(config.account("prod").unwrap().mfa, mode);
+        assert_eq!(mode.to_string(), text.to_ascii_lowercase());
+    }
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    assert_error(
+        "[accounts.prod]\nurl = \"https://x\nusername = 1\n",
+        ErrorKind::Syntax,
+        2,
+        17,
+        "invalid basic string, expected `\"`",
+    );
+    assert_error(
+        "[defaults]\nregion = \"a\"\nregion = \"b\"\n",
+        ErrorKind::Syntax,
+        3,
+        1,
+        "duplicate key `region`",
+    );
+    assert_error(
+        "[defaults]\nregion = us-east-1\n",
+        ErrorKind::Syntax,
+        2,
+        10,
+        "string values must be quoted, expected literal string",
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_nearest_known_key() {
+    assert_error(
+        "[accounts.prod]\nurl = \"https://x.example\"\nusername = \"a\"\n\n\n\nregon = \"us-east-1\"\n",
+        ErrorKind::UnknownKey,
+        7,
+        1,
+        "accounts.prod.regon: unknown key; did you mean `region`?",
+    );
+    assert_error(
+        "[defaults]\n  sesion_duration = \"1h\"\n",
+        ErrorKind::UnknownKey,
+        2,
+        3,
+        "defaults.sesion_duration: unknown key; did you mean `session_duration`?",
+    );
+    assert_error(
+        "[default]\nregion = \"us-east-1\"\n",
+        ErrorKind::UnknownKey,
+        1,
+        2,
+        "default: unknown key; did you mean `defaults`?",
+    );
+    // Nothing close: no guess.
+    assert_error(
+        "[defaults]\ntimeout = 5\n",
+        ErrorKind::UnknownKey,
+        2,
+        1,
+        "defaults.timeout: unknown key",
+    );
+    // An account key outside any table.
+    assert_error(
+        "region = \"us-east-1\"\n",
+        ErrorKind::UnknownKey,
+        1,
+        1,
+        "region: unknown key; account settings belong in [defaults] or [accounts.NAME]",
+    );
+    // A sub-table inside an account is an unknown key too.
+    assert_error(
+        &format!("{MINIMAL}[accounts.prod.extra]\nx = 1\n"),
+        ErrorKind::UnknownKey,
+        5,
+        16,
+        "accounts.prod.extra: unknown key",
+    );
+}
+
+#[test]
+fn type_errors() {
+    assert_error(
+        "[accounts.prod]\nurl = 5\n",
+        ErrorKind::InvalidType,
+        2,
+        7,
+        "accounts.prod.url: expected an http:// or https:// URL, got an integer",
+    );
+    assert_error(
+        "[defaults]\nnotifications = \"yes\"\n",
+        ErrorKind::InvalidType,
+        2,
+        17,
+        "defaults.notifications: expected true or false, got a string",
+    );
+    assert_error(
+        "[defaults]\nsession_duration = 1.5\n",
+        ErrorKind::InvalidType,
+        2,
+        20,
+        "defaults.session_duration: expected a duration like \"1h\" or \"20m\", got a float",
+    );
+    assert_error(
+        "[defaults]\nregion = [\"us-east-1\"]\n",
+        ErrorKind::InvalidType,
+        2,
+        10,
+        "defaults.region: expected an AWS region like \"us-east-1\", got an array",
+    );
+    assert_error(
+        "defaults = 1\n",
+        ErrorKind::InvalidType,
+        1,
+        12,
+        "defaults: expected a table of settings, got an integer",
+    );
+    assert_error(
+        "accounts = \"prod\"\n",
+        ErrorKind::InvalidType,
+        1,
+        12,
+        "accounts: expected a table of accounts, got a string",
+    );
+    assert_error(
+        "[[accounts.prod]]\nurl = \"https://x.example\"\n",
+        ErrorKind::InvalidType,
+        1,
+        1,
+        "accounts.prod: expected a table of account settings, got an array",
+    );
+}
+
+#[test]
+fn invalid_values() {
+    let cases: &[(&str, usize, &str)] = &[
+        (
+            "session_duration = \"abc\"",
+            20,
+            "session_duration: expected a duration like \"1h\" or \"20m\", got \"abc\"",
+        ),
+        (
+            "refresh_before = \"5x\"",
+            18,
+            "refresh_before: expected a duration like \"1h\" or \"20m\", got \"5x\"",
+        ),
+        (
+            "refresh_before = -5",
+            18,
+            "refresh_before: a duration must not be negative",
+        ),
+        (
+            "refresh_before = \"99999999999999999999h\"",
+            18,
+            "refresh_before: the duration \"99999999999999999999h\" is too large",
+        ),
+        (
+            "provider = \"okta\"",
+            12,
+            "provider: unsupported provider \"okta\"; the only provider is \"jumpcloud\"",
+        ),
+        (
+            "mfa = \"sms\"",
+            7,
+            "mfa: expected one of \"auto\", \"push\", \"totp\", \"webauthn\", \"none\", got \"sms\"",
+        ),
+        (
+            "url = \"sso.jumpcloud.com/saml2/x\"",
+            7,
+            "url: expected an http:// or https:// URL, got \"sso.jumpcloud.com/saml2/x\" \
+             (relative URL without a base)",
+        ),
+        (
+            "jumpcloud_console_url = \"ftp://console.jumpcloud.com\"",
+            25,
+            "jumpcloud_console_url: expected an http:// or https:// URL, got \
+             \"ftp://console.jumpcloud.com\"",
+        ),
+        (
+            "sts_endpoint = \"https://user:hunter2@sts.example\"",
+            16,
+            "sts_endpoint: the URL must not contain a user name or password",
+        ),
+        (
+            "role = \"arn:aws:iam::123:role/Admin\"",
+            8,
+            "role: expected a role ARN like \"arn:aws:iam::123456789012:role/Name\" or a role \
+             name, got \"arn:aws:iam::123:role/Admin\"",
+        ),
+        (
+            "region = \"US East\"",
+            10,
+            "region: expected an AWS region like \"us-east-1\", got \"US East\"",
+        ),
+        (
+            "username = \"  \"",
+            12,
+            "username: the username must not be empty",
+        ),
+        (
+            "password_command = \"\"",
+            20,
+            "password_command: the command must not be empty",
+        ),
+    ];
+    for (line, column, message) in cases {
+        // Checked both in [defaults] and in an account, on the third line.
+        assert_error(
+            &format!("# samld\n[defaults]\n{line}\n{MINIMAL}"),
+            ErrorKind::InvalidValue,
+            3,
+            *column,
+            &format!("defaults.{message}"),
+        );
+        assert_error(
+            &format!("# samld\n[accounts.a]\n{line}\n"),
+            ErrorKind::InvalidValue,
+            3,
+            *column,
+            &format!("accounts.a.{message}"),
+        );
+    }
+    // A secret in a URL never reaches the message.
+    let error = parse_err("[defaults]\nurl = \"https://me:hunter2@sso.example\"\n");
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+}
+
+#[test]
+fn session_duration_bounds() {
+    let with = |value: &str| format!("{MINIMAL}session_duration = {value}\n");
+    for (value, seconds) in [
+        ("\"15m\"", 900),
+        ("\"12h\"", 43200),
+        ("900", 900),
+        ("\"1h\"", 3600),
+    ] {
+        let config = parse_ok(&with(value));
+        assert_eq!(
+            config.account("prod").unwrap().session_duration,
+            Duration::from_secs(seconds),
+            "{value}"
+        );
+    }
+    assert_error(
+        &with("\"14m59s\""),
+        ErrorKind::InvalidValue,
+        5,
+        20,
+        "accounts.prod.session_duration: must be at least 15m (the STS minimum), got 14m59s",
+    );
+    assert_error(
+        &with("\"12h1s\""),
+        ErrorKind::InvalidValue,
+        5,
+        20,
+        "accounts.prod.session_duration: must be at most 12h (the STS maximum), got 12h1s",
+    );
+    assert_error(
+        &with("0"),
+        ErrorKind::InvalidValue,
+        5,
+        20,
+        "accounts.prod.session_duration: must be at least 15m (the STS minimum), got 0s",
+    );
+}
+
+#[test]
+fn refresh_before_must_be_shorter_than_the_session() {
+    assert_error(
+        &format!("{MINIMAL}session_duration = \"20m\"\nrefresh_before = \"20m\"\n"),
+        ErrorKind::InvalidValue,
+        6,
+        18,
+        "accounts.prod.refresh_before: refresh_before (20m) must be shorter than \
+         session_duration (20m), or credentials would be refreshed as soon as they are issued",
+    );
+    // When both come from [defaults], the error points there and names the account.
+    assert_error(
+        &format!("[defaults]\nrefresh_before = \"1h\"\n{MINIMAL}"),
+        ErrorKind::InvalidValue,
+        2,
+        18,
+        "defaults.refresh_before: refresh_before (1h) must be shorter than session_duration \
+         (1h), or credentials would be refreshed as soon as they are issued (for account `prod`)",
+    );
+    // Without an explicit refresh_before, a short session gets a shorter default.
+    let config = parse_ok(&format!("{MINIMAL}session_duration = \"15m\"\n"));
+    assert_eq!(
+        config.account("prod").unwrap().refresh_before,
+        Duration::from_secs(450)
+    );
+    // An account that sets its own longer session is fine with that default.
+    let config = parse_ok(&format!(
+        "[defaults]\nrefresh_before = \"1h\"\n{MINIMAL}session_duration = \"2h\"\n"
+    ));
+    assert_eq!(
+        config.account("prod").unwrap().refresh_before,
+        Duration::from_secs(3600)
+    );
+}
+
+#[test]
+fn missing_required_keys_point_at_the_account_header() {
+    assert_error(
+        "[defaults]\nregion = \"us-east-1\"\n\n[accounts.prod]\nusername = \"a\"\n",
+        ErrorKind::MissingKey,
+        4,
+        1,
+        "accounts.prod: missing required key `url` (set it in this table or in [defaults])",
+    );
+    assert_error(
+        "[accounts]\nprod = { url = \"https://x.example\" }\n",
+        ErrorKind::MissingKey,
+        2,
+        8,
+        "accounts.prod: missing required key `username` (set it in this table or in [defaults])",
+    );
+    // Satisfied by [defaults].
+    parse_ok("[defaults]\nusername = \"a\"\n[accounts.prod]\nurl = \"https://x.example\"\n");
+}
+
+#[test]
+fn account_names() {
+    for good in ["prod", "Prod-2", "a.b", "under_score", "0"] {
+        let text =
+            format!("[accounts.\"{good}\"]\nurl = \"https://x.example\"\nusername = \"a\"\n");
+        assert!(parse_ok(&text).account(good).is_some(), "{good}");
+    }
+    assert_error(
+        "[accounts.\"\"]\n",
+        ErrorKind::InvalidValue,
+        1,
+        11,
+        "accounts.\"\": an account name must not be empty",
+    );
+    assert_error(
+        "[accounts.\"my prod\"]\n",
+        ErrorKind::InvalidValue,
+        1,
+        11,
+        "accounts.\"my prod\": an account name may only contain letters, digits, '.', '_' and '-'",
+    );
+    assert_error(
+        "[accounts.\"prød\"]\n",
+        ErrorKind::InvalidValue,
+        1,
+        11,
+        "accounts.\"prød\": an account name may only contain letters, digits, '.', '_' and '-'",
+    );
+    assert_error(
+        "[accounts.-rm]\n",
+        ErrorKind::InvalidValue,
+        1,
+        11,
+        "accounts.-rm: an account name must not start with '-' (it would read as a \
+         command-line option)",
+    );
+}
+
+#[test]
+fn the_first_error_in_the_file_is_reported() {
+    // Keys are stored sorted ("a" < "z"), but the reader meets line 2 first.
+    assert_error(
+        "[defaults]\nzz = 1\naa = 2\n",
+        ErrorKind::UnknownKey,
+        2,
+        1,
+        "defaults.zz: unknown key",
+    );
+}
+
+#[test]
+fn columns_count_characters() {
+    assert_error(
+        "[defaults] # é\nusername = \"é\" ; region = 1\n",
+        ErrorKind::Syntax,
+        2,
+        16,
+        "unexpected key or value, expected newline, `#`",
+    );
+}
+
+#[test]
+fn alternate_display_shows_the_line() {
+    let error = parse_err("[defaults]\nregion = \"US\"\n");
+    assert_eq!(
+        format!("{error:#}"),
+        format!(
+            "{PATH}:2:10: defaults.region: expected an AWS region like \"us-east-1\", got \"US\"\n  \
+             |\n2 | region = \"US\"\n  |          ^^^^"
+        )
+    );
+}
+
+fn temp_file(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, contents).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn load_reads_the_file() {
+    let (_dir, path) = temp_file(MINIMAL.as_bytes());
+    assert_eq!(load(&path).unwrap(), parse_ok(MINIMAL));
+    assert_eq!(load_or_empty(&path).unwrap(), (parse_ok(MINIMAL), true));
+
+    let (_dir, path) = temp_file(b"[defaults]\nregon = 1\n");
+    let error = load(&path).unwrap_err();
+    assert_eq!(error.path(), path);
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}:2:1: defaults.regon:", path.display())),
+        "{error}"
+    );
+    // An invalid file is an error for load_or_empty too: only absence means "empty".
+    assert_eq!(load_or_empty(&path).unwrap_err(), error);
+}
+
+#[test]
+fn a_missing_file_is_recognisable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let error = load(&path).unwrap_err();
+    assert!(error.is_not_found());
+    assert_eq!(error.kind(), ErrorKind::Read(std::io::ErrorKind::NotFound));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: cannot read the file: No such file or directory (os error 2)",
+            path.display()
+        )
+    );
+    assert_eq!(load_or_empty(&path).unwrap(), (Config::default(), false));
+}
+
+#[test]
+fn unreadable_files_are_errors_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory in place of the file: open succeeds on Linux, read fails.
+    let error = load(dir.path()).unwrap_err();
+    assert!(!error.is_not_found());
+    assert!(matches!(error.kind(), ErrorKind::Read(_)));
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}: cannot read the file: ", dir.path().display())),
+        "{error}"
+    );
+    assert!(load_or_empty(dir.path()).is_err());
+}
+
+#[test]
+fn oversized_and_non_utf8_files_are_refused() {
+    let (_dir, path) = temp_file(&vec![b'#'; 1024 * 1024 + 1]);
+    let error = load(&path).unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Read(std::io::ErrorKind::FileTooLarge)
+    );
+    assert!(
+        error.to_string().ends_with("larger than 1024 KiB"),
+        "{error}"
+    );
+
+    let (_dir, path) = temp_file(b"[defaults]\nregion = \"\xff\"\n");
+    let error = load(&path).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Syntax);
+    assert_eq!(
+        error.location(),
+        Some(Location {
+            line: 2,
+            column: 11
+        })
+    );
+    assert_eq!(
+        format!("{error:#}"),
+        format!("{}:2:11: the file is not valid UTF-8", path.display())
+    );
+}
