@@ -1,10 +1,15 @@
 //! samld: the per-user daemon that holds the JumpCloud session in memory and serves AWS
 //! credentials over a Unix socket.
 
+pub mod app;
 pub mod clock;
+pub mod harden;
 pub mod idp;
+pub mod listener;
+pub mod logging;
+pub mod providers;
 pub mod saml;
-pub mod sts;
 pub mod server;
 pub mod session;
+pub mod sts;
 pub mod watch;

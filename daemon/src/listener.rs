@@ -149,9 +149,8 @@ pub fn bind_socket(path: &Path) -> Result<StdUnixListener, ListenError> {
     let bound = StdUnixListener::bind(path);
     // SAFETY: as above.
     unsafe { libc::umask(old_mask) };
-    let listener = bound.map_err(|e| {
-        ListenError::Other(format!("cannot listen on {}: {e}", path.display()))
-    })?;
+    let listener = bound
+        .map_err(|e| ListenError::Other(format!("cannot listen on {}: {e}", path.display())))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| {
         ListenError::Other(format!("cannot set the mode of {}: {e}", path.display()))
     })?;
@@ -164,9 +163,16 @@ pub fn bind_socket(path: &Path) -> Result<StdUnixListener, ListenError> {
 /// Makes `dir` exist with mode 0700 and belong to us.
 pub fn prepare_private_dir(dir: &Path) -> Result<(), ListenError> {
     let fail = |what: &str, e: io::Error| {
-        ListenError::Other(format!("cannot {what} the socket directory {}: {e}", dir.display()))
+        ListenError::Other(format!(
+            "cannot {what} the socket directory {}: {e}",
+            dir.display()
+        ))
     };
-    if let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    if let Err(e) = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         return Err(fail("create", e));
     }
     let meta = fs::metadata(dir).map_err(|e| fail("inspect", e))?;

@@ -27,11 +27,14 @@ const CAPPED_TARGETS: &[&str] = &[
 
 /// Parses a `SAMLD_LOG` value such as `debug` or `info,samld::session=trace`.
 pub fn filter_from(spec: Option<&str>) -> Result<Targets, String> {
-    let spec = spec.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("info");
+    let spec = spec
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
     let targets = Targets::from_str(spec).map_err(|e| format!("SAMLD_LOG={spec:?}: {e}"))?;
-    Ok(CAPPED_TARGETS
-        .iter()
-        .fold(targets, |t, target| t.with_target(*target, LevelFilter::INFO)))
+    Ok(CAPPED_TARGETS.iter().fold(targets, |t, target| {
+        t.with_target(*target, LevelFilter::INFO)
+    }))
 }
 
 /// Installs the stderr subscriber. A bad `SAMLD_LOG` falls back to `info` with a warning.

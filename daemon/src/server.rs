@@ -177,11 +177,8 @@ impl Connection {
                     password: login.password,
                     mfa_code: login.mfa_code,
                 };
-                let channel: Option<&mut dyn ClientChannel> = if login.interactive {
-                    Some(self)
-                } else {
-                    None
-                };
+                let channel: Option<&mut dyn ClientChannel> =
+                    if login.interactive { Some(self) } else { None };
                 match daemon
                     .login(&login.account, secrets, login.force, channel)
                     .await

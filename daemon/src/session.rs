@@ -33,6 +33,10 @@ const MIN_REMAINING: Duration = Duration::from_secs(60);
 /// STS's default session length, which every role accepts; used after a role refused longer.
 const SAFE_DURATION_SECS: u32 = 3600;
 
+/// Roles due for refresh within this window ride along with a trip made for another role:
+/// one assertion then serves them all.
+const BATCH_WINDOW: Duration = Duration::from_secs(5 * 60);
+
 /// Builds the identity provider for an account (JumpCloud in production, fakes in tests).
 pub trait ProviderFactory: Send + Sync {
     /// A provider for this account's settings. Called again when the settings change.
@@ -251,7 +255,9 @@ impl Daemon {
         }
         let path = self.options.config_path.display();
         let message = if accounts.is_empty() {
-            format!("unknown account `{name}`: no accounts are configured; add [accounts.{name}] to {path}")
+            format!(
+                "unknown account `{name}`: no accounts are configured; add [accounts.{name}] to {path}"
+            )
         } else {
             let known: Vec<&str> = accounts.keys().map(String::as_str).collect();
             format!(
@@ -269,10 +275,7 @@ impl Daemon {
             None => self.lock_accounts().values().cloned().collect(),
         };
         let now = self.clock.now();
-        let accounts = slots
-            .iter()
-            .map(|slot| account_status(slot, now))
-            .collect();
+        let accounts = slots.iter().map(|slot| account_status(slot, now)).collect();
         let config = self.config.read().unwrap_or_else(|e| e.into_inner());
         Ok(StatusReport {
             daemon: DaemonInfo {
@@ -360,13 +363,22 @@ impl Daemon {
                     }
                 }
             };
+            if slot.data().session.is_none() {
+                // Without a JumpCloud session nothing can be fetched without a login, so
+                // a burst of callers gets the answer at once instead of a trip each.
+                let data = slot.data();
+                return match stale {
+                    Some((arn, held)) => Ok(wire_credentials(&slot.account, &arn, &held)),
+                    None => Err(not_logged_in(&slot.account, &data)),
+                };
+            }
             if let Some(Err(e)) = &last_flight {
                 return match stale {
                     Some((arn, held)) => Ok(wire_credentials(&slot.account, &arn, &held)),
                     None => Err(e.clone()),
                 };
             }
-            let rx = self.start_refresh(&slot, role.map(str::to_owned));
+            let rx = self.start_refresh(&slot, role.map(str::to_owned), false);
             let wait = if stale.is_some() {
                 self.options.fresh_wait
             } else {
@@ -409,7 +421,7 @@ impl Daemon {
         if let Some(rx) = running {
             let _ = wait_flight(rx, self.options.flight_wait, &slot.account.name).await;
         }
-        let rx = self.start_refresh(&slot, None);
+        let rx = self.start_refresh(&slot, None, true);
         wait_flight(rx, self.options.flight_wait, &slot.account.name).await?;
         let now = self.clock.now();
         let data = slot.data();
@@ -457,7 +469,7 @@ impl Daemon {
             command_timeout: self.options.command_timeout,
         };
         let result = self
-            .run_flight(&slot, None, Some((&mut interaction, force)))
+            .run_flight(&slot, None, Some((&mut interaction, force)), true)
             .await;
         drop(guard);
         let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
@@ -477,6 +489,7 @@ impl Daemon {
         self: &Arc<Self>,
         slot: &Arc<AccountSlot>,
         extra_role: Option<String>,
+        renew_all: bool,
     ) -> watch::Receiver<Option<FlightResult>> {
         let mut data = slot.data();
         if let Some((_, rx)) = &data.flight {
@@ -489,7 +502,7 @@ impl Daemon {
         let slot = slot.clone();
         tokio::spawn(async move {
             let guard = FlightGuard(slot.clone());
-            let result = daemon.run_flight(&slot, extra_role, None).await;
+            let result = daemon.run_flight(&slot, extra_role, None, renew_all).await;
             drop(guard);
             let _ = tx.send(Some(result.map(|_| ())));
         });
@@ -502,9 +515,10 @@ impl Daemon {
         slot: &Arc<AccountSlot>,
         extra_role: Option<String>,
         login: Option<(&mut SecretSources<'_>, bool)>,
+        renew_all: bool,
     ) -> Result<bool, WireError> {
         let account = &slot.account;
-        let outcome = self.obtain(slot, extra_role, login).await;
+        let outcome = self.obtain(slot, extra_role, login, renew_all).await;
         let now = self.clock.now();
         let mut data = slot.data();
         match &outcome {
@@ -537,6 +551,7 @@ impl Daemon {
         slot: &Arc<AccountSlot>,
         extra_role: Option<String>,
         mut login: Option<(&mut SecretSources<'_>, bool)>,
+        renew_all: bool,
     ) -> Result<bool, WireError> {
         let account = &slot.account;
         let force = login.as_ref().is_some_and(|(_, force)| *force);
@@ -601,7 +616,18 @@ impl Daemon {
                 });
             }
             data.roles = assertion.roles.clone();
-            choose_targets(account, &mut data, &assertion, extra_role.as_deref())
+            let renew_before = if renew_all {
+                None
+            } else {
+                Some(now + BATCH_WINDOW)
+            };
+            choose_targets(
+                account,
+                &mut data,
+                &assertion,
+                extra_role.as_deref(),
+                renew_before,
+            )
         };
         let sts_target = StsTarget {
             region: account.region.clone(),
@@ -625,9 +651,8 @@ impl Daemon {
                             .assertion_from_session()
                             .await
                             .map_err(|e| idp_error(account, e))?;
-                        assertion = saml::parse_saml_response(saml_response.expose()).map_err(
-                            |e| WireError::new(ErrorCode::SamlError, e.to_string()),
-                        )?;
+                        assertion = saml::parse_saml_response(saml_response.expose())
+                            .map_err(|e| WireError::new(ErrorCode::SamlError, e.to_string()))?;
                     }
                     Err(e) => {
                         return Err(WireError::new(
@@ -651,10 +676,8 @@ impl Daemon {
                 "credentials obtained"
             );
             let mut data = slot.data();
-            data.creds.insert(
-                pair.role_arn.clone(),
-                HeldCredentials { creds, refresh_at },
-            );
+            data.creds
+                .insert(pair.role_arn.clone(), HeldCredentials { creds, refresh_at });
         }
         Ok(reused)
     }
@@ -733,16 +756,23 @@ async fn wait_flight(
     }
 }
 
-/// Which roles a flight assumes: those in use, the default, and the one just asked for.
+/// Which roles a flight assumes: those in use, the default, and the one just asked for;
+/// with `renew_before`, only those without credentials or due for refresh by then.
 fn choose_targets(
     account: &Account,
     data: &mut AccountData,
     assertion: &Assertion,
     extra: Option<&str>,
+    renew_before: Option<OffsetDateTime>,
 ) -> Vec<RolePair> {
     let mut targets: Vec<RolePair> = Vec::new();
+    let creds = &data.creds;
     let mut add = |pair: &RolePair| {
-        if !targets.iter().any(|t| t.role_arn == pair.role_arn) {
+        let due = match (renew_before, creds.get(&pair.role_arn)) {
+            (Some(by), Some(held)) => held.refresh_at <= by,
+            _ => true,
+        };
+        if due && !targets.iter().any(|t| t.role_arn == pair.role_arn) {
             targets.push(pair.clone());
         }
     };
@@ -1042,7 +1072,12 @@ async fn run_secret_command(
         .map_err(|e| unavailable(format!("{key} could not be started: {e}")))?;
     let output = tokio::time::timeout(timeout, child.wait_with_output())
         .await
-        .map_err(|_| unavailable(format!("{key} did not finish within {}s", timeout.as_secs())))?
+        .map_err(|_| {
+            unavailable(format!(
+                "{key} did not finish within {}s",
+                timeout.as_secs()
+            ))
+        })?
         .map_err(|e| unavailable(format!("{key} failed: {e}")))?;
     if !output.status.success() {
         return Err(unavailable(format!("{key} exited with {}", output.status)));

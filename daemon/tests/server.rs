@@ -102,11 +102,10 @@ fn request(socket: &Path, request: &Request) -> Response {
 
 async fn status_works(socket: &Path) {
     let socket = socket.to_owned();
-    let response = tokio::task::spawn_blocking(move || {
-        request(&socket, &Request::Status { account: None })
-    })
-    .await
-    .unwrap();
+    let response =
+        tokio::task::spawn_blocking(move || request(&socket, &Request::Status { account: None }))
+            .await
+            .unwrap();
     match response {
         Response::Status(report) => assert_eq!(report.daemon.protocol_version, PROTOCOL_VERSION),
         other => panic!("expected status, got {other:?}"),
@@ -247,7 +246,10 @@ async fn a_thousand_connections_at_once() {
             .into_iter()
             .filter(|s| {
                 let mut s = s;
-                matches!(read_frame::<_, Response>(&mut s), Ok(Some(Response::Status(_))))
+                matches!(
+                    read_frame::<_, Response>(&mut s),
+                    Ok(Some(Response::Status(_)))
+                )
             })
             .count()
     })
@@ -275,7 +277,11 @@ async fn unknown_account_lists_the_known_ones() {
     match response {
         Response::Error(e) => {
             assert_eq!(e.code, ErrorCode::UnknownAccount);
-            assert!(e.message.contains("no accounts are configured"), "{}", e.message);
+            assert!(
+                e.message.contains("no accounts are configured"),
+                "{}",
+                e.message
+            );
         }
         other => panic!("expected an error, got {other:?}"),
     }

@@ -120,7 +120,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let req = Request::Status { account: Some("a".into()) };
+        let req = Request::Status {
+            account: Some("a".into()),
+        };
         let mut buf = Vec::new();
         write_frame(&mut buf, &req).unwrap();
         assert_eq!(&buf[..4], &(buf.len() as u32 - 4).to_be_bytes());
@@ -177,7 +179,12 @@ mod tests {
 
     #[test]
     fn encoding_refuses_oversized_messages() {
-        let big = Request::Status { account: Some("x".repeat(MAX_FRAME_LEN)) };
-        assert!(matches!(encode_frame(&big), Err(FrameError::TooLarge { .. })));
+        let big = Request::Status {
+            account: Some("x".repeat(MAX_FRAME_LEN)),
+        };
+        assert!(matches!(
+            encode_frame(&big),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 }

@@ -544,9 +544,24 @@ mod tests {
     fn every_error_code_round_trips_through_its_name() {
         use ErrorCode::*;
         for code in [
-            NotLoggedIn, NeedsLogin, UnknownAccount, UnknownRole, AuthFailed, MfaFailed,
-            MfaRequired, MfaUnsupported, IdpError, SamlError, StsError, NetworkError,
-            ConfigError, VersionMismatch, BadRequest, Timeout, ShuttingDown, Internal,
+            NotLoggedIn,
+            NeedsLogin,
+            UnknownAccount,
+            UnknownRole,
+            AuthFailed,
+            MfaFailed,
+            MfaRequired,
+            MfaUnsupported,
+            IdpError,
+            SamlError,
+            StsError,
+            NetworkError,
+            ConfigError,
+            VersionMismatch,
+            BadRequest,
+            Timeout,
+            ShuttingDown,
+            Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
@@ -571,7 +586,10 @@ mod tests {
         assert_eq!(v["SecretAccessKey"], "sk");
         assert_eq!(v["SessionToken"], "tok");
         assert_eq!(v["Expiration"], "2026-11-28T12:00:00Z");
-        assert!(!format!("{c:?}").contains("sk\""), "Debug must not show the secret key");
+        assert!(
+            !format!("{c:?}").contains("sk\""),
+            "Debug must not show the secret key"
+        );
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 pub mod fake_jumpcloud;
 pub mod fake_sts;
+pub mod fixture;
 pub mod interaction;
 pub mod saml_builder;

@@ -1,0 +1,213 @@
+//! The daemon's life: find the config and the socket, start the manager, the config
+//! watcher and the server, and shut down cleanly on SIGTERM or SIGINT.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use samld_config::Config;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::clock::SystemClock;
+use crate::listener::{ListenerOrigin, bind_socket};
+use crate::providers::DefaultProviders;
+use crate::server::{ServerOptions, serve};
+use crate::session::{Daemon, DaemonOptions};
+use crate::sts::SdkSts;
+
+/// What `main` found before the runtime started.
+#[derive(Debug)]
+pub struct Startup {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// The listener from systemd socket activation, if any.
+    pub activated: Option<StdUnixListener>,
+}
+
+/// Runs the daemon until a signal or a `Shutdown` request. Errors are for the user as they
+/// are.
+pub async fn run(startup: Startup) -> Result<(), String> {
+    // reqwest is built without a default TLS provider so that ring, not aws-lc, is used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let config_path =
+        samld_config::resolve_config_path(startup.config.as_deref()).map_err(|e| e.to_string())?;
+    let (config, config_error) = initial_config(&config_path);
+
+    let (listener, origin) = match startup.activated {
+        Some(listener) => (listener, ListenerOrigin::Activated),
+        None => {
+            let path = match startup.socket {
+                Some(p) => p,
+                None => samld_proto::default_socket_path().map_err(|e| e.to_string())?,
+            };
+            let listener = bind_socket(&path).map_err(|e| e.to_string())?;
+            (listener, ListenerOrigin::Bound(path))
+        }
+    };
+    let identity = match &origin {
+        ListenerOrigin::Bound(path) => socket_identity(path),
+        ListenerOrigin::Activated => None,
+    };
+    let listener = tokio::net::UnixListener::from_std(listener)
+        .map_err(|e| format!("cannot use the socket: {e}"))?;
+
+    let daemon = Daemon::new(
+        config,
+        DaemonOptions::new(config_path.clone()),
+        Arc::new(SystemClock),
+        Arc::new(SdkSts::new()),
+        Arc::new(DefaultProviders),
+    );
+    if let Some(error) = config_error {
+        daemon.config_rejected(error);
+    }
+    let watcher = spawn_config_watcher(&daemon, &config_path);
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = sigterm.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = sigint.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
+    };
+
+    match &origin {
+        ListenerOrigin::Bound(path) => tracing::info!(
+            version = samld_proto::CRATE_VERSION,
+            pid = std::process::id(),
+            socket = %path.display(),
+            config = %config_path.display(),
+            "samld ready"
+        ),
+        ListenerOrigin::Activated => tracing::info!(
+            version = samld_proto::CRATE_VERSION,
+            pid = std::process::id(),
+            config = %config_path.display(),
+            "samld ready on the socket systemd passed"
+        ),
+    }
+    // The listener is bound, so connections from here on are queued and served.
+    sd_notify("READY=1");
+    let served = serve(listener, daemon, ServerOptions::default(), async move {
+        shutdown.await;
+        sd_notify("STOPPING=1");
+    })
+    .await;
+    drop(watcher);
+
+    if let ListenerOrigin::Bound(path) = &origin {
+        // Only remove the file if it is still the socket we created: a second daemon
+        // started with --socket on the same path after ours must keep its own.
+        if identity.is_some()
+            && socket_identity(path) == identity
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            tracing::warn!(socket = %path.display(), error = %e, "could not remove the socket");
+        }
+    }
+    served.map_err(|e| format!("the socket server failed: {e}"))?;
+    tracing::info!("samld stopped");
+    Ok(())
+}
+
+/// The config at start-up. A missing file gives an empty config (the watcher picks the
+/// file up once it is written); an invalid one gives an empty config plus the error, which
+/// `samlctl status` shows, so that fixing the file is all the user needs to do.
+fn initial_config(path: &Path) -> (Config, Option<String>) {
+    match samld_config::load_or_empty(path) {
+        Ok((config, true)) => (config, None),
+        Ok((config, false)) => {
+            tracing::warn!(config = %path.display(), "no config file yet; samld will load it when it appears");
+            (config, None)
+        }
+        Err(e) => (Config::default(), Some(e.to_string())),
+    }
+}
+
+fn spawn_config_watcher(daemon: &Arc<Daemon>, path: &Path) -> Option<crate::watch::ConfigWatcher> {
+    let (watcher, mut changes) = match crate::watch::watch_config(path) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(config = %path.display(), error = %e, "cannot watch the config file; changes need a restart");
+            return None;
+        }
+    };
+    let daemon = Arc::downgrade(daemon);
+    let path = path.to_owned();
+    tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let Some(daemon) = daemon.upgrade() else {
+                break;
+            };
+            reload(&daemon, &path);
+        }
+    });
+    Some(watcher)
+}
+
+fn reload(daemon: &Daemon, path: &Path) {
+    match samld_config::load_or_empty(path) {
+        Ok((config, existed)) => {
+            if !existed {
+                daemon.config_rejected(format!(
+                    "{} was removed; the accounts loaded before stay in force until it is back",
+                    path.display()
+                ));
+                return;
+            }
+            if *daemon.config() == config {
+                return;
+            }
+            tracing::info!(config = %path.display(), accounts = config.accounts.len(), "config reloaded");
+            daemon.apply_config(config);
+        }
+        Err(e) => daemon.config_rejected(e.to_string()),
+    }
+}
+
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Tells a service manager (systemd `Type=notify`, or `samlctl` and the tests, which listen
+/// the same way) about the daemon's state through `$NOTIFY_SOCKET`.
+fn sd_notify(state: &str) {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot notify the service manager");
+            return;
+        }
+    };
+    let message = format!("{state}\nMAINPID={}", std::process::id());
+    let bytes = target.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        // An abstract socket, as systemd uses.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| socket.send_to_addr(message.as_bytes(), &addr))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = name;
+            Err(std::io::Error::other("abstract sockets need Linux"))
+        }
+    } else {
+        socket.send_to(message.as_bytes(), Path::new(&target))
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify the service manager");
+    }
+}

@@ -1,0 +1,568 @@
+//! The session manager with scripted IdP and STS doubles and a manual clock: single flight,
+//! session reuse, role choice, duration fallback, stale assertions, logout and freshness.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use samld::clock::{Clock, ManualClock};
+use samld::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
+use samld::session::{ClientChannel, Daemon, DaemonOptions, LoginSecrets, ProviderFactory};
+use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
+use samld_config::Account;
+use samld_proto::{AccountState, ErrorCode, Secret, SecretKind};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
+const READ: &str = "arn:aws:iam::123456789012:role/ReadOnly";
+const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/JumpCloud";
+
+fn assertion(roles: &[&str], session_duration: Option<u32>) -> Secret {
+    let values: String = roles
+        .iter()
+        .map(|r| format!("<saml:AttributeValue>{r},{PROVIDER}</saml:AttributeValue>"))
+        .collect();
+    let duration = session_duration
+        .map(|d| {
+            format!(
+                r#"<saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/SessionDuration"><saml:AttributeValue>{d}</saml:AttributeValue></saml:Attribute>"#
+            )
+        })
+        .unwrap_or_default();
+    let xml = format!(
+        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role">{values}</saml:Attribute>{duration}</saml:AttributeStatement></saml:Assertion></samlp:Response>"#
+    );
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+}
+
+/// An IdP whose session can be alive or not, counting what it is asked.
+struct FakeIdp {
+    session_alive: Mutex<bool>,
+    password: &'static str,
+    roles: Mutex<Vec<&'static str>>,
+    session_duration: Option<u32>,
+    session_fetches: AtomicUsize,
+    password_logins: AtomicUsize,
+    /// Held while a fetch runs, so tests can line up concurrent callers behind it.
+    gate: tokio::sync::RwLock<()>,
+}
+
+impl FakeIdp {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            session_alive: Mutex::new(false),
+            password: "correct horse",
+            roles: Mutex::new(vec![ADMIN, READ]),
+            session_duration: None,
+            session_fetches: AtomicUsize::new(0),
+            password_logins: AtomicUsize::new(0),
+            gate: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    fn current(&self) -> Secret {
+        assertion(&self.roles.lock().unwrap(), self.session_duration)
+    }
+}
+
+impl IdentityProvider for FakeIdp {
+    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
+        Box::pin(async move {
+            let _held = self.gate.read().await;
+            self.session_fetches.fetch_add(1, Ordering::SeqCst);
+            if *self.session_alive.lock().unwrap() {
+                Ok(self.current())
+            } else {
+                Err(IdpError::SessionExpired)
+            }
+        })
+    }
+
+    fn login<'a>(
+        &'a self,
+        io: &'a mut dyn LoginInteraction,
+    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        Box::pin(async move {
+            let password = io.password("JumpCloud password").await?;
+            self.password_logins.fetch_add(1, Ordering::SeqCst);
+            if password.expose() != self.password {
+                return Err(IdpError::AuthFailed {
+                    message: "Authentication failed.".into(),
+                });
+            }
+            io.progress("Approve the push").await;
+            *self.session_alive.lock().unwrap() = true;
+            Ok(self.current())
+        })
+    }
+
+    fn forget_session(&self) {
+        *self.session_alive.lock().unwrap() = false;
+    }
+}
+
+struct Factory(Arc<FakeIdp>);
+impl ProviderFactory for Factory {
+    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// An STS that issues numbered keys valid for `lifetime`, with scripted failures.
+struct FakeSts {
+    clock: Arc<ManualClock>,
+    lifetime: Duration,
+    calls: AtomicUsize,
+    durations: Mutex<Vec<u32>>,
+    faults: Mutex<VecDeque<StsError>>,
+}
+
+impl FakeSts {
+    fn new(clock: Arc<ManualClock>, lifetime: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            lifetime,
+            calls: AtomicUsize::new(0),
+            durations: Mutex::new(Vec::new()),
+            faults: Mutex::new(VecDeque::new()),
+        })
+    }
+}
+
+impl StsApi for FakeSts {
+    fn assume_role_with_saml<'a>(
+        &'a self,
+        _target: &'a StsTarget,
+        request: &'a AssumeRequest,
+    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+        Box::pin(async move {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            self.durations
+                .lock()
+                .unwrap()
+                .push(request.duration_seconds);
+            if let Some(fault) = self.faults.lock().unwrap().pop_front() {
+                return Err(fault);
+            }
+            Ok(AwsCredentials {
+                access_key_id: format!("ASIAKEY{n:013}"),
+                secret_access_key: Secret::new(format!("secret-{n}")),
+                session_token: Secret::new(format!("token-{n}")),
+                expiration: self.clock.now() + self.lifetime,
+                assumed_role_arn: Some(request.role_arn.replace(":iam:", ":sts:")),
+            })
+        })
+    }
+}
+
+/// A client that answers password questions with a fixed value and records messages.
+struct ScriptedClient {
+    password: Option<&'static str>,
+    asked: Vec<SecretKind>,
+    told: Vec<String>,
+}
+
+impl ClientChannel for ScriptedClient {
+    fn ask<'a>(
+        &'a mut self,
+        kind: SecretKind,
+        _prompt: &'a str,
+    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        self.asked.push(kind);
+        let answer = self.password.map(Secret::new).ok_or(IdpError::Cancelled);
+        Box::pin(async move { answer })
+    }
+
+    fn tell<'a>(&'a mut self, message: &'a str) -> BoxFuture<'a, ()> {
+        self.told.push(message.to_string());
+        Box::pin(async {})
+    }
+}
+
+struct Harness {
+    daemon: Arc<Daemon>,
+    idp: Arc<FakeIdp>,
+    sts: Arc<FakeSts>,
+    clock: Arc<ManualClock>,
+}
+
+const START: OffsetDateTime = datetime!(2026-11-28 10:00 UTC);
+
+fn harness_with(config: &str, idp: Arc<FakeIdp>, lifetime: Duration) -> Harness {
+    let config = samld_config::parse(config, Path::new("/test/config.toml")).expect("config");
+    let clock = Arc::new(ManualClock::new(START));
+    let sts = FakeSts::new(clock.clone(), lifetime);
+    let mut options = DaemonOptions::new("/test/config.toml".into());
+    options.fresh_wait = Duration::from_secs(5);
+    let daemon = Daemon::new(
+        config,
+        options,
+        clock.clone(),
+        sts.clone(),
+        Arc::new(Factory(idp.clone())),
+    );
+    Harness {
+        daemon,
+        idp,
+        sts,
+        clock,
+    }
+}
+
+const CONFIG: &str = r#"
+[accounts.prod]
+url = "https://sso.jumpcloud.com/saml2/prod"
+username = "alice@example.com"
+role = "Admin"
+session_duration = "2h"
+"#;
+
+fn harness() -> Harness {
+    harness_with(CONFIG, FakeIdp::new(), Duration::from_secs(3600))
+}
+
+async fn login(h: &Harness) {
+    let mut client = ScriptedClient {
+        password: Some("correct horse"),
+        asked: vec![],
+        told: vec![],
+    };
+    let outcome = h
+        .daemon
+        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .await
+        .expect("login");
+    assert!(!outcome.reused_session);
+    assert_eq!(client.asked, [SecretKind::Password]);
+    assert_eq!(client.told, ["Approve the push"]);
+}
+
+fn state(h: &Harness) -> AccountState {
+    h.daemon.status(Some("prod")).unwrap().accounts[0].state
+}
+
+#[tokio::test]
+async fn login_then_credentials_come_from_memory() {
+    let h = harness();
+    login(&h).await;
+    assert_eq!(state(&h), AccountState::Active);
+    // The default role was assumed during login; asking for it needs no trip anywhere.
+    let calls = h.sts.calls.load(Ordering::SeqCst);
+    let creds = h.daemon.get_credentials("prod", None).await.unwrap();
+    assert_eq!(creds.role_arn, ADMIN);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), calls);
+    assert_eq!(creds.expiration, "2026-11-28T11:00:00Z");
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_second_login_reuses_the_live_session() {
+    let h = harness();
+    login(&h).await;
+    let mut client = ScriptedClient {
+        password: None,
+        asked: vec![],
+        told: vec![],
+    };
+    let outcome = h
+        .daemon
+        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .await
+        .unwrap();
+    assert!(outcome.reused_session);
+    assert!(client.asked.is_empty(), "no secret asked for");
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_reported_and_changes_nothing() {
+    let h = harness();
+    let mut client = ScriptedClient {
+        password: Some("wrong"),
+        asked: vec![],
+        told: vec![],
+    };
+    let err = h
+        .daemon
+        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::AuthFailed);
+    assert!(!err.message.contains("wrong"), "{}", err.message);
+    assert_eq!(state(&h), AccountState::LoggedOut);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn not_logged_in_is_explained() {
+    let h = harness();
+    let err = h.daemon.get_credentials("prod", None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn);
+    assert_eq!(
+        err.message,
+        "prod is not logged in; run: samlctl login prod"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_callers_shares_one_trip() {
+    let h = harness();
+    login(&h).await;
+    let fetches = h.idp.session_fetches.load(Ordering::SeqCst);
+    let calls = h.sts.calls.load(Ordering::SeqCst);
+    // Hold the IdP so that callers pile up behind the first trip; those that come after
+    // it find the credentials in memory. Either way there is one trip.
+    let gate = h.idp.gate.write().await;
+    let callers: Vec<_> = (0..200)
+        .map(|_| {
+            let daemon = h.daemon.clone();
+            tokio::spawn(async move { daemon.get_credentials("prod", Some("ReadOnly")).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    drop(gate);
+    let mut keys = std::collections::HashSet::new();
+    for c in callers {
+        keys.insert(c.await.unwrap().unwrap().access_key_id);
+    }
+    assert_eq!(keys.len(), 1, "everyone got the same credentials");
+    assert_eq!(h.idp.session_fetches.load(Ordering::SeqCst) - fetches, 1);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst) - calls, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_shares_a_failure_too() {
+    let h = harness();
+    // Logged in once, then the session died: the refresh fails, and 50 callers must not
+    // turn that into 50 attempts.
+    login(&h).await;
+    h.idp.forget_session();
+    h.clock.advance(Duration::from_secs(3600));
+    let fetches = h.idp.session_fetches.load(Ordering::SeqCst);
+    let gate = h.idp.gate.write().await;
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let daemon = h.daemon.clone();
+            tokio::spawn(async move { daemon.get_credentials("prod", None).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    drop(gate);
+    for c in callers {
+        let err = c.await.unwrap().unwrap_err();
+        assert_eq!(err.code, ErrorCode::NeedsLogin, "{}", err.message);
+    }
+    assert_eq!(h.idp.session_fetches.load(Ordering::SeqCst) - fetches, 1);
+    assert_eq!(state(&h), AccountState::NeedsLogin);
+}
+
+#[tokio::test]
+async fn credentials_in_the_refresh_window_are_refreshed_with_the_session() {
+    let h = harness();
+    login(&h).await;
+    let first = h.daemon.get_credentials("prod", None).await.unwrap();
+    // 45 minutes into a 60-minute session: inside refresh_before (20m).
+    h.clock.advance(Duration::from_secs(45 * 60));
+    let second = h.daemon.get_credentials("prod", None).await.unwrap();
+    assert_ne!(first.access_key_id, second.access_key_id);
+    assert_eq!(second.expiration, "2026-11-28T11:45:00Z");
+    assert_eq!(
+        h.idp.password_logins.load(Ordering::SeqCst),
+        1,
+        "no second password"
+    );
+}
+
+#[tokio::test]
+async fn old_credentials_are_served_while_valid_when_refresh_fails() {
+    let h = harness();
+    login(&h).await;
+    let first = h.daemon.get_credentials("prod", None).await.unwrap();
+    h.idp.forget_session();
+    h.clock.advance(Duration::from_secs(45 * 60));
+    let again = h.daemon.get_credentials("prod", None).await.unwrap();
+    assert_eq!(again.access_key_id, first.access_key_id);
+    let status = h.daemon.status(Some("prod")).unwrap();
+    assert_eq!(status.accounts[0].state, AccountState::NeedsLogin);
+    // Past expiry they are never handed out.
+    h.clock.advance(Duration::from_secs(15 * 60));
+    let err = h.daemon.get_credentials("prod", None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NeedsLogin);
+    assert!(
+        err.message.contains("samlctl login prod"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn other_roles_by_name_or_arn_and_unknown_roles_listed() {
+    let h = harness();
+    login(&h).await;
+    let by_name = h
+        .daemon
+        .get_credentials("prod", Some("ReadOnly"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.role_arn, READ);
+    let by_arn = h.daemon.get_credentials("prod", Some(READ)).await.unwrap();
+    assert_eq!(by_arn.access_key_id, by_name.access_key_id);
+    let err = h
+        .daemon
+        .get_credentials("prod", Some("Nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownRole);
+    assert!(
+        err.message.contains(ADMIN) && err.message.contains(READ),
+        "{}",
+        err.message
+    );
+    // A refresh keeps every role in use fresh, with one assertion.
+    let fetches = h.idp.session_fetches.load(Ordering::SeqCst);
+    let calls = h.sts.calls.load(Ordering::SeqCst);
+    let roles = h.daemon.refresh("prod").await.unwrap();
+    assert_eq!(roles.len(), 2);
+    assert_eq!(h.idp.session_fetches.load(Ordering::SeqCst) - fetches, 1);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst) - calls, 2);
+}
+
+#[tokio::test]
+async fn duration_is_capped_and_a_refusal_falls_back_to_an_hour_once() {
+    let mut idp = FakeIdp::new();
+    Arc::get_mut(&mut idp).unwrap().session_duration = Some(5400);
+    let config = CONFIG.replace("\"2h\"", "\"4h\"");
+    let h = harness_with(&config, idp, Duration::from_secs(3600));
+    h.sts.faults.lock().unwrap().push_back(StsError::Service {
+        code: "ValidationError".into(),
+        message: "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+            .into(),
+        status: Some(400),
+    });
+    login(&h).await;
+    h.daemon.refresh("prod").await.unwrap();
+    // 4h configured, capped to the assertion's 5400, refused, then 3600 from then on.
+    assert_eq!(*h.sts.durations.lock().unwrap(), [5400, 3600, 3600]);
+}
+
+#[tokio::test]
+async fn a_stale_assertion_is_fetched_again_once() {
+    let h = harness();
+    h.sts.faults.lock().unwrap().push_back(StsError::Service {
+        code: "ExpiredTokenException".into(),
+        message: "Token must be redeemed within 5 minutes of issuance".into(),
+        status: Some(400),
+    });
+    login(&h).await;
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), 2);
+    // One probe before the password login, one fresh assertion after STS's refusal.
+    assert_eq!(h.idp.session_fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn sts_errors_carry_their_code_and_message() {
+    let h = harness();
+    h.sts.faults.lock().unwrap().push_back(StsError::Service {
+        code: "AccessDenied".into(),
+        message: "Not authorized to perform sts:AssumeRoleWithSAML".into(),
+        status: Some(403),
+    });
+    let mut client = ScriptedClient {
+        password: Some("correct horse"),
+        asked: vec![],
+        told: vec![],
+    };
+    let err = h
+        .daemon
+        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::StsError);
+    assert!(err.message.contains("AccessDenied"), "{}", err.message);
+    assert!(err.message.contains("Not authorized"), "{}", err.message);
+    let status = h.daemon.status(Some("prod")).unwrap();
+    let last = status.accounts[0].last_error.as_ref().expect("last error");
+    assert_eq!(last.code, ErrorCode::StsError);
+}
+
+#[tokio::test]
+async fn logout_sticks() {
+    let h = harness();
+    login(&h).await;
+    h.daemon.logout(Some("prod")).unwrap();
+    assert_eq!(state(&h), AccountState::LoggedOut);
+    let fetches = h.idp.session_fetches.load(Ordering::SeqCst);
+    let err = h.daemon.get_credentials("prod", None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn);
+    assert_eq!(
+        h.idp.session_fetches.load(Ordering::SeqCst),
+        fetches,
+        "nothing contacted"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_from_the_request_wins_and_none_is_asked() {
+    let h = harness();
+    let mut client = ScriptedClient {
+        password: None,
+        asked: vec![],
+        told: vec![],
+    };
+    h.daemon
+        .login(
+            "prod",
+            LoginSecrets {
+                password: Some(Secret::new("correct horse")),
+                mfa_code: None,
+            },
+            false,
+            Some(&mut client),
+        )
+        .await
+        .unwrap();
+    assert!(client.asked.is_empty());
+}
+
+#[tokio::test]
+async fn password_command_is_used_without_a_client() {
+    let config = format!("{CONFIG}password_command = \"printf 'correct horse\\\\n'\"\n");
+    let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
+    h.daemon
+        .login("prod", LoginSecrets::default(), false, None)
+        .await
+        .expect("password from the command");
+    let failing = format!("{CONFIG}password_command = \"exit 3\"\n");
+    let h = harness_with(&failing, FakeIdp::new(), Duration::from_secs(3600));
+    let err = h
+        .daemon
+        .login("prod", LoginSecrets::default(), false, None)
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("password_command"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn config_change_keeps_unchanged_sessions() {
+    let h = harness();
+    login(&h).await;
+    let two = format!(
+        "{CONFIG}\n[accounts.other]\nurl = \"https://sso.jumpcloud.com/saml2/o\"\nusername = \"b@example.com\"\n"
+    );
+    h.daemon
+        .apply_config(samld_config::parse(&two, Path::new("/test/config.toml")).unwrap());
+    assert_eq!(state(&h), AccountState::Active, "prod kept its session");
+    let changed = two.replace("\"2h\"", "\"3h\"");
+    h.daemon
+        .apply_config(samld_config::parse(&changed, Path::new("/test/config.toml")).unwrap());
+    assert_eq!(
+        state(&h),
+        AccountState::LoggedOut,
+        "prod's settings changed"
+    );
+}

@@ -1,0 +1,271 @@
+//! Running the real binaries in a temp dir: `samld` with its socket, config and XDG dirs
+//! pointed into the dir, and `samlctl`/`samld-helper` talking to it.
+//!
+//! Readiness is the daemon's own `READY=1` on `$NOTIFY_SOCKET` (the systemd protocol), so
+//! tests never sleep and hope.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where the workspace's binaries are: next to the test executable's `deps/` directory.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test --workspace` (which builds every binary)",
+        path.display()
+    );
+    path
+}
+
+/// An isolated home for one daemon: socket, config, runtime and config dirs, all inside a
+/// temp dir that disappears with it.
+pub struct TestEnv {
+    dir: tempfile::TempDir,
+    /// The socket path (`SAMLD_SOCKET`).
+    pub socket: PathBuf,
+    /// The config path (`SAMLD_CONFIG`).
+    pub config: PathBuf,
+    /// Extra environment for every process started from this env.
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    /// A fresh env with `config_toml` written as the config file.
+    pub fn new(config_toml: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("samld-test-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("run").join("samld").join("samld.sock");
+        let config = dir.path().join("config").join("samld").join("config.toml");
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(&config, config_toml).unwrap();
+        Self {
+            dir,
+            socket,
+            config,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// The temp dir.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A command for one of the workspace's binaries, with this env's environment.
+    pub fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(bin_path(bin));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("SAMLD_SOCKET", &self.socket)
+            .env("SAMLD_CONFIG", &self.config)
+            .env("SAMLD_NO_AUTOSTART", "1")
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `samlctl ARGS` to completion.
+    pub fn samlctl(&self, args: &[&str]) -> Output {
+        self.command("samlctl")
+            .args(args)
+            .output()
+            .expect("run samlctl")
+    }
+
+    /// Runs `samlctl ARGS` with `stdin` as its standard input.
+    pub fn samlctl_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command("samlctl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn samlctl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("wait samlctl")
+    }
+
+    /// Runs `samld-helper ARGS` to completion.
+    pub fn helper(&self, args: &[&str]) -> Output {
+        self.command("samld-helper")
+            .args(args)
+            .output()
+            .expect("run samld-helper")
+    }
+
+    /// Starts `samld` and waits for its readiness notification.
+    pub fn start_daemon(&self) -> DaemonProcess {
+        self.start_daemon_with(&[])
+            .expect("samld did not become ready")
+    }
+
+    /// Starts `samld` with extra arguments; `Err` carries its exit status and log when it
+    /// exits before becoming ready.
+    pub fn start_daemon_with(&self, args: &[&str]) -> Result<DaemonProcess, (ExitStatus, String)> {
+        let notify_path = self.dir.path().join(format!(
+            "notify-{}.sock",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+        let mut cmd = self.command("samld");
+        cmd.args(args)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env(
+                "SAMLD_LOG",
+                std::env::var("SAMLD_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn samld");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let echo = std::env::var_os("SAMLD_TEST_ECHO").is_some();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("samld| {line}");
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        // Wait for READY=1, or for the process to exit first.
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 512];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    if let Some(status) = child.try_wait().expect("try_wait") {
+                        let _ = reader.join();
+                        let log = log.lock().unwrap().clone();
+                        return Err((status, log));
+                    }
+                    assert!(Instant::now() < deadline, "samld not ready within 30 s");
+                }
+            }
+        }
+        Ok(DaemonProcess {
+            child: Some(child),
+            log,
+            reader: Some(reader),
+        })
+    }
+}
+
+/// A running `samld`; sent SIGTERM (then killed if it hangs) when dropped.
+pub struct DaemonProcess {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DaemonProcess {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe {
+            libc::kill(self.pid() as i32, signal);
+        }
+    }
+
+    /// Waits for it to exit (after a signal or a shutdown request), with a deadline.
+    pub fn wait(mut self, within: Duration) -> (ExitStatus, String) {
+        let child = self.child.take().expect("running");
+        let status = match wait_with_deadline(child, within) {
+            Some(status) => status,
+            None => panic!("samld did not exit within {within:?}; log:\n{}", self.log()),
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status, self.log())
+    }
+}
+
+/// Waits for a child on a thread so the wait can have a deadline; past it the child is
+/// killed and `None` returned.
+fn wait_with_deadline(mut child: Child, within: Duration) -> Option<ExitStatus> {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(within) {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            // SAFETY: kill only sends a signal to our own (not yet reaped) child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let _ = rx.recv();
+            None
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            // SAFETY: kill only sends a signal to our own child.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let _ = wait_with_deadline(child, Duration::from_secs(10));
+        }
+    }
+}
+
+/// stdout of a finished command as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr of a finished command as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
