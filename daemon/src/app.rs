@@ -66,6 +66,7 @@ pub async fn run(startup: Startup) -> Result<(), String> {
         daemon.config_rejected(error);
     }
     let watcher = spawn_config_watcher(&daemon, &config_path);
+    let scheduler = tokio::spawn(daemon.clone().run_scheduler());
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -99,6 +100,7 @@ pub async fn run(startup: Startup) -> Result<(), String> {
     })
     .await;
     drop(watcher);
+    scheduler.abort();
 
     if let ListenerOrigin::Bound(path) = &origin {
         // Only remove the file if it is still the socket we created: a second daemon

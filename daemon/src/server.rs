@@ -167,11 +167,18 @@ impl Connection {
             Request::GetCredentials {
                 account,
                 role,
-                interactive: _,
-            } => match daemon.get_credentials(&account, role.as_deref()).await {
-                Ok(creds) => Response::Credentials(creds),
-                Err(e) => Response::Error(e),
-            },
+                interactive,
+            } => {
+                let channel: Option<&mut dyn ClientChannel> =
+                    if interactive { Some(self) } else { None };
+                match daemon
+                    .get_credentials(&account, role.as_deref(), channel)
+                    .await
+                {
+                    Ok(creds) => Response::Credentials(creds),
+                    Err(e) => Response::Error(e),
+                }
+            }
             Request::Login(login) => {
                 let secrets = LoginSecrets {
                     password: login.password,

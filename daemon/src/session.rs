@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use samld_config::{Account, Config};
+use samld_config::{Account, Config, MfaMode};
 use samld_proto::{
     AccountState, AccountStatus, Credentials, DaemonInfo, ErrorCode, ErrorInfo, LoginOutcome,
     PROTOCOL_VERSION, RoleInfo, RoleStatus, Secret, SecretKind, SessionInfo, StatusReport,
@@ -26,9 +26,9 @@ use crate::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
 use crate::saml::{self, Assertion, RolePair};
 use crate::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget, choose_duration};
 
-/// Credentials closer to expiry than this are never handed out: the caller could not even
-/// finish its first API call with them.
-const MIN_REMAINING: Duration = Duration::from_secs(60);
+/// Credentials closer to expiry than this (or than a quarter of their life, for very short
+/// sessions) are never handed out: the caller could not even finish its first API call.
+const MIN_REMAINING: time::Duration = time::Duration::seconds(60);
 
 /// STS's default session length, which every role accepts; used after a role refused longer.
 const SAFE_DURATION_SECS: u32 = 3600;
@@ -84,6 +84,9 @@ impl DaemonOptions {
 
 type FlightResult = Result<(), WireError>;
 
+/// Shows the user a desktop notification: `(title, body)`.
+pub type Notifier = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FlightKind {
     Login,
@@ -119,6 +122,17 @@ struct AccountData {
     /// MaxSessionDuration learnt per role from STS refusals.
     max_duration: HashMap<String, u32>,
     last_error: Option<ErrorInfo>,
+    /// Set after a failure that is worth retrying; cleared by a success.
+    retry: Option<Retry>,
+    /// JumpCloud refused the password an unattended login used: trying it again could lock
+    /// the account, so nothing retries until the user logs in.
+    password_rejected: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    attempts: u32,
+    next_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +144,7 @@ struct SessionTimes {
 #[derive(Debug, Clone)]
 struct HeldCredentials {
     creds: AwsCredentials,
+    obtained_at: OffsetDateTime,
     refresh_at: OffsetDateTime,
 }
 
@@ -149,6 +164,8 @@ pub struct Daemon {
     started_at: OffsetDateTime,
     /// Woken whenever a deadline may have moved (new credentials, config change).
     schedule_changed: Notify,
+    /// Shows a desktop notification (title, body); none until one is set.
+    notifier: std::sync::OnceLock<Notifier>,
 }
 
 impl Daemon {
@@ -175,9 +192,16 @@ impl Daemon {
             accounts: Mutex::new(BTreeMap::new()),
             started_at,
             schedule_changed: Notify::new(),
+            notifier: std::sync::OnceLock::new(),
         });
         daemon.apply_config(config);
         daemon
+    }
+
+    /// Sets how the user is notified when an account needs them (once; later calls are
+    /// ignored).
+    pub fn set_notifier(&self, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
     }
 
     /// The options the daemon runs with.
@@ -327,49 +351,56 @@ impl Daemon {
     }
 
     /// `samld-helper`: credentials for one role, from memory when they are fresh.
+    ///
+    /// With a `channel` (a helper that has a terminal), an account that needs a login is
+    /// logged in through it; concurrent callers wait for that one login.
     pub async fn get_credentials(
         self: &Arc<Self>,
         account: &str,
         role: Option<&str>,
+        mut channel: Option<&mut dyn ClientChannel>,
     ) -> Result<Credentials, WireError> {
         let slot = self.slot(account)?;
         let mut last_flight: Option<FlightResult> = None;
-        // Each pass either answers or waits for one flight; three passes cover "a flight was
-        // running for other roles" followed by "one for ours".
-        for _ in 0..3 {
+        // Each pass either answers or waits for one flight (or one terminal login); four
+        // passes cover "a flight for other roles", "a login", then "one for ours".
+        for _ in 0..4 {
             let now = self.clock.now();
-            let stale = {
+            let (stale, blocked) = {
                 let mut data = slot.data();
-                if data.logged_out {
-                    return Err(not_logged_in(&slot.account, &data));
-                }
-                match resolve_role(&slot.account, &data.roles, role) {
+                let stale = match resolve_role(&slot.account, &data.roles, role) {
                     Ok(Some(arn)) => match data.creds.get(&arn) {
-                        Some(held) if now < held.refresh_at => {
+                        Some(held) if now < held.refresh_at && !data.logged_out => {
                             let answer = wire_credentials(&slot.account, &arn, held);
                             data.wanted.insert(arn);
                             return Ok(answer);
                         }
-                        Some(held) if usable(held, now) => Some((arn, held.clone())),
+                        Some(held) if usable(held, now) && !data.logged_out => {
+                            Some((arn, held.clone()))
+                        }
                         _ => None,
                     },
                     Ok(None) => None,
-                    Err(e) => {
-                        // The assertion we hold does not offer that role; a fresh one might.
-                        if last_flight.is_some() {
-                            return Err(e);
-                        }
-                        None
-                    }
-                }
+                    // The assertion we hold does not offer that role; a fresh one might.
+                    Err(e) if last_flight.is_some() => return Err(e),
+                    Err(_) => None,
+                };
+                (stale, self.why_no_trip(&slot, &data, now))
             };
-            if slot.data().session.is_none() {
-                // Without a JumpCloud session nothing can be fetched without a login, so
-                // a burst of callers gets the answer at once instead of a trip each.
-                let data = slot.data();
-                return match stale {
-                    Some((arn, held)) => Ok(wire_credentials(&slot.account, &arn, &held)),
-                    None => Err(not_logged_in(&slot.account, &data)),
+            if let Some(blocked) = blocked {
+                let needs_user =
+                    matches!(blocked.code, ErrorCode::NotLoggedIn | ErrorCode::NeedsLogin);
+                if needs_user && let Some(channel) = channel.take() {
+                    // The helper's terminal stands in for `samlctl login`.
+                    self.login(account, LoginSecrets::default(), false, Some(channel))
+                        .await?;
+                    continue;
+                }
+                return match (stale, last_flight) {
+                    (Some((arn, held)), _) => Ok(wire_credentials(&slot.account, &arn, &held)),
+                    // The attempt just made says best what went wrong.
+                    (None, Some(Err(e))) => Err(e),
+                    (None, _) => Err(blocked),
                 };
             }
             if let Some(Err(e)) = &last_flight {
@@ -403,6 +434,108 @@ impl Daemon {
                     slot.account.name, slot.account.name
                 ),
             )),
+        }
+    }
+
+    /// Why a trip to JumpCloud would be pointless or unwelcome now, if it would be: no
+    /// session and no unattended login, a sticky logout, or a failure still backing off.
+    /// A burst of callers then gets the answer at once instead of a trip each.
+    fn why_no_trip(
+        &self,
+        slot: &AccountSlot,
+        data: &AccountData,
+        now: OffsetDateTime,
+    ) -> Option<WireError> {
+        if data.logged_out {
+            return Some(not_logged_in(&slot.account, data));
+        }
+        if data.session.is_none() && !self.can_login_unattended(&slot.account, data) {
+            return Some(not_logged_in(&slot.account, data));
+        }
+        if data.flight.is_some() {
+            return None;
+        }
+        match (&data.retry, &data.last_error) {
+            (Some(retry), Some(last)) if retry.next_at > now => Some(WireError::new(
+                last.code,
+                format!(
+                    "{} (samld retries at {})",
+                    last.message,
+                    rfc3339(retry.next_at)
+                ),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether samld may log this account in with nobody at the keyboard: a password it can
+    /// get by itself, a second factor that needs no typing (push, or `mfa_command`), and
+    /// nothing the user said against it (a logout, a rejected password).
+    fn can_login_unattended(&self, account: &Account, data: &AccountData) -> bool {
+        if data.logged_out || data.password_rejected {
+            return false;
+        }
+        let password = account.password_command.is_some();
+        let second_factor = match account.mfa {
+            MfaMode::Push | MfaMode::None | MfaMode::Auto => true,
+            MfaMode::Totp => account.mfa_command.is_some(),
+            MfaMode::Webauthn => false,
+        };
+        password && second_factor
+    }
+
+    /// Starts every refresh (or retry) that is due, and returns when the next one will be.
+    pub fn start_due_refreshes(self: &Arc<Self>) -> Option<OffsetDateTime> {
+        let now = self.clock.now();
+        let slots: Vec<Arc<AccountSlot>> = self.lock_accounts().values().cloned().collect();
+        let mut next: Option<OffsetDateTime> = None;
+        for slot in slots {
+            let due = {
+                let data = slot.data();
+                if data.flight.is_some() || data.logged_out {
+                    continue;
+                }
+                let stuck = data.needs_login && !self.can_login_unattended(&slot.account, &data);
+                let deadline = match &data.retry {
+                    _ if stuck => None,
+                    Some(retry) => Some(retry.next_at),
+                    None => data.creds.values().map(|h| h.refresh_at).min(),
+                };
+                match deadline {
+                    Some(at) if at <= now => true,
+                    Some(at) => {
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                        false
+                    }
+                    None => false,
+                }
+            };
+            if due {
+                tracing::debug!(account = %slot.account.name, "refresh due");
+                drop(self.start_refresh(&slot, None, false));
+            }
+        }
+        next
+    }
+
+    /// Keeps every account fresh: sleeps until the next deadline by the wall clock (waking
+    /// early on a clock jump or a change), starts what is due, and repeats. No polling.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        loop {
+            // Created before looking, so a change made while we look is not missed.
+            let changed = self.schedule_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.start_due_refreshes() {
+                Some(at) => {
+                    tracing::debug!(next = %rfc3339(at), "scheduler sleeping");
+                    tokio::select! {
+                        () = self.clock.sleep_until(at) => {}
+                        () = &mut changed => {}
+                    }
+                }
+                None => changed.await,
+            }
         }
     }
 
@@ -461,7 +594,13 @@ impl Daemon {
                 ));
             }
         };
-        slot.data().logged_out = false;
+        {
+            // The user is here: what stopped unattended attempts no longer applies.
+            let mut data = slot.data();
+            data.logged_out = false;
+            data.password_rejected = false;
+            data.retry = None;
+        }
         let mut interaction = SecretSources {
             account: slot.account.clone(),
             given: secrets,
@@ -518,32 +657,69 @@ impl Daemon {
         renew_all: bool,
     ) -> Result<bool, WireError> {
         let account = &slot.account;
+        let unattended = login.is_none();
         let outcome = self.obtain(slot, extra_role, login, renew_all).await;
         let now = self.clock.now();
         let mut data = slot.data();
+        let mut announce = None;
         match &outcome {
             Ok(_) => {
                 data.last_error = None;
                 data.needs_login = false;
+                data.retry = None;
             }
+            Err(e) if e.code == ErrorCode::NotLoggedIn => {}
             Err(e) => {
                 tracing::warn!(account = %account.name, code = %e.code, error = %e.message, "login or refresh failed");
-                if e.code == ErrorCode::NeedsLogin {
-                    data.needs_login = data.session.is_some() || !data.creds.is_empty();
-                    data.session = None;
+                data.last_error = Some(ErrorInfo {
+                    code: e.code,
+                    message: e.message.clone(),
+                    at: rfc3339(now),
+                });
+                if unattended && e.code == ErrorCode::AuthFailed {
+                    data.password_rejected = true;
                 }
-                if !matches!(e.code, ErrorCode::NotLoggedIn) {
-                    data.last_error = Some(ErrorInfo {
-                        code: e.code,
-                        message: e.message.clone(),
-                        at: rfc3339(now),
-                    });
+                if !unattended {
+                    // The user is at the keyboard and sees the error; a wrong password or
+                    // code typed at `samlctl login` changes nothing else.
+                } else if needs_the_user(e.code) {
+                    // Only a person can fix this; retrying could lock the account or send
+                    // pushes nobody is waiting for.
+                    let was = data.needs_login;
+                    data.needs_login = true;
+                    data.session = None;
+                    data.retry = None;
+                    if !was {
+                        announce = Some(e.message.clone());
+                    }
+                } else {
+                    let attempts = data.retry.map_or(1, |r| r.attempts + 1);
+                    let next_at = now + backoff(attempts);
+                    tracing::info!(account = %account.name, attempt = attempts, retry = %rfc3339(next_at), "will retry");
+                    data.retry = Some(Retry { attempts, next_at });
                 }
             }
         }
         drop(data);
+        if let Some(message) = announce {
+            self.announce_needs_login(account, &message);
+        }
         self.schedule_changed.notify_one();
         outcome
+    }
+
+    /// Tells the user an account needs them: always in the log and `samlctl status`, and by
+    /// a desktop notification where the account allows it.
+    fn announce_needs_login(&self, account: &Account, reason: &str) {
+        tracing::warn!(account = %account.name, "needs login: {reason}");
+        if account.notifications
+            && let Some(notify) = self.notifier.get()
+        {
+            notify(
+                &format!("samld: {} needs you to log in", account.name),
+                &format!("{reason}\nRun: samlctl login {}", account.name),
+            );
+        }
     }
 
     async fn obtain(
@@ -576,6 +752,29 @@ impl Daemon {
                     let now = self.clock.now();
                     let mut data = slot.data();
                     data.session = Some(SessionTimes {
+                        established_at: now,
+                        last_verified_at: now,
+                    });
+                    a
+                }
+                None if self.can_login_unattended(account, &slot.data()) => {
+                    tracing::info!(account = %account.name, "JumpCloud session ended; logging in again unattended");
+                    if let Some((kind, _)) = slot.data().flight.as_mut() {
+                        *kind = FlightKind::Login;
+                    }
+                    let mut sources = SecretSources {
+                        account: account.clone(),
+                        given: LoginSecrets::default(),
+                        channel: None,
+                        command_timeout: self.options.command_timeout,
+                    };
+                    let a = slot
+                        .idp
+                        .login(&mut sources)
+                        .await
+                        .map_err(|e| idp_error(account, e))?;
+                    let now = self.clock.now();
+                    slot.data().session = Some(SessionTimes {
                         established_at: now,
                         last_verified_at: now,
                     });
@@ -667,7 +866,8 @@ impl Daemon {
                 }
             };
             let now = self.clock.now();
-            let refresh_at = refresh_deadline(now, creds.expiration, account.refresh_before);
+            let refresh_at = refresh_deadline(now, creds.expiration, account.refresh_before)
+                - refresh_jitter(creds.expiration - now);
             tracing::info!(
                 account = %account.name,
                 role = %pair.role_arn,
@@ -676,8 +876,14 @@ impl Daemon {
                 "credentials obtained"
             );
             let mut data = slot.data();
-            data.creds
-                .insert(pair.role_arn.clone(), HeldCredentials { creds, refresh_at });
+            data.creds.insert(
+                pair.role_arn.clone(),
+                HeldCredentials {
+                    creds,
+                    obtained_at: now,
+                    refresh_at,
+                },
+            );
         }
         Ok(reused)
     }
@@ -824,6 +1030,30 @@ fn resolve_role(
         .map_err(|e| WireError::new(ErrorCode::UnknownRole, format!("{}: {e}", account.name)))
 }
 
+/// Failures that only the user can resolve; everything else is retried with backoff.
+fn needs_the_user(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::AuthFailed
+            | ErrorCode::MfaFailed
+            | ErrorCode::MfaRequired
+            | ErrorCode::MfaUnsupported
+            | ErrorCode::NeedsLogin
+            | ErrorCode::NotLoggedIn
+            | ErrorCode::UnknownRole
+            | ErrorCode::ConfigError
+    )
+}
+
+/// Exponential backoff from 30 s, doubling up to 15 minutes, with ±20% jitter so that many
+/// daemons (or accounts) hitting one outage do not retry in lockstep.
+pub fn backoff(attempts: u32) -> Duration {
+    const BASE: Duration = Duration::from_secs(30);
+    const CAP: Duration = Duration::from_secs(15 * 60);
+    let exp = BASE.saturating_mul(1u32 << attempts.saturating_sub(1).min(10));
+    exp.min(CAP).mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
 /// When to refresh: `refresh_before` ahead of expiry, or at two thirds of the life for
 /// sessions too short for that.
 pub fn refresh_deadline(
@@ -839,8 +1069,16 @@ pub fn refresh_deadline(
     }
 }
 
+/// A little earlier than the deadline, at random, so that roles and accounts obtained
+/// together do not all hit JumpCloud in the same second forever after.
+fn refresh_jitter(life: time::Duration) -> time::Duration {
+    let most: time::Duration = (life / 50_i32).min(time::Duration::seconds(30));
+    most * fastrand::f64()
+}
+
 fn usable(held: &HeldCredentials, now: OffsetDateTime) -> bool {
-    held.creds.expiration - now > MIN_REMAINING
+    let life = held.creds.expiration - held.obtained_at;
+    held.creds.expiration - now > (life / 4_i32).min(MIN_REMAINING)
 }
 
 fn wire_credentials(account: &Account, role_arn: &str, held: &HeldCredentials) -> Credentials {
@@ -856,21 +1094,22 @@ fn wire_credentials(account: &Account, role_arn: &str, held: &HeldCredentials) -
 }
 
 fn not_logged_in(account: &Account, data: &AccountData) -> WireError {
-    if data.needs_login {
+    let name = &account.name;
+    if data.needs_login && !data.logged_out {
+        let why = data
+            .last_error
+            .as_ref()
+            .filter(|e| e.code != ErrorCode::NeedsLogin)
+            .map(|e| format!(" (last attempt: {})", e.message))
+            .unwrap_or_default();
         WireError::new(
             ErrorCode::NeedsLogin,
-            format!(
-                "the JumpCloud session for {name} has ended; run: samlctl login {name}",
-                name = account.name
-            ),
+            format!("the JumpCloud session for {name} has ended{why}; run: samlctl login {name}"),
         )
     } else {
         WireError::new(
             ErrorCode::NotLoggedIn,
-            format!(
-                "{name} is not logged in; run: samlctl login {name}",
-                name = account.name
-            ),
+            format!("{name} is not logged in; run: samlctl login {name}"),
         )
     }
 }
@@ -918,9 +1157,7 @@ fn account_status(slot: &AccountSlot, now: OffsetDateTime) -> AccountStatus {
         Some(FlightKind::Login) => AccountState::LoggingIn,
         Some(FlightKind::Refresh) => AccountState::Refreshing,
         None if data.needs_login => AccountState::NeedsLogin,
-        None if data.last_error.is_some() && (data.session.is_some() || !roles.is_empty()) => {
-            AccountState::Error
-        }
+        None if data.last_error.is_some() && data.retry.is_some() => AccountState::Error,
         None if data.session.is_some() || !roles.is_empty() => AccountState::Active,
         None => AccountState::LoggedOut,
     };
@@ -938,7 +1175,7 @@ fn account_status(slot: &AccountSlot, now: OffsetDateTime) -> AccountStatus {
         }),
         roles,
         last_error: data.last_error.clone(),
-        next_retry_at: None,
+        next_retry_at: data.retry.map(|r| rfc3339(r.next_at)),
     }
 }
 

@@ -117,6 +117,8 @@ struct FakeSts {
     clock: Arc<ManualClock>,
     lifetime: Duration,
     calls: AtomicUsize,
+    /// Counts calls too, for tests that wait for background work.
+    call_count: tokio::sync::watch::Sender<usize>,
     durations: Mutex<Vec<u32>>,
     faults: Mutex<VecDeque<StsError>>,
 }
@@ -127,6 +129,7 @@ impl FakeSts {
             clock,
             lifetime,
             calls: AtomicUsize::new(0),
+            call_count: tokio::sync::watch::Sender::new(0),
             durations: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
         })
@@ -145,7 +148,9 @@ impl StsApi for FakeSts {
                 .lock()
                 .unwrap()
                 .push(request.duration_seconds);
-            if let Some(fault) = self.faults.lock().unwrap().pop_front() {
+            let fault = self.faults.lock().unwrap().pop_front();
+            self.call_count.send_replace(n);
+            if let Some(fault) = fault {
                 return Err(fault);
             }
             Ok(AwsCredentials {
@@ -252,7 +257,7 @@ async fn login_then_credentials_come_from_memory() {
     assert_eq!(state(&h), AccountState::Active);
     // The default role was assumed during login; asking for it needs no trip anywhere.
     let calls = h.sts.calls.load(Ordering::SeqCst);
-    let creds = h.daemon.get_credentials("prod", None).await.unwrap();
+    let creds = h.daemon.get_credentials("prod", None, None).await.unwrap();
     assert_eq!(creds.role_arn, ADMIN);
     assert_eq!(h.sts.calls.load(Ordering::SeqCst), calls);
     assert_eq!(creds.expiration, "2026-11-28T11:00:00Z");
@@ -300,7 +305,11 @@ async fn a_wrong_password_is_reported_and_changes_nothing() {
 #[tokio::test]
 async fn not_logged_in_is_explained() {
     let h = harness();
-    let err = h.daemon.get_credentials("prod", None).await.unwrap_err();
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotLoggedIn);
     assert_eq!(
         err.message,
@@ -320,7 +329,9 @@ async fn a_burst_of_callers_shares_one_trip() {
     let callers: Vec<_> = (0..200)
         .map(|_| {
             let daemon = h.daemon.clone();
-            tokio::spawn(async move { daemon.get_credentials("prod", Some("ReadOnly")).await })
+            tokio::spawn(
+                async move { daemon.get_credentials("prod", Some("ReadOnly"), None).await },
+            )
         })
         .collect();
     tokio::task::yield_now().await;
@@ -347,7 +358,7 @@ async fn a_burst_shares_a_failure_too() {
     let callers: Vec<_> = (0..50)
         .map(|_| {
             let daemon = h.daemon.clone();
-            tokio::spawn(async move { daemon.get_credentials("prod", None).await })
+            tokio::spawn(async move { daemon.get_credentials("prod", None, None).await })
         })
         .collect();
     tokio::task::yield_now().await;
@@ -364,10 +375,10 @@ async fn a_burst_shares_a_failure_too() {
 async fn credentials_in_the_refresh_window_are_refreshed_with_the_session() {
     let h = harness();
     login(&h).await;
-    let first = h.daemon.get_credentials("prod", None).await.unwrap();
+    let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
     // 45 minutes into a 60-minute session: inside refresh_before (20m).
     h.clock.advance(Duration::from_secs(45 * 60));
-    let second = h.daemon.get_credentials("prod", None).await.unwrap();
+    let second = h.daemon.get_credentials("prod", None, None).await.unwrap();
     assert_ne!(first.access_key_id, second.access_key_id);
     assert_eq!(second.expiration, "2026-11-28T11:45:00Z");
     assert_eq!(
@@ -381,16 +392,20 @@ async fn credentials_in_the_refresh_window_are_refreshed_with_the_session() {
 async fn old_credentials_are_served_while_valid_when_refresh_fails() {
     let h = harness();
     login(&h).await;
-    let first = h.daemon.get_credentials("prod", None).await.unwrap();
+    let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
     h.idp.forget_session();
     h.clock.advance(Duration::from_secs(45 * 60));
-    let again = h.daemon.get_credentials("prod", None).await.unwrap();
+    let again = h.daemon.get_credentials("prod", None, None).await.unwrap();
     assert_eq!(again.access_key_id, first.access_key_id);
     let status = h.daemon.status(Some("prod")).unwrap();
     assert_eq!(status.accounts[0].state, AccountState::NeedsLogin);
     // Past expiry they are never handed out.
     h.clock.advance(Duration::from_secs(15 * 60));
-    let err = h.daemon.get_credentials("prod", None).await.unwrap_err();
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::NeedsLogin);
     assert!(
         err.message.contains("samlctl login prod"),
@@ -405,15 +420,19 @@ async fn other_roles_by_name_or_arn_and_unknown_roles_listed() {
     login(&h).await;
     let by_name = h
         .daemon
-        .get_credentials("prod", Some("ReadOnly"))
+        .get_credentials("prod", Some("ReadOnly"), None)
         .await
         .unwrap();
     assert_eq!(by_name.role_arn, READ);
-    let by_arn = h.daemon.get_credentials("prod", Some(READ)).await.unwrap();
+    let by_arn = h
+        .daemon
+        .get_credentials("prod", Some(READ), None)
+        .await
+        .unwrap();
     assert_eq!(by_arn.access_key_id, by_name.access_key_id);
     let err = h
         .daemon
-        .get_credentials("prod", Some("Nope"))
+        .get_credentials("prod", Some("Nope"), None)
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownRole);
@@ -497,7 +516,11 @@ async fn logout_sticks() {
     h.daemon.logout(Some("prod")).unwrap();
     assert_eq!(state(&h), AccountState::LoggedOut);
     let fetches = h.idp.session_fetches.load(Ordering::SeqCst);
-    let err = h.daemon.get_credentials("prod", None).await.unwrap_err();
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotLoggedIn);
     assert_eq!(
         h.idp.session_fetches.load(Ordering::SeqCst),
@@ -565,4 +588,229 @@ async fn config_change_keeps_unchanged_sessions() {
         AccountState::LoggedOut,
         "prod's settings changed"
     );
+}
+
+// ---- Background refresh, backoff and unattended login, on the manual clock ----
+
+impl FakeSts {
+    /// Waits (bounded) until STS has been called `n` times in all.
+    async fn wait_for_calls(&self, n: usize) {
+        let mut rx = self.call_count.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("STS was not called {n} times"))
+            .unwrap();
+    }
+}
+
+/// Waits (bounded) until the account's status satisfies `done`.
+async fn wait_for_status(h: &Harness, done: impl Fn(&samld_proto::AccountStatus) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = h.daemon.status(Some("prod")).unwrap().accounts.remove(0);
+        if done(&status) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never got there: {status:#?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+fn start_scheduler(h: &Harness) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(h.daemon.clone().run_scheduler())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_refreshes_before_expiry_without_any_request() {
+    let h = harness();
+    login(&h).await;
+    let scheduler = start_scheduler(&h);
+    let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    // 39 minutes in: nothing is due yet (refresh at expiry - 20m = 40m, minus jitter ≤ 30s).
+    h.clock.advance(Duration::from_secs(39 * 60));
+    tokio::task::yield_now().await;
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), 1);
+    h.clock.advance(Duration::from_secs(60));
+    h.sts.wait_for_calls(2).await;
+    wait_for_status(&h, |s| s.state == AccountState::Active).await;
+    let second = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    assert_ne!(first.access_key_id, second.access_key_id);
+    assert_eq!(
+        h.idp.password_logins.load(Ordering::SeqCst),
+        1,
+        "no password"
+    );
+    scheduler.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waking_from_suspend_past_expiry_refreshes_at_once() {
+    let h = harness();
+    login(&h).await;
+    let scheduler = start_scheduler(&h);
+    // The laptop slept for three hours: the wall clock jumps, credentials are long expired.
+    h.clock.set(START + Duration::from_secs(3 * 3600));
+    h.sts.wait_for_calls(2).await;
+    let creds = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    assert_eq!(creds.expiration, "2026-11-28T14:00:00Z");
+    scheduler.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_back_off_and_old_credentials_are_served() {
+    let h = harness();
+    login(&h).await;
+    let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    let scheduler = start_scheduler(&h);
+    h.sts.faults.lock().unwrap().push_back(StsError::Service {
+        code: "Throttling".into(),
+        message: "Rate exceeded".into(),
+        status: Some(400),
+    });
+    h.clock.advance(Duration::from_secs(40 * 60));
+    h.sts.wait_for_calls(2).await;
+    wait_for_status(&h, |s| s.state == AccountState::Error).await;
+    let status = h.daemon.status(Some("prod")).unwrap().accounts.remove(0);
+    let last = status.last_error.expect("last error shown");
+    assert!(last.message.contains("Throttling"), "{}", last.message);
+    let retry_at = time::OffsetDateTime::parse(
+        status.next_retry_at.as_deref().expect("next retry shown"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let delay = retry_at - h.clock.now();
+    assert!(
+        delay >= time::Duration::seconds(23) && delay <= time::Duration::seconds(37),
+        "{delay}"
+    );
+    // Still inside their life, the old credentials keep being served.
+    let again = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    assert_eq!(again.access_key_id, first.access_key_id);
+    // The retry happens by itself when it is due, and clears the error.
+    h.clock.advance(Duration::from_secs(40));
+    h.sts.wait_for_calls(3).await;
+    wait_for_status(&h, |s| {
+        s.state == AccountState::Active && s.last_error.is_none()
+    })
+    .await;
+    scheduler.abort();
+}
+
+#[test]
+fn backoff_doubles_up_to_a_cap() {
+    for (attempt, base) in [
+        (1u32, 30.0f64),
+        (2, 60.0),
+        (3, 120.0),
+        (6, 900.0),
+        (30, 900.0),
+    ] {
+        let d = samld::session::backoff(attempt).as_secs_f64();
+        assert!(d >= base * 0.8 && d <= base * 1.2, "attempt {attempt}: {d}");
+    }
+}
+
+const UNATTENDED: &str = r#"
+[accounts.prod]
+url = "https://sso.jumpcloud.com/saml2/prod"
+username = "alice@example.com"
+role = "Admin"
+mfa = "push"
+password_command = "printf 'correct horse'"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_is_renewed_unattended() {
+    let h = harness_with(UNATTENDED, FakeIdp::new(), Duration::from_secs(3600));
+    // Never logged in: the first helper call logs in by itself.
+    let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+    let scheduler = start_scheduler(&h);
+    h.idp.forget_session();
+    h.clock.advance(Duration::from_secs(40 * 60));
+    h.sts.wait_for_calls(2).await;
+    wait_for_status(&h, |s| s.state == AccountState::Active).await;
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 2);
+    let second = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    assert_ne!(first.access_key_id, second.access_key_id);
+    scheduler.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
+    let config = UNATTENDED.replace("correct horse", "old password");
+    let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
+    let told = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let sink = told.clone();
+    h.daemon.set_notifier(Box::new(move |title, body| {
+        sink.lock()
+            .unwrap()
+            .push((title.to_string(), body.to_string()));
+    }));
+    let scheduler = start_scheduler(&h);
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::AuthFailed);
+    wait_for_status(&h, |s| s.state == AccountState::NeedsLogin).await;
+    // Hours pass and helpers keep asking: no second attempt with the bad password.
+    for _ in 0..5 {
+        h.clock.advance(Duration::from_secs(3600));
+        let err = h
+            .daemon
+            .get_credentials("prod", None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::NeedsLogin);
+        assert!(
+            err.message.contains("samlctl login prod"),
+            "{}",
+            err.message
+        );
+    }
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "one notification: {told:?}");
+    assert!(told[0].0.contains("prod"), "{told:?}");
+    assert!(told[0].1.contains("samlctl login prod"), "{told:?}");
+    // The user logs in (with the new password on stdin): the account works again.
+    h.daemon
+        .login(
+            "prod",
+            LoginSecrets {
+                password: Some(Secret::new("correct horse")),
+                mfa_code: None,
+            },
+            false,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&h), AccountState::Active);
+    scheduler.abort();
+}
+
+#[tokio::test]
+async fn a_helper_with_a_terminal_logs_in_and_logout_no_longer_sticks() {
+    let h = harness();
+    login(&h).await;
+    h.daemon.logout(Some("prod")).unwrap();
+    let mut tty = ScriptedClient {
+        password: Some("correct horse"),
+        asked: vec![],
+        told: vec![],
+    };
+    let creds = h
+        .daemon
+        .get_credentials("prod", None, Some(&mut tty))
+        .await
+        .unwrap();
+    assert_eq!(creds.role_arn, ADMIN);
+    assert_eq!(tty.asked, [SecretKind::Password]);
+    assert_eq!(state(&h), AccountState::Active);
 }
