@@ -333,6 +333,8 @@ impl FakeJumpCloud {
                 pushes: HashMap::new(),
                 faults: HashMap::new(),
                 stats: FakeJumpCloudStats::default(),
+                cookie_values: Vec::new(),
+                saml_responses: Vec::new(),
             }),
         });
         let app = router(Arc::clone(&inner));
@@ -374,6 +376,17 @@ impl FakeJumpCloud {
     /// A snapshot of the counters.
     pub fn stats(&self) -> FakeJumpCloudStats {
         self.inner.lock().stats
+    }
+
+    /// Every cookie value the fake ever set (`_xsrf` tokens and console session ids), in
+    /// order: secrets a client must never log or write down.
+    pub fn issued_cookie_values(&self) -> Vec<String> {
+        self.inner.lock().cookie_values.clone()
+    }
+
+    /// Every SAMLResponse (base64) the fake ever served, in order.
+    pub fn saml_responses(&self) -> Vec<String> {
+        self.inner.lock().saml_responses.clone()
     }
 
     /// Ends every console session, as an org-wide session timeout would.
@@ -480,6 +493,10 @@ struct ServerState {
     pushes: HashMap<String, PushState>,
     faults: HashMap<Endpoint, VecDeque<Fault>>,
     stats: FakeJumpCloudStats,
+    /// See [`FakeJumpCloud::issued_cookie_values`].
+    cookie_values: Vec<String>,
+    /// See [`FakeJumpCloud::saml_responses`].
+    saml_responses: Vec<String>,
 }
 
 struct UserState {
@@ -636,6 +653,7 @@ async fn xsrf(State(inner): Shared) -> Response {
                 expires_at,
             },
         );
+        state.cookie_values.extend([sid.clone(), xsrf.clone()]);
     }
     (
         AppendHeaders([
@@ -695,6 +713,7 @@ fn complete_login(
         },
     );
     state.stats.logins += 1;
+    state.cookie_values.push(sid.clone());
     let target = format!("{}/{}", inner.base_url, redirect_to.trim_start_matches('/'));
     (
         AppendHeaders([(SET_COOKIE, session_cookie(&sid))]),
@@ -946,11 +965,13 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
     let mut spec = SamlSpec::new(&email, &[]);
     spec.roles = app.roles.clone();
     spec.session_duration = app.session_duration;
+    let saml_response = saml_builder::saml_response_base64(&spec);
     let page = saml_builder::saml_post_page(
-        &saml_builder::saml_response_base64(&spec),
+        &saml_response,
         &state.relay_state,
         saml_builder::AWS_SAML_ENDPOINT,
     );
+    state.saml_responses.push(saml_response);
     state.stats.saml_pages += 1;
     Html(page).into_response()
 }

@@ -134,13 +134,19 @@ impl TestEnv {
                 .as_nanos()
         ));
         let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+        // The level: this env's own SAMLD_LOG (a test that needs a trace log sets it in
+        // `extra_env`), else SAMLD_TEST_LOG, else debug.
+        let level = self
+            .extra_env
+            .iter()
+            .find(|(k, _)| k == "SAMLD_LOG")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("SAMLD_TEST_LOG").ok())
+            .unwrap_or_else(|| "debug".into());
         let mut cmd = self.command("samld");
         cmd.args(args)
             .env("NOTIFY_SOCKET", &notify_path)
-            .env(
-                "SAMLD_LOG",
-                std::env::var("SAMLD_TEST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
+            .env("SAMLD_LOG", level)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn samld");

@@ -1,0 +1,98 @@
+//! Logging in as a user does it, with the real `samld`, `samlctl` and `samld-helper` against
+//! a fake JumpCloud and a fake STS: password with TOTP (given or from `mfa_command`) or push,
+//! every way a login fails, session reuse, roles, logout and status.
+//!
+//! Each test has a world of its own (fakes, temp dir, daemon), so they run in parallel.
+//! The scenarios live in `support/flows.rs`, where `secrets.rs` runs them all again with a
+//! trace log to check that no secret leaks.
+
+mod support;
+
+use samld_proto::AccountState;
+use samld_tests::fixture::{stderr, stdout};
+use support::{MULTI_PASSWORD, World, flows};
+
+#[test]
+fn password_and_totp_code_then_the_helper_prints_the_credentials() {
+    flows::password_and_totp(&World::new());
+}
+
+#[test]
+fn the_totp_code_can_come_from_mfa_command() {
+    flows::totp_from_mfa_command(&World::new());
+}
+
+#[test]
+fn a_push_login_streams_the_approve_prompt_and_succeeds() {
+    flows::push_approved(&World::new());
+}
+
+#[test]
+fn a_denied_and_an_expired_push_each_have_their_own_message() {
+    flows::push_denied_and_expired(&World::new());
+}
+
+#[test]
+fn a_wrong_password_is_reported_and_changes_nothing() {
+    flows::wrong_password(&World::new());
+}
+
+#[test]
+fn a_wrong_or_reused_totp_code_is_refused() {
+    flows::wrong_and_reused_code(&World::new());
+}
+
+#[test]
+fn a_second_login_reuses_the_session_without_password_or_mfa() {
+    flows::session_reuse(&World::new());
+}
+
+#[test]
+fn html_from_jumpcloud_jumpcloud_down_and_sts_refusals_are_named() {
+    flows::faults_are_named(&World::new());
+}
+
+#[test]
+fn roles_are_listed_and_either_can_be_fetched() {
+    flows::roles(&World::new());
+}
+
+#[test]
+fn logout_sticks() {
+    flows::logout_sticks(&World::new());
+}
+
+#[test]
+fn status_json_after_login_shows_expiry_refresh_and_session_times() {
+    flows::status_after_login(&World::new());
+}
+
+#[test]
+fn webauthn_is_refused_with_the_alternatives() {
+    flows::webauthn_unsupported(&World::new());
+}
+
+#[test]
+fn an_expired_jumpcloud_session_needs_the_password_again() {
+    let w = World::new();
+    let first = w.login("multi", MULTI_PASSWORD, None);
+    assert!(first.status.success(), "{}", stderr(&first));
+    w.jc.expire_all_sessions();
+
+    let out = w.samlctl(&["login", "multi"]);
+    assert!(
+        !out.status.success(),
+        "no session and no password: {}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("password"), "{}", stderr(&out));
+
+    let before = w.jc.stats();
+    let out = w.login("multi", MULTI_PASSWORD, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("session reused"), "{}", stdout(&out));
+    assert_eq!(w.jc.stats().password_posts, before.password_posts + 1);
+    let status = w.account_status("multi");
+    assert_eq!(status.state, AccountState::Active, "{status:#?}");
+    assert!(status.last_error.is_none(), "{status:#?}");
+}
