@@ -669,6 +669,9 @@ impl Daemon {
                 data.retry = None;
             }
             Err(e) if e.code == ErrorCode::NotLoggedIn => {}
+            // What the user typed (or could not type) at `samlctl login` is shown to them
+            // there; it is not the account's state.
+            Err(e) if !unattended && needs_the_user(e.code) => {}
             Err(e) => {
                 tracing::warn!(account = %account.name, code = %e.code, error = %e.message, "login or refresh failed");
                 data.last_error = Some(ErrorInfo {
@@ -680,8 +683,8 @@ impl Daemon {
                     data.password_rejected = true;
                 }
                 if !unattended {
-                    // The user is at the keyboard and sees the error; a wrong password or
-                    // code typed at `samlctl login` changes nothing else.
+                    // A login the user is watching failed for another reason (STS, the
+                    // network): it is recorded above, and they retry when they choose.
                 } else if needs_the_user(e.code) {
                     // Only a person can fix this; retrying could lock the account or send
                     // pushes nobody is waiting for.

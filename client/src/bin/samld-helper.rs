@@ -170,7 +170,13 @@ fn print_stdout(bytes: &[u8]) -> ExitCode {
 
 fn fail(e: &ClientError) -> ExitCode {
     // One line: botocore and aws-config paste stderr into their own error message.
-    let msg = e.to_string().replace('\n', " ");
+    let msg = e
+        .to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     eprintln!("samld: {msg}");
     ExitCode::from(match e {
         ClientError::Daemon(_) | ClientError::Prompt { .. } => EXIT_REFUSED,
