@@ -41,6 +41,8 @@ pub const MAX_SESSION_DURATION: Duration = Duration::from_secs(12 * 60 * 60);
 /// `refresh_before` when not set, unless `session_duration` is under twice this long (then
 /// half of it).
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(20 * 60);
+/// How long a request waits for a login or refresh that is already running for its account.
+pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(2 * 60);
 /// `jumpcloud_console_url` when not set.
 pub const DEFAULT_JUMPCLOUD_CONSOLE_URL: &str = "https://console.jumpcloud.com";
 /// `federation_url` when not set.
@@ -158,6 +160,9 @@ pub struct Account {
     pub federation_url: String,
     /// `notifications`: desktop notifications when a login is needed (default true).
     pub notifications: bool,
+    /// `login_wait`: how long a request waits for a login or refresh already under way for
+    /// the account (default 2m: long enough to approve a push).
+    pub login_wait: Duration,
 }
 
 impl Provider {

@@ -17,8 +17,9 @@ use url::Url;
 use crate::duration::{self, DurationError};
 use crate::error::{ConfigError, ErrorKind, Source};
 use crate::{
-    Account, Config, DEFAULT_FEDERATION_URL, DEFAULT_JUMPCLOUD_CONSOLE_URL, DEFAULT_REFRESH_BEFORE,
-    DEFAULT_SESSION_DURATION, MAX_SESSION_DURATION, MIN_SESSION_DURATION, MfaMode, Provider,
+    Account, Config, DEFAULT_FEDERATION_URL, DEFAULT_JUMPCLOUD_CONSOLE_URL, DEFAULT_LOGIN_WAIT,
+    DEFAULT_REFRESH_BEFORE, DEFAULT_SESSION_DURATION, MAX_SESSION_DURATION, MIN_SESSION_DURATION,
+    MfaMode, Provider,
 };
 
 const TOP_LEVEL_KEYS: &[&str] = &["defaults", "accounts"];
@@ -84,6 +85,7 @@ account_keys! {
     sts_endpoint: String => http_url,
     federation_url: String => http_url,
     notifications: bool => boolean,
+    login_wait: Duration => duration,
 }
 
 pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -243,6 +245,7 @@ fn resolve(
         federation_url: value(&own.federation_url, &defaults.federation_url)
             .unwrap_or_else(|| DEFAULT_FEDERATION_URL.to_owned()),
         notifications: value(&own.notifications, &defaults.notifications).unwrap_or(true),
+        login_wait: value(&own.login_wait, &defaults.login_wait).unwrap_or(DEFAULT_LOGIN_WAIT),
         name,
     })
 }

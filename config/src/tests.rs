@@ -100,6 +100,7 @@ url = "https://sso.jumpcloud.com/saml2/acme-dev"
             sts_endpoint: Some("https://sts.us-east-2.amazonaws.com".into()),
             federation_url: "https://signin.aws.amazon.com/federation".into(),
             notifications: true,
+            login_wait: crate::DEFAULT_LOGIN_WAIT,
         }
     );
 
@@ -123,6 +124,7 @@ url = "https://sso.jumpcloud.com/saml2/acme-dev"
             sts_endpoint: Some("http://127.0.0.1:9090".into()),
             federation_url: "http://127.0.0.1:9091/federation".into(),
             notifications: false,
+            login_wait: crate::DEFAULT_LOGIN_WAIT,
         }
     );
     assert!(config.account("nope").is_none());
@@ -149,6 +151,7 @@ fn built_in_defaults() {
             sts_endpoint: None,
             federation_url: "https://signin.aws.amazon.com/federation".into(),
             notifications: true,
+            login_wait: crate::DEFAULT_LOGIN_WAIT,
         }
     );
 }

@@ -61,8 +61,6 @@ pub trait ClientChannel: Send {
 pub struct DaemonOptions {
     /// The config file in force (shown by `samlctl status`).
     pub config_path: PathBuf,
-    /// How long a request waits for a login or refresh that is already running.
-    pub flight_wait: Duration,
     /// How long a request for credentials inside their refresh window waits for the refresh
     /// before it falls back to the old, still valid ones.
     pub fresh_wait: Duration,
@@ -75,7 +73,6 @@ impl DaemonOptions {
     pub fn new(config_path: PathBuf) -> Self {
         Self {
             config_path,
-            flight_wait: Duration::from_secs(120),
             fresh_wait: Duration::from_secs(10),
             command_timeout: Duration::from_secs(60),
         }
@@ -413,7 +410,7 @@ impl Daemon {
             let wait = if stale.is_some() {
                 self.options.fresh_wait
             } else {
-                self.options.flight_wait
+                slot.account.login_wait
             };
             let outcome = wait_flight(rx, wait, &slot.account.name).await;
             if let (Err(_), Some((arn, held))) = (&outcome, &stale) {
@@ -552,10 +549,10 @@ impl Daemon {
         // then run one of our own so the answer is really fresh.
         let running = slot.data().flight.as_ref().map(|(_, rx)| rx.clone());
         if let Some(rx) = running {
-            let _ = wait_flight(rx, self.options.flight_wait, &slot.account.name).await;
+            let _ = wait_flight(rx, slot.account.login_wait, &slot.account.name).await;
         }
         let rx = self.start_refresh(&slot, None, true);
-        wait_flight(rx, self.options.flight_wait, &slot.account.name).await?;
+        wait_flight(rx, slot.account.login_wait, &slot.account.name).await?;
         let now = self.clock.now();
         let data = slot.data();
         Ok(role_statuses(&slot.account, &data, now))
@@ -571,7 +568,7 @@ impl Daemon {
         channel: Option<&mut dyn ClientChannel>,
     ) -> Result<LoginOutcome, WireError> {
         let slot = self.slot(account)?;
-        let deadline = tokio::time::Instant::now() + self.options.flight_wait;
+        let deadline = tokio::time::Instant::now() + slot.account.login_wait;
         // Become the account's only flight; wait out any other one first.
         let (tx, guard) = loop {
             let waiting = {
