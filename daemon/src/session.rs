@@ -363,7 +363,7 @@ impl Daemon {
         // passes cover "a flight for other roles", "a login", then "one for ours".
         for _ in 0..4 {
             let now = self.clock.now();
-            let (stale, blocked) = {
+            let (stale, blocked, trip) = {
                 let mut data = slot.data();
                 let stale = match resolve_role(&slot.account, &data.roles, role) {
                     Ok(Some(arn)) => match data.creds.get(&arn) {
@@ -382,7 +382,17 @@ impl Daemon {
                     Err(e) if last_flight.is_some() => return Err(e),
                     Err(_) => None,
                 };
-                (stale, self.why_no_trip(&slot, &data, now))
+                let blocked = self.why_no_trip(&slot, &data, now);
+                let trip = match (&blocked, &last_flight) {
+                    (None, None | Some(Ok(()))) => Some(self.start_refresh_locked(
+                        &slot,
+                        &mut data,
+                        role.map(str::to_owned),
+                        false,
+                    )),
+                    _ => None,
+                };
+                (stale, blocked, trip)
             };
             if let Some(blocked) = blocked {
                 let needs_user =
@@ -400,13 +410,17 @@ impl Daemon {
                     (None, _) => Err(blocked),
                 };
             }
-            if let Some(Err(e)) = &last_flight {
-                return match stale {
-                    Some((arn, held)) => Ok(wire_credentials(&slot.account, &arn, &held)),
-                    None => Err(e.clone()),
+            let Some(rx) = trip else {
+                // The trip already made failed: answer with what is still valid, or why not.
+                return match (stale, last_flight) {
+                    (Some((arn, held)), _) => Ok(wire_credentials(&slot.account, &arn, &held)),
+                    (None, Some(Err(e))) => Err(e),
+                    (None, _) => Err(WireError::new(
+                        ErrorCode::Internal,
+                        format!("no way to obtain credentials for {account}"),
+                    )),
                 };
-            }
-            let rx = self.start_refresh(&slot, role.map(str::to_owned), false);
+            };
             let wait = if stale.is_some() {
                 self.options.fresh_wait
             } else {
@@ -628,12 +642,24 @@ impl Daemon {
         renew_all: bool,
     ) -> watch::Receiver<Option<FlightResult>> {
         let mut data = slot.data();
+        self.start_refresh_locked(slot, &mut data, extra_role, renew_all)
+    }
+
+    /// [`Daemon::start_refresh`] for a caller that already holds the account's lock, so that
+    /// deciding a trip is needed and starting (or joining) it happen atomically: otherwise a
+    /// flight could finish in between and a second, needless one start.
+    fn start_refresh_locked(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        data: &mut AccountData,
+        extra_role: Option<String>,
+        renew_all: bool,
+    ) -> watch::Receiver<Option<FlightResult>> {
         if let Some((_, rx)) = &data.flight {
             return rx.clone();
         }
         let (tx, rx) = watch::channel(None);
         data.flight = Some((FlightKind::Refresh, rx.clone()));
-        drop(data);
         let daemon = self.clone();
         let slot = slot.clone();
         tokio::spawn(async move {
