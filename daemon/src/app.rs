@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use samld_config::Config;
 use tokio::signal::unix::{SignalKind, signal};
@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::clock::SystemClock;
 use crate::listener::{ListenerOrigin, bind_socket};
 use crate::providers::DefaultProviders;
-use crate::server::{ServerOptions, serve};
+use crate::server::{ServerOptions, serve_with_replacements};
 use crate::session::{Daemon, DaemonOptions};
 use crate::sts::SdkSts;
 
@@ -48,10 +48,11 @@ pub async fn run(startup: Startup) -> Result<(), String> {
             (listener, ListenerOrigin::Bound(path))
         }
     };
-    let identity = match &origin {
+    // Which file is our socket (device, inode): updated when the guard re-creates it.
+    let identity = Arc::new(Mutex::new(match &origin {
         ListenerOrigin::Bound(path) => socket_identity(path),
         ListenerOrigin::Activated => None,
-    };
+    }));
     let listener = tokio::net::UnixListener::from_std(listener)
         .map_err(|e| format!("cannot use the socket: {e}"))?;
 
@@ -92,19 +93,32 @@ pub async fn run(startup: Startup) -> Result<(), String> {
             "samld ready on the socket systemd passed"
         ),
     }
+    let (replace_tx, replacements) = tokio::sync::mpsc::channel(1);
+    let socket_guard = match &origin {
+        ListenerOrigin::Bound(path) => guard_socket(path.clone(), identity.clone(), replace_tx),
+        ListenerOrigin::Activated => None,
+    };
     // The listener is bound, so connections from here on are queued and served.
     sd_notify("READY=1");
-    let served = serve(listener, daemon, ServerOptions::default(), async move {
-        shutdown.await;
-        sd_notify("STOPPING=1");
-    })
+    let served = serve_with_replacements(
+        listener,
+        daemon,
+        ServerOptions::default(),
+        async move {
+            shutdown.await;
+            sd_notify("STOPPING=1");
+        },
+        replacements,
+    )
     .await;
+    drop(socket_guard);
     drop(watcher);
     scheduler.abort();
 
     if let ListenerOrigin::Bound(path) = &origin {
-        // Only remove the file if it is still the socket we created: a second daemon
-        // started with --socket on the same path after ours must keep its own.
+        // Only remove the file if it is still the socket we created (or re-created): a
+        // second daemon started with --socket on the same path after ours keeps its own.
+        let identity = *identity.lock().unwrap_or_else(|e| e.into_inner());
         if identity.is_some()
             && socket_identity(path) == identity
             && let Err(e) = std::fs::remove_file(path)
@@ -212,4 +226,48 @@ fn sd_notify(state: &str) {
     if let Err(e) = sent {
         tracing::warn!(error = %e, "cannot notify the service manager");
     }
+}
+
+/// Watches the socket file. When it disappears (a tmp cleaner, a careless `rm -r`), the
+/// daemon binds a new one at the same path and hands it to the server, so clients can find
+/// it again; the credentials in memory survive. If that fails, the log says why and the
+/// daemon keeps serving connections already open.
+fn guard_socket(
+    path: PathBuf,
+    identity: Arc<Mutex<Option<(u64, u64)>>>,
+    replace: tokio::sync::mpsc::Sender<tokio::net::UnixListener>,
+) -> Option<crate::watch::ConfigWatcher> {
+    let (watcher, mut changes) = match crate::watch::watch_config(&path) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "cannot watch the socket file");
+            return None;
+        }
+    };
+    tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let ours = *identity.lock().unwrap_or_else(|e| e.into_inner());
+            if ours.is_some() && socket_identity(&path) == ours {
+                continue;
+            }
+            tracing::warn!(socket = %path.display(), "the socket file was removed or replaced; re-creating it");
+            let rebound = bind_socket(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|l| tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string()));
+            match rebound {
+                Ok(listener) => {
+                    *identity.lock().unwrap_or_else(|e| e.into_inner()) = socket_identity(&path);
+                    if replace.send(listener).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::error!(
+                    socket = %path.display(),
+                    error = %e,
+                    "cannot re-create the socket; new clients cannot connect until samld restarts"
+                ),
+            }
+        }
+    });
+    Some(watcher)
 }

@@ -53,6 +53,19 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let (_keep, replacements) = mpsc::channel(1);
+    serve_with_replacements(listener, daemon, options, shutdown, replacements).await
+}
+
+/// [`serve`], taking over each listener sent on `replacements` in place of the current one:
+/// when someone deletes the socket file, the daemon binds a new one rather than going deaf.
+pub async fn serve_with_replacements(
+    mut listener: UnixListener,
+    daemon: Arc<Daemon>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+    mut replacements: mpsc::Receiver<UnixListener>,
+) -> io::Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let own_uid = unsafe { libc::geteuid() };
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -65,6 +78,11 @@ pub async fn serve(
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             _ = stop_rx.wait_for(|stop| *stop) => break,
+            Some(replacement) = replacements.recv() => {
+                tracing::info!("listening on the re-created socket");
+                listener = replacement;
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {

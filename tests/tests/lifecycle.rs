@@ -251,3 +251,34 @@ fn config_check_validates_without_a_daemon() {
     assert!(text.contains("bad.toml:4"), "names file and line: {text}");
     assert!(text.contains("session_duration"), "{text}");
 }
+
+#[test]
+fn a_removed_socket_is_re_created_by_the_same_daemon() {
+    let env = TestEnv::new(TWO_ACCOUNTS);
+    let daemon = env.start_daemon();
+    std::fs::remove_file(&env.socket).unwrap();
+    // Gone until the daemon notices; then the same process answers on a new socket.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = env.samlctl(&["status", "--json"]);
+        if out.status.success() {
+            let report: StatusReport = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(report.daemon.pid, daemon.pid());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "socket not re-created: {}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&env.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(daemon.log().contains("re-creating it"), "{}", daemon.log());
+    // And on SIGTERM it removes the new file.
+    daemon.signal(libc::SIGTERM);
+    let (status, _) = daemon.wait(Duration::from_secs(15));
+    assert!(status.success());
+    assert!(!env.socket.exists());
+}
