@@ -930,7 +930,9 @@ pub fn launchd_kickstart(
 
 /// `samld.service` with `ExecStart=` pointing at `samld`.
 pub fn render_systemd_service(samld: &Path) -> Result<String, ServiceError> {
-    Ok(SYSTEMD_SERVICE_TEMPLATE.replace("@SAMLD_BIN@", &systemd_exec_path(samld)?))
+    // Only on the ExecStart line: the comments name the placeholder for people.
+    let exec = format!("ExecStart={}", systemd_exec_path(samld)?);
+    Ok(SYSTEMD_SERVICE_TEMPLATE.replace("ExecStart=@SAMLD_BIN@", &exec))
 }
 
 /// The launchd agent for `samld` serving `socket`, logging under `home`, with `path` as
@@ -945,11 +947,18 @@ pub fn render_launchd_plist(
         p.to_str()
             .ok_or_else(|| ServiceError::Invalid(format!("{} is not valid UTF-8", p.display())))
     }
+    // Only inside <string> elements: the comment names the placeholders for people.
+    let value = |v: &str| -> Result<String, ServiceError> {
+        Ok(format!("<string>{}</string>", xml_escape(v)?))
+    };
     Ok(LAUNCHD_PLIST_TEMPLATE
-        .replace("@SAMLD_BIN@", &xml_escape(text(samld)?)?)
-        .replace("@SAMLD_SOCKET@", &xml_escape(text(socket)?)?)
-        .replace("@HOME@", &xml_escape(text(home)?)?)
-        .replace("@PATH@", &xml_escape(path)?))
+        .replace("<string>@SAMLD_BIN@</string>", &value(text(samld)?)?)
+        .replace("<string>@SAMLD_SOCKET@</string>", &value(text(socket)?)?)
+        .replace(
+            "<string>@HOME@/Library/Logs/samld.log</string>",
+            &value(&format!("{}/Library/Logs/samld.log", text(home)?))?,
+        )
+        .replace("<string>@PATH@</string>", &value(path)?))
 }
 
 /// A path as the first word of `ExecStart=`: quoted when needed, with systemd's specifier
