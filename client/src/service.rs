@@ -548,7 +548,21 @@ impl<'r> Service<'r> {
         };
         let service = render_systemd_service(samld)?;
         let dir = self.env.systemd_unit_dir();
-        if !self.socket_unit_active() {
+        // Asked first so that a machine without a systemd user manager gets no stray units.
+        let units = match self.systemd_show() {
+            Ok(units) => units,
+            // A dry run is also for reading the units on a machine that cannot run them.
+            Err(_) if self.dry_run => Vec::new(),
+            Err(e) => {
+                return Err(ServiceError::Invalid(format!(
+                    "cannot reach the systemd user manager, so nothing was installed ({e}); \
+                     without a service manager samld starts on demand whenever a client needs it"
+                )));
+            }
+        };
+        let active = |name: &str| units.iter().any(|u| u.name == name && u.state == "active");
+        let (socket_active, service_active) = (active(SYSTEMD_SOCKET), active(SYSTEMD_SERVICE));
+        if !socket_active {
             self.stop_unmanaged(&listen, out)?;
         }
         self.write_file(&dir.join(SYSTEMD_SERVICE), &service, out)?;
@@ -565,6 +579,15 @@ impl<'r> Service<'r> {
                 listen.display()
             )
             .map_err(output_error)?;
+            if service_active {
+                writeln!(
+                    out,
+                    "note: the running samld keeps the binary it started with; `samlctl daemon \
+                     stop` lets the next request start {}",
+                    samld.display()
+                )
+                .map_err(output_error)?;
+            }
         }
         if listen != self.env.socket {
             writeln!(
@@ -798,14 +821,6 @@ impl<'r> Service<'r> {
         ]);
         let o = self.query(&cmd)?;
         Ok(parse_systemctl_show(&o.stdout))
-    }
-
-    fn socket_unit_active(&mut self) -> bool {
-        self.systemd_show().is_ok_and(|units| {
-            units
-                .iter()
-                .any(|u| u.name == SYSTEMD_SOCKET && u.state == "active")
-        })
     }
 
     fn launchd_loaded(&mut self) -> bool {

@@ -242,6 +242,50 @@ fn a_failing_systemctl_is_reported_with_its_message() {
 }
 
 #[test]
+fn without_a_systemd_user_manager_nothing_is_installed() {
+    let home = Home::new();
+    let mut runner = Recorder::default().answer("systemctl --user show", false, "");
+    let err = Service::new(
+        home.env(Manager::Systemd, home.managed_socket()),
+        &mut runner,
+    )
+    .install(Path::new("/usr/bin/samld"), &mut Vec::new())
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("cannot reach the systemd user manager, so nothing was installed"),
+        "{err}"
+    );
+    assert!(!home.unit_dir().exists());
+    assert_eq!(runner.ran, [SYSTEMCTL_SHOW]);
+}
+
+#[test]
+fn reinstalling_over_a_running_service_says_the_new_binary_waits() {
+    let home = Home::new();
+    let mut runner = Recorder::default().answer(
+        "systemctl --user show",
+        true,
+        "Id=samld.socket\nActiveState=active\n\nId=samld.service\nActiveState=active\nMainPID=9\n",
+    );
+    let mut out = Vec::new();
+    Service::new(
+        home.env(Manager::Systemd, home.managed_socket()),
+        &mut runner,
+    )
+    .install(Path::new("/usr/bin/samld-new"), &mut out)
+    .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.ends_with(
+            "note: the running samld keeps the binary it started with; `samlctl daemon stop` \
+             lets the next request start /usr/bin/samld-new\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
 fn systemd_uninstall_disables_removes_and_reloads() {
     let home = Home::new();
     let mut runner = Recorder::default();
