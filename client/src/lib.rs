@@ -6,6 +6,10 @@
 //! payload. Logins can interleave [`Response::Progress`] (relayed to a callback) and
 //! [`Response::NeedSecret`] (answered through a [`SecretPrompter`]).
 //!
+//! [`ConnectOptions::from_env`] (and so [`Client::connect`]) starts samld when nobody
+//! answers, unless `SAMLD_NO_AUTOSTART=1` ([`autostart`]); [`service`] installs it under
+//! systemd or launchd instead.
+//!
 //! The library uses only `std`, `serde_json` (through the proto crate) and `libc`, so that
 //! `samld-helper`, which starts on every AWS CLI call, stays small and quick.
 //!
@@ -29,6 +33,8 @@ use samld_proto::{
     read_frame, write_frame,
 };
 
+pub mod autostart;
+pub mod service;
 pub mod timestamp;
 
 /// How long a client waits for each frame from the daemon before giving up.
@@ -102,6 +108,8 @@ pub enum ClientError {
     },
     /// The daemon refused the request. The code says why; the message says what to do.
     Daemon(WireError),
+    /// No daemon answered and starting one failed (see [`autostart`]).
+    Autostart(autostart::AutostartError),
     /// The daemon asked for a secret and the prompter could not provide it.
     Prompt {
         /// What the daemon asked for.
@@ -185,6 +193,7 @@ impl fmt::Display for ClientError {
                 after.as_secs()
             ),
             ClientError::Daemon(e) => f.write_str(&e.message),
+            ClientError::Autostart(e) => write!(f, "{e}"),
             ClientError::Prompt { error, .. } => write!(f, "{error}"),
             ClientError::Io { socket, source } => {
                 write!(f, "cannot talk to samld on {}: {source}", socket.display())
@@ -199,6 +208,7 @@ impl std::error::Error for ClientError {
             ClientError::SocketPath(e) => Some(e),
             ClientError::Protocol(e) => Some(e),
             ClientError::Daemon(e) => Some(e),
+            ClientError::Autostart(e) => Some(e),
             ClientError::Prompt { error, .. } => Some(error),
             ClientError::Io { source, .. } => Some(source),
             _ => None,
@@ -270,6 +280,7 @@ pub struct ConnectOptions {
     timeout: Option<Duration>,
     client_name: &'static str,
     check_version: bool,
+    autostart: bool,
 }
 
 impl ConnectOptions {
@@ -280,15 +291,25 @@ impl ConnectOptions {
             timeout: Some(DEFAULT_TIMEOUT),
             client_name: "samld-client",
             check_version: true,
+            autostart: false,
         }
     }
 
     /// Connect to the socket named by the environment
-    /// ([`samld_proto::default_socket_path`]: `SAMLD_SOCKET`, then `XDG_RUNTIME_DIR`).
+    /// ([`samld_proto::default_socket_path`]: `SAMLD_SOCKET`, then `XDG_RUNTIME_DIR`),
+    /// starting samld if none answers unless `SAMLD_NO_AUTOSTART=1`
+    /// ([`autostart::enabled_by_env`]).
     pub fn from_env() -> Result<Self, ClientError> {
         samld_proto::default_socket_path()
-            .map(Self::new)
+            .map(|socket| Self::new(socket).autostart(autostart::enabled_by_env()))
             .map_err(ClientError::SocketPath)
+    }
+
+    /// Whether [`connect`](Self::connect) starts samld when nobody answers
+    /// ([`autostart::start_daemon`]); off for [`ConnectOptions::new`].
+    pub fn autostart(mut self, autostart: bool) -> Self {
+        self.autostart = autostart;
+        self
     }
 
     /// How long to wait for each frame; `None` waits forever.
@@ -319,8 +340,19 @@ impl ConnectOptions {
     }
 
     /// Connects, checks who serves the socket, reads the greeting and checks the protocol
-    /// version.
+    /// version. With [`autostart`](Self::autostart), a missing daemon is started first.
     pub fn connect(&self) -> Result<Client, ClientError> {
+        match self.connect_once() {
+            // Only after a failed connect: the common case stays a single connect(2).
+            Err(e) if self.autostart && e.is_not_running() => {
+                autostart::start_daemon(&self.socket).map_err(ClientError::Autostart)?;
+                self.connect_once()
+            }
+            result => result,
+        }
+    }
+
+    fn connect_once(&self) -> Result<Client, ClientError> {
         let socket = self.socket.clone();
         let stream = UnixStream::connect(&socket).map_err(|e| connect_error(&socket, e))?;
         let io_err = |source| ClientError::Io {

@@ -13,6 +13,8 @@ fn helper(socket: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_samld-helper"))
         .args(args)
         .env("SAMLD_SOCKET", socket)
+        // These tests script the daemon; a real one must not be started behind their back.
+        .env("SAMLD_NO_AUTOSTART", "1")
         .stdin(Stdio::null())
         .output()
         .expect("run samld-helper")

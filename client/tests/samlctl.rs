@@ -20,6 +20,8 @@ fn samlctl(socket: &Path, args: &[&str], stdin: &str) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_samlctl"));
     cmd.args(args)
         .env("SAMLD_SOCKET", socket)
+        // These tests script the daemon; a real one must not be started behind their back.
+        .env("SAMLD_NO_AUTOSTART", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

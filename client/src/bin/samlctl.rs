@@ -8,20 +8,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use samld_client::{Client, ClientError, ConnectOptions, PromptError, SecretPrompter, timestamp};
+use samld_client::service::{Service, ServiceEnv, ServiceStatus, SystemRunner};
+use samld_client::{
+    Client, ClientError, ConnectOptions, PromptError, SecretPrompter, autostart, timestamp,
+};
 use samld_proto::{
     AccountState, AccountStatus, LoginOutcome, LoginRequest, PROTOCOL_VERSION, RoleInfo,
     RoleStatus, Secret, SecretKind, StatusReport,
 };
 use serde::Serialize;
 
-/// How long `samlctl daemon stop` waits for the daemon to go away after it acknowledged.
-const STOP_WAIT: Duration = Duration::from_secs(10);
-/// How long each "is it still there?" probe of `daemon stop` may take.
-const STOP_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// `daemon status` when nothing answers, as `systemctl status` does for a stopped unit.
 const EXIT_NOT_RUNNING: u8 = 3;
 
@@ -74,7 +73,7 @@ enum Command {
     /// Work with the configuration file
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Inspect or stop the running daemon
+    /// Run samld: install it as a service, start, stop, or check on it
     #[command(subcommand)]
     Daemon(DaemonCommand),
 }
@@ -109,14 +108,28 @@ enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 enum DaemonCommand {
+    /// Install samld as a systemd user service (socket-activated) or a launchd agent
+    Install {
+        /// Print the files and commands instead of writing and running them
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop and remove the service installed by `daemon install`
+    Uninstall {
+        /// Print what would be removed and run, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Start samld (through the service manager if installed) and wait until it is ready
+    Start,
+    /// Stop samld (through the service manager if installed) and wait until it has
+    Stop,
     /// Is samld running? Exits 0 if it is, 3 if not
     Status {
         /// Print the answer as JSON
         #[arg(long)]
         json: bool,
     },
-    /// Ask samld to stop, and wait until it has
-    Stop,
 }
 
 /// An error for the user; printed as `samlctl: <message>`.
@@ -162,7 +175,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             None => samld_proto::default_socket_path()
                 .map_err(|e| Failure(format!("cannot locate the samld socket: {e}")))?,
         };
-        Ok(ConnectOptions::new(socket).client_name("samlctl"))
+        Ok(ConnectOptions::new(socket)
+            .client_name("samlctl")
+            .autostart(autostart::enabled_by_env()))
     };
     let connect = || -> Result<Client, Failure> { Ok(opts()?.connect()?) };
 
@@ -212,10 +227,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Config(ConfigCommand::Check { config }) => {
             config_check(config.as_deref(), &mut out)?;
         }
-        Command::Daemon(DaemonCommand::Status { json }) => {
-            return daemon_status(&opts()?, json, &mut out);
-        }
-        Command::Daemon(DaemonCommand::Stop) => daemon_stop(&opts()?, &mut out)?,
+        Command::Daemon(command) => return daemon(command, &opts()?.autostart(false), &mut out),
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -273,8 +285,57 @@ fn config_check(cli_path: Option<&Path>, out: &mut impl Write) -> Result<(), Fai
     Ok(())
 }
 
+/// `samlctl daemon …`. `opts` never autostart: these commands decide themselves.
+fn daemon(
+    command: DaemonCommand,
+    opts: &ConnectOptions,
+    out: &mut impl Write,
+) -> Result<ExitCode, Failure> {
+    let env = ServiceEnv::from_env(opts.socket().to_owned());
+    let mut runner = SystemRunner;
+    // Without HOME there is no service to consult; status, start and stop still work
+    // directly on the socket.
+    let mut service = env.map(|env| Service::new(env, &mut runner));
+    let service_error = |e: samld_client::service::ServiceError| Failure(e.to_string());
+    match command {
+        DaemonCommand::Install { dry_run } => {
+            let samld = autostart::find_samld().map_err(|e| Failure(e.to_string()))?;
+            service
+                .map_err(service_error)?
+                .dry_run(dry_run)
+                .install(&samld, out)
+                .map_err(service_error)?;
+        }
+        DaemonCommand::Uninstall { dry_run } => {
+            service
+                .map_err(service_error)?
+                .dry_run(dry_run)
+                .uninstall(out)
+                .map_err(service_error)?;
+        }
+        DaemonCommand::Start => match &mut service {
+            Ok(service) => service.start(opts, out).map_err(service_error)?,
+            Err(_) => {
+                autostart::start_daemon(opts.socket()).map_err(|e| Failure(e.to_string()))?;
+                writeln!(out, "samld is running on {}.", opts.socket().display())?;
+            }
+        },
+        DaemonCommand::Stop => match &mut service {
+            Ok(service) => service.stop(opts, out).map_err(service_error)?,
+            Err(_) => samld_client::service::stop_and_report(opts, out).map_err(service_error)?,
+        },
+        DaemonCommand::Status { json } => {
+            let status = service.as_mut().ok().and_then(Service::status);
+            return daemon_status(opts, status, json, out);
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn daemon_status(
     opts: &ConnectOptions,
+    service: Option<ServiceStatus>,
     json: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode, Failure> {
@@ -288,32 +349,56 @@ fn daemon_status(
         pid: Option<u32>,
         #[serde(skip_serializing_if = "Option::is_none")]
         protocol_version: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service: Option<&'a ServiceStatus>,
     }
+    let not_running = |mut out: &mut dyn Write, why: String| -> Result<ExitCode, Failure> {
+        if json {
+            print_json(
+                &mut out,
+                &DaemonStatus {
+                    running: false,
+                    socket: opts.socket(),
+                    version: None,
+                    pid: None,
+                    protocol_version: None,
+                    service: service.as_ref(),
+                },
+            )?;
+        } else {
+            writeln!(out, "{why}")?;
+            if let Some(s) = &service {
+                writeln!(out, "{}", s.summary())?;
+            }
+        }
+        Ok(ExitCode::from(EXIT_NOT_RUNNING))
+    };
 
+    // Connecting to systemd's listening socket would start samld: a status query must not.
+    if service
+        .as_ref()
+        .is_some_and(ServiceStatus::listening_but_stopped)
+    {
+        return not_running(
+            out,
+            format!(
+                "samld is not running; systemd listens on {} and starts it on the first request",
+                opts.socket().display()
+            ),
+        );
+    }
     // Any version: the point of this command is to say which daemon runs, even one this
     // samlctl cannot talk to.
     let client = match opts.clone().any_version().connect() {
         Ok(client) => client,
         Err(e) if e.is_not_running() => {
-            if json {
-                print_json(
-                    out,
-                    &DaemonStatus {
-                        running: false,
-                        socket: opts.socket(),
-                        version: None,
-                        pid: None,
-                        protocol_version: None,
-                    },
-                )?;
-            } else {
-                writeln!(
-                    out,
+            return not_running(
+                out,
+                format!(
                     "samld is not running (no daemon answers on {})",
                     opts.socket().display()
-                )?;
-            }
-            return Ok(ExitCode::from(EXIT_NOT_RUNNING));
+                ),
+            );
         }
         Err(e) => return Err(e.into()),
     };
@@ -327,6 +412,7 @@ fn daemon_status(
                 version: Some(&hello.daemon_version),
                 pid: Some(hello.pid),
                 protocol_version: Some(hello.protocol_version),
+                service: service.as_ref(),
             },
         )?;
     } else {
@@ -338,6 +424,9 @@ fn daemon_status(
             hello.protocol_version,
             opts.socket().display()
         )?;
+        if let Some(s) = &service {
+            writeln!(out, "{}", s.summary())?;
+        }
     }
     out.flush()?;
     if hello.protocol_version != PROTOCOL_VERSION {
@@ -348,61 +437,6 @@ fn daemon_status(
         .into());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn daemon_stop(opts: &ConnectOptions, out: &mut impl Write) -> Result<(), Failure> {
-    // Any version: stopping a daemon of another version is how a mismatch is resolved.
-    let any = opts.clone().any_version();
-    let client = match any.connect() {
-        Ok(client) => client,
-        Err(e) if e.is_not_running() => {
-            writeln!(out, "samld is not running.")?;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let pid = client.hello().pid;
-    let compatible = client.hello().protocol_version == PROTOCOL_VERSION;
-    match client.shutdown() {
-        Ok(()) => {}
-        // Another version may word its acknowledgement differently; whether it is really
-        // going away is judged below by the socket, not by that answer.
-        Err(ClientError::Protocol(_) | ClientError::UnexpectedResponse { .. }) if !compatible => {}
-        Err(e) => return Err(e.into()),
-    }
-
-    // The acknowledgement comes before the daemon has closed its listener, so watch the
-    // socket until nobody (or a different process) answers.
-    let probe = any.timeout(Some(STOP_PROBE_TIMEOUT));
-    let deadline = Instant::now() + STOP_WAIT;
-    loop {
-        match probe.connect() {
-            Err(e) if e.is_not_running() => {
-                writeln!(out, "samld (pid {pid}) stopped.")?;
-                return Ok(());
-            }
-            Ok(c) if c.hello().pid != pid => {
-                writeln!(
-                    out,
-                    "samld (pid {pid}) stopped; a new samld (pid {}) already answers on {} \
-                     (started by systemd socket activation?)",
-                    c.hello().pid,
-                    opts.socket().display()
-                )?;
-                return Ok(());
-            }
-            // Still there, or on its way out (refusing, timing out): keep watching.
-            _ => {}
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure(format!(
-                "samld (pid {pid}) agreed to stop but still answers on {} after {}s",
-                opts.socket().display(),
-                STOP_WAIT.as_secs()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The controlling terminal, for prompts that must work even with stdin and stdout redirected.
@@ -753,7 +787,7 @@ fn table(rows: &[[String; 6]]) -> String {
 mod tests {
     use super::*;
     use samld_proto::{DaemonInfo, ErrorCode, ErrorInfo};
-    use std::time::UNIX_EPOCH;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn cli_definition_is_consistent() {
