@@ -600,6 +600,8 @@ fn response_type(r: &Response) -> &'static str {
         Response::Refreshed { .. } => "refreshed",
         Response::Roles { .. } => "roles",
         Response::ShuttingDown => "shutting_down",
+        Response::EndpointToken(_) => "endpoint_token",
+        Response::ConsoleUrl(_) => "console_url",
         Response::Error(_) => "error",
     }
 }

@@ -611,7 +611,10 @@ mod tests {
         assert_eq!(serde_json::to_string(&token).unwrap(), json);
         assert_eq!(serde_json::from_str::<Response>(json).unwrap(), token);
         assert!(token.is_final());
-        assert!(!format!("{token:?}").contains("abc"), "Debug shows the token");
+        assert!(
+            !format!("{token:?}").contains("abc"),
+            "Debug shows the token"
+        );
 
         let console = Response::ConsoleUrl(ConsoleSignin {
             url: Secret::new("https://signin.aws.amazon.com/federation?SigninToken=t"),
@@ -621,7 +624,10 @@ mod tests {
         let json = r#"{"type":"console_url","url":"https://signin.aws.amazon.com/federation?SigninToken=t","account":"prod","role_arn":"arn:aws:iam::1:role/R"}"#;
         assert_eq!(serde_json::to_string(&console).unwrap(), json);
         assert_eq!(serde_json::from_str::<Response>(json).unwrap(), console);
-        assert!(!format!("{console:?}").contains("SigninToken"), "Debug shows the URL");
+        assert!(
+            !format!("{console:?}").contains("SigninToken"),
+            "Debug shows the URL"
+        );
     }
 
     #[test]
