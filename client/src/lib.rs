@@ -29,6 +29,12 @@ use samld_proto::{
     read_frame, write_frame,
 };
 
+pub mod awsconfig;
+pub mod console;
+pub mod env;
+pub mod exec;
+pub mod import;
+mod ini;
 pub mod timestamp;
 
 /// How long a client waits for each frame from the daemon before giving up.
