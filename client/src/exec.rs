@@ -162,8 +162,12 @@ impl Client {
             match self.read()? {
                 Response::Progress { .. } => {}
                 Response::NeedSecret { kind, .. } => {
-                    use crate::SecretPrompter;
-                    let error = NoPrompter.prompt(kind, "").unwrap_err();
+                    // The daemon never asks here (it does not log in for this request), but
+                    // a question must not go unanswered by mistake.
+                    let error = crate::PromptError::Unavailable(format!(
+                        "samld asked for {} while issuing an endpoint token",
+                        crate::describe_secret(kind)
+                    ));
                     return Err(ClientError::Prompt { kind, error });
                 }
                 Response::EndpointToken(token) => {
