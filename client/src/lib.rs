@@ -34,6 +34,12 @@ use samld_proto::{
 };
 
 pub mod autostart;
+pub mod awsconfig;
+pub mod console;
+pub mod env;
+pub mod exec;
+pub mod import;
+mod ini;
 pub mod service;
 pub mod timestamp;
 
@@ -632,6 +638,8 @@ fn response_type(r: &Response) -> &'static str {
         Response::Refreshed { .. } => "refreshed",
         Response::Roles { .. } => "roles",
         Response::ShuttingDown => "shutting_down",
+        Response::EndpointToken(_) => "endpoint_token",
+        Response::ConsoleUrl(_) => "console_url",
         Response::Error(_) => "error",
     }
 }

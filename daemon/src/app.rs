@@ -10,6 +10,7 @@ use samld_config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::clock::SystemClock;
+use crate::http::{Endpoint, EndpointOptions};
 use crate::listener::{ListenerOrigin, bind_socket};
 use crate::providers::DefaultProviders;
 use crate::server::{ServerOptions, serve_with_replacements};
@@ -36,6 +37,8 @@ pub async fn run(startup: Startup) -> Result<(), String> {
     let config_path =
         samld_config::resolve_config_path(startup.config.as_deref()).map_err(|e| e.to_string())?;
     let (config, config_error) = initial_config(&config_path);
+    // Checked now so that a bad value stops the start, not the first `samlctl exec`.
+    let endpoint = Endpoint::new(EndpointOptions::from_env()?);
 
     let (listener, origin) = match startup.activated {
         Some(listener) => (listener, ListenerOrigin::Activated),
@@ -100,10 +103,14 @@ pub async fn run(startup: Startup) -> Result<(), String> {
     };
     // The listener is bound, so connections from here on are queued and served.
     sd_notify("READY=1");
+    let options = ServerOptions {
+        endpoint,
+        ..ServerOptions::default()
+    };
     let served = serve_with_replacements(
         listener,
         daemon,
-        ServerOptions::default(),
+        options,
         async move {
             shutdown.await;
             sd_notify("STOPPING=1");

@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod clock;
+pub mod federation;
 pub mod harden;
+pub mod http;
 pub mod idp;
 pub mod listener;
 pub mod logging;

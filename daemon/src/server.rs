@@ -19,6 +19,7 @@ use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
+use crate::http::{Endpoint, EndpointOptions};
 use crate::idp::{BoxFuture, IdpError};
 use crate::session::{ClientChannel, Daemon, LoginSecrets};
 
@@ -31,6 +32,9 @@ pub struct ServerOptions {
     pub secret_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The loopback credential endpoint that [`Request::IssueEndpointToken`] hands out
+    /// tokens for; it listens only while a token exists.
+    pub endpoint: Arc<Endpoint>,
 }
 
 impl Default for ServerOptions {
@@ -39,6 +43,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(10),
             secret_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
+            endpoint: Endpoint::new(EndpointOptions::default()),
         }
     }
 }
@@ -130,6 +135,9 @@ pub async fn serve_with_replacements(
 
     tracing::info!("no longer accepting connections; finishing requests in flight");
     drop(listener);
+    // Connections holding an endpoint token wait for this to let go of it.
+    let _ = stop_tx.send(true);
+    options.endpoint.shutdown();
     drop(alive_tx);
     if tokio::time::timeout(options.shutdown_grace, alive_rx.recv())
         .await
@@ -167,6 +175,11 @@ impl Connection {
                 return Ok(());
             }
         };
+        if let Request::IssueEndpointToken { account, role } = request {
+            return self
+                .endpoint_token(daemon, &account, role.as_deref(), stop)
+                .await;
+        }
         let response = self.dispatch(daemon, request, stop).await;
         self.send(&response).await
     }
@@ -233,6 +246,25 @@ impl Connection {
                 let _ = stop.send(true);
                 Response::ShuttingDown
             }
+            Request::ConsoleUrl {
+                account,
+                role,
+                session_duration,
+            } => match crate::federation::console_url(
+                daemon,
+                &account,
+                role.as_deref(),
+                session_duration,
+            )
+            .await
+            {
+                Ok(signin) => Response::ConsoleUrl(signin),
+                Err(e) => Response::Error(e),
+            },
+            Request::IssueEndpointToken { .. } => Response::error(
+                ErrorCode::Internal,
+                "endpoint tokens are issued by Connection::endpoint_token",
+            ),
         }
     }
 
@@ -251,6 +283,54 @@ impl Connection {
                 format!("no request within {}s", within.as_secs()),
             ))),
         }
+    }
+}
+
+/// `samlctl exec`: the one request whose connection outlives its answer.
+impl Connection {
+    /// Issues an endpoint token for the role (after checking that credentials can be had at
+    /// all, so that `samlctl exec` fails before it starts anything), then holds it until the
+    /// client closes the connection or sends anything more, or the daemon stops.
+    async fn endpoint_token(
+        &mut self,
+        daemon: &Arc<Daemon>,
+        account: &str,
+        role: Option<&str>,
+        stop: &watch::Sender<bool>,
+    ) -> io::Result<()> {
+        let creds = match daemon.get_credentials(account, role, None).await {
+            Ok(creds) => creds,
+            Err(e) => return self.send(&Response::Error(e)).await,
+        };
+        let lease = match self
+            .options
+            .endpoint
+            .issue(daemon, &creds.account, &creds.role_arn)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(e) => {
+                let e = WireError::new(ErrorCode::Internal, e.to_string());
+                return self.send(&Response::Error(e)).await;
+            }
+        };
+        self.send(&Response::EndpointToken(samld_proto::EndpointToken {
+            url: lease.url().to_owned(),
+            token: lease.token().clone(),
+            account: creds.account.clone(),
+            role_arn: creds.role_arn.clone(),
+            region: creds.region.clone(),
+        }))
+        .await?;
+        let mut stopping = stop.subscribe();
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            // EOF, an error or any byte at all: the client is done with the token.
+            _ = self.reader.read(&mut byte) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+        drop(lease);
+        Ok(())
     }
 }
 

@@ -61,6 +61,30 @@ pub enum Request {
     },
     /// Answered by [`Response::ShuttingDown`]: stop the daemon gracefully.
     Shutdown,
+    /// Answered by [`Response::EndpointToken`]: a token for the daemon's loopback credential
+    /// endpoint (the AWS container credential protocol), bound to one role of one account.
+    ///
+    /// The token lives exactly as long as this connection: the client keeps it open while
+    /// the program using the token runs, and closing it (or dying) revokes the token.
+    IssueEndpointToken {
+        /// The account name from the config.
+        account: String,
+        /// A role ARN or role name; `None` takes the account's default role.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+    },
+    /// Answered by [`Response::ConsoleUrl`]: an AWS console sign-in URL for one role.
+    ConsoleUrl {
+        /// The account name from the config.
+        account: String,
+        /// A role ARN or role name; `None` takes the account's default role.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        /// How long the console session may last, in seconds (the federation endpoint's
+        /// `SessionDuration`, 900 to 43200); `None` lets AWS decide.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_duration: Option<u32>,
+    },
 }
 
 /// The parameters of [`Request::Login`].
@@ -148,6 +172,11 @@ pub enum Response {
     },
     /// Answers [`Request::Shutdown`].
     ShuttingDown,
+    /// Answers [`Request::IssueEndpointToken`]; the token is revoked when the connection
+    /// closes.
+    EndpointToken(EndpointToken),
+    /// Answers [`Request::ConsoleUrl`].
+    ConsoleUrl(ConsoleSignin),
     /// Any request can end with an error.
     Error(WireError),
 }
@@ -224,6 +253,35 @@ impl Credentials {
         });
         doc.to_string()
     }
+}
+
+/// Where and how a program fetches credentials from the daemon's loopback endpoint; the
+/// values of `AWS_CONTAINER_CREDENTIALS_FULL_URI` and `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointToken {
+    /// The full URL, `http://127.0.0.1:PORT/v1/credentials/ACCOUNT/ROLE`.
+    pub url: String,
+    /// The value of the `Authorization` header; good for this account and role only.
+    pub token: Secret,
+    /// The account.
+    pub account: String,
+    /// The role the token serves.
+    pub role_arn: String,
+    /// The account's AWS region, if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// An AWS console sign-in URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSignin {
+    /// The URL; it carries a sign-in token that is as good as the credentials for about
+    /// 15 minutes, so it is a secret.
+    pub url: Secret,
+    /// The account.
+    pub account: String,
+    /// The role the console session is for.
+    pub role_arn: String,
 }
 
 /// The daemon and its accounts, for `samlctl status`.
@@ -518,11 +576,58 @@ mod tests {
             ),
             (Request::Logout { account: None }, r#"{"type":"logout"}"#),
             (Request::Shutdown, r#"{"type":"shutdown"}"#),
+            (
+                Request::IssueEndpointToken {
+                    account: "prod".into(),
+                    role: None,
+                },
+                r#"{"type":"issue_endpoint_token","account":"prod"}"#,
+            ),
+            (
+                Request::ConsoleUrl {
+                    account: "prod".into(),
+                    role: Some("Admin".into()),
+                    session_duration: Some(3600),
+                },
+                r#"{"type":"console_url","account":"prod","role":"Admin","session_duration":3600}"#,
+            ),
         ];
         for (req, json) in cases {
             assert_eq!(serde_json::to_string(&req).unwrap(), json);
             assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
         }
+    }
+
+    #[test]
+    fn golden_endpoint_and_console_responses() {
+        let token = Response::EndpointToken(EndpointToken {
+            url: "http://127.0.0.1:4711/v1/credentials/prod".into(),
+            token: Secret::new("abc"),
+            account: "prod".into(),
+            role_arn: "arn:aws:iam::1:role/R".into(),
+            region: Some("us-east-2".into()),
+        });
+        let json = r#"{"type":"endpoint_token","url":"http://127.0.0.1:4711/v1/credentials/prod","token":"abc","account":"prod","role_arn":"arn:aws:iam::1:role/R","region":"us-east-2"}"#;
+        assert_eq!(serde_json::to_string(&token).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Response>(json).unwrap(), token);
+        assert!(token.is_final());
+        assert!(
+            !format!("{token:?}").contains("abc"),
+            "Debug shows the token"
+        );
+
+        let console = Response::ConsoleUrl(ConsoleSignin {
+            url: Secret::new("https://signin.aws.amazon.com/federation?SigninToken=t"),
+            account: "prod".into(),
+            role_arn: "arn:aws:iam::1:role/R".into(),
+        });
+        let json = r#"{"type":"console_url","url":"https://signin.aws.amazon.com/federation?SigninToken=t","account":"prod","role_arn":"arn:aws:iam::1:role/R"}"#;
+        assert_eq!(serde_json::to_string(&console).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Response>(json).unwrap(), console);
+        assert!(
+            !format!("{console:?}").contains("SigninToken"),
+            "Debug shows the URL"
+        );
     }
 
     #[test]

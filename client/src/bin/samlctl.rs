@@ -76,6 +76,107 @@ enum Command {
     /// Run samld: install it as a service, start, stop, or check on it
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Run a command with AWS credentials that stay fresh while it runs
+    Exec(ExecArgs),
+    /// Print shell commands that export AWS credentials (eval "$(samlctl env ACCOUNT)")
+    Env {
+        /// The account
+        account: String,
+        /// A role ARN or role name [default: the account's role]
+        #[arg(long)]
+        role: Option<String>,
+        /// The syntax to print
+        #[arg(long, value_enum, default_value_t)]
+        shell: samld_client::env::Shell,
+    },
+    /// Open the AWS console signed in to an account's role
+    Console {
+        /// The account
+        account: String,
+        /// A role ARN or role name [default: the account's role]
+        #[arg(long)]
+        role: Option<String>,
+        /// Print the sign-in URL instead of opening a browser (it is valid for 15 minutes and
+        /// as good as the credentials: keep it to yourself)
+        #[arg(long)]
+        print: bool,
+        /// How long the console session lasts (15m to 12h) [default: AWS decides]
+        #[arg(long, value_name = "DURATION", value_parser = console_duration)]
+        duration: Option<u32>,
+    },
+    /// Import accounts from another tool's configuration
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Print the ~/.aws/config profile that gets credentials from samld (or add it there)
+    AwsConfig {
+        /// The account
+        account: String,
+        /// A role ARN or role name [default: the account's role]
+        #[arg(long)]
+        role: Option<String>,
+        /// The AWS profile name [default: the account name]
+        #[arg(long)]
+        profile: Option<String>,
+        /// Add the profile to $AWS_CONFIG_FILE or ~/.aws/config (keeping config.bak)
+        #[arg(long)]
+        write: bool,
+        /// The samld config to read the account's region from [default: $SAMLD_CONFIG, else
+        /// ~/.config/samld/config.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash: `source <(samlctl completions bash)`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// The account
+    account: String,
+    /// A role ARN or role name [default: the account's role]
+    #[arg(long)]
+    role: Option<String>,
+    /// Pass the credentials as AWS_ACCESS_KEY_ID etc. instead of the refreshing endpoint
+    /// (they then expire with the session)
+    #[arg(long = "static")]
+    static_credentials: bool,
+    /// Run even inside another `samlctl exec`
+    #[arg(long)]
+    force: bool,
+    /// The command and its arguments [default: $SHELL]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Import the JumpCloud accounts of a saml2aws config
+    Saml2aws {
+        /// The saml2aws config [default: $SAML2AWS_CONFIGFILE, else ~/.saml2aws]
+        file: Option<PathBuf>,
+        /// Replace accounts that already exist in the samld config
+        #[arg(long)]
+        force: bool,
+        /// The samld config to add to [default: $SAMLD_CONFIG, else
+        /// ~/.config/samld/config.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn console_duration(text: &str) -> Result<u32, String> {
+    let d = samld_config::parse_duration(text)?;
+    match u32::try_from(d.as_secs()) {
+        Ok(secs) if (900..=43_200).contains(&secs) => Ok(secs),
+        _ => Err("a console session lasts 15m to 12h".into()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +329,145 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             config_check(config.as_deref(), &mut out)?;
         }
         Command::Daemon(command) => return daemon(command, &opts()?.autostart(false), &mut out),
+        Command::Exec(args) => {
+            let options = samld_client::exec::ExecOptions {
+                account: args.account,
+                role: args.role,
+                static_credentials: args.static_credentials,
+                force: args.force,
+                command: args.command,
+            };
+            if !options.static_credentials
+                && let Some(warning) = samld_client::awsconfig::default_profile_warning()
+            {
+                eprintln!("samlctl: warning: {warning}");
+            }
+            drop(out);
+            return match samld_client::exec::run(&opts()?, &options) {
+                Ok(status) => Ok(samld_client::exec::exit_like(status)),
+                Err(e) => {
+                    eprintln!("samlctl: {e}");
+                    Ok(ExitCode::from(e.exit_code()))
+                }
+            };
+        }
+        Command::Env {
+            account,
+            role,
+            shell,
+        } => {
+            let creds = connect()?.get_credentials(
+                &account,
+                role.as_deref(),
+                false,
+                &mut samld_client::NoPrompter,
+                &mut |_| {},
+            )?;
+            let vars = samld_client::exec::static_vars(&creds);
+            out.write_all(samld_client::env::render(shell, &vars).as_bytes())?;
+        }
+        Command::Console {
+            account,
+            role,
+            print,
+            duration,
+        } => {
+            let signin = connect()?.console_url(&account, role.as_deref(), duration)?;
+            if print {
+                writeln!(out, "{}", signin.url.expose())?;
+            } else {
+                samld_client::console::open_in_browser(&signin.url).map_err(Failure)?;
+                eprintln!(
+                    "Opened the AWS console for {} in your browser.",
+                    signin.role_arn
+                );
+            }
+        }
+        Command::Import(ImportCommand::Saml2aws {
+            file,
+            force,
+            config,
+        }) => {
+            let source =
+                match file.or_else(|| std::env::var_os("SAML2AWS_CONFIGFILE").map(PathBuf::from)) {
+                    Some(path) => path,
+                    None => std::env::var_os("HOME")
+                        .map(|home| PathBuf::from(home).join(".saml2aws"))
+                        .ok_or_else(|| Failure("no HOME; name the saml2aws file".into()))?,
+                };
+            let target = samld_config::resolve_config_path(config.as_deref())
+                .map_err(|e| Failure(format!("cannot locate the config file: {e}")))?;
+            let report = samld_client::import::import_saml2aws(&source, &target, force)
+                .map_err(|e| Failure(e.to_string()))?;
+            write!(out, "{report}")?;
+            if !report.imported_any() && !report.skipped.is_empty() {
+                out.flush()?;
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::AwsConfig {
+            account,
+            role,
+            profile,
+            write,
+            config,
+        } => {
+            use samld_client::awsconfig;
+            let path = samld_config::resolve_config_path(config.as_deref())
+                .map_err(|e| Failure(format!("cannot locate the config file: {e}")))?;
+            let samld = samld_config::load(&path).map_err(|e| Failure(format!("{e:#}")))?;
+            let settings = samld.account(&account).ok_or_else(|| {
+                Failure(format!(
+                    "unknown account `{account}` (not in {})",
+                    path.display()
+                ))
+            })?;
+            let profile = awsconfig::Profile::new(
+                &account,
+                role.as_deref(),
+                profile.as_deref(),
+                settings.region.as_deref(),
+                &awsconfig::helper_command(),
+            );
+            if write {
+                let file = awsconfig::config_file()
+                    .ok_or_else(|| Failure("no HOME and no AWS_CONFIG_FILE".into()))?;
+                match awsconfig::write_profile(&file, &profile)
+                    .map_err(|e| Failure(e.to_string()))?
+                {
+                    awsconfig::WriteOutcome::Unchanged => writeln!(
+                        out,
+                        "{} already has [{}].",
+                        file.display(),
+                        profile.section()
+                    )?,
+                    awsconfig::WriteOutcome::Created => writeln!(
+                        out,
+                        "Created {} with [{}].",
+                        file.display(),
+                        profile.section()
+                    )?,
+                    awsconfig::WriteOutcome::Updated { backup } => writeln!(
+                        out,
+                        "Wrote [{}] to {} (the previous file is {}).",
+                        profile.section(),
+                        file.display(),
+                        backup.display()
+                    )?,
+                }
+            } else {
+                out.write_all(profile.stanza().as_bytes())?;
+            }
+            if let Some(warning) = awsconfig::credentials_file()
+                .and_then(|f| awsconfig::static_keys_warning(&f, &profile.name))
+            {
+                eprintln!("samlctl: warning: {warning}");
+            }
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "samlctl", &mut out);
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -793,6 +1033,41 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_its_own_options() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Exec(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let a = parse(&[
+            "samlctl", "exec", "prod", "--role", "R", "--", "aws", "s3", "ls",
+        ]);
+        assert_eq!((a.account.as_str(), a.role.as_deref()), ("prod", Some("R")));
+        assert_eq!(a.command, ["aws", "s3", "ls"]);
+        let a = parse(&[
+            "samlctl",
+            "exec",
+            "prod",
+            "terraform",
+            "apply",
+            "--auto-approve",
+        ]);
+        assert_eq!(a.command, ["terraform", "apply", "--auto-approve"]);
+        let a = parse(&[
+            "samlctl", "exec", "--static", "prod", "--", "sh", "-c", "env",
+        ]);
+        assert!(a.static_credentials);
+        assert_eq!(a.command, ["sh", "-c", "env"]);
+        assert!(parse(&["samlctl", "exec", "prod"]).command.is_empty());
+    }
+
+    #[test]
+    fn console_durations_are_bounded() {
+        assert_eq!(console_duration("1h"), Ok(3600));
+        assert!(console_duration("5m").is_err());
+        assert!(console_duration("13h").is_err());
     }
 
     #[test]
