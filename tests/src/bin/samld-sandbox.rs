@@ -529,10 +529,13 @@ impl Sandbox<'_> {
                 "and watch samld refresh the short-lived credentials:  watch -n 5 samlctl status"
             );
         }
-        if self.options.mfa == Mfa::Totp && self.totp_codes.len() > 1 {
+        // In totp mode, the sandbox's own login used the first code.
+        let used = if self.options.login { 1 } else { 0 };
+        let unused_codes = self.totp_codes.get(used..).unwrap_or_default();
+        if !unused_codes.is_empty() {
             println!(
                 "TOTP codes the fake JumpCloud still accepts (once each): {}",
-                self.totp_codes[1..].join(" ")
+                unused_codes.join(" ")
             );
         }
         if let Some(path) = &self.options.ready_file {
@@ -546,7 +549,8 @@ impl Sandbox<'_> {
         Ok(self.options.ready_file.clone())
     }
 
-    /// `samlctl login sandbox --password-stdin`, its progress shown as it streams.
+    /// `samlctl login sandbox --password-stdin` (with the first TOTP code in totp mode), its
+    /// progress shown as it streams.
     fn login(&self, stop: &StopSignal) -> Result<(), String> {
         let mut args = vec!["login", ACCOUNT, "--password-stdin"];
         let mut shown = args.join(" ");
