@@ -97,10 +97,12 @@ done
 
 # --- moto ---------------------------------------------------------------------------------
 # moto_server.py binds port 0 and writes the port to the FIFO once it listens. Holding the
-# FIFO open read-write here means neither side blocks on open, whoever comes first.
+# FIFO open read-write here means neither side blocks on open, whoever comes first; the
+# children do not inherit these descriptors.
 mkfifo "$work/moto.ready"
 exec 3<>"$work/moto.ready"
-"$venv/bin/python" scripts/interop/moto_server.py "$work/moto.ready" </dev/null >"$work/moto.log" 2>&1 &
+"$venv/bin/python" scripts/interop/moto_server.py "$work/moto.ready" \
+    </dev/null >"$work/moto.log" 2>&1 3<&- &
 moto_pid=$!
 await_line 3 "$moto_pid" moto
 moto_url=http://127.0.0.1:$line
@@ -110,7 +112,7 @@ say "moto $(sed -n 's/^moto \([^ ]*\) listening.*/\1/p' "$work/moto.log") on $mo
 mkfifo "$work/sandbox.ready"
 exec 4<>"$work/sandbox.ready"
 "$bin_dir/samld-sandbox" --sts-endpoint "$moto_url" --mfa push --ready-file "$work/sandbox.ready" \
-    </dev/null >"$work/sandbox.log" 2>&1 &
+    </dev/null >"$work/sandbox.log" 2>&1 3<&- 4<&- &
 sandbox_pid=$!
 : >"$work/sandbox.env"
 while await_line 4 "$sandbox_pid" samld-sandbox && [[ $line != "$ready_marker" ]]; do
