@@ -11,14 +11,20 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where the workspace's binaries are: next to the test executable's `deps/` directory.
-pub fn bin_path(name: &str) -> PathBuf {
+/// The directory of the workspace's binaries (`target/<profile>`): the running executable's
+/// own directory, or its parent for a test executable in `deps/`.
+pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("exe dir").to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let path = dir.join(name);
+    dir
+}
+
+/// Where one of the workspace's binaries is (see [`bin_dir`]).
+pub fn bin_path(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
     assert!(
         path.exists(),
         "{} is not built; run the tests with `cargo test --workspace` (which builds every binary)",

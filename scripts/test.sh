@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command: every Rust test in the workspace, then scripts/interop.sh (samld
+# with moto, the AWS CLI, boto3 and aws-config). Arguments go to `cargo test`.
+#
+# Environment: SAMLD_SKIP_INTEROP=1  run the Rust tests only (interop needs python3 and, the
+#                                    first time, PyPI to create the venv)
+#              SAMLD_VENV            the interop venv (default .venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+printf '==> cargo test --workspace --locked %s\n' "$*"
+# Its output as it is: every test binary ends with the "test result:" line CI reads.
+cargo test --workspace --locked "$@"
+
+if [[ ${SAMLD_SKIP_INTEROP:-} == 1 ]]; then
+    printf '\n==> interop: skipped (SAMLD_SKIP_INTEROP=1)\n'
+else
+    printf '\n==> scripts/interop.sh\n'
+    ./scripts/interop.sh
+fi
