@@ -30,6 +30,7 @@ use samld_proto::{
 };
 
 pub mod timestamp;
+pub mod tty;
 
 /// How long a client waits for each frame from the daemon before giving up.
 ///
