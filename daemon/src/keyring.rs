@@ -21,8 +21,8 @@
 //! # Blocking
 //!
 //! Every call blocks: it talks D-Bus or the Security framework synchronously, and an unlock
-//! prompt may wait for the user (bounded, see [`SecretServiceStore::new`]). Async callers
-//! must go through `tokio::task::spawn_blocking`.
+//! prompt may wait for the user (bounded, see `SecretServiceStore::new`). Async callers
+//! must go through `tokio::task::spawn_blocking`; [`run`] does that.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -50,6 +50,28 @@ pub trait PasswordStore: Send + Sync {
 
     /// Removes the saved password; succeeds when there was none.
     fn delete(&self, account: &str, username: &str) -> Result<(), KeyringError>;
+}
+
+/// Runs one call of a blocking store on tokio's blocking pool, for async callers:
+///
+/// ```ignore
+/// let saved = keyring::run(&store, move |s| s.get(&account, &username)).await;
+/// ```
+///
+/// A store that panics becomes [`KeyringError::Failed`] rather than a panic in the caller.
+pub async fn run<T, F>(store: &Arc<dyn PasswordStore>, call: F) -> Result<T, KeyringError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn PasswordStore) -> Result<T, KeyringError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || call(&*store))
+        .await
+        .unwrap_or_else(|e| {
+            Err(KeyringError::Failed {
+                detail: format!("the keyring call did not finish: {e}"),
+            })
+        })
 }
 
 /// Why the keyring could not be used. The `Display` text tells the user what is missing and

@@ -50,6 +50,28 @@ fn memory_store_can_play_a_broken_keyring() {
     assert_eq!(store.get("prod", "alice").unwrap(), Some(Secret::new("pw")));
 }
 
+#[tokio::test]
+async fn run_calls_the_store_off_the_async_threads() {
+    let memory = Arc::new(InMemoryStore::new());
+    let store: Arc<dyn PasswordStore> = memory.clone();
+    run(&store, |s| s.set("prod", "alice", &Secret::new("pw")))
+        .await
+        .unwrap();
+    let got = run(&store, |s| s.get("prod", "alice")).await.unwrap();
+    assert_eq!(got, Some(Secret::new("pw")));
+
+    memory.fail_with(Some(KeyringError::Locked));
+    assert_eq!(
+        run(&store, |s| s.get("prod", "alice")).await,
+        Err(KeyringError::Locked)
+    );
+    let panicked: Result<(), _> = run(&store, |_| panic!("store bug")).await;
+    assert!(
+        matches!(panicked, Err(KeyringError::Failed { .. })),
+        "{panicked:?}"
+    );
+}
+
 #[test]
 fn every_unavailable_keyring_says_what_to_do_instead() {
     for e in [
