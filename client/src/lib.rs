@@ -42,6 +42,7 @@ pub mod import;
 mod ini;
 pub mod service;
 pub mod timestamp;
+pub mod tty;
 
 /// How long a client waits for each frame from the daemon before giving up.
 ///

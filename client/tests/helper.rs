@@ -3,21 +3,32 @@
 #[path = "../src/fake_daemon.rs"]
 mod fake_daemon;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use fake_daemon::{Conn, FakeDaemon, hello};
 use samld_proto::{Credentials, ErrorCode, Request, Response, Secret};
 
+/// Runs the helper as an SDK does, without a terminal: in a session of its own, so that it
+/// has no controlling terminal even when the tests run in one.
 fn helper(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_samld-helper"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_samld-helper"));
+    cmd.args(args)
         .env("SAMLD_SOCKET", socket)
         // These tests script the daemon; a real one must not be started behind their back.
         .env("SAMLD_NO_AUTOSTART", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run samld-helper")
+        .stdin(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run samld-helper")
 }
 
 fn creds(expiration: &str) -> Credentials {

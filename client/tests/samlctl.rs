@@ -326,3 +326,19 @@ fn bad_usage_exits_2() {
     let out = samlctl(Path::new("/nonexistent"), &["frobnicate"], "");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn save_password_asks_for_a_password_login() {
+    // Only a login that uses the password can save it; a reused session would save nothing.
+    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::LoggedIn(outcome(false)))]);
+    let out = samlctl(
+        &daemon.socket,
+        &["login", "production", "--save-password", "--password-stdin"],
+        "correct horse battery staple\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let [Request::Login(req)] = &daemon.requests()[..] else {
+        panic!("one login request")
+    };
+    assert!(req.save_password && req.force, "{req:?}");
+}

@@ -192,7 +192,8 @@ struct LoginArgs {
     /// Log in with the password even if the JumpCloud session is still alive
     #[arg(long)]
     force: bool,
-    /// Save the password in the OS keyring once JumpCloud accepts it
+    /// Save the password in the OS keyring once JumpCloud accepts it, for unattended
+    /// re-login (implies --force: only a password login has a password to save)
     #[arg(long)]
     save_password: bool,
 }
@@ -493,7 +494,8 @@ fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Fa
         mfa_code: args.mfa_code.map(Secret::from),
         // Whether samld may ask us at all; what we cannot answer fails with a clear message.
         interactive: prompter.tty.is_some() || args.password_stdin,
-        force: args.force,
+        // A reused session asks for no password, so there would be nothing to save.
+        force: args.force || args.save_password,
         save_password: args.save_password,
     };
     let outcome = client.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;

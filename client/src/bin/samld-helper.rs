@@ -3,15 +3,25 @@
 //! The AWS CLI and SDKs run it on every command, so it stays tiny: std, serde_json and the
 //! proto crate, no argument parser, no async runtime, no TLS. Its stdout is a contract with
 //! botocore and aws-config: exactly one JSON document on success and nothing at all on
-//! failure. Everything for people goes to stderr, which botocore and aws-config show verbatim
-//! in their error, prefixed so the user sees where it came from.
+//! failure. Errors go to stderr, which botocore and aws-config show verbatim in their error,
+//! prefixed so the user sees where it came from.
+//!
+//! When the helper has a terminal (`/dev/tty`, in the foreground), it tells the daemon it
+//! can answer questions: a login the daemon needs then asks for the password (hidden) and MFA
+//! code there, and shows the daemon's progress ("approve the push on your phone") there too,
+//! since the AWS CLI shows neither stdout nor stderr while the helper runs. Without one, the
+//! daemon fails fast with the instruction to run `samlctl login`.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use samld_client::{ClientError, ConnectOptions, NoPrompter, timestamp};
+use samld_client::tty::{Tty, TtyPrompter};
+use samld_client::{
+    ClientError, ConnectOptions, NoPrompter, PromptError, SecretPrompter, describe_secret,
+    timestamp,
+};
 use zeroize::Zeroize;
 
 const USAGE: &str = "usage: samld-helper ACCOUNT [--role ROLE]";
@@ -26,6 +36,10 @@ JSON document the AWS CLI and SDKs expect. Use it in ~/.aws/config:
 
     [profile production]
     credential_process = samld-helper production
+
+When samld needs you to log in first and the helper runs in a terminal, it asks for the
+JumpCloud password and MFA code on the terminal (/dev/tty, even when the AWS CLI captures its
+output); without a terminal it fails at once and says to run `samlctl login ACCOUNT`.
 
 options:
   --role ROLE     a role ARN or role name (default: the account's configured role)
@@ -120,20 +134,41 @@ fn main() -> ExitCode {
         }
     };
 
+    let tty = Tty::open();
+    let mut tty_prompter = tty.as_ref().map(TtyPrompter::new);
+    let prompter: &mut dyn SecretPrompter = match &mut tty_prompter {
+        Some(p) => p,
+        None => &mut NoPrompter,
+    };
+    let mut progress = |message: &str| {
+        if let Some(tty) = &tty {
+            // Progress is a courtesy; a terminal that went away must not fail the request.
+            let _ = tty.say(&format!("samld: {message}"));
+        }
+    };
     let creds = match ConnectOptions::from_env()
         .map(|o| o.client_name("samld-helper"))
         .and_then(|o| o.connect())
-        // Not interactive yet: there is no /dev/tty prompting, so the daemon must not wait on us.
         .and_then(|c| {
             c.get_credentials(
                 &account,
                 role.as_deref(),
-                false,
-                &mut NoPrompter,
-                &mut |_| {},
+                tty.is_some(),
+                prompter,
+                &mut progress,
             )
         }) {
         Ok(creds) => creds,
+        Err(ClientError::Prompt {
+            kind,
+            error: PromptError::Cancelled,
+        }) => {
+            eprintln!(
+                "samld: login cancelled: nothing entered for {}",
+                describe_secret(kind)
+            );
+            return ExitCode::from(EXIT_REFUSED);
+        }
         Err(e) => return fail(&e),
     };
 
