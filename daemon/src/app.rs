@@ -69,6 +69,8 @@ pub async fn run(startup: Startup) -> Result<(), String> {
     if let Some(error) = config_error {
         daemon.config_rejected(error);
     }
+    daemon.set_password_store(crate::keyring::os_store());
+    daemon.set_notifier(Box::new(crate::notify::notify_user));
     let watcher = spawn_config_watcher(&daemon, &config_path);
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
 

@@ -214,6 +214,7 @@ impl Connection {
                 let secrets = LoginSecrets {
                     password: login.password,
                     mfa_code: login.mfa_code,
+                    save_password: login.save_password,
                 };
                 let channel: Option<&mut dyn ClientChannel> =
                     if login.interactive { Some(self) } else { None };

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::{Clock, rfc3339};
 use crate::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
+use crate::keyring::{self, PasswordStore};
 use crate::saml::{self, Assertion, RolePair};
 use crate::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget, choose_duration};
 
@@ -124,6 +125,8 @@ struct AccountData {
     /// JumpCloud refused the password an unattended login used: trying it again could lock
     /// the account, so nothing retries until the user logs in.
     password_rejected: bool,
+    /// Whether the keyring holds a password for the account: unknown until looked up.
+    saved_password: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +166,8 @@ pub struct Daemon {
     schedule_changed: Notify,
     /// Shows a desktop notification (title, body); none until one is set.
     notifier: std::sync::OnceLock<Notifier>,
+    /// Where `samlctl login --save-password` keeps passwords; none until one is set.
+    passwords: std::sync::OnceLock<Arc<dyn PasswordStore>>,
 }
 
 impl Daemon {
@@ -190,6 +195,7 @@ impl Daemon {
             started_at,
             schedule_changed: Notify::new(),
             notifier: std::sync::OnceLock::new(),
+            passwords: std::sync::OnceLock::new(),
         });
         daemon.apply_config(config);
         daemon
@@ -199,6 +205,12 @@ impl Daemon {
     /// ignored).
     pub fn set_notifier(&self, notifier: Notifier) {
         let _ = self.notifier.set(notifier);
+    }
+
+    /// Sets the password store (the OS keyring) used by `--save-password` and unattended
+    /// logins (once; later calls are ignored).
+    pub fn set_password_store(&self, store: Arc<dyn PasswordStore>) {
+        let _ = self.passwords.set(store);
     }
 
     /// The options the daemon runs with.
@@ -486,13 +498,57 @@ impl Daemon {
         if data.logged_out || data.password_rejected {
             return false;
         }
-        let password = account.password_command.is_some();
+        let password = account.password_command.is_some()
+            || (self.passwords.get().is_some() && data.saved_password != Some(false));
         let second_factor = match account.mfa {
             MfaMode::Push | MfaMode::None | MfaMode::Auto => true,
             MfaMode::Totp => account.mfa_command.is_some(),
             MfaMode::Webauthn => false,
         };
         password && second_factor
+    }
+
+    /// The password saved in the keyring for an account, if there is a keyring and it has one.
+    async fn saved_password(&self, account: &Account) -> Option<Secret> {
+        let store = self.passwords.get()?;
+        let (name, username) = (account.name.clone(), account.username.clone());
+        match keyring::run(store, move |s| s.get(&name, &username)).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(account = %account.name, error = %e, "cannot read the saved password");
+                None
+            }
+        }
+    }
+
+    async fn forget_saved_password(&self, account: &Account) {
+        let Some(store) = self.passwords.get() else {
+            return;
+        };
+        let (name, username) = (account.name.clone(), account.username.clone());
+        match keyring::run(store, move |s| s.delete(&name, &username)).await {
+            Ok(()) => {
+                tracing::warn!(account = %account.name, "JumpCloud refused the saved password; removed it from the keyring")
+            }
+            Err(e) => {
+                tracing::error!(account = %account.name, error = %e, "cannot remove the refused password from the keyring")
+            }
+        }
+    }
+
+    /// Saves an accepted password; the message says what happened, for the user.
+    async fn save_password(&self, slot: &AccountSlot, password: Secret) -> String {
+        let Some(store) = self.passwords.get() else {
+            return "Logged in, but the password was not saved: this samld has no keyring".into();
+        };
+        let (name, username) = (slot.account.name.clone(), slot.account.username.clone());
+        match keyring::run(store, move |s| s.set(&name, &username, &password)).await {
+            Ok(()) => {
+                slot.data().saved_password = Some(true);
+                "Saved the password in the OS keyring; samld can now log in again by itself.".into()
+            }
+            Err(e) => format!("Logged in, but the password was not saved: {e}"),
+        }
     }
 
     /// Starts every refresh (or retry) that is due, and returns when the next one will be.
@@ -612,11 +668,18 @@ impl Daemon {
             data.password_rejected = false;
             data.retry = None;
         }
+        // A new password is being saved: do not read the old one back.
+        let passwords = (!secrets.save_password)
+            .then(|| self.passwords.get().cloned())
+            .flatten();
+        let force = force || secrets.save_password;
         let mut interaction = SecretSources {
             account: slot.account.clone(),
             given: secrets,
             channel,
             command_timeout: self.options.command_timeout,
+            passwords,
+            to_save: None,
         };
         let result = self
             .run_flight(&slot, None, Some((&mut interaction, force)), true)
@@ -624,6 +687,10 @@ impl Daemon {
         drop(guard);
         let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
         let reused = result?;
+        if let Some(password) = interaction.to_save.take() {
+            let message = self.save_password(&slot, password).await;
+            interaction.progress(&message).await;
+        }
         let data = slot.data();
         Ok(LoginOutcome {
             account: slot.account.name.clone(),
@@ -788,17 +855,41 @@ impl Daemon {
                     if let Some((kind, _)) = slot.data().flight.as_mut() {
                         *kind = FlightKind::Login;
                     }
+                    let mut given = LoginSecrets::default();
+                    let mut from_keyring = false;
+                    if account.password_command.is_none() {
+                        match self.saved_password(account).await {
+                            Some(p) => {
+                                slot.data().saved_password = Some(true);
+                                given.password = Some(p);
+                                from_keyring = true;
+                            }
+                            None => {
+                                let mut data = slot.data();
+                                data.saved_password = Some(false);
+                                return Err(not_logged_in(account, &data));
+                            }
+                        }
+                    }
                     let mut sources = SecretSources {
                         account: account.clone(),
-                        given: LoginSecrets::default(),
+                        given,
                         channel: None,
                         command_timeout: self.options.command_timeout,
+                        passwords: None,
+                        to_save: None,
                     };
-                    let a = slot
-                        .idp
-                        .login(&mut sources)
-                        .await
-                        .map_err(|e| idp_error(account, e))?;
+                    let a = match slot.idp.login(&mut sources).await {
+                        Ok(a) => a,
+                        Err(e @ IdpError::AuthFailed { .. }) if from_keyring => {
+                            // A saved password that JumpCloud refuses must not be tried again,
+                            // not even after a restart: that is how accounts get locked.
+                            self.forget_saved_password(account).await;
+                            slot.data().saved_password = Some(false);
+                            return Err(idp_error(account, e));
+                        }
+                        Err(e) => return Err(idp_error(account, e)),
+                    };
                     let now = self.clock.now();
                     slot.data().session = Some(SessionTimes {
                         established_at: now,
@@ -1226,13 +1317,15 @@ impl IdentityProvider for BrokenProvider {
     fn forget_session(&self) {}
 }
 
-/// Secrets a client sent with its login request.
+/// Secrets a client sent with its login request, and what to do with them.
 #[derive(Debug, Default)]
 pub struct LoginSecrets {
     /// From `--password-stdin`.
     pub password: Option<Secret>,
     /// From `--mfa-code`.
     pub mfa_code: Option<Secret>,
+    /// `--save-password`: keep the password in the OS keyring once JumpCloud accepts it.
+    pub save_password: bool,
 }
 
 /// Where a login's secrets come from, in order: what the client sent with the request, the
@@ -1243,6 +1336,11 @@ struct SecretSources<'a> {
     given: LoginSecrets,
     channel: Option<&'a mut dyn ClientChannel>,
     command_timeout: Duration,
+    /// The keyring to look in after `password_command`; `None` to skip it (unattended
+    /// logins read it up front, and `--save-password` means a new password is typed).
+    passwords: Option<Arc<dyn PasswordStore>>,
+    /// With `--save-password`: the password handed to JumpCloud, saved once it is accepted.
+    to_save: Option<Secret>,
 }
 
 impl SecretSources<'_> {
@@ -1282,10 +1380,28 @@ impl SecretSources<'_> {
 impl LoginInteraction for SecretSources<'_> {
     fn password<'a>(&'a mut self, prompt: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>> {
         Box::pin(async move {
-            let given = self.given.password.take();
+            let mut given = self.given.password.take();
             let command = self.account.password_command.clone();
-            self.obtain(SecretKind::Password, given, command, prompt)
-                .await
+            if given.is_none()
+                && command.is_none()
+                && let Some(store) = self.passwords.take()
+            {
+                let (account, username) =
+                    (self.account.name.clone(), self.account.username.clone());
+                match keyring::run(&store, move |s| s.get(&account, &username)).await {
+                    Ok(found) => given = found,
+                    Err(e) => {
+                        tracing::warn!(account = %self.account.name, error = %e, "saved password unavailable")
+                    }
+                }
+            }
+            let password = self
+                .obtain(SecretKind::Password, given, command, prompt)
+                .await?;
+            if self.given.save_password {
+                self.to_save = Some(password.clone());
+            }
+            Ok(password)
         })
     }
 

@@ -542,7 +542,7 @@ async fn a_secret_from_the_request_wins_and_none_is_asked() {
             "prod",
             LoginSecrets {
                 password: Some(Secret::new("correct horse")),
-                mfa_code: None,
+                ..LoginSecrets::default()
             },
             false,
             Some(&mut client),
@@ -784,7 +784,7 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
             "prod",
             LoginSecrets {
                 password: Some(Secret::new("correct horse")),
-                mfa_code: None,
+                ..LoginSecrets::default()
             },
             false,
             None,
@@ -813,4 +813,121 @@ async fn a_helper_with_a_terminal_logs_in_and_logout_no_longer_sticks() {
     assert_eq!(creds.role_arn, ADMIN);
     assert_eq!(tty.asked, [SecretKind::Password]);
     assert_eq!(state(&h), AccountState::Active);
+}
+
+// ---- The keyring: --save-password, unattended logins with a saved password ----
+
+const PUSH_ONLY: &str = r#"
+[accounts.prod]
+url = "https://sso.jumpcloud.com/saml2/prod"
+username = "alice@example.com"
+role = "Admin"
+mfa = "push"
+"#;
+
+fn with_store(h: &Harness) -> Arc<samld::keyring::InMemoryStore> {
+    let store = Arc::new(samld::keyring::InMemoryStore::new());
+    h.daemon.set_password_store(store.clone());
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_password_lets_samld_log_in_again_by_itself() {
+    let h = harness_with(PUSH_ONLY, FakeIdp::new(), Duration::from_secs(3600));
+    let store = with_store(&h);
+    let mut client = ScriptedClient {
+        password: Some("correct horse"),
+        asked: vec![],
+        told: vec![],
+    };
+    h.daemon
+        .login(
+            "prod",
+            LoginSecrets {
+                save_password: true,
+                ..LoginSecrets::default()
+            },
+            false,
+            Some(&mut client),
+        )
+        .await
+        .unwrap();
+    assert!(
+        client.told.iter().any(|m| m.contains("Saved the password")),
+        "{:?}",
+        client.told
+    );
+    assert_eq!(
+        samld::keyring::PasswordStore::get(&*store, "prod", "alice@example.com")
+            .unwrap()
+            .map(|p| p.expose().to_string()),
+        Some("correct horse".to_string())
+    );
+    // The session ends; the next refresh logs in with the saved password, nobody typing.
+    h.idp.forget_session();
+    h.clock.advance(Duration::from_secs(45 * 60));
+    let creds = h.daemon.get_credentials("prod", None, None).await.unwrap();
+    assert_eq!(creds.expiration, "2026-11-28T11:45:00Z");
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_saved_password_is_removed_and_never_retried() {
+    let h = harness_with(PUSH_ONLY, FakeIdp::new(), Duration::from_secs(3600));
+    let store = with_store(&h);
+    samld::keyring::PasswordStore::set(
+        &*store,
+        "prod",
+        "alice@example.com",
+        &Secret::new("stale password"),
+    )
+    .unwrap();
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::AuthFailed);
+    assert!(
+        store.is_empty(),
+        "the refused password is gone from the keyring"
+    );
+    for _ in 0..3 {
+        h.clock.advance(Duration::from_secs(3600));
+        let err = h
+            .daemon
+            .get_credentials("prod", None, None)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("samlctl login prod"),
+            "{}",
+            err.message
+        );
+    }
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn without_a_saved_password_the_helper_is_told_to_log_in() {
+    let h = harness_with(PUSH_ONLY, FakeIdp::new(), Duration::from_secs(3600));
+    let _store = with_store(&h);
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn);
+    assert_eq!(
+        err.message,
+        "prod is not logged in; run: samlctl login prod"
+    );
+    // Once known to be empty, the keyring is not asked again.
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn);
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
 }
