@@ -14,10 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-venv=${SAMLD_VENV:-.venv}
-[[ $venv == /* ]] || venv=$root/$venv
-# Versions verified in the lab (see shared/lab/README.md); awscli bundles its own botocore.
-pins=("moto[server]==5.2.5" "boto3==1.44.8" "awscli==1.46.3")
 # What the fake JumpCloud's app and user make moto issue (moto takes the account from the
 # assertion's Role, the role name from RoleArn and the session name from RoleSessionName).
 expected_arn="arn:aws:sts::123456789012:assumed-role/Developer/alice@example.com"
@@ -73,15 +69,7 @@ await_line() {
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
 # --- Python peers -------------------------------------------------------------------------
-stamp=$venv/.samld-interop-pins
-if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]]; then
-    say "installing ${pins[*]} into $venv (once; about a minute)"
-    command -v python3 >/dev/null || fail "python3 is needed for the venv"
-    python3 -m venv "$venv" || fail "python3 -m venv $venv failed (on Debian: apt-get install python3-venv)"
-    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet "${pins[@]}" ||
-        fail "pip install ${pins[*]} failed"
-    printf '%s\n' "${pins[*]}" >"$stamp"
-fi
+venv=$(scripts/interop/venv.sh) || fail "the Python venv could not be set up"
 
 # --- samld --------------------------------------------------------------------------------
 # `cargo test --no-run` builds every binary with the same features as `cargo test --workspace`

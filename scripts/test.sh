@@ -8,6 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [[ ${SAMLD_SKIP_INTEROP:-} != 1 ]]; then
+    # Some Rust tests drive the real AWS CLI and botocore too (samlctl exec); give them the
+    # pinned ones rather than whatever the machine has, or nothing.
+    venv=$(scripts/interop/venv.sh)
+    export PATH="$venv/bin:$PATH"
+fi
+
 printf '==> cargo test --workspace --locked %s\n' "$*"
 # Its output as it is: every test binary ends with the "test result:" line CI reads.
 cargo test --workspace --locked "$@"
