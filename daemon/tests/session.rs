@@ -171,6 +171,16 @@ struct ScriptedClient {
     told: Vec<String>,
 }
 
+impl ScriptedClient {
+    fn answering(password: Option<&'static str>) -> Self {
+        Self {
+            password,
+            asked: vec![],
+            told: vec![],
+        }
+    }
+}
+
 impl ClientChannel for ScriptedClient {
     fn ask<'a>(
         &'a mut self,
@@ -231,11 +241,7 @@ fn harness() -> Harness {
 }
 
 async fn login(h: &Harness) {
-    let mut client = ScriptedClient {
-        password: Some("correct horse"),
-        asked: vec![],
-        told: vec![],
-    };
+    let mut client = ScriptedClient::answering(Some("correct horse"));
     let outcome = h
         .daemon
         .login("prod", LoginSecrets::default(), false, Some(&mut client))
@@ -268,11 +274,7 @@ async fn login_then_credentials_come_from_memory() {
 async fn a_second_login_reuses_the_live_session() {
     let h = harness();
     login(&h).await;
-    let mut client = ScriptedClient {
-        password: None,
-        asked: vec![],
-        told: vec![],
-    };
+    let mut client = ScriptedClient::answering(None);
     let outcome = h
         .daemon
         .login("prod", LoginSecrets::default(), false, Some(&mut client))
@@ -286,11 +288,7 @@ async fn a_second_login_reuses_the_live_session() {
 #[tokio::test]
 async fn a_wrong_password_is_reported_and_changes_nothing() {
     let h = harness();
-    let mut client = ScriptedClient {
-        password: Some("wrong"),
-        asked: vec![],
-        told: vec![],
-    };
+    let mut client = ScriptedClient::answering(Some("wrong"));
     let err = h
         .daemon
         .login("prod", LoginSecrets::default(), false, Some(&mut client))
@@ -491,11 +489,7 @@ async fn sts_errors_carry_their_code_and_message() {
         message: "Not authorized to perform sts:AssumeRoleWithSAML".into(),
         status: Some(403),
     });
-    let mut client = ScriptedClient {
-        password: Some("correct horse"),
-        asked: vec![],
-        told: vec![],
-    };
+    let mut client = ScriptedClient::answering(Some("correct horse"));
     let err = h
         .daemon
         .login("prod", LoginSecrets::default(), false, Some(&mut client))
@@ -532,11 +526,7 @@ async fn logout_sticks() {
 #[tokio::test]
 async fn a_secret_from_the_request_wins_and_none_is_asked() {
     let h = harness();
-    let mut client = ScriptedClient {
-        password: None,
-        asked: vec![],
-        told: vec![],
-    };
+    let mut client = ScriptedClient::answering(None);
     h.daemon
         .login(
             "prod",
@@ -800,11 +790,7 @@ async fn a_helper_with_a_terminal_logs_in_and_logout_no_longer_sticks() {
     let h = harness();
     login(&h).await;
     h.daemon.logout(Some("prod")).unwrap();
-    let mut tty = ScriptedClient {
-        password: Some("correct horse"),
-        asked: vec![],
-        told: vec![],
-    };
+    let mut tty = ScriptedClient::answering(Some("correct horse"));
     let creds = h
         .daemon
         .get_credentials("prod", None, Some(&mut tty))
@@ -835,11 +821,7 @@ fn with_store(h: &Harness) -> Arc<samld::keyring::InMemoryStore> {
 async fn a_saved_password_lets_samld_log_in_again_by_itself() {
     let h = harness_with(PUSH_ONLY, FakeIdp::new(), Duration::from_secs(3600));
     let store = with_store(&h);
-    let mut client = ScriptedClient {
-        password: Some("correct horse"),
-        asked: vec![],
-        told: vec![],
-    };
+    let mut client = ScriptedClient::answering(Some("correct horse"));
     h.daemon
         .login(
             "prod",
