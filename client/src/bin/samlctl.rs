@@ -865,15 +865,27 @@ fn render_status(report: &StatusReport, now: SystemTime) -> String {
         return s;
     }
 
-    let mut rows =
-        vec![["ACCOUNT", "STATE", "USER", "ROLE", "EXPIRES", "REFRESH"].map(String::from)];
+    let mut rows = vec![
+        [
+            "ACCOUNT",
+            "STATE",
+            "USER",
+            "JUMPCLOUD SESSION",
+            "ROLE",
+            "EXPIRES",
+            "REFRESH",
+        ]
+        .map(String::from),
+    ];
     for a in &report.accounts {
         let names = role_names(a.roles.iter().map(|r| r.role_arn.as_str()));
+        let session = session_text(a, now);
         if a.roles.is_empty() {
             rows.push([
                 a.name.clone(),
                 a.state.to_string(),
                 a.username.clone(),
+                session.clone(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -898,6 +910,11 @@ fn render_status(report: &StatusReport, now: SystemTime) -> String {
                 } else {
                     String::new()
                 },
+                if first {
+                    session.clone()
+                } else {
+                    String::new()
+                },
                 role,
                 expiry_text(r.expires_at.as_deref(), now),
                 refresh_text(r.next_refresh_at.as_deref(), now),
@@ -919,6 +936,23 @@ fn render_status(report: &StatusReport, now: SystemTime) -> String {
         }
     }
     s
+}
+
+/// The JumpCloud session's age and when JumpCloud last confirmed it, e.g. `2h 5m, seen 3m ago`.
+fn session_text(a: &AccountStatus, now: SystemTime) -> String {
+    let Some(session) = &a.session else {
+        return "-".into();
+    };
+    let age = timestamp::parse_rfc3339(&session.established_at)
+        .and_then(|t| now.duration_since(t).ok())
+        .map(timestamp::human_duration);
+    let seen =
+        timestamp::parse_rfc3339(&session.last_verified_at).map(|t| timestamp::relative(t, now));
+    match (age, seen) {
+        (Some(age), Some(seen)) => format!("{age}, seen {seen}"),
+        (Some(age), None) => age,
+        _ => "-".into(),
+    }
 }
 
 /// What the user should know about an account beyond the table: its last error, or what
@@ -1006,8 +1040,8 @@ fn split_role_arn(arn: &str) -> (Option<&str>, &str) {
 }
 
 /// Left-aligned columns separated by two spaces, without trailing blanks.
-fn table(rows: &[[String; 6]]) -> String {
-    let mut widths = [0usize; 6];
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -1028,7 +1062,7 @@ fn table(rows: &[[String; 6]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use samld_proto::{DaemonInfo, ErrorCode, ErrorInfo};
+    use samld_proto::{DaemonInfo, ErrorCode, ErrorInfo, SessionInfo};
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
@@ -1145,6 +1179,10 @@ mod tests {
             next_retry_at: None,
         };
         let mut prod = account("prod", AccountState::Active);
+        prod.session = Some(SessionInfo {
+            established_at: t(base - 62 * 60),
+            last_verified_at: t(base - 120),
+        });
         prod.roles = vec![
             RoleStatus {
                 role_arn: "arn:aws:iam::1:role/Admin".into(),
@@ -1183,10 +1221,10 @@ samld 0.1.0 (pid 77), up 3h 2m
 config: /c.toml
 config error: line 3, column 1: unknown key `rol` (the last valid configuration stays in force)
 
-ACCOUNT  STATE        USER               ROLE             EXPIRES         REFRESH
-prod     active       prod@example.com   Admin (default)  in 58m          in 38m
-                                         ReadOnly         expired 2m ago  due
-stage    needs-login  stage@example.com  -                -               -
+ACCOUNT  STATE        USER               JUMPCLOUD SESSION   ROLE             EXPIRES         REFRESH
+prod     active       prod@example.com   1h 2m, seen 2m ago  Admin (default)  in 58m          in 38m
+                                                             ReadOnly         expired 2m ago  due
+stage    needs-login  stage@example.com  -                   -                -               -
 
 stage: last error 5m ago (needs-login): the JumpCloud session expired; run: samlctl login stage
 ";
