@@ -345,9 +345,12 @@ fn parse_time(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text:?}: {e}"))
 }
 
+/// A scenario run against one account of a shared [`World`].
+type Scenario = (&'static str, fn(&World, &str));
+
 /// Runs every scenario on a thread of its own and fails with the names of those that failed
 /// (each one's panic message is printed as it happens).
-fn run_side_by_side(w: &World, scenarios: &[(&str, &(dyn Fn(&World, &str) + Sync))]) {
+fn run_side_by_side(w: &World, scenarios: &[Scenario]) {
     let failures: Vec<&str> = std::thread::scope(|scope| {
         let handles: Vec<_> = scenarios
             .iter()
@@ -378,6 +381,12 @@ fn login_fails(w: &World, account: &str) -> String {
         .find(|a| a.name == account)
         .expect("the account");
     assert!(status.roles.is_empty(), "{status:#?}");
+    // Recorded for `samlctl status`, but not retried behind the user's back: they are
+    // watching, and retry when they choose.
+    let recorded = status.last_error.as_ref().expect("last_error");
+    assert!(text.contains(&recorded.message), "{text}\n{recorded:#?}");
+    assert!(status.next_retry_at.is_none(), "{status:#?}");
+    assert_ne!(status.state, AccountState::Error, "{status:#?}");
     // Shown with --nocapture: the exact text, for the README's fault table.
     eprintln!("samlctl login {account}:\n{text}");
     text
@@ -391,6 +400,7 @@ fn login_time_faults_are_named_and_the_daemon_survives() {
         "jc-slow",
         "jc-html",
         "jc-reset",
+        "jc-saml-html",
         "sts-throttled",
         "sts-5xx",
         "sts-throttled-once",
@@ -444,6 +454,11 @@ fn login_time_faults_are_named_and_the_daemon_survives() {
     let url = format!("{}/userconsole/auth", jc("jc-reset").base_url());
     assert!(text.contains(&format!("Could not reach {url}")), "{text}");
 
+    // A maintenance page where the SAML form should be (after a successful sign-in).
+    jc("jc-saml-html").inject(Endpoint::SamlPage, Fault::Html(200), 1);
+    let text = login_fails(&w, "jc-saml-html");
+    assert!(text.contains("no SAMLResponse form field"), "{text}");
+
     // Three throttled answers: the SDK's three attempts all fail.
     sts("sts-throttled").inject_n(FakeStsFault::Throttling, 3);
     let text = login_fails(&w, "sts-throttled");
@@ -484,7 +499,15 @@ fn login_time_faults_are_named_and_the_daemon_survives() {
     w.key("sts-expired-once");
 
     // The failed ones log in fine once the fault is gone.
-    for account in ["jc-500", "jc-timeout", "jc-html", "jc-reset", "sts-5xx"] {
+    for account in [
+        "jc-500",
+        "jc-timeout",
+        "jc-html",
+        "jc-reset",
+        "jc-saml-html",
+        "sts-throttled",
+        "sts-5xx",
+    ] {
         w.login_ok(account);
         w.key(account);
     }
@@ -700,16 +723,16 @@ fn jumpcloud_slow(w: &World, account: &str) {
 
 #[test]
 fn background_refreshes_survive_jumpcloud_and_sts_faults() {
-    let scenarios: [(&str, &(dyn Fn(&World, &str) + Sync)); 9] = [
-        ("jc-500", &jumpcloud_500),
-        ("jc-timeout", &jumpcloud_timeout),
-        ("jc-slow", &jumpcloud_slow),
-        ("jc-reset", &jumpcloud_reset),
-        ("jc-html", &jumpcloud_html),
-        ("sts-throttled", &sts_throttled),
-        ("sts-5xx", &sts_5xx),
-        ("sts-throttled-once", &sts_throttled_once),
-        ("sts-expired-once", &sts_expired_once),
+    let scenarios: [Scenario; 9] = [
+        ("jc-500", jumpcloud_500),
+        ("jc-timeout", jumpcloud_timeout),
+        ("jc-slow", jumpcloud_slow),
+        ("jc-reset", jumpcloud_reset),
+        ("jc-html", jumpcloud_html),
+        ("sts-throttled", sts_throttled),
+        ("sts-5xx", sts_5xx),
+        ("sts-throttled-once", sts_throttled_once),
+        ("sts-expired-once", sts_expired_once),
     ];
     let w = World::new(scenarios.iter().map(|(a, _)| LaneSpec::plain(a)).collect());
     run_side_by_side(&w, &scenarios);
