@@ -8,13 +8,15 @@
 //! (30 s ± 20 %), and running those waits one after the other would take minutes.
 //!
 //! Timing of the background-refresh scenarios: the fake STS issues credentials that live
-//! [`LIFETIME`] (30 s) and the accounts say `refresh_before = "15s"`, so samld refreshes 15 s
+//! [`LIFETIME`] (30 s; a little less as samld counts, since STS expirations are whole
+//! seconds) and the accounts say `refresh_before = "14s"`, so samld refreshes about 15 s
 //! after a login (less up to 0.6 s of jitter) and keeps handing out the old credentials until
-//! a quarter of their life is left (22.5 s): a window of about 7 s in which a failed refresh
-//! must leave the helper serving the old AccessKeyId. (With `refresh_before` above half the
-//! life, samld refreshes at two thirds of it instead and that window shrinks to 2.5 s.) The
-//! retry comes 24–36 s after the failure; by then the old credentials have expired, which is
-//! why the new ones are awaited on the fake STS rather than asked of the helper.
+//! a quarter of their life is left (about 22 s): a window of about 6 s in which a failed
+//! refresh must leave the helper serving the old AccessKeyId. (With `refresh_before` at half
+//! the life or more, samld refreshes at two thirds of it instead and that window shrinks to
+//! 2.5 s.) The retry comes 24–36 s after the failure; by then the old credentials have
+//! expired, which is why the new ones are awaited on the fake STS rather than asked of the
+//! helper.
 //!
 //! Covered elsewhere, not repeated here:
 //! - The socket file removed while samld runs: `lifecycle.rs`,
