@@ -186,6 +186,12 @@ fn reload(daemon: &Daemon, path: &Path) {
                 return;
             }
             if *daemon.config() == config {
+                // A file that was removed or unreadable is back as it was: nothing changes
+                // but the error `samlctl status` shows, which no longer holds.
+                if daemon.config_error().is_some() {
+                    tracing::info!(config = %path.display(), "config file readable again, unchanged");
+                    daemon.apply_config(config);
+                }
                 return;
             }
             tracing::info!(config = %path.display(), accounts = config.accounts.len(), "config reloaded");

@@ -268,6 +268,15 @@ impl Daemon {
         self.config.write().unwrap_or_else(|e| e.into_inner()).error = Some(error);
     }
 
+    /// Why the config file on disk is not in force, until a valid one is applied.
+    pub fn config_error(&self) -> Option<String> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .error
+            .clone()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.config

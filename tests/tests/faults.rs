@@ -1,0 +1,885 @@
+//! Faults end to end (issue 6, item 2), with the real `samld`, `samlctl` and `samld-helper`
+//! against a fake JumpCloud and a fake STS: for each fault, what the user sees, and that no
+//! valid credential is lost.
+//!
+//! Every account (a *lane*) has a fake JumpCloud and a fake STS of its own, so that a fault
+//! injected for one scenario can only ever hit that scenario, and the scenarios of a test run
+//! side by side against one daemon: a background refresh that fails waits out a real backoff
+//! (30 s ± 20 %), and running those waits one after the other would take minutes.
+//!
+//! Timing of the background-refresh scenarios: the fake STS issues credentials that live
+//! [`LIFETIME`] (30 s; a little less as samld counts, since STS expirations are whole
+//! seconds) and the accounts say `refresh_before = "14s"`, so samld refreshes about 15 s
+//! after a login (less up to 0.6 s of jitter) and keeps handing out the old credentials until
+//! a quarter of their life is left (about 22 s): a window of about 6 s in which a failed
+//! refresh must leave the helper serving the old AccessKeyId. (With `refresh_before` at half
+//! the life or more, samld refreshes at two thirds of it instead and that window shrinks to
+//! 2.5 s.) The retry comes 24–36 s after the failure; by then the old credentials have
+//! expired, which is why the new ones are awaited on the fake STS rather than asked of the
+//! helper.
+//!
+//! Covered elsewhere, not repeated here:
+//! - The socket file removed while samld runs: `lifecycle.rs`,
+//!   `a_removed_socket_is_re_created_by_the_same_daemon` (the same daemon re-creates it and
+//!   logs "re-creating it").
+//! - A wall-clock jump (suspend and resume): it cannot be done end to end without changing
+//!   the machine's clock, so it is tested on a manual clock in `daemon/tests/session.rs`,
+//!   `waking_from_suspend_past_expiry_refreshes_at_once`.
+
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use samld_proto::{AccountState, AccountStatus, StatusReport};
+use samld_tests::fake_jumpcloud::{
+    DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_ROLE_ARN, Endpoint, FakeJumpCloud,
+    FakeJumpCloudConfig, FakeUser, Fault, PushBehavior,
+};
+use samld_tests::fake_sts::{FakeSts, FakeStsConfig, FakeStsFault};
+use samld_tests::fixture::{DaemonProcess, TestEnv, stderr, stdout};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// How long the fake STS's credentials live in the background-refresh scenarios.
+const LIFETIME: Duration = Duration::from_secs(30);
+/// `refresh_before` of those scenarios: under half of [`LIFETIME`] (see the module docs).
+const REFRESH_BEFORE: &str = "14s";
+/// samld's JumpCloud request timeout in these tests (`SAMLD_HTTP_TIMEOUT_SECS`), instead of
+/// 30 s, so that a JumpCloud that never answers fails a refresh while the old credentials are
+/// still good.
+const JC_TIMEOUT_SECS: u64 = 3;
+/// Longer than [`JC_TIMEOUT_SECS`]: a JumpCloud this slow has timed out.
+const TOO_SLOW: Duration = Duration::from_secs(JC_TIMEOUT_SECS + 3);
+/// Well within [`JC_TIMEOUT_SECS`]: slow, but answered.
+const SLOW: Duration = Duration::from_secs(2);
+/// The longest any client run may take.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+/// The password of the push user of the unattended-login scenario.
+const PUSH_PASSWORD: &str = "pw-unattended-Qe4zR8";
+
+/// One account with its own fake JumpCloud and fake STS.
+struct Lane {
+    account: String,
+    jc: FakeJumpCloud,
+    sts: FakeSts,
+}
+
+/// What a lane is made of.
+struct LaneSpec {
+    account: &'static str,
+    user: FakeUser,
+    /// Extra TOML lines for the account.
+    extra: String,
+}
+
+impl LaneSpec {
+    /// The default user (no MFA) and the background-refresh timing.
+    fn plain(account: &'static str) -> Self {
+        Self {
+            account,
+            user: FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD),
+            extra: format!("refresh_before = \"{REFRESH_BEFORE}\"\n"),
+        }
+    }
+}
+
+/// Lanes, config, daemon.
+struct World {
+    // Dropped first: the daemon stops before the servers it talks to.
+    daemon: Option<DaemonProcess>,
+    env: TestEnv,
+    lanes: Vec<Lane>,
+    // Dropped last: it runs the fakes.
+    rt: tokio::runtime::Runtime,
+}
+
+impl World {
+    /// Starts a fake JumpCloud and a fake STS per lane (credentials living [`LIFETIME`]),
+    /// writes the config, and starts samld.
+    fn new(specs: Vec<LaneSpec>) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let mut toml = String::from("[defaults]\nregion = \"us-east-1\"\n");
+        let mut lanes = Vec::new();
+        for spec in specs {
+            let email = spec.user.email.clone();
+            let (jc, sts) = rt.block_on(async {
+                (
+                    FakeJumpCloud::start(FakeJumpCloudConfig::with_user(spec.user)).await,
+                    FakeSts::start(FakeStsConfig::default().with_credential_lifetime(LIFETIME))
+                        .await,
+                )
+            });
+            toml += &format!(
+                "\n[accounts.{name}]\nurl = \"{url}\"\nusername = \"{user}\"\n\
+                 jumpcloud_console_url = \"{console}\"\nsts_endpoint = \"{sts}\"\n{extra}",
+                name = spec.account,
+                url = jc.app_url(DEFAULT_APP),
+                user = email,
+                console = jc.base_url(),
+                sts = sts.endpoint_url(),
+                extra = spec.extra,
+            );
+            lanes.push(Lane {
+                account: spec.account.to_owned(),
+                jc,
+                sts,
+            });
+        }
+        let mut env = TestEnv::new(&toml);
+        env.extra_env.push((
+            "SAMLD_HTTP_TIMEOUT_SECS".into(),
+            JC_TIMEOUT_SECS.to_string(),
+        ));
+        let daemon = env.start_daemon();
+        World {
+            daemon: Some(daemon),
+            env,
+            lanes,
+            rt,
+        }
+    }
+
+    fn lane(&self, account: &str) -> &Lane {
+        self.lanes
+            .iter()
+            .find(|l| l.account == account)
+            .unwrap_or_else(|| panic!("no lane {account}"))
+    }
+
+    /// Runs a client binary to completion (within [`RUN_DEADLINE`]) in a session of its own,
+    /// so that it has no controlling terminal to prompt on even when the tests run in one.
+    fn run(&self, bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.env.command(bin);
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        if let Some(input) = stdin {
+            // It may exit without reading; a broken pipe is then expected.
+            let _ = child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(input.as_bytes());
+        }
+        let pid = child.id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(RUN_DEADLINE) {
+            Ok(out) => out.expect("wait for the child"),
+            Err(_) => {
+                // SAFETY: the child has not been reaped (its waiter has not returned).
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                panic!(
+                    "{bin} {args:?} did not finish within {RUN_DEADLINE:?}; samld log:\n{}",
+                    self.daemon_log()
+                );
+            }
+        }
+    }
+
+    fn samlctl(&self, args: &[&str]) -> Output {
+        self.run("samlctl", args, None)
+    }
+
+    /// `samlctl login ACCOUNT --password-stdin` with the right password.
+    fn login(&self, account: &str) -> Output {
+        self.run(
+            "samlctl",
+            &["login", account, "--password-stdin"],
+            Some(&format!("{DEFAULT_PASSWORD}\n")),
+        )
+    }
+
+    /// A login that must succeed.
+    fn login_ok(&self, account: &str) {
+        let out = self.login(account);
+        succeeded(&out, &format!("samlctl login {account}"));
+    }
+
+    fn helper(&self, account: &str) -> Output {
+        self.run("samld-helper", &[account], None)
+    }
+
+    /// The AccessKeyId the helper hands out now, checked against what the lane's STS issued
+    /// and against the clock: the helper never hands out expired credentials.
+    fn key(&self, account: &str) -> String {
+        let out = self.helper(account);
+        let text = succeeded(&out, &format!("samld-helper {account}"));
+        let doc: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("helper output is not JSON ({e}): {text}"));
+        let key = doc["AccessKeyId"].as_str().expect("AccessKeyId").to_owned();
+        let issued = self
+            .lane(account)
+            .sts
+            .issued()
+            .into_iter()
+            .find(|c| c.access_key_id == key)
+            .unwrap_or_else(|| panic!("{account}: {key} was not issued by its STS"));
+        assert_eq!(doc["SecretAccessKey"], issued.secret_access_key.as_str());
+        assert!(
+            issued.expiration > OffsetDateTime::now_utc(),
+            "{account}: the helper handed out expired credentials: {doc}"
+        );
+        key
+    }
+
+    fn status(&self) -> StatusReport {
+        let out = self.samlctl(&["status", "--json"]);
+        let text = succeeded(&out, "samlctl status --json");
+        serde_json::from_str(&text).expect("status --json is a StatusReport")
+    }
+
+    fn account_status(&self, account: &str) -> AccountStatus {
+        self.status()
+            .accounts
+            .into_iter()
+            .find(|a| a.name == account)
+            .unwrap_or_else(|| panic!("no account {account} in the status"))
+    }
+
+    /// Polls `samlctl status` until `done` holds for the account, within `within`.
+    fn wait_for(
+        &self,
+        account: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&AccountStatus) -> bool,
+    ) -> AccountStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.account_status(account);
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{account}: not {what} within {within:?}; last status: {status:#?}\nsamld log:\n{}",
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the lane's STS has issued `n` credentials in all, within `within`.
+    fn wait_for_issued(&self, account: &str, n: usize, within: Duration) {
+        let sts = &self.lane(account).sts;
+        let waited = self
+            .rt
+            .block_on(async { tokio::time::timeout(within, sts.wait_for_issued(n)).await });
+        assert!(
+            waited.is_ok(),
+            "{account}: STS issued {} credentials, not {n}, within {within:?}\nstatus: {:#?}\nsamld log:\n{}",
+            sts.issued_count(),
+            self.account_status(account),
+            self.daemon_log()
+        );
+    }
+
+    fn daemon_log(&self) -> String {
+        self.daemon
+            .as_ref()
+            .map(DaemonProcess::log)
+            .unwrap_or_default()
+    }
+
+    fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("samld is running").pid()
+    }
+
+    /// SIGKILLs samld (no chance to clean up) and starts a new one on the same socket.
+    fn kill_and_restart_daemon(&mut self) {
+        let daemon = self.daemon.take().expect("samld is running");
+        daemon.signal(libc::SIGKILL);
+        let (status, _) = daemon.wait(Duration::from_secs(10));
+        assert!(!status.success(), "killed: {status:?}");
+        self.daemon = Some(self.env.start_daemon());
+    }
+}
+
+/// Asserts a run succeeded and returns its stdout.
+fn succeeded(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// Asserts a run failed, printed nothing on stdout, and returns its stderr.
+fn failed(out: &Output, what: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} should fail\nstdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+    assert!(out.stdout.is_empty(), "{what}: stdout: {}", stdout(out));
+    stderr(out)
+}
+
+fn parse_time(text: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+/// A scenario run against one account of a shared [`World`].
+type Scenario = (&'static str, fn(&World, &str));
+
+/// Runs every scenario on a thread of its own and fails with the names of those that failed
+/// (each one's panic message is printed as it happens).
+fn run_side_by_side(w: &World, scenarios: &[Scenario]) {
+    let failures: Vec<&str> = std::thread::scope(|scope| {
+        let handles: Vec<_> = scenarios
+            .iter()
+            .map(|(account, scenario)| (*account, scope.spawn(move || scenario(w, account))))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|(account, handle)| handle.join().is_err().then_some(account))
+            .collect()
+    });
+    assert!(failures.is_empty(), "failed scenarios: {failures:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) Faults at login time: the message `samlctl login` prints, and samld still answering.
+// ---------------------------------------------------------------------------------------------
+
+/// A login that fails because of `fault`: returns what samlctl printed, after checking that
+/// samld is still the same process, still answering, and holds nothing for the account.
+fn login_fails(w: &World, account: &str) -> String {
+    let pid = w.daemon_pid();
+    let text = failed(&w.login(account), &format!("samlctl login {account}"));
+    let report = w.status();
+    assert_eq!(report.daemon.pid, pid, "samld survived");
+    let status = report
+        .accounts
+        .iter()
+        .find(|a| a.name == account)
+        .expect("the account");
+    assert!(status.roles.is_empty(), "{status:#?}");
+    // Recorded for `samlctl status`, but not retried behind the user's back: they are
+    // watching, and retry when they choose.
+    let recorded = status.last_error.as_ref().expect("last_error");
+    assert!(text.contains(&recorded.message), "{text}\n{recorded:#?}");
+    assert!(status.next_retry_at.is_none(), "{status:#?}");
+    assert_ne!(status.state, AccountState::Error, "{status:#?}");
+    // Shown with --nocapture: the exact text, for the README's fault table.
+    eprintln!("samlctl login {account}:\n{text}");
+    text
+}
+
+#[test]
+fn login_time_faults_are_named_and_the_daemon_survives() {
+    let accounts = [
+        "jc-500",
+        "jc-timeout",
+        "jc-slow",
+        "jc-html",
+        "jc-reset",
+        "jc-saml-html",
+        "sts-throttled",
+        "sts-5xx",
+        "sts-throttled-once",
+        "sts-expired-once",
+    ];
+    let w = World::new(accounts.iter().map(|a| LaneSpec::plain(a)).collect());
+    let jc = |a: &str| &w.lane(a).jc;
+    let sts = |a: &str| &w.lane(a).sts;
+
+    jc("jc-500").inject(Endpoint::Xsrf, Fault::Status(500), 1);
+    let text = login_fails(&w, "jc-500");
+    assert!(
+        text.contains(
+            "JumpCloud answered HTTP 500 to GET /userconsole/xsrf: Internal Server Error; \
+             JumpCloud seems to be having trouble, try again later."
+        ),
+        "{text}"
+    );
+
+    jc("jc-timeout").inject(Endpoint::Auth, Fault::Delay(TOO_SLOW), 1);
+    let started = Instant::now();
+    let text = login_fails(&w, "jc-timeout");
+    let took = started.elapsed();
+    let url = format!("{}/userconsole/auth", jc("jc-timeout").base_url());
+    assert!(
+        text.contains(&format!("Could not reach {url}")) && text.contains("timed out"),
+        "{text}"
+    );
+    assert!(
+        took >= Duration::from_secs(JC_TIMEOUT_SECS) && took < TOO_SLOW,
+        "gave up after the timeout, not before and not when the answer came: {took:?}"
+    );
+
+    jc("jc-slow").inject(Endpoint::Auth, Fault::Delay(SLOW), 1);
+    let started = Instant::now();
+    w.login_ok("jc-slow");
+    assert!(started.elapsed() >= SLOW, "the answer was waited for");
+    w.key("jc-slow");
+
+    jc("jc-html").inject(Endpoint::Auth, Fault::Html(200), 1);
+    let text = login_fails(&w, "jc-html");
+    assert!(
+        text.contains(
+            "JumpCloud answered HTML instead of JSON to POST /userconsole/auth (HTTP 200)"
+        ),
+        "{text}"
+    );
+
+    jc("jc-reset").inject(Endpoint::Auth, Fault::Reset, 1);
+    let text = login_fails(&w, "jc-reset");
+    let url = format!("{}/userconsole/auth", jc("jc-reset").base_url());
+    assert!(text.contains(&format!("Could not reach {url}")), "{text}");
+
+    // A maintenance page where the SAML form should be (after a successful sign-in).
+    jc("jc-saml-html").inject(Endpoint::SamlPage, Fault::Html(200), 1);
+    let text = login_fails(&w, "jc-saml-html");
+    assert!(text.contains("no SAMLResponse form field"), "{text}");
+
+    // Three throttled answers: the SDK's three attempts all fail.
+    sts("sts-throttled").inject_n(FakeStsFault::Throttling, 3);
+    let text = login_fails(&w, "sts-throttled");
+    assert!(
+        text.contains(&format!(
+            "AssumeRoleWithSAML for {DEFAULT_ROLE_ARN} (sts-throttled) failed: STS refused: \
+             Throttling: Rate exceeded"
+        )),
+        "{text}"
+    );
+    assert_eq!(sts("sts-throttled").calls(), 3, "the SDK tried three times");
+
+    sts("sts-5xx").inject_n(FakeStsFault::InternalFailure, 3);
+    let text = login_fails(&w, "sts-5xx");
+    assert!(
+        text.contains(&format!(
+            "AssumeRoleWithSAML for {DEFAULT_ROLE_ARN} (sts-5xx) failed: STS refused: \
+             InternalFailure"
+        )),
+        "{text}"
+    );
+    assert_eq!(sts("sts-5xx").calls(), 3, "the SDK tried three times");
+
+    // Once: the SDK's retry absorbs it and the user sees a plain success.
+    sts("sts-throttled-once").inject(FakeStsFault::Throttling);
+    w.login_ok("sts-throttled-once");
+    assert_eq!(sts("sts-throttled-once").calls(), 2);
+    w.key("sts-throttled-once");
+
+    // An assertion STS finds too old: samld fetches a fresh one from the session it just
+    // established (no password again) and tries once more.
+    sts("sts-expired-once").inject(FakeStsFault::ExpiredToken);
+    w.login_ok("sts-expired-once");
+    let stats = jc("sts-expired-once").stats();
+    assert_eq!(stats.password_posts, 1, "{stats:?}");
+    assert_eq!(stats.saml_pages, 2, "{stats:?}");
+    assert_eq!(sts("sts-expired-once").calls(), 2);
+    w.key("sts-expired-once");
+
+    // The failed ones log in fine once the fault is gone.
+    for account in [
+        "jc-500",
+        "jc-timeout",
+        "jc-html",
+        "jc-reset",
+        "jc-saml-html",
+        "sts-throttled",
+        "sts-5xx",
+    ] {
+        w.login_ok(account);
+        w.key(account);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) Faults during a background refresh of an account that holds valid credentials.
+// ---------------------------------------------------------------------------------------------
+
+/// A transient fault hits the scheduled refresh: status says `error` with the fault named and
+/// a retry time, the helper keeps serving the old (still valid) credentials without going to
+/// JumpCloud, and the retry after the backoff succeeds by itself.
+fn refresh_survives(w: &World, account: &str, inject: impl FnOnce(&Lane), named: &[&str]) {
+    let lane = w.lane(account);
+    w.login_ok(account);
+    let old = w.key(account);
+    let issued = lane.sts.issued_count();
+    inject(lane);
+
+    let failed_at = OffsetDateTime::now_utc();
+    let status = w.wait_for(account, "in error", Duration::from_secs(30), |s| {
+        s.state == AccountState::Error
+    });
+    let error = status.last_error.as_ref().expect("last_error");
+    eprintln!("{account}: status last_error: {}", error.message);
+    for words in named {
+        assert!(error.message.contains(words), "{account}: {error:#?}");
+    }
+    let retry_at = parse_time(status.next_retry_at.as_deref().expect("next_retry_at"));
+    let now = OffsetDateTime::now_utc();
+    assert!(
+        retry_at > now && retry_at < now + Duration::from_secs(40),
+        "{account}: the first retry is 24-36 s away: {status:#?}"
+    );
+    assert!(parse_time(&error.at) >= failed_at.replace_nanosecond(0).unwrap());
+    let [role] = &status.roles[..] else {
+        panic!("{account}: the old credentials are still listed: {status:#?}");
+    };
+    assert_eq!(role.role_arn, DEFAULT_ROLE_ARN);
+
+    // The old credentials are still good: the helper hands them out, from memory.
+    let jc_before = lane.jc.stats();
+    let sts_before = lane.sts.calls();
+    assert_eq!(w.key(account), old, "{account}: the old credentials");
+    assert_eq!(lane.jc.stats(), jc_before, "{account}: no JumpCloud trip");
+    assert_eq!(lane.sts.calls(), sts_before, "{account}: no STS call");
+
+    // The fault has passed: the retry succeeds without anyone asking.
+    w.wait_for_issued(account, issued + 1, Duration::from_secs(45));
+    let new = w.key(account);
+    assert_ne!(new, old, "{account}: fresh credentials after the retry");
+    let status = w.wait_for(account, "active again", Duration::from_secs(5), |s| {
+        s.state == AccountState::Active
+    });
+    assert!(status.last_error.is_none(), "{account}: {status:#?}");
+    assert!(status.next_retry_at.is_none(), "{account}: {status:#?}");
+    let stats = lane.jc.stats();
+    assert_eq!(
+        stats.password_posts, 1,
+        "{account}: never the password again"
+    );
+}
+
+/// A fault the refresh absorbs: the next refresh gets new credentials with no error ever
+/// shown. `check` then looks at what the fakes saw.
+fn refresh_absorbs(
+    w: &World,
+    account: &str,
+    inject: impl FnOnce(&Lane),
+    check: impl FnOnce(&Lane),
+) {
+    let lane = w.lane(account);
+    w.login_ok(account);
+    let old = w.key(account);
+    let issued = lane.sts.issued_count();
+    inject(lane);
+    w.wait_for_issued(account, issued + 1, Duration::from_secs(30));
+    let new = w.key(account);
+    assert_ne!(new, old, "{account}: refreshed");
+    let status = w.wait_for(account, "active", Duration::from_secs(5), |s| {
+        s.state == AccountState::Active
+    });
+    assert!(status.last_error.is_none(), "{account}: {status:#?}");
+    assert!(status.next_retry_at.is_none(), "{account}: {status:#?}");
+    check(lane);
+}
+
+fn jumpcloud_500(w: &World, account: &str) {
+    refresh_survives(
+        w,
+        account,
+        |lane| lane.jc.inject(Endpoint::SelfProbe, Fault::Status(500), 1),
+        &[
+            "JumpCloud answered HTTP 500 to GET /userconsole/api/self",
+            "try again later",
+        ],
+    );
+}
+
+fn jumpcloud_timeout(w: &World, account: &str) {
+    let url = format!("{}/saml2/{DEFAULT_APP}", w.lane(account).jc.base_url());
+    refresh_survives(
+        w,
+        account,
+        |lane| {
+            lane.jc
+                .inject(Endpoint::SamlPage, Fault::Delay(TOO_SLOW), 1)
+        },
+        &[&format!("Could not reach {url}"), "timed out"],
+    );
+}
+
+fn jumpcloud_reset(w: &World, account: &str) {
+    let url = format!("{}/saml2/{DEFAULT_APP}", w.lane(account).jc.base_url());
+    refresh_survives(
+        w,
+        account,
+        |lane| lane.jc.inject(Endpoint::SamlPage, Fault::Reset, 1),
+        &[&format!("Could not reach {url}")],
+    );
+}
+
+fn jumpcloud_html(w: &World, account: &str) {
+    // What JumpCloud's maintenance page looks like to the session probe.
+    refresh_survives(
+        w,
+        account,
+        |lane| lane.jc.inject(Endpoint::SelfProbe, Fault::Html(503), 1),
+        &["JumpCloud answered HTTP 503 to GET /userconsole/api/self"],
+    );
+}
+
+fn sts_throttled(w: &World, account: &str) {
+    // More throttled answers than the SDK's three attempts.
+    refresh_survives(
+        w,
+        account,
+        |lane| lane.sts.inject_n(FakeStsFault::Throttling, 3),
+        &[&format!(
+            "AssumeRoleWithSAML for {DEFAULT_ROLE_ARN} ({account}) failed: STS refused: \
+             Throttling: Rate exceeded"
+        )],
+    );
+}
+
+fn sts_5xx(w: &World, account: &str) {
+    refresh_survives(
+        w,
+        account,
+        |lane| lane.sts.inject_n(FakeStsFault::ServiceUnavailable, 3),
+        &[&format!(
+            "AssumeRoleWithSAML for {DEFAULT_ROLE_ARN} ({account}) failed: STS refused: \
+             ServiceUnavailable"
+        )],
+    );
+}
+
+fn sts_throttled_once(w: &World, account: &str) {
+    refresh_absorbs(
+        w,
+        account,
+        |lane| lane.sts.inject(FakeStsFault::Throttling),
+        |lane| {
+            // Login, then the refresh: once throttled, once more by the SDK.
+            assert_eq!(lane.sts.calls(), 3, "{account}");
+            assert_eq!(lane.sts.pending_faults(), 0);
+        },
+    );
+}
+
+fn sts_expired_once(w: &World, account: &str) {
+    refresh_absorbs(
+        w,
+        account,
+        |lane| lane.sts.inject(FakeStsFault::ExpiredToken),
+        |lane| {
+            let stats = lane.jc.stats();
+            // Login 1, the refresh 1, and the fresh assertion after ExpiredTokenException 1.
+            assert_eq!(stats.saml_pages, 3, "{account}: {stats:?}");
+            assert_eq!(stats.password_posts, 1, "{account}: no password: {stats:?}");
+            assert_eq!(lane.sts.calls(), 3, "{account}: retried once");
+        },
+    );
+}
+
+/// JumpCloud slower than usual but within the timeout: a helper that asks while the refresh
+/// runs waits for it and gets the new credentials; no error.
+fn jumpcloud_slow(w: &World, account: &str) {
+    let lane = w.lane(account);
+    w.login_ok(account);
+    let old = w.key(account);
+    let issued = lane.sts.issued_count();
+    lane.jc.inject(Endpoint::SamlPage, Fault::Delay(SLOW), 1);
+    w.wait_for(account, "refreshing", Duration::from_secs(30), |s| {
+        s.state == AccountState::Refreshing
+    });
+    let started = Instant::now();
+    let new = w.key(account);
+    let waited = started.elapsed();
+    assert_ne!(
+        new, old,
+        "{account}: the helper got the refreshed credentials"
+    );
+    assert!(
+        waited < SLOW + Duration::from_secs(2),
+        "{account}: {waited:?}"
+    );
+    assert_eq!(lane.sts.issued_count(), issued + 1);
+    let status = w.account_status(account);
+    assert_eq!(status.state, AccountState::Active, "{status:#?}");
+    assert!(status.last_error.is_none(), "{status:#?}");
+}
+
+#[test]
+fn background_refreshes_survive_jumpcloud_and_sts_faults() {
+    let scenarios: [Scenario; 9] = [
+        ("jc-500", jumpcloud_500),
+        ("jc-timeout", jumpcloud_timeout),
+        ("jc-slow", jumpcloud_slow),
+        ("jc-reset", jumpcloud_reset),
+        ("jc-html", jumpcloud_html),
+        ("sts-throttled", sts_throttled),
+        ("sts-5xx", sts_5xx),
+        ("sts-throttled-once", sts_throttled_once),
+        ("sts-expired-once", sts_expired_once),
+    ];
+    let w = World::new(scenarios.iter().map(|(a, _)| LaneSpec::plain(a)).collect());
+    run_side_by_side(&w, &scenarios);
+    // Nine accounts failing and retrying side by side did not disturb samld.
+    assert_eq!(w.status().daemon.pid, w.daemon_pid());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon killed, the config file going away.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_killed_daemon_restarts_logged_out_or_logs_in_unattended() {
+    let unattended = LaneSpec {
+        account: "unattended",
+        user: FakeUser::new("push.user@example.com", PUSH_PASSWORD)
+            .with_factor("push", "available")
+            .with_push(PushBehavior::AcceptAfterPolls(1)),
+        extra: format!("mfa = \"push\"\npassword_command = \"printf '%s\\\\n' {PUSH_PASSWORD}\"\n"),
+    };
+    let mut w = World::new(vec![LaneSpec::plain("manual"), unattended]);
+    w.login_ok("manual");
+    succeeded(&w.samlctl(&["login", "unattended"]), "unattended login");
+    let manual_key = w.key("manual");
+    let unattended_key = w.key("unattended");
+    let old_pid = w.daemon_pid();
+
+    w.kill_and_restart_daemon();
+    assert_ne!(w.daemon_pid(), old_pid);
+    // Credentials lived in the old process only: by design nothing was written to disk.
+    for account in ["manual", "unattended"] {
+        let status = w.account_status(account);
+        assert_eq!(status.state, AccountState::LoggedOut, "{status:#?}");
+        assert!(
+            status.roles.is_empty() && status.last_error.is_none(),
+            "{status:#?}"
+        );
+    }
+
+    let manual_jc = w.lane("manual").jc.stats();
+    let text = failed(&w.helper("manual"), "samld-helper manual after the restart");
+    assert_eq!(
+        text.trim_end(),
+        "samld: manual is not logged in; run: samlctl login manual",
+        "{text}"
+    );
+    assert_eq!(w.lane("manual").jc.stats(), manual_jc, "no JumpCloud trip");
+
+    // password_command and push: the first helper call logs in again by itself.
+    let before = w.lane("unattended").jc.stats();
+    let key = w.key("unattended");
+    assert_ne!(key, unattended_key);
+    let after = w.lane("unattended").jc.stats();
+    assert_eq!(after.password_posts, before.password_posts + 1, "{after:?}");
+    assert_eq!(
+        after.pushes_accepted,
+        before.pushes_accepted + 1,
+        "{after:?}"
+    );
+    assert_eq!(w.account_status("unattended").state, AccountState::Active);
+
+    // And `samlctl login` brings the other one back.
+    w.login_ok("manual");
+    assert_ne!(w.key("manual"), manual_key);
+}
+
+#[test]
+fn the_config_file_deleted_or_unreadable_keeps_the_accounts_served() {
+    let w = World::new(vec![LaneSpec::plain("cfg")]);
+    let config = w.env.config.clone();
+    let original = std::fs::read_to_string(&config).unwrap();
+    w.login_ok("cfg");
+    let key = w.key("cfg");
+    let path = config.display().to_string();
+    let config_error = || w.status().daemon.config_error;
+    let wait_config = |what: &str, done: &dyn Fn(&Option<String>) -> bool| -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let error = config_error();
+            if done(&error) {
+                return error;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "config error not {what} within 5 s: {error:?}\nsamld log:\n{}",
+                w.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Deleted: the accounts loaded before stay in force, and status says why.
+    std::fs::remove_file(&config).unwrap();
+    let error = wait_config("set", &|e| e.is_some()).unwrap();
+    assert_eq!(
+        error,
+        format!("{path} was removed; the accounts loaded before stay in force until it is back")
+    );
+    assert_eq!(w.key("cfg"), key, "still served");
+    let human = stdout(&w.samlctl(&["status"]));
+    assert!(human.contains("was removed"), "{human}");
+
+    // Unreadable. chmod 000 keeps a non-root samld out; root reads through any mode, so as
+    // root a directory takes the file's place, which makes the read fail for anyone.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::fs::create_dir(&config).unwrap();
+    } else {
+        std::fs::write(&config, &original).unwrap();
+        wait_config("cleared by the file coming back", &|e| e.is_none());
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
+    }
+    let error = wait_config("a read error", &|e| {
+        e.as_deref().is_some_and(|e| e.contains("cannot read"))
+    })
+    .unwrap();
+    eprintln!("unreadable config: {error}");
+    assert!(error.contains(&path), "names the file: {error}");
+    assert!(
+        error.contains(if root {
+            "Is a directory"
+        } else {
+            "Permission denied"
+        }),
+        "{error}"
+    );
+    assert_eq!(w.key("cfg"), key, "still served");
+
+    // Restored as it was: the error clears and nothing starts over.
+    if root {
+        std::fs::remove_dir(&config).unwrap();
+        std::fs::write(&config, &original).unwrap();
+    } else {
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    wait_config("cleared", &|e| e.is_none());
+    assert_eq!(
+        w.key("cfg"),
+        key,
+        "the same credentials: the account kept its state"
+    );
+    let status = w.account_status("cfg");
+    assert_eq!(status.state, AccountState::Active, "{status:#?}");
+    assert_eq!(w.lane("cfg").jc.stats().password_posts, 1);
+}
