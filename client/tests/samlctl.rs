@@ -130,16 +130,14 @@ fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
     assert_eq!(text(&out.stderr), "verifying the MFA code\n");
     assert_eq!(
         daemon.requests(),
-        [
-            Request::Login(LoginRequest {
-                account: "production".into(),
-                password: Some(Secret::new("correct horse battery staple")),
-                mfa_code: Some(Secret::new("123456")),
-                interactive: true,
-                force: false,
-                save_password: false,
-            }),
-        ]
+        [Request::Login(LoginRequest {
+            account: "production".into(),
+            password: Some(Secret::new("correct horse battery staple")),
+            mfa_code: Some(Secret::new("123456")),
+            interactive: true,
+            force: false,
+            save_password: false,
+        })]
     );
 }
 
