@@ -338,8 +338,21 @@ fn without_password_command_an_ended_session_needs_login_and_old_credentials_ser
     assert_eq!(old.access_key_id, first.access_key_id);
     let status = w.account_status("attended");
     assert_eq!(status.state, AccountState::NeedsLogin, "{status:#?}");
+    assert_eq!(
+        status.last_error.as_ref().map(|e| e.code),
+        Some(ErrorCode::NeedsLogin),
+        "{status:#?}"
+    );
     assert!(status.next_retry_at.is_none(), "{status:#?}");
     assert!(status.session.is_none(), "{status:#?}");
+    let [role] = &status.roles[..] else {
+        panic!("the old credentials are still listed: {status:#?}");
+    };
+    assert_eq!(
+        role.expires_at.as_deref().map(time),
+        Some(first.expiration),
+        "{status:#?}"
+    );
     let frozen_jc = w.jc.stats();
     let frozen_sts = w.sts.calls();
     assert_eq!(frozen_jc.password_posts, 1, "{frozen_jc:?}");
