@@ -102,14 +102,10 @@ fn status_json_is_the_daemons_report() {
 }
 
 #[test]
-fn login_answers_the_password_question_from_stdin_and_sends_the_mfa_code_up_front() {
+fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
+    // Up front, so that samld uses it before `password_command` (which may print a stale one).
     let daemon = FakeDaemon::serve(vec![
         Conn::new()
-            .recv()
-            .send(Response::NeedSecret {
-                kind: SecretKind::Password,
-                prompt: "JumpCloud password for road.runner@example.com".into(),
-            })
             .recv()
             .send(Response::Progress {
                 message: "verifying the MFA code".into(),
@@ -136,20 +132,14 @@ fn login_answers_the_password_question_from_stdin_and_sends_the_mfa_code_up_fron
     assert_eq!(text(&out.stderr), "verifying the MFA code\n");
     assert_eq!(
         daemon.requests(),
-        [
-            Request::Login(LoginRequest {
-                account: "production".into(),
-                password: None,
-                mfa_code: Some(Secret::new("123456")),
-                interactive: true,
-                force: false,
-                save_password: false,
-            }),
-            Request::ProvideSecret {
-                kind: SecretKind::Password,
-                value: Secret::new("correct horse battery staple"),
-            },
-        ]
+        [Request::Login(LoginRequest {
+            account: "production".into(),
+            password: Some(Secret::new("correct horse battery staple")),
+            mfa_code: Some(Secret::new("123456")),
+            interactive: true,
+            force: false,
+            save_password: false,
+        })]
     );
 }
 

@@ -657,7 +657,11 @@ impl Daemon {
                     None => {
                         let (tx, rx) = watch::channel(None);
                         data.flight = Some((FlightKind::Login, rx));
-                        break (tx, FlightGuard(slot.clone()));
+                        let guard = FlightGuard {
+                            slot: slot.clone(),
+                            daemon: self.clone(),
+                        };
+                        break (tx, guard);
                     }
                 }
             };
@@ -739,7 +743,10 @@ impl Daemon {
         let daemon = self.clone();
         let slot = slot.clone();
         tokio::spawn(async move {
-            let guard = FlightGuard(slot.clone());
+            let guard = FlightGuard {
+                slot: slot.clone(),
+                daemon: daemon.clone(),
+            };
             let result = daemon.run_flight(&slot, extra_role, None, renew_all).await;
             drop(guard);
             let _ = tx.send(Some(result.map(|_| ())));
@@ -1058,12 +1065,18 @@ impl Daemon {
 }
 
 /// Clears an account's flight marker however the flight ends (even if its task is
-/// cancelled), so later requests never wait on a flight that no longer exists.
-struct FlightGuard(Arc<AccountSlot>);
+/// cancelled), so later requests never wait on a flight that no longer exists; then wakes
+/// the scheduler, which skips accounts with a flight running: woken only before the marker
+/// is gone (it may run on another thread meanwhile), it would never look at them again.
+struct FlightGuard {
+    slot: Arc<AccountSlot>,
+    daemon: Arc<Daemon>,
+}
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        self.0.data().flight = None;
+        self.slot.data().flight = None;
+        self.daemon.schedule_changed.notify_one();
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::saml_builder::{self, SamlSpec};
@@ -323,6 +323,7 @@ impl FakeJumpCloud {
             .collect();
         let inner = Arc::new(Inner {
             base_url,
+            changed: watch::Sender::new(0),
             state: Mutex::new(ServerState {
                 users,
                 apps: config.apps.clone(),
@@ -376,6 +377,30 @@ impl FakeJumpCloud {
     /// A snapshot of the counters.
     pub fn stats(&self) -> FakeJumpCloudStats {
         self.inner.lock().stats
+    }
+
+    /// Waits until the counters satisfy `done`: a real signal (every change of the fake's
+    /// state wakes the waiter), for tests that must know a request reached the fake.
+    pub async fn wait_for_stats(&self, done: impl Fn(&FakeJumpCloudStats) -> bool) {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            // Marks the current version seen before looking, so no change slips between.
+            changes.borrow_and_update();
+            // Read without `lock()`, which would wake this very waiter.
+            let stats = self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .stats;
+            if done(&stats) {
+                return;
+            }
+            changes
+                .changed()
+                .await
+                .expect("the sender lives in the fake itself");
+        }
     }
 
     /// Every cookie value the fake ever set (`_xsrf` tokens and console session ids), in
@@ -475,11 +500,45 @@ impl Drop for FakeJumpCloud {
 struct Inner {
     base_url: String,
     state: Mutex<ServerState>,
+    /// Bumped each time the state has been locked (and so may have changed), for
+    /// [`FakeJumpCloud::wait_for_stats`].
+    changed: watch::Sender<u64>,
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, ServerState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> StateGuard<'_> {
+        StateGuard {
+            guard: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
+            changed: &self.changed,
+        }
+    }
+}
+
+/// The locked state; tells the waiters once the lock is released.
+struct StateGuard<'a> {
+    guard: Option<MutexGuard<'a, ServerState>>,
+    changed: &'a watch::Sender<u64>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = ServerState;
+
+    fn deref(&self) -> &ServerState {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ServerState {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        // Unlocked first, so a woken waiter does not block on the mutex.
+        drop(self.guard.take());
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

@@ -483,14 +483,28 @@ fn print_json(out: &mut impl Write, value: &impl Serialize) -> Result<(), Failur
 
 fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Failure> {
     let tty = Tty::open();
+    // A password piped in is sent with the request: samld uses a password it is given before
+    // `password_command`, which may print a stale one (the user is typing the new one here).
+    // Whatever feeds the pipe runs anyway, so reading it when the session lives costs nothing.
+    let password = if args.password_stdin {
+        match read_password_line(io::stdin().lock()) {
+            Ok(password) => Some(password),
+            // Nothing piped in: that is an error only if samld turns out to need a password,
+            // and the prompter says so then.
+            Err(PromptError::Unavailable(_)) => None,
+            Err(e) => return Err(Failure(format!("--password-stdin: {e}"))),
+        }
+    } else {
+        None
+    };
     let mut prompter = LoginPrompter {
         password_stdin: args.password_stdin,
-        stdin_used: false,
+        stdin_used: password.is_some(),
         tty,
     };
     let request = LoginRequest {
         account: args.account,
-        password: None,
+        password,
         mfa_code: args.mfa_code.map(Secret::from),
         // Whether samld may ask us at all; what we cannot answer fails with a clear message.
         interactive: prompter.tty.is_some() || args.password_stdin,

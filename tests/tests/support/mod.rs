@@ -149,6 +149,22 @@ impl World {
 
     /// Starts the fakes and samld with `SAMLD_LOG` set to `level`.
     pub fn with_log_level(level: Option<&str>) -> Self {
+        Self::with_setup(
+            fake_jumpcloud_config(),
+            FakeStsConfig::default(),
+            config_toml,
+            level,
+        )
+    }
+
+    /// Starts fakes set up as given and samld with the config `config` writes for them (it
+    /// also gets the closed port), with `SAMLD_LOG` set to `level`.
+    pub fn with_setup(
+        jc: FakeJumpCloudConfig,
+        sts: FakeStsConfig,
+        config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
+        level: Option<&str>,
+    ) -> Self {
         // The fakes run on their own worker thread while the test thread blocks on the
         // binaries.
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -156,18 +172,14 @@ impl World {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let (jc, sts) = rt.block_on(async {
-            (
-                FakeJumpCloud::start(fake_jumpcloud_config()).await,
-                FakeSts::start(FakeStsConfig::default()).await,
-            )
-        });
+        let (jc, sts) =
+            rt.block_on(async { (FakeJumpCloud::start(jc).await, FakeSts::start(sts).await) });
         // Bound and released: connections to it are refused.
         let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut env = TestEnv::new(&config_toml(&jc, &sts, closed_port));
+        let mut env = TestEnv::new(&config(&jc, &sts, closed_port));
         if let Some(level) = level {
             env.extra_env.push(("SAMLD_LOG".into(), level.into()));
         }
@@ -205,6 +217,24 @@ impl World {
     /// Runs `samld-helper ARGS` with no terminal.
     pub fn helper(&self, args: &[&str]) -> Output {
         self.run("samld-helper", args, None)
+    }
+
+    /// Starts `samld-helper ARGS` with no terminal and returns at once (for bursts); its
+    /// output is piped. Not recorded in the transcript.
+    pub fn spawn_helper(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = self.env.command("samld-helper");
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: as in `run`.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawn samld-helper")
     }
 
     /// `samlctl status --json`, parsed.
