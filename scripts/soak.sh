@@ -27,7 +27,8 @@ fi
 
 profile=${SOAK_PROFILE:-debug}
 case $profile in
-    debug) cargo build --quiet --workspace --bins ;;
+    # Same features as `cargo test --workspace`, so CI reuses that build instead of a second.
+    debug) cargo test --quiet --locked --workspace --no-run ;;
     release) cargo build --quiet --release --workspace --bins ;;
     *) echo "soak.sh: SOAK_PROFILE must be debug or release, not $profile" >&2; exit 2 ;;
 esac
