@@ -530,7 +530,7 @@ async fn issued_keys_identify_the_caller() {
 async fn against_moto_when_available() {
     let Ok(moto) = std::env::var("SAMLD_MOTO_URL") else {
         eprintln!(
-            "skipped: SAMLD_MOTO_URL is not set (start moto with /work/shared/lab/start_moto.sh)"
+            "skipped: SAMLD_MOTO_URL is not set (scripts/interop.sh sets it when it runs moto)"
         );
         return;
     };
