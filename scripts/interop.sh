@@ -94,7 +94,7 @@ exec 3<>"$work/moto.ready"
 moto_pid=$!
 await_line 3 "$moto_pid" moto
 moto_url=http://127.0.0.1:$line
-say "moto $(sed -n 's/^moto \([^ ]*\) listening.*/\1/p' "$work/moto.log") on $moto_url (pid $moto_pid)"
+say "moto $("$venv/bin/python" -c 'import moto; print(moto.__version__)') on $moto_url (pid $moto_pid)"
 
 # --- the sandbox: fake JumpCloud, real samld with moto as STS, logged in -------------------
 mkfifo "$work/sandbox.ready"
@@ -163,6 +163,17 @@ if grep -q "moto case was skipped" "$work/cargo-test.log"; then
     fail "the aws-config test skipped moto although SAMLD_MOTO_URL was set"
 fi
 ok "aws-config (Rust): CredentialProcessProvider -> samld-helper -> signed GetCallerIdentity, fake STS and moto"
+
+# samld's own STS client (aws-sdk-sts) against moto, beside the fake STS it is tested with.
+if ! SAMLD_MOTO_URL=$moto_url cargo test --workspace --locked --test sts_client -- --nocapture \
+    >"$work/cargo-test-sts.log" 2>&1; then
+    cat "$work/cargo-test-sts.log" >&2
+    fail "samld's STS client failed against moto"
+fi
+if grep -q "skipped: SAMLD_MOTO_URL" "$work/cargo-test-sts.log"; then
+    fail "the STS client test skipped moto although SAMLD_MOTO_URL was set"
+fi
+ok "samld's STS client (aws-sdk-sts): AssumeRoleWithSAML against moto"
 
 # --- a failure path, as the user sees it ---------------------------------------------------
 logout=$(consumer "$bin_dir/samlctl" logout sandbox) || fail "samlctl logout sandbox failed"
