@@ -42,11 +42,13 @@ for target in "${targets[@]}"; do
         -max_total_time="$seconds" -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 ||
         status=$?
     if [ "$status" -ne 0 ]; then
-        # libFuzzer's report: the panic, the input's path and the command to reproduce it.
-        tail -n 60 "$log" >&2
+        # The panic message (the stack trace after it is long), then libFuzzer's summary:
+        # the input, where it was saved, and the commands to reproduce and minimise it.
+        grep -E -A2 "panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer" "$log" | head -n 20 >&2 || true
+        tail -n 25 "$log" >&2
         echo "fuzz target $target failed (exit $status)" >&2
         exit "$status"
     fi
-    grep -E '^#[0-9]+ +DONE' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+DONE' "$log" || true
 done
 echo "==> all ${#targets[@]} fuzz targets ran ${seconds}s each without a failure"
