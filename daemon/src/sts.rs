@@ -221,6 +221,13 @@ impl SdkSts {
                 tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        Self::with_http_client(http_client, options)
+    }
+
+    /// A client that sends its requests through `http_client` instead of hyper + rustls: the
+    /// fuzz target uses it to feed arbitrary answers through the SDK's deserializer and this
+    /// module's error mapping, exactly as a real STS answer would go.
+    pub fn with_http_client(http_client: SharedHttpClient, options: SdkStsOptions) -> Self {
         Self {
             http_client,
             options,

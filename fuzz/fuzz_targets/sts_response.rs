@@ -1,0 +1,115 @@
+//! STS answers to AssumeRoleWithSAML, through the real aws-sdk-sts client (its Query-protocol
+//! XML deserializer and retry layer) and samld's mapping of its results, with an in-process
+//! HTTP client that answers with the fuzz input instead of a network.
+//!
+//! The first input byte picks the HTTP status and content type, the rest is the body.
+//! Checks: no panic; neither the assertion nor the returned secrets leak into an error's
+//! text; error texts are bounded; credentials are only returned when complete.
+#![no_main]
+
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use aws_smithy_http_client::test_util::infallible_client_fn;
+use libfuzzer_sys::fuzz_target;
+use samld::sts::{AssumeRequest, SdkSts, SdkStsOptions, StsApi, StsError, StsTarget};
+use samld_proto::Secret;
+
+/// Distinctive enough that finding it in an error text can only be an echo.
+const ASSERTION: &str = "PHNhbWxwOlJlc3BvbnNlIHhtbG5zOnNhbWxwPSJ1cm4i+/Zm9vYmFy==";
+
+const STATUSES: [u16; 8] = [200, 200, 400, 403, 404, 500, 503, 302];
+const CONTENT_TYPES: [&str; 2] = ["text/xml", "text/html"];
+
+/// The answer the next request gets: status, content type, body.
+static ANSWER: Mutex<(u16, &str, Vec<u8>)> = Mutex::new((200, "text/xml", Vec::new()));
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime")
+});
+
+static STS: LazyLock<SdkSts> = LazyLock::new(|| {
+    let http = infallible_client_fn(|_request| {
+        let answer = ANSWER.lock().unwrap();
+        http::Response::builder()
+            .status(answer.0)
+            .header("content-type", answer.1)
+            .body(answer.2.clone())
+            .expect("a valid response")
+    });
+    let options = SdkStsOptions {
+        // One attempt: a retried 5xx would only run the same input again, after a backoff.
+        max_attempts: 1,
+        initial_backoff: Duration::ZERO,
+        ..SdkStsOptions::default()
+    };
+    SdkSts::with_http_client(http, options)
+});
+
+static TARGET: LazyLock<StsTarget> = LazyLock::new(|| StsTarget {
+    region: Some("us-east-1".to_owned()),
+    // An explicit endpoint, as in the tests: no endpoint rules, and the request never
+    // leaves the process anyway.
+    endpoint: Some("http://127.0.0.1:9".to_owned()),
+});
+
+fn check_text(text: &str) {
+    assert!(!text.contains(ASSERTION), "assertion leaked: {text}");
+    // Each text field is cut at 600 characters, so the whole message is bounded too.
+    assert!(
+        text.chars().count() <= 3 * 601 + 200,
+        "unbounded: {} chars",
+        text.len()
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&shape, body)) = data.split_first() else {
+        return;
+    };
+    let status = STATUSES[usize::from(shape & 0x07)];
+    let content_type = CONTENT_TYPES[usize::from(shape >> 3 & 0x01)];
+    *ANSWER.lock().unwrap() = (status, content_type, body.to_vec());
+
+    let request = AssumeRequest {
+        role_arn: "arn:aws:iam::123456789012:role/Fuzz".to_owned(),
+        principal_arn: "arn:aws:iam::123456789012:saml-provider/Fuzz".to_owned(),
+        saml_assertion: Secret::new(ASSERTION),
+        duration_seconds: 3600,
+    };
+    let outcome = RUNTIME.block_on(STS.assume_role_with_saml(&TARGET, &request));
+    match outcome {
+        Ok(creds) => {
+            // Only a 2xx answer carries credentials.
+            assert!(
+                (200..300).contains(&status),
+                "credentials from HTTP {status}"
+            );
+            let _ = format!("{creds:?}");
+        }
+        Err(error) => {
+            let text = error.to_string();
+            check_text(&text);
+            check_text(&format!("{error:?}"));
+            match &error {
+                StsError::Service { status: got, .. } => assert_eq!(*got, Some(status)),
+                StsError::BadResponse { .. } => {
+                    assert!(
+                        (200..300).contains(&status),
+                        "BadResponse for HTTP {status}"
+                    )
+                }
+                StsError::Network { .. } => {}
+            }
+            // Classification must not panic either.
+            let _ = (
+                error.is_transient(),
+                error.is_duration_too_long(),
+                error.is_expired_assertion(),
+            );
+        }
+    }
+});
