@@ -9,12 +9,15 @@
 #   scripts/fuzz.sh            # 30 s per target
 #   scripts/fuzz.sh 300        # a longer session
 #   FUZZ_TARGETS="frame config" scripts/fuzz.sh 60
+#   FUZZ_FLAGS="--dev" scripts/fuzz.sh 15   # unoptimised: builds much faster, for CI's smoke run
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 seconds="${1:-30}"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 targets=(${FUZZ_TARGETS:-frame saml_xml saml_base64 saml_html sts_response config})
+# Extra cargo-fuzz flags for both build and run (they must match, or run rebuilds).
+flags=(${FUZZ_FLAGS:-})
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz"
@@ -24,7 +27,7 @@ fi
 # One build for every target, with the same flags as the runs below (otherwise `run`
 # rebuilds everything).
 echo "==> building the fuzz targets"
-cargo "+$toolchain" fuzz build
+cargo "+$toolchain" fuzz build "${flags[@]}"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -38,7 +41,7 @@ for target in "${targets[@]}"; do
     echo "==> $target for ${seconds}s"
     mkdir -p "corpus/$target"
     status=0
-    cargo "+$toolchain" fuzz run "$target" -- \
+    cargo "+$toolchain" fuzz run "${flags[@]}" "$target" -- \
         -max_total_time="$seconds" -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 ||
         status=$?
     if [ "$status" -ne 0 ]; then
