@@ -349,8 +349,8 @@ async fn read_request(reader: &mut OwnedReadHalf) -> Result<Option<Request>, Fra
     let len = decode_header(header)?;
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await?;
-    // serde_json's error text quotes at most a token of the input, never a whole string
-    // value, so a malformed request carrying a secret cannot echo it back.
+    // Only the position: serde_json's own text can quote a whole string value of the
+    // request, and a malformed request may carry a password.
     let request = serde_json::from_slice(&body).map_err(|e| {
         FrameError::Malformed(format!(
             "not a samld request (line {}, column {})",

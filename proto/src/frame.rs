@@ -109,7 +109,23 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, 
     r.read_exact(&mut body)?;
     serde_json::from_slice(&body)
         .map(Some)
-        .map_err(|e| FrameError::Malformed(e.to_string()))
+        .map_err(|e| FrameError::Malformed(describe_json_error(&e)))
+}
+
+/// What is wrong with a frame's JSON, without quoting it: serde_json's own text can include a
+/// whole string value from the input (`invalid type: string "…"`), and frames carry secrets.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "JSON of an unexpected shape (another version?)",
+        serde_json::error::Category::Eof => "JSON cut short",
+        serde_json::error::Category::Io => "unreadable",
+    };
+    // Internally tagged enums buffer their content, so serde_json may not know a position.
+    match e.line() {
+        0 => what.to_string(),
+        line => format!("{what} at line {line}, column {}", e.column()),
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +191,18 @@ mod tests {
         buf.extend_from_slice(b"\xff\x00abc");
         let err = read_frame::<_, Response>(&mut Cursor::new(buf)).unwrap_err();
         assert!(matches!(err, FrameError::Malformed(_)), "{err}");
+    }
+
+    #[test]
+    fn malformed_frames_never_quote_their_content() {
+        // A secret where a number belongs: serde_json's message would quote it.
+        let body = br#"{"type":"hello","protocol_version":"hunter2","daemon_version":"x","pid":1}"#;
+        let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(body);
+        let err = read_frame::<_, Response>(&mut Cursor::new(buf)).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("unexpected shape"), "{text}");
     }
 
     #[test]
