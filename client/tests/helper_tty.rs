@@ -115,13 +115,18 @@ fn helper_on_tty(socket: &Path, pty: &Pty) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setsid and ioctl are async-signal-safe; the slave descriptor stays open in the
-    // parent until the child has exec'd.
+    // SAFETY: setsid, ioctl and signal are async-signal-safe; the slave descriptor stays
+    // open in the parent until the child has exec'd.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 || libc::ioctl(slave, libc::TIOCSCTTY as _, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
+            // A person's terminal delivers Ctrl-C. The test runner may have been started in
+            // the background by a shell, which leaves SIGINT ignored, and the helper rightly
+            // keeps an ignored signal ignored.
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
             Ok(())
         });
     }
