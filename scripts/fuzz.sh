@@ -19,6 +19,13 @@ targets=(${FUZZ_TARGETS:-frame saml_xml saml_base64 saml_html sts_response confi
 # Extra cargo-fuzz flags for both build and run (they must match, or run rebuilds).
 flags=(${FUZZ_FLAGS:-})
 
+if ! cargo "+$toolchain" --version >/dev/null 2>&1; then
+    # libFuzzer's instrumentation needs nightly; a machine without one cannot fuzz at all.
+    echo "fuzz: no $toolchain toolchain (rustup toolchain list); cannot fuzz here" >&2
+    [ "${FUZZ_OPTIONAL:-}" = 1 ] && exit 0
+    exit 1
+fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz"
     cargo install cargo-fuzz --locked
