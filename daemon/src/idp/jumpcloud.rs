@@ -37,6 +37,14 @@ pub const DEFAULT_CONSOLE_URL: &str = "https://console.jumpcloud.com";
 
 const USER_AGENT: &str = concat!("samld/", env!("CARGO_PKG_VERSION"));
 
+/// How long an idle connection to JumpCloud is kept for the next request. A login's requests
+/// follow each other within a second or so (push polls every 500 ms), while a refresh comes
+/// tens of minutes after the previous one, so a connection kept longer is never reused: it
+/// only holds a socket and its buffers (about 50 KB per account), and hyper's default of
+/// 90 s wakes an idle daemon once per client a minute and a half after each login or
+/// refresh.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The `mfa` config value as written in the config file, for messages.
 fn mfa_name(mode: MfaMode) -> &'static str {
     match mode {
@@ -313,6 +321,7 @@ impl JumpCloud {
                 .cookie_provider(Arc::clone(&jar))
                 .user_agent(USER_AGENT)
                 .connect_timeout(self.timeouts.connect)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                 .timeout(self.timeouts.request)
                 .redirect(policy)
                 .build()
