@@ -8,8 +8,8 @@
 # usage: scripts/bench.sh [--quick] [--debug] [samld-bench options...]
 #
 #   --quick   a smoke run (a few seconds of measuring): small counts, figures mean little
-#   --debug   use the debug binaries `cargo build` made (for a smoke run where a release build
-#             would cost minutes, as in CI); figures are then not representative
+#   --debug   use the debug binaries of `cargo test --workspace` (for a smoke run where a release
+#             build would cost minutes, as in CI); figures are then not representative
 #
 # Other options go to samld-bench (see `samld-bench --help`): --runs N, --idle SECS, ...
 # Environment: SAMLD_VENV          the venv (default .venv, see scripts/interop/venv.sh)
@@ -30,8 +30,10 @@ if [[ $profile == release ]]; then
     printf '==> cargo build --release --workspace --bins --locked\n' >&2
     cargo build --release --workspace --bins --locked --quiet
 else
-    printf '==> cargo build --workspace --bins --locked\n' >&2
-    cargo build --workspace --bins --locked --quiet
+    # The build `cargo test --workspace` makes (scripts/test.sh, CI): same features, so
+    # nothing is rebuilt after a test run.
+    printf '==> cargo test --workspace --no-run --locked\n' >&2
+    cargo test --workspace --no-run --locked --quiet
 fi
 
 if [[ ${SAMLD_BENCH_NO_AWS:-} != 1 ]]; then

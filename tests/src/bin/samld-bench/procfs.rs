@@ -37,6 +37,9 @@ pub struct ProcSample {
     pub rss_kib: u64,
     /// `VmHWM` (the peak RSS so far), KiB.
     pub hwm_kib: u64,
+    /// `RssAnon`: heap, stacks and other private memory, KiB. The rest of the RSS is mostly
+    /// the binary's pages, shared with the page cache and dropped first under pressure.
+    pub anon_kib: u64,
     /// User CPU time of the whole process, in clock ticks.
     pub utime: u64,
     /// System CPU time of the whole process, in clock ticks.
@@ -78,6 +81,7 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
         at,
         rss_kib: kib(&status, "VmRSS")?,
         hwm_kib: kib(&status, "VmHWM")?,
+        anon_kib: kib(&status, "RssAnon")?,
         utime,
         stime,
         threads,
