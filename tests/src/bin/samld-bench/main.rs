@@ -240,9 +240,16 @@ fn main() -> ExitCode {
         }
     };
     match run(&runtime, &options) {
-        Ok(report) => {
+        Ok((report, broken)) => {
             print!("{report}");
-            ExitCode::SUCCESS
+            if broken.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            // Not a slow run (no time is ever judged here) but a wrong answer.
+            for what in broken {
+                eprintln!("samld-bench: FAILED: {what}");
+            }
+            ExitCode::FAILURE
         }
         Err(msg) => {
             eprintln!("samld-bench: {msg}");
@@ -509,6 +516,9 @@ struct Report {
     sections: BTreeMap<u8, String>,
     /// (target, figure, verdict) for the summary.
     targets: Vec<(String, String, String)>,
+    /// What did not work at all (a helper failed, a burst logged in twice): the run exits
+    /// non-zero after printing the report.
+    broken: Vec<String>,
 }
 
 impl Report {
@@ -521,7 +531,8 @@ impl Report {
     }
 }
 
-fn run(runtime: &Runtime, options: &Options) -> Result<String, String> {
+/// The report, and what did not work (see [`Report::broken`]).
+fn run(runtime: &Runtime, options: &Options) -> Result<(String, Vec<String>), String> {
     let mut report = Report::default();
     let header = header(options);
     progress(&format!("load average at start: {}", loadavg()));
@@ -621,7 +632,7 @@ fn run(runtime: &Runtime, options: &Options) -> Result<String, String> {
         let _ = writeln!(out, "| {what} | {figure} | {v} |");
     }
     let _ = writeln!(out, "\nLoad average at the end: {}", loadavg());
-    Ok(out)
+    Ok((out, report.broken))
 }
 
 fn header(options: &Options) -> String {
@@ -822,6 +833,16 @@ fn bursts(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
+    if all_failures > 0 {
+        report
+            .broken
+            .push(format!("{all_failures} helpers failed in the bursts"));
+    }
+    if !login_counts_ok {
+        report
+            .broken
+            .push("a burst logged in other than exactly once (see section 2)".to_owned());
+    }
     report.target(
         &format!("bursts of N = {sizes}: no failures"),
         format!("{all_failures} failures"),
