@@ -204,6 +204,9 @@ struct TargetClient {
     endpoint: String,
 }
 
+/// How long an idle connection to STS is kept for the next call.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The SDK's name for the partition-global endpoint (`https://sts.amazonaws.com`, signing
 /// region us-east-1): what saml2aws reaches when the account has no region.
 const GLOBAL_REGION: &str = "aws-global";
@@ -217,6 +220,10 @@ impl SdkSts {
     /// A client with the given timeouts and retry policy.
     pub fn with_options(options: SdkStsOptions) -> Self {
         let http_client = aws_smithy_http_client::Builder::new()
+            // One refresh makes its calls back to back, and the next comes tens of minutes
+            // later: a connection kept idle for hyper's default 90 s is never reused, and only
+            // wakes an idle daemon to close it.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
             ))

@@ -15,7 +15,7 @@
 //! neither password nor MFA ([`IdentityProvider::assertion_from_session`]).
 
 use std::fmt;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use reqwest::cookie::{CookieStore as _, Jar};
@@ -36,6 +36,14 @@ pub use samld_config::MfaMode;
 pub const DEFAULT_CONSOLE_URL: &str = "https://console.jumpcloud.com";
 
 const USER_AGENT: &str = concat!("samld/", env!("CARGO_PKG_VERSION"));
+
+/// How long an idle connection to JumpCloud is kept for the next request. A login's requests
+/// follow each other within a second or so (push polls every 500 ms), while a refresh comes
+/// tens of minutes after the previous one, so a connection kept longer is never reused: it
+/// only holds a socket and its buffers (about 50 KB per account), and hyper's default of
+/// 90 s wakes an idle daemon once per client a minute and a half after each login or
+/// refresh.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `mfa` config value as written in the config file, for messages.
 fn mfa_name(mode: MfaMode) -> &'static str {
@@ -330,13 +338,15 @@ impl JumpCloud {
     }
 
     fn new_session(&self) -> Result<Session, IdpError> {
-        install_crypto_provider();
+        let tls = shared_tls_config()?;
         let jar = Arc::new(Jar::default());
         let build = |policy: redirect::Policy| {
             Client::builder()
+                .tls_backend_preconfigured(tls.clone())
                 .cookie_provider(Arc::clone(&jar))
                 .user_agent(USER_AGENT)
                 .connect_timeout(self.timeouts.connect)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                 .timeout(self.timeouts.request)
                 .redirect(policy)
                 .build()
@@ -784,6 +794,37 @@ impl IdentityProvider for JumpCloud {
         slot.session = None;
         debug!("JumpCloud session forgotten");
     }
+}
+
+/// The TLS configuration of every JumpCloud client in the process.
+///
+/// Left to itself, reqwest builds a new platform verifier for each client, and on Linux that
+/// reads and parses every root certificate of the system and keeps its own copy of them:
+/// about 130 KB held per client (each session has two) and the parsing paid at each login, so a
+/// daemon with 500 accounts held a thousand copies of the same roots. One verifier, shared
+/// through the `Arc` inside the config, serves them all (and so does one TLS session cache).
+/// The roots are read once per process: a CA bundle updated later is seen after a restart.
+fn shared_tls_config() -> Result<rustls::ClientConfig, IdpError> {
+    static CONFIG: OnceLock<rustls::ClientConfig> = OnceLock::new();
+    if let Some(config) = CONFIG.get() {
+        return Ok(config.clone());
+    }
+    // Not cached on failure: a later login tries again.
+    let failed = |e: rustls::Error| IdpError::Config(format!("cannot set up TLS: {e}"));
+    install_crypto_provider();
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(failed)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(failed)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // What reqwest offers when it builds the config itself: it speaks HTTP/1.1 only here.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(CONFIG.get_or_init(|| config).clone())
 }
 
 /// Installs ring as the process-wide rustls provider (reqwest is built without one).
