@@ -153,7 +153,8 @@ impl fmt::Display for SamlError {
                 "the IdP page for the AWS app has no SAMLResponse form field; check that the \
                  account's `url` is the IdP URL of the AWS app (JumpCloud: \
                  https://sso.jumpcloud.com/saml2/<app>) and that the user is assigned to that \
-                 AWS app in JumpCloud",
+                 AWS app in JumpCloud; if both are right, JumpCloud served some other page (an \
+                 outage or maintenance notice): try again later",
             ),
             SamlError::EmptySamlResponse => f.write_str(
                 "the IdP page has a SAMLResponse form field, but it is empty; JumpCloud did not \
