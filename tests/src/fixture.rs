@@ -281,3 +281,37 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Asserts a run succeeded and returns its stdout; the panic shows both streams.
+pub fn succeeded(o: &Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts a run failed and returns its stderr; the panic shows both streams.
+pub fn failed(o: &Output, what: &str) -> String {
+    assert!(
+        !o.status.success(),
+        "{what} should fail\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    stderr(o)
+}
+
+/// [`failed`], and nothing on stdout (where the helper's credentials would go).
+pub fn failed_silently(o: &Output, what: &str) -> String {
+    let err = failed(o, what);
+    assert!(
+        o.stdout.is_empty(),
+        "{what}: nothing on stdout: {}",
+        stdout(o)
+    );
+    err
+}

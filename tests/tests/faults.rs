@@ -37,7 +37,7 @@ use samld_tests::fake_jumpcloud::{
     FakeJumpCloudConfig, FakeUser, Fault, PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig, FakeStsFault};
-use samld_tests::fixture::{DaemonProcess, TestEnv, stderr, stdout};
+use samld_tests::fixture::{DaemonProcess, TestEnv, failed_silently, stdout, succeeded};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -319,30 +319,6 @@ impl World {
     }
 }
 
-/// Asserts a run succeeded and returns its stdout.
-fn succeeded(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
-}
-
-/// Asserts a run failed, printed nothing on stdout, and returns its stderr.
-fn failed(out: &Output, what: &str) -> String {
-    assert!(
-        !out.status.success(),
-        "{what} should fail\nstdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-    assert!(out.stdout.is_empty(), "{what}: stdout: {}", stdout(out));
-    stderr(out)
-}
-
 fn parse_time(text: &str) -> OffsetDateTime {
     OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text:?}: {e}"))
 }
@@ -374,7 +350,7 @@ fn run_side_by_side(w: &World, scenarios: &[Scenario]) {
 /// samld is still the same process, still answering, and holds nothing for the account.
 fn login_fails(w: &World, account: &str) -> String {
     let pid = w.daemon_pid();
-    let text = failed(&w.login(account), &format!("samlctl login {account}"));
+    let text = failed_silently(&w.login(account), &format!("samlctl login {account}"));
     let report = w.status();
     assert_eq!(report.daemon.pid, pid, "samld survived");
     let status = report
@@ -775,7 +751,7 @@ fn a_killed_daemon_restarts_logged_out_or_logs_in_unattended() {
     }
 
     let manual_jc = w.lane("manual").jc.stats();
-    let text = failed(&w.helper("manual"), "samld-helper manual after the restart");
+    let text = failed_silently(&w.helper("manual"), "samld-helper manual after the restart");
     assert_eq!(
         text.trim_end(),
         "samld: manual is not logged in; run: samlctl login manual",

@@ -22,7 +22,7 @@ use samld_tests::fake_jumpcloud::{
     FakeUser, PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig, FakeStsFault, IssuedCredentials};
-use samld_tests::fixture::{stderr, stdout};
+use samld_tests::fixture::{failed_silently, succeeded};
 use support::World;
 use support::flows::credential_document;
 use time::OffsetDateTime;
@@ -106,28 +106,6 @@ fn wait_for_issued(w: &World, n: usize) {
 /// Waits until the fake JumpCloud's counters satisfy `done`.
 fn wait_for_jumpcloud(w: &World, what: &str, done: impl Fn(&FakeJumpCloudStats) -> bool) {
     wait_for(w, what, EVENT_DEADLINE, w.jc.wait_for_stats(done));
-}
-
-fn succeeded(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
-}
-
-fn failed(out: &Output, what: &str) -> String {
-    assert!(
-        !out.status.success(),
-        "{what} should fail\nstdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-    assert!(out.stdout.is_empty(), "nothing on stdout: {}", stdout(out));
-    stderr(out)
 }
 
 fn time(s: &str) -> OffsetDateTime {
@@ -363,7 +341,7 @@ fn without_password_command_an_ended_session_needs_login_and_old_credentials_ser
     let message = loop {
         let out = w.helper(&["attended"]);
         if !out.status.success() {
-            break failed(&out, "the helper after the old credentials ran out");
+            break failed_silently(&out, "the helper after the old credentials ran out");
         }
         let creds = credential_document(&w, &out);
         assert_eq!(creds.access_key_id, first.access_key_id);
@@ -384,7 +362,7 @@ fn without_password_command_an_ended_session_needs_login_and_old_credentials_ser
     assert!(message.contains("ended"), "{message}");
 
     sleep_until(first.expiration + time::Duration::SECOND);
-    let message = failed(&w.helper(&["attended"]), "the helper after expiry");
+    let message = failed_silently(&w.helper(&["attended"]), "the helper after expiry");
     assert!(message.contains("samlctl login attended"), "{message}");
     assert_eq!(w.jc.stats(), frozen_jc, "nothing retried JumpCloud");
     assert_eq!(w.sts.calls(), frozen_sts, "nothing called STS");
@@ -465,7 +443,7 @@ fn a_burst_inside_the_refresh_window_makes_one_sts_call() {
 fn a_rejected_password_is_tried_once_however_many_helpers_ask() {
     let w = world();
     let out = w.helper(&["stale-password"]);
-    let first = failed(&out, "the helper with a rejected password_command");
+    let first = failed_silently(&out, "the helper with a rejected password_command");
     assert!(first.contains("rejected"), "{first}");
     // The account now needs the user; the attempt is over (the helper waited for it).
     let status = w.account_status("stale-password");
@@ -482,14 +460,14 @@ fn a_rejected_password_is_tried_once_however_many_helpers_ask() {
     assert_eq!(after_attempt.pushes_started, 0, "{after_attempt:?}");
 
     for _ in 0..20 {
-        let text = failed(&w.helper(&["stale-password"]), "a later helper");
+        let text = failed_silently(&w.helper(&["stale-password"]), "a later helper");
         assert!(text.contains("samlctl login stale-password"), "{text}");
     }
     for out in burst(&w, "stale-password", 20) {
-        let text = failed(&out, "a helper of a burst");
+        let text = failed_silently(&out, "a helper of a burst");
         assert!(text.contains("samlctl login stale-password"), "{text}");
     }
-    failed(
+    failed_silently(
         &w.samlctl(&["refresh", "stale-password"]),
         "samlctl refresh",
     );
@@ -562,13 +540,13 @@ fn a_password_rejected_in_the_background_is_not_tried_again() {
             let creds = credential_document(&w, &out);
             assert_eq!(creds.access_key_id, first.access_key_id);
         } else {
-            let text = failed(&out, "a later helper");
+            let text = failed_silently(&out, "a later helper");
             assert!(text.contains("samlctl login stale-password"), "{text}");
         }
     }
     // Past the old credentials' expiry, where a refresh or retry would have been due.
     sleep_until(first.expiration + time::Duration::SECOND);
-    let text = failed(&w.helper(&["stale-password"]), "the helper after expiry");
+    let text = failed_silently(&w.helper(&["stale-password"]), "the helper after expiry");
     assert!(text.contains("samlctl login stale-password"), "{text}");
     assert_eq!(w.jc.stats(), after_attempt, "no second attempt");
     assert_eq!(w.sts.calls(), 1, "STS only for the login");

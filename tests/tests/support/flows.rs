@@ -6,36 +6,12 @@ use std::process::Output;
 use samld_proto::AccountState;
 use samld_tests::fake_jumpcloud::{Endpoint, Fault};
 use samld_tests::fake_sts::{FakeStsFault, IssuedCredentials};
-use samld_tests::fixture::{stderr, stdout};
+use samld_tests::fixture::{failed, stderr, stdout, succeeded};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::*;
-
-/// Asserts a run failed and returns its stderr, with both streams in the panic message
-/// otherwise.
-fn failed(out: &Output, what: &str) -> String {
-    assert!(
-        !out.status.success(),
-        "{what} should fail\nstdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-    stderr(out)
-}
-
-/// Asserts a run succeeded and returns its stdout.
-fn succeeded(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
-}
 
 /// Checks a successful `samld-helper` run against the `credential_process` contract and
 /// returns the STS credentials it handed out.
