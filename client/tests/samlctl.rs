@@ -83,10 +83,12 @@ fn status_json_is_the_daemons_report() {
                 expires_at: Some("2026-11-28T12:00:00Z".into()),
                 next_refresh_at: Some("2026-11-28T11:40:00Z".into()),
                 default: true,
+                warning: None,
             }],
             last_error: None,
             next_retry_at: None,
         }],
+        sessions: vec![],
     };
     let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::Status(report.clone()))]);
     let out = samlctl(&daemon.socket, &["status", "production", "--json"], "");

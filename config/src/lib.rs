@@ -104,7 +104,7 @@ pub struct Config {
 }
 
 /// Which identity provider an account signs in with (`provider`, case-insensitive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Provider {
     /// JumpCloud SSO.
     JumpCloud,
@@ -163,6 +163,35 @@ pub struct Account {
     /// `login_wait`: how long a request waits for a login or refresh already under way for
     /// the account (default 2m: long enough to approve a push).
     pub login_wait: Duration,
+}
+
+/// Which IdP sign-in an account uses: one per provider, console and user. Accounts with the
+/// same key share one session, so that one login (and one push) serves all of them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionKey {
+    /// The provider.
+    pub provider: Provider,
+    /// The console (sign-in) base URL, without a trailing `/`.
+    pub console_url: String,
+    /// The user, as compared by the IdP: email addresses are case-insensitive.
+    pub username: String,
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.username, self.console_url)
+    }
+}
+
+impl Account {
+    /// The IdP session this account signs in through.
+    pub fn session_key(&self) -> SessionKey {
+        SessionKey {
+            provider: self.provider,
+            console_url: self.jumpcloud_console_url.trim_end_matches('/').to_owned(),
+            username: self.username.trim().to_lowercase(),
+        }
+    }
 }
 
 impl Provider {

@@ -64,7 +64,7 @@ pub async fn run(startup: Startup) -> Result<(), String> {
         DaemonOptions::new(config_path.clone()),
         Arc::new(SystemClock),
         Arc::new(SdkSts::new()),
-        Arc::new(DefaultProviders),
+        Arc::new(DefaultProviders::default()),
     );
     if let Some(error) = config_error {
         daemon.config_rejected(error);

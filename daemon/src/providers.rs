@@ -1,23 +1,37 @@
 //! The production identity providers, chosen by each account's `provider` key.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use samld_config::{Account, Provider};
+use samld_config::{Account, Provider, SessionKey};
 
-use crate::idp::jumpcloud::{JumpCloud, JumpCloudSettings};
+use crate::idp::jumpcloud::{JumpCloud, JumpCloudSettings, SharedSession};
 use crate::idp::{IdentityProvider, IdpError};
 use crate::session::ProviderFactory;
 
-/// Builds real providers from account settings.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DefaultProviders;
+/// Builds real providers from account settings. Accounts of the same user at the same
+/// console get providers that share one JumpCloud session.
+#[derive(Debug, Default)]
+pub struct DefaultProviders {
+    sessions: Mutex<HashMap<SessionKey, SharedSession>>,
+}
 
 impl ProviderFactory for DefaultProviders {
     fn provider(&self, account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
         match account.provider {
-            Provider::JumpCloud => Ok(Arc::new(JumpCloud::new(JumpCloudSettings::from_account(
-                account,
-            ))?)),
+            Provider::JumpCloud => {
+                let session = self
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(account.session_key())
+                    .or_default()
+                    .clone();
+                Ok(Arc::new(JumpCloud::with_session(
+                    JumpCloudSettings::from_account(account),
+                    session,
+                )?))
+            }
         }
     }
 }

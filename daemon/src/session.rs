@@ -329,6 +329,7 @@ impl Daemon {
                 config_error: config.error.clone(),
             },
             accounts,
+            sessions: Vec::new(),
         })
     }
 
@@ -1284,6 +1285,7 @@ fn role_statuses(account: &Account, data: &AccountData, now: OffsetDateTime) -> 
             expires_at: Some(rfc3339(held.creds.expiration)),
             next_refresh_at: Some(rfc3339(held.refresh_at)),
             default: default.as_deref() == Some(arn.as_str()),
+            warning: None,
         })
         .collect()
 }

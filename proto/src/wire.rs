@@ -291,6 +291,59 @@ pub struct StatusReport {
     pub daemon: DaemonInfo,
     /// Every configured account (or the one asked for), sorted by name.
     pub accounts: Vec<AccountStatus>,
+    /// Every IdP session (one per console and username), each with the accounts it serves.
+    #[serde(default)]
+    pub sessions: Vec<IdpSessionStatus>,
+}
+
+/// The state of one IdP sign-in, shared by every account of the same user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdpSessionState {
+    /// Never signed in, or forgotten by a logout.
+    None,
+    /// Signed in: assertions come without the person.
+    Live,
+    /// A login (by a person or unattended) is running.
+    LoggingIn,
+    /// The IdP ended it; samld will sign in again by itself once.
+    Ended,
+    /// Only a person can sign in again (see `reason`).
+    NeedsLogin,
+}
+
+impl IdpSessionState {
+    /// The kebab-case name shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdpSessionState::None => "none",
+            IdpSessionState::Live => "live",
+            IdpSessionState::LoggingIn => "logging-in",
+            IdpSessionState::Ended => "ended",
+            IdpSessionState::NeedsLogin => "needs-login",
+        }
+    }
+}
+
+/// One IdP session in [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdpSessionStatus {
+    /// The identity provider (`jumpcloud`).
+    pub provider: String,
+    /// The console (sign-in) base URL.
+    pub console_url: String,
+    /// The user signed in.
+    pub username: String,
+    /// Its state.
+    pub state: IdpSessionState,
+    /// Established and last-verified times, while signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionInfo>,
+    /// The accounts it serves, sorted.
+    pub accounts: Vec<String>,
+    /// Why a person is needed (with `needs-login`): what happened and what to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Facts about the running daemon.
@@ -408,6 +461,10 @@ pub struct RoleStatus {
     /// True for the account's configured role.
     #[serde(default)]
     pub default: bool,
+    /// Something odd about these credentials the user should know (they arrived with less
+    /// life than `refresh_before`, for example).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The last error of an account.
@@ -721,10 +778,22 @@ mod tests {
                 last_error: None,
                 next_retry_at: None,
             }],
+            sessions: vec![IdpSessionStatus {
+                provider: "jumpcloud".into(),
+                console_url: "https://console.jumpcloud.com".into(),
+                username: "a@b".into(),
+                state: IdpSessionState::NeedsLogin,
+                session: None,
+                accounts: vec!["prod".into()],
+                reason: Some("the push was denied".into()),
+            }],
         };
         let resp = Response::Status(report);
         let json = serde_json::to_string(&resp).unwrap();
         assert!(json.contains(r#""state":"needs-login""#), "{json}");
+        // A report from an older daemon, without sessions, still reads.
+        let old = json.replace(r#","sessions":[{"#, r#","x":[{"#);
+        assert!(serde_json::from_str::<Response>(&old).is_ok(), "{old}");
         assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), resp);
     }
 }

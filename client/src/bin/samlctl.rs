@@ -1204,6 +1204,7 @@ mod tests {
                 expires_at: Some(t(base + 58 * 60)),
                 next_refresh_at: Some(t(base + 38 * 60)),
                 default: true,
+                warning: None,
             },
             RoleStatus {
                 role_arn: "arn:aws:iam::1:role/ReadOnly".into(),
@@ -1211,6 +1212,7 @@ mod tests {
                 expires_at: Some(t(base - 120)),
                 next_refresh_at: Some(t(base - 60)),
                 default: false,
+                warning: None,
             },
         ];
         let mut stage = account("stage", AccountState::NeedsLogin);
@@ -1229,6 +1231,7 @@ mod tests {
                 config_error: Some("line 3, column 1: unknown key `rol`".into()),
             },
             accounts: vec![prod, stage],
+            sessions: vec![],
         };
         let expected = "\
 samld 0.1.0 (pid 77), up 3h 2m

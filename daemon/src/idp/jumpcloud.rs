@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{debug, trace};
 
-use super::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
+use super::{BoxFuture, Contact, IdentityProvider, IdpError, LoginInteraction};
 
 pub use samld_config::MfaMode;
 
@@ -158,7 +158,19 @@ pub struct JumpCloud {
     username: String,
     mfa: MfaMode,
     timeouts: JumpCloudTimeouts,
-    slot: Mutex<SessionSlot>,
+    slot: SharedSession,
+}
+
+/// The JumpCloud session (cookie jar) of one user at one console, shared by the providers of
+/// every account with that user: a login through any of them signs them all in, and each
+/// fetches its own app's SAML page with the same cookies, as a browser would.
+#[derive(Clone, Default)]
+pub struct SharedSession(Arc<Mutex<SessionSlot>>);
+
+impl fmt::Debug for SharedSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedSession(..)")
+    }
 }
 
 /// The held JumpCloud session. `generation` moves on every [`IdentityProvider::forget_session`],
@@ -287,6 +299,15 @@ impl JumpCloud {
     /// used: unparsable, not http(s), or plain http to a host other than loopback (the
     /// password would cross the network in clear).
     pub fn new(settings: JumpCloudSettings) -> Result<Self, IdpError> {
+        Self::with_session(settings, SharedSession::default())
+    }
+
+    /// A provider that shares its JumpCloud session with every other provider given the same
+    /// [`SharedSession`] (they must be for the same console and user).
+    pub fn with_session(
+        settings: JumpCloudSettings,
+        session: SharedSession,
+    ) -> Result<Self, IdpError> {
         let console = parse_url("jumpcloud_console_url", &settings.console_url)?;
         let app = parse_url("url", &settings.app_url)?;
         let redirect_to = redirect_to_for(&app)?;
@@ -307,7 +328,7 @@ impl JumpCloud {
             username: settings.username,
             mfa: settings.mfa,
             timeouts: settings.timeouts,
-            slot: Mutex::new(SessionSlot::default()),
+            slot: session,
         })
     }
 
@@ -330,7 +351,7 @@ impl JumpCloud {
 
     fn slot(&self) -> std::sync::MutexGuard<'_, SessionSlot> {
         // The slot holds no invariant a panic could break halfway.
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+        self.slot.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn current_session(&self) -> Option<Arc<Session>> {
@@ -531,6 +552,7 @@ impl JumpCloud {
                 reason: "an empty code was given".to_owned(),
             });
         }
+        io.reaching_person(Contact::Code);
         match self.post_auth(session, xsrf, password, Some(&code)).await? {
             AuthStep::Done(url) => Ok(url),
             AuthStep::Mfa(_) => Err(IdpError::MfaCodeRejected {
@@ -552,6 +574,7 @@ impl JumpCloud {
         const LOGIN: &str = "POST /userconsole/auth/push/{id}/login";
 
         let url = self.console_endpoint("/userconsole/auth/push");
+        io.reaching_person(Contact::Push);
         let request = self
             .api_request(session, Method::POST, &url, Some(xsrf))?
             .json(&serde_json::json!({}));
@@ -754,6 +777,7 @@ impl JumpCloud {
         // The XSRF token is fetched after the password so that a slow prompt cannot outlive
         // it (JumpCloud expires it after about 15 minutes).
         let xsrf = self.xsrf(&session).await?;
+        io.reaching_person(Contact::Password);
         let target = match self.post_auth(&session, &xsrf, &password, None).await? {
             AuthStep::Done(url) => url,
             AuthStep::Mfa(offered) => match self.choose_factor(&offered)? {

@@ -43,6 +43,25 @@ pub trait LoginInteraction: Send {
 
     /// Something the user should see now ("approve the push on your phone").
     fn progress<'a>(&'a mut self, message: &'a str) -> BoxFuture<'a, ()>;
+
+    /// Called right before the provider sends something that reaches the person or counts
+    /// against their account (a password, a push, a code). The session manager counts these,
+    /// because an unattended login may do so at most once per need: a second wrong password
+    /// or unwanted push is how accounts get locked and people get annoyed.
+    fn reaching_person(&mut self, contact: Contact) {
+        let _ = contact;
+    }
+}
+
+/// What a login is about to send that reaches the person or their account's lockout counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Contact {
+    /// A password post.
+    Password,
+    /// A push to the phone.
+    Push,
+    /// A one-time code.
+    Code,
 }
 
 /// Why a login or an assertion fetch failed. Messages never contain secrets.
