@@ -12,9 +12,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::clock::SystemClock;
 use crate::http::{Endpoint, EndpointOptions};
 use crate::listener::{ListenerOrigin, bind_socket};
+use crate::manager::{DaemonOptions, Manager};
 use crate::providers::DefaultProviders;
 use crate::server::{ServerOptions, serve_with_replacements};
-use crate::session::{Daemon, DaemonOptions};
 use crate::sts::SdkSts;
 
 /// What `main` found before the runtime started.
@@ -59,7 +59,7 @@ pub async fn run(startup: Startup) -> Result<(), String> {
     let listener = tokio::net::UnixListener::from_std(listener)
         .map_err(|e| format!("cannot use the socket: {e}"))?;
 
-    let daemon = Daemon::new(
+    let daemon = Manager::new(
         config,
         DaemonOptions::new(config_path.clone()),
         Arc::new(SystemClock),
@@ -154,7 +154,7 @@ fn initial_config(path: &Path) -> (Config, Option<String>) {
     }
 }
 
-fn spawn_config_watcher(daemon: &Arc<Daemon>, path: &Path) -> Option<crate::watch::ConfigWatcher> {
+fn spawn_config_watcher(daemon: &Arc<Manager>, path: &Path) -> Option<crate::watch::ConfigWatcher> {
     let (watcher, mut changes) = match crate::watch::watch_config(path) {
         Ok(w) => w,
         Err(e) => {
@@ -175,7 +175,7 @@ fn spawn_config_watcher(daemon: &Arc<Daemon>, path: &Path) -> Option<crate::watc
     Some(watcher)
 }
 
-fn reload(daemon: &Daemon, path: &Path) {
+fn reload(daemon: &Manager, path: &Path) {
     match samld_config::load_or_empty(path) {
         Ok((config, existed)) => {
             if !existed {

@@ -17,7 +17,7 @@ use samld_config::DEFAULT_FEDERATION_URL;
 use samld_proto::{ConsoleSignin, Credentials, ErrorCode, Secret, WireError};
 use url::Url;
 
-use crate::session::Daemon;
+use crate::manager::Manager;
 
 /// The `Issuer` shown by the console's sign-out page.
 const ISSUER: &str = "samld";
@@ -73,7 +73,7 @@ impl Partition {
 /// `session_duration` is the federation endpoint's `SessionDuration` in seconds; `None` leaves
 /// it to AWS.
 pub async fn console_url(
-    daemon: &Arc<Daemon>,
+    daemon: &Arc<Manager>,
     account: &str,
     role: Option<&str>,
     session_duration: Option<u32>,

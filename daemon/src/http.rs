@@ -36,7 +36,7 @@ use samld_proto::{Credentials, ErrorCode, Secret, WireError};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::session::Daemon;
+use crate::manager::Manager;
 
 /// The environment variable that fixes the endpoint's port (default: any free port).
 pub const ENDPOINT_PORT_ENV: &str = "SAMLD_ENDPOINT_PORT";
@@ -193,7 +193,7 @@ impl Endpoint {
     /// The token is valid until the returned lease is dropped.
     pub async fn issue(
         &self,
-        daemon: &Arc<Daemon>,
+        daemon: &Arc<Manager>,
         account: &str,
         role_arn: &str,
     ) -> io::Result<Lease> {
@@ -249,7 +249,7 @@ impl Endpoint {
         stop_listener(&mut state);
     }
 
-    fn start(&self, daemon: Arc<Daemon>) -> io::Result<Running> {
+    fn start(&self, daemon: Arc<Manager>) -> io::Result<Running> {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, self.options.port))
             .map_err(|e| {
                 io::Error::new(
@@ -446,7 +446,7 @@ async fn accept_loop(
 
 struct Handler {
     shared: Arc<Shared>,
-    daemon: Arc<Daemon>,
+    daemon: Arc<Manager>,
     /// The one `Host` accepted: `127.0.0.1:PORT`.
     host: String,
     request_timeout: Duration,

@@ -7,7 +7,7 @@ use samld_config::{Account, Provider, SessionKey};
 
 use crate::idp::jumpcloud::{JumpCloud, JumpCloudSettings, SharedSession};
 use crate::idp::{IdentityProvider, IdpError};
-use crate::session::ProviderFactory;
+use crate::manager::ProviderFactory;
 
 /// Builds real providers from account settings. Accounts of the same user at the same
 /// console get providers that share one JumpCloud session.

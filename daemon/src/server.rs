@@ -1,5 +1,5 @@
 //! The Unix socket server: accepts connections from the daemon's own user only, speaks the
-//! framed protocol of `samld-proto`, and hands each request to the [`Daemon`].
+//! framed protocol of `samld-proto`, and hands each request to the [`Manager`].
 //!
 //! Every connection is its own task, so a slow or silent client holds nothing but its own
 //! connection, and every read has a deadline. Shutdown stops accepting, lets requests in
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::http::{Endpoint, EndpointOptions};
 use crate::idp::{BoxFuture, IdpError};
-use crate::session::{ClientChannel, Daemon, LoginSecrets};
+use crate::manager::{ClientChannel, LoginSecrets, Manager};
 
 /// Limits of the socket server.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ impl Default for ServerOptions {
 /// server in-process on a socket of their own. The socket file is the caller's to remove.
 pub async fn serve(
     listener: UnixListener,
-    daemon: Arc<Daemon>,
+    daemon: Arc<Manager>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -66,7 +66,7 @@ pub async fn serve(
 /// when someone deletes the socket file, the daemon binds a new one rather than going deaf.
 pub async fn serve_with_replacements(
     mut listener: UnixListener,
-    daemon: Arc<Daemon>,
+    daemon: Arc<Manager>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
     mut replacements: mpsc::Receiver<UnixListener>,
@@ -158,7 +158,11 @@ struct Connection {
 }
 
 impl Connection {
-    async fn handle(&mut self, daemon: &Arc<Daemon>, stop: &watch::Sender<bool>) -> io::Result<()> {
+    async fn handle(
+        &mut self,
+        daemon: &Arc<Manager>,
+        stop: &watch::Sender<bool>,
+    ) -> io::Result<()> {
         self.send(&Response::Hello {
             protocol_version: PROTOCOL_VERSION,
             daemon_version: samld_proto::CRATE_VERSION.to_string(),
@@ -186,7 +190,7 @@ impl Connection {
 
     async fn dispatch(
         &mut self,
-        daemon: &Arc<Daemon>,
+        daemon: &Arc<Manager>,
         request: Request,
         stop: &watch::Sender<bool>,
     ) -> Response {
@@ -294,7 +298,7 @@ impl Connection {
     /// client closes the connection or sends anything more, or the daemon stops.
     async fn endpoint_token(
         &mut self,
-        daemon: &Arc<Daemon>,
+        daemon: &Arc<Manager>,
         account: &str,
         role: Option<&str>,
         stop: &watch::Sender<bool>,

@@ -12,7 +12,7 @@ use base64::Engine;
 use samld::clock::SystemClock;
 use samld::http::{Endpoint, EndpointOptions, Lease};
 use samld::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
-use samld::session::{Daemon, DaemonOptions, LoginSecrets, ProviderFactory};
+use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
 use samld_proto::Secret;
@@ -92,9 +92,9 @@ impl StsApi for Sts {
     }
 }
 
-async fn logged_in_daemon() -> Arc<Daemon> {
+async fn logged_in_daemon() -> Arc<Manager> {
     let config = samld_config::parse(CONFIG, Path::new("/test/config.toml")).unwrap();
-    let daemon = Daemon::new(
+    let daemon = Manager::new(
         config,
         DaemonOptions::new("/test/config.toml".into()),
         Arc::new(SystemClock),

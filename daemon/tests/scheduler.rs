@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use samld::clock::{Clock, ManualClock};
 use samld::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
-use samld::session::{Daemon, DaemonOptions, LoginSecrets, ProviderFactory};
+use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
 use samld_proto::{AccountState, Secret};
@@ -98,7 +98,7 @@ async fn the_scheduler_rearms_after_every_login_and_refresh() {
         calls: AtomicUsize::new(0),
         count: tokio::sync::watch::Sender::new(0),
     });
-    let daemon = Daemon::new(
+    let daemon = Manager::new(
         config,
         DaemonOptions::new("/test/config.toml".into()),
         clock.clone(),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use samld::clock::SystemClock;
 use samld::idp::{BoxFuture, IdentityProvider, IdpError};
+use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::server::{ServerOptions, serve};
-use samld::session::{Daemon, DaemonOptions, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::{Account, Config};
 use samld_proto::{ErrorCode, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
@@ -52,7 +52,7 @@ impl Server {
         let socket = dir.path().join("samld.sock");
         let listener = samld::listener::bind_socket(&socket).unwrap();
         let listener = tokio::net::UnixListener::from_std(listener).unwrap();
-        let daemon = Daemon::new(
+        let daemon = Manager::new(
             Config {
                 accounts: BTreeMap::new(),
             },

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use samld::clock::{Clock, ManualClock};
 use samld::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
-use samld::session::{ClientChannel, Daemon, DaemonOptions, LoginSecrets, ProviderFactory};
+use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
 use samld_proto::{AccountState, ErrorCode, Secret, SecretKind};
@@ -199,7 +199,7 @@ impl ClientChannel for ScriptedClient {
 }
 
 struct Harness {
-    daemon: Arc<Daemon>,
+    daemon: Arc<Manager>,
     idp: Arc<FakeIdp>,
     sts: Arc<FakeSts>,
     clock: Arc<ManualClock>,
@@ -213,7 +213,7 @@ fn harness_with(config: &str, idp: Arc<FakeIdp>, lifetime: Duration) -> Harness 
     let sts = FakeSts::new(clock.clone(), lifetime);
     let mut options = DaemonOptions::new("/test/config.toml".into());
     options.fresh_wait = Duration::from_secs(5);
-    let daemon = Daemon::new(
+    let daemon = Manager::new(
         config,
         options,
         clock.clone(),
@@ -687,20 +687,6 @@ async fn transient_failures_back_off_and_old_credentials_are_served() {
     })
     .await;
     scheduler.abort();
-}
-
-#[test]
-fn backoff_doubles_up_to_a_cap() {
-    for (attempt, base) in [
-        (1u32, 30.0f64),
-        (2, 60.0),
-        (3, 120.0),
-        (6, 900.0),
-        (30, 900.0),
-    ] {
-        let d = samld::session::backoff(attempt).as_secs_f64();
-        assert!(d >= base * 0.8 && d <= base * 1.2, "attempt {attempt}: {d}");
-    }
 }
 
 const UNATTENDED: &str = r#"

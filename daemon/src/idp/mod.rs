@@ -174,6 +174,11 @@ impl IdpError {
             _ => false,
         }
     }
+
+    /// How long the IdP asked to wait before the next request, when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl fmt::Display for IdpError {

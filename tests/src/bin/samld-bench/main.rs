@@ -1222,7 +1222,7 @@ fn reload_in_process(
     big: &Daemon,
     options: &Options,
 ) -> Result<(Duration, Duration, Duration), String> {
-    use samld::session::{Daemon as Manager, DaemonOptions};
+    use samld::manager::{DaemonOptions, Manager};
     let _context = runtime.enter();
     let path = big.env.config.clone();
     let manager = Manager::new(

@@ -1,0 +1,853 @@
+//! The session manager: the accounts and IdP sessions as explicit state machines, and the
+//! operations behind every request the socket server passes in.
+//!
+//! - [`state`]: what is held per account ([`state::AccountSlot`]) and per IdP session
+//!   ([`state::SessionSlot`], one per user and console, shared by that user's accounts);
+//! - [`policy`]: the one pure function that decides what happens after a trip, tested as a
+//!   table, and the rules it enforces;
+//! - [`trip`]: one trip to the IdP and STS (a *flight*: at most one per account, and at most
+//!   one login per IdP session), returning typed outcomes;
+//! - [`schedule`]: the background refresher;
+//! - [`secrets`]: where a login's password and code come from;
+//! - [`status`]: the state as `samlctl status` shows it.
+//!
+//! Every request that needs a trip while one runs joins it and shares its outcome instead of
+//! starting another login.
+
+pub mod policy;
+mod schedule;
+mod secrets;
+mod state;
+mod status;
+mod trip;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use samld_config::{Account, Config, MfaMode, SessionKey};
+use samld_proto::{Credentials, ErrorCode, LoginOutcome, RoleInfo, RoleStatus, WireError};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+
+use self::policy::{Phase, SessionPhase};
+use self::secrets::SecretSources;
+pub use self::secrets::{ClientChannel, LoginSecrets};
+use self::state::{
+    AccountData, AccountSlot, FlightKind, FlightResult, FlightWatch, HeldCredentials, SessionSlot,
+};
+use crate::clock::{Clock, rfc3339};
+use crate::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
+use crate::keyring::PasswordStore;
+use crate::saml::{self, RolePair};
+use crate::sts::StsApi;
+
+/// Credentials closer to expiry than this (or than a quarter of their life, for very short
+/// sessions) are never handed out: the caller could not even finish its first API call.
+const MIN_REMAINING: time::Duration = time::Duration::seconds(60);
+
+/// Builds the identity provider for an account (JumpCloud in production, fakes in tests).
+/// Accounts with the same [`Account::session_key`] must get providers that share one IdP
+/// session, so that one login serves all of them.
+pub trait ProviderFactory: Send + Sync {
+    /// A provider for this account's settings. Called again when the settings change.
+    fn provider(&self, account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError>;
+}
+
+/// Tunables of the manager.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The config file in force (shown by `samlctl status`).
+    pub config_path: PathBuf,
+    /// How long a request for credentials inside their refresh window waits for the refresh
+    /// before it falls back to the old, still valid ones.
+    pub fresh_wait: Duration,
+    /// How long `password_command` and `mfa_command` may run.
+    pub command_timeout: Duration,
+}
+
+impl DaemonOptions {
+    /// Defaults for a config file path.
+    pub fn new(config_path: PathBuf) -> Self {
+        Self {
+            config_path,
+            fresh_wait: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Shows the user a desktop notification: `(title, body)`.
+pub type Notifier = Box<dyn Fn(&str, &str) + Send + Sync>;
+
+struct ConfigState {
+    config: Arc<Config>,
+    error: Option<String>,
+}
+
+/// The daemon's state and the operations behind every request.
+pub struct Manager {
+    clock: Arc<dyn Clock>,
+    sts: Arc<dyn StsApi>,
+    providers: Arc<dyn ProviderFactory>,
+    options: DaemonOptions,
+    config: RwLock<ConfigState>,
+    accounts: Mutex<BTreeMap<String, Arc<AccountSlot>>>,
+    sessions: Mutex<BTreeMap<SessionKey, Arc<SessionSlot>>>,
+    started_at: OffsetDateTime,
+    /// Woken whenever a deadline may have moved (new credentials, config change).
+    schedule_changed: Notify,
+    /// Shows a desktop notification (title, body); none until one is set.
+    notifier: std::sync::OnceLock<Notifier>,
+    /// Where `samlctl login --save-password` keeps passwords; none until one is set.
+    passwords: std::sync::OnceLock<Arc<dyn PasswordStore>>,
+}
+
+impl Manager {
+    /// A manager with a first configuration.
+    pub fn new(
+        config: Config,
+        options: DaemonOptions,
+        clock: Arc<dyn Clock>,
+        sts: Arc<dyn StsApi>,
+        providers: Arc<dyn ProviderFactory>,
+    ) -> Arc<Self> {
+        let started_at = clock.now();
+        let manager = Arc::new(Self {
+            clock,
+            sts,
+            providers,
+            options,
+            config: RwLock::new(ConfigState {
+                config: Arc::new(Config {
+                    accounts: BTreeMap::new(),
+                }),
+                error: None,
+            }),
+            accounts: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::new(BTreeMap::new()),
+            started_at,
+            schedule_changed: Notify::new(),
+            notifier: std::sync::OnceLock::new(),
+            passwords: std::sync::OnceLock::new(),
+        });
+        manager.apply_config(config);
+        manager
+    }
+
+    /// Sets how the user is notified when an account needs them (once; later calls are
+    /// ignored).
+    pub fn set_notifier(&self, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// Sets the password store (the OS keyring) used by `--save-password` and unattended
+    /// logins (once; later calls are ignored).
+    pub fn set_password_store(&self, store: Arc<dyn PasswordStore>) {
+        let _ = self.passwords.set(store);
+    }
+
+    /// The options the manager runs with.
+    pub fn options(&self) -> &DaemonOptions {
+        &self.options
+    }
+
+    /// Puts a new, valid configuration in force. Accounts whose settings did not change keep
+    /// their credentials; changed accounts start over (and, being a person's act, let their
+    /// IdP session try an unattended login again); removed ones are forgotten. An IdP session
+    /// lives while an account uses it.
+    pub fn apply_config(&self, config: Config) {
+        let mut accounts = self.lock_accounts();
+        let mut sessions = self.lock_sessions();
+        let mut next = BTreeMap::new();
+        for (name, account) in &config.accounts {
+            if let Some(slot) = accounts.get(name).filter(|s| s.account == *account) {
+                next.insert(name.clone(), slot.clone());
+                continue;
+            }
+            let idp = match self.providers.provider(account) {
+                Ok(idp) => idp,
+                Err(e) => {
+                    tracing::error!(account = %name, error = %e, "account cannot be used");
+                    Arc::new(BrokenProvider(e)) as Arc<dyn IdentityProvider>
+                }
+            };
+            let key = account.session_key();
+            let session = sessions
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(SessionSlot::new(key)))
+                .clone();
+            if accounts.contains_key(name) {
+                tracing::info!(account = %name, "account settings changed; its credentials start over");
+                session.data().person_acted();
+            } else {
+                tracing::info!(account = %name, "account added");
+            }
+            next.insert(
+                name.clone(),
+                Arc::new(AccountSlot::new(account.clone(), idp, session)),
+            );
+        }
+        for name in accounts.keys().filter(|n| !next.contains_key(*n)) {
+            tracing::info!(account = %name, "account removed");
+        }
+        sessions.retain(|_, s| next.values().any(|a| Arc::ptr_eq(&a.session, s)));
+        *accounts = next;
+        drop(sessions);
+        drop(accounts);
+        let mut state = self.config.write().unwrap_or_else(|e| e.into_inner());
+        state.config = Arc::new(config);
+        state.error = None;
+        drop(state);
+        self.schedule_changed.notify_one();
+    }
+
+    /// Records that the config file on disk is invalid; the last good config stays in force.
+    pub fn config_rejected(&self, error: String) {
+        tracing::error!(error = %error, "config change rejected; the previous config stays in force");
+        self.config.write().unwrap_or_else(|e| e.into_inner()).error = Some(error);
+    }
+
+    /// Why the config file on disk is not in force, until a valid one is applied.
+    pub fn config_error(&self) -> Option<String> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .error
+            .clone()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .config
+            .clone()
+    }
+
+    fn lock_accounts(&self) -> MutexGuard<'_, BTreeMap<String, Arc<AccountSlot>>> {
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_sessions(&self) -> MutexGuard<'_, BTreeMap<SessionKey, Arc<SessionSlot>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn all_slots(&self) -> Vec<Arc<AccountSlot>> {
+        self.lock_accounts().values().cloned().collect()
+    }
+
+    /// The accounts that sign in through `session`.
+    fn slots_of(&self, session: &Arc<SessionSlot>) -> Vec<Arc<AccountSlot>> {
+        self.lock_accounts()
+            .values()
+            .filter(|a| Arc::ptr_eq(&a.session, session))
+            .cloned()
+            .collect()
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<AccountSlot>, WireError> {
+        let accounts = self.lock_accounts();
+        if let Some(slot) = accounts.get(name) {
+            return Ok(slot.clone());
+        }
+        let path = self.options.config_path.display();
+        let message = if accounts.is_empty() {
+            format!(
+                "unknown account `{name}`: no accounts are configured; add [accounts.{name}] to {path}"
+            )
+        } else {
+            let known: Vec<&str> = accounts.keys().map(String::as_str).collect();
+            format!(
+                "unknown account `{name}`; configured accounts: {} (in {path})",
+                known.join(", ")
+            )
+        };
+        Err(WireError::new(ErrorCode::UnknownAccount, message))
+    }
+
+    /// `samlctl roles`: the roles of the last assertion.
+    pub fn roles(&self, account: &str) -> Result<Vec<RoleInfo>, WireError> {
+        let slot = self.slot(account)?;
+        let data = slot.data();
+        if data.roles.is_empty() {
+            return Err(not_logged_in(&slot.account));
+        }
+        Ok(status::role_infos(&slot.account, &data.roles))
+    }
+
+    /// `samlctl logout`: forgets every credential of the account and keeps it logged out
+    /// until a person logs in again; a flight still running stores nothing. The shared IdP
+    /// session is forgotten too once no account of that user is still logged in (so
+    /// `logout` without an account signs the user out of JumpCloud everywhere).
+    pub fn logout(&self, account: Option<&str>) -> Result<Vec<String>, WireError> {
+        let slots: Vec<Arc<AccountSlot>> = match account {
+            Some(name) => vec![self.slot(name)?],
+            None => self.all_slots(),
+        };
+        let mut names = Vec::new();
+        for slot in &slots {
+            let mut data = slot.data();
+            let flight = data.flight.take();
+            let generation = data.generation.wrapping_add(1);
+            *data = AccountData {
+                phase: Phase::LoggedOut,
+                generation,
+                max_duration: std::mem::take(&mut data.max_duration),
+                saved_password: data.saved_password,
+                ..AccountData::default()
+            };
+            // A flight still running finds the generation moved when it finishes.
+            data.flight = flight;
+            names.push(slot.account.name.clone());
+            tracing::info!(account = %slot.account.name, "logged out");
+        }
+        for slot in &slots {
+            let still_used = self
+                .slots_of(&slot.session)
+                .iter()
+                .any(|other| other.data().phase != Phase::LoggedOut);
+            if !still_used {
+                slot.idp.forget_session();
+                slot.session.data().forget();
+                tracing::info!(session = %slot.session.key, "IdP session forgotten");
+            }
+        }
+        self.schedule_changed.notify_one();
+        Ok(names)
+    }
+
+    /// `samld-helper`: credentials for one role, from memory when they are fresh.
+    ///
+    /// With a `channel` (a helper that has a terminal), an account that needs a login is
+    /// logged in through it; concurrent callers wait for that one login.
+    pub async fn get_credentials(
+        self: &Arc<Self>,
+        account: &str,
+        role: Option<&str>,
+        mut channel: Option<&mut dyn ClientChannel>,
+    ) -> Result<Credentials, WireError> {
+        let slot = self.slot(account)?;
+        let mut last_flight: Option<FlightResult> = None;
+        // Each pass either answers or waits for one flight (or one terminal login); four
+        // passes cover "a flight for other roles", "a login", then "one for ours".
+        for _ in 0..4 {
+            let now = self.clock.now();
+            let (stale, blocked, trip) = {
+                let mut data = slot.data();
+                let stale = match resolve_role(&slot.account, &data.roles, role) {
+                    Ok(Some(arn)) => {
+                        if let Some(refused) = data.refused.get(&arn) {
+                            return Err(refused_error(&slot.account, refused));
+                        }
+                        match data.creds.get(&arn) {
+                            Some(held) if now < held.refresh_at => {
+                                let answer = wire_credentials(&slot.account, &arn, held);
+                                data.wanted.insert(arn);
+                                return Ok(answer);
+                            }
+                            Some(held) if usable(held, now) => Some((arn, held.clone())),
+                            Some(held)
+                                if now < policy::add(held.obtained_at, policy::REFRESH_FLOOR) =>
+                            {
+                                // STS handed out credentials that died at once: asking again
+                                // this soon would be a loop.
+                                return Err(short_lived_error(&slot.account, &arn, held));
+                            }
+                            _ => None,
+                        }
+                    }
+                    Ok(None) => None,
+                    // The assertion we hold does not offer that role; a fresh one might.
+                    Err(e) if last_flight.is_some() => return Err(e),
+                    Err(_) => None,
+                };
+                let blocked = self.why_no_trip(&slot, &data, now);
+                let trip = match (&blocked, &last_flight) {
+                    (None, None | Some(Ok(()))) => Some(self.start_trip_locked(
+                        &slot,
+                        &mut data,
+                        role.map(str::to_owned),
+                        false,
+                    )),
+                    _ => None,
+                };
+                (stale, blocked, trip)
+            };
+            if let Some(blocked) = blocked {
+                let needs_user =
+                    matches!(blocked.code, ErrorCode::NotLoggedIn | ErrorCode::NeedsLogin);
+                if needs_user && let Some(channel) = channel.take() {
+                    // The helper's terminal stands in for `samlctl login`.
+                    self.login(account, LoginSecrets::default(), false, Some(channel))
+                        .await?;
+                    continue;
+                }
+                return match (stale, last_flight) {
+                    (Some((arn, held)), _) => Ok(wire_credentials(&slot.account, &arn, &held)),
+                    // The attempt just made says best what went wrong.
+                    (None, Some(Err(e))) => Err(e),
+                    (None, _) => Err(blocked),
+                };
+            }
+            let Some(rx) = trip else {
+                // The trip already made failed: answer with what is still valid, or why not.
+                return match (stale, last_flight) {
+                    (Some((arn, held)), _) => Ok(wire_credentials(&slot.account, &arn, &held)),
+                    (None, Some(Err(e))) => Err(e),
+                    (None, _) => Err(WireError::new(
+                        ErrorCode::Internal,
+                        format!("no way to obtain credentials for {account}"),
+                    )),
+                };
+            };
+            let wait = if stale.is_some() {
+                self.options.fresh_wait
+            } else {
+                slot.account.login_wait
+            };
+            let outcome = wait_flight(rx, wait, &slot.account.name).await;
+            if let (Err(_), Some((arn, held))) = (&outcome, &stale) {
+                // Refresh failed or is slow: the old credentials are still valid.
+                if usable(held, self.clock.now()) {
+                    return Ok(wire_credentials(&slot.account, arn, held));
+                }
+            }
+            last_flight = Some(outcome);
+        }
+        let data = slot.data();
+        match resolve_role(&slot.account, &data.roles, role) {
+            Err(e) => Err(e),
+            Ok(_) => Err(WireError::new(
+                ErrorCode::Internal,
+                format!(
+                    "credentials for {} could not be obtained; see `samlctl status {}`",
+                    slot.account.name, slot.account.name
+                ),
+            )),
+        }
+    }
+
+    /// Why a request may not make a trip by itself now, if it may not: a logout, a refusal,
+    /// a failure still backing off, or an IdP session that only a person can restore. A burst
+    /// of callers then gets the answer at once instead of a trip each.
+    fn why_no_trip(
+        &self,
+        slot: &AccountSlot,
+        data: &AccountData,
+        now: OffsetDateTime,
+    ) -> Option<WireError> {
+        let account = &slot.account;
+        match data.phase {
+            Phase::LoggedOut => return Some(not_logged_in(account)),
+            Phase::Refused => {
+                return Some(match &data.last_error {
+                    Some(last) => refused_error(account, last),
+                    None => not_logged_in(account),
+                });
+            }
+            _ => {}
+        }
+        if data.flight.is_some() {
+            return None;
+        }
+        if let Phase::Backoff { retry_at, .. } = data.phase
+            && retry_at > now
+            && let Some(last) = &data.last_error
+        {
+            return Some(WireError::new(
+                last.code,
+                format!("{} (samld retries at {})", last.message, rfc3339(retry_at)),
+            ));
+        }
+        let session = slot.session.data();
+        if session.login.is_some() || session.phase == SessionPhase::Live {
+            return None;
+        }
+        match &session.phase {
+            SessionPhase::NeedsPerson { reason } => Some(needs_person(account, reason)),
+            phase => {
+                if phase.may_login_unattended(now, &session.unattended_logins)
+                    && self.can_login_unattended(account, data)
+                {
+                    return None;
+                }
+                if let Some(at) = phase.next_unattended_at(now, &session.unattended_logins)
+                    && self.can_login_unattended(account, data)
+                {
+                    let why = data
+                        .last_error
+                        .as_ref()
+                        .map(|e| e.message.clone())
+                        .unwrap_or_else(|| "the JumpCloud session has ended".to_owned());
+                    return Some(WireError::new(
+                        ErrorCode::NeedsLogin,
+                        format!(
+                            "{why} (samld signs in again at {}; or run: samlctl login {})",
+                            rfc3339(at),
+                            account.name
+                        ),
+                    ));
+                }
+                Some(if data.creds.is_empty() && session.times.is_none() {
+                    not_logged_in(account)
+                } else {
+                    session_ended(account)
+                })
+            }
+        }
+    }
+
+    /// Whether samld may log this account in with nobody at the keyboard: a password it can
+    /// get by itself and a second factor that needs no typing (push, or `mfa_command`).
+    fn can_login_unattended(&self, account: &Account, data: &AccountData) -> bool {
+        let password = account.password_command.is_some()
+            || (self.passwords.get().is_some() && data.saved_password != Some(false));
+        let second_factor = match account.mfa {
+            MfaMode::Push | MfaMode::None | MfaMode::Auto => true,
+            MfaMode::Totp => account.mfa_command.is_some(),
+            MfaMode::Webauthn => false,
+        };
+        password && second_factor
+    }
+
+    /// A person acted on this account (`login`, `refresh`): what stopped unattended attempts
+    /// no longer applies, for the account and for its IdP session.
+    fn person_acts(&self, slot: &AccountSlot) {
+        {
+            let mut data = slot.data();
+            if matches!(
+                data.phase,
+                Phase::LoggedOut | Phase::Refused | Phase::Backoff { .. } | Phase::AwaitingSession
+            ) {
+                data.phase = Phase::Idle;
+            }
+            data.refused.clear();
+        }
+        slot.session.data().person_acted();
+    }
+
+    /// `samlctl refresh`: fresh credentials for every role in use, now. A person asked, so
+    /// refusals and backoffs are set aside for this one trip.
+    pub async fn refresh(self: &Arc<Self>, account: &str) -> Result<Vec<RoleStatus>, WireError> {
+        let slot = self.slot(account)?;
+        {
+            let data = slot.data();
+            let never = data.phase == Phase::Idle
+                && data.creds.is_empty()
+                && slot.session.data().phase != SessionPhase::Live;
+            if data.phase == Phase::LoggedOut || never {
+                return Err(not_logged_in(&slot.account));
+            }
+        }
+        self.person_acts(&slot);
+        // A refresh already running may have started before the user asked; wait for it and
+        // then run one of our own so the answer is really fresh.
+        let running = slot.data().flight.as_ref().map(|(_, rx)| rx.clone());
+        if let Some(rx) = running {
+            let _ = wait_flight(rx, slot.account.login_wait, &slot.account.name).await;
+        }
+        let rx = self.start_trip(&slot, None, true);
+        wait_flight(rx, slot.account.login_wait, &slot.account.name).await?;
+        let now = self.clock.now();
+        let data = slot.data();
+        Ok(status::role_statuses(&slot.account, &data, now))
+    }
+
+    /// `samlctl login`: reuses the IdP session when it lives (no secrets needed), otherwise
+    /// logs in with a password and MFA obtained through `channel`. It runs at once, whatever
+    /// backoff or refusal stood.
+    pub async fn login(
+        self: &Arc<Self>,
+        account: &str,
+        secrets: LoginSecrets,
+        force: bool,
+        channel: Option<&mut dyn ClientChannel>,
+    ) -> Result<LoginOutcome, WireError> {
+        let slot = self.slot(account)?;
+        let deadline = tokio::time::Instant::now()
+            .checked_add(slot.account.login_wait)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        // Become the account's only flight; wait out any other one first.
+        let (tx, guard) = loop {
+            let waiting = {
+                let mut data = slot.data();
+                match &data.flight {
+                    Some((_, rx)) => rx.clone(),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        data.flight = Some((FlightKind::Login, rx));
+                        let guard = FlightGuard {
+                            slot: slot.clone(),
+                            manager: self.clone(),
+                        };
+                        break (tx, guard);
+                    }
+                }
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = wait_flight(waiting, left, &slot.account.name).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WireError::new(
+                    ErrorCode::Timeout,
+                    format!("another login for {account} is still running; try again shortly"),
+                ));
+            }
+        };
+        self.person_acts(&slot);
+        // A new password is being saved: do not read the old one back.
+        let passwords = (!secrets.save_password)
+            .then(|| self.passwords.get().cloned())
+            .flatten();
+        let force = force || secrets.save_password;
+        let mut sources = SecretSources::new(
+            &slot.account,
+            secrets,
+            channel,
+            self.options.command_timeout,
+            passwords,
+        );
+        let result = self
+            .run_trip(&slot, None, Some((&mut sources, force)), true)
+            .await;
+        drop(guard);
+        let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
+        let reused = result?;
+        if let Some(password) = sources.to_save.take() {
+            let message = self.save_password(&slot, password).await;
+            sources.tell(&message).await;
+        }
+        let data = slot.data();
+        Ok(LoginOutcome {
+            account: slot.account.name.clone(),
+            username: slot.account.username.clone(),
+            reused_session: reused,
+            roles: status::role_infos(&slot.account, &data.roles),
+        })
+    }
+
+    /// Saves an accepted password; the message says what happened, for the user.
+    async fn save_password(&self, slot: &AccountSlot, password: samld_proto::Secret) -> String {
+        let Some(store) = self.passwords.get() else {
+            return "Logged in, but the password was not saved: this samld has no keyring".into();
+        };
+        let (name, username) = (slot.account.name.clone(), slot.account.username.clone());
+        match crate::keyring::run(store, move |s| s.set(&name, &username, &password)).await {
+            Ok(()) => {
+                slot.data().saved_password = Some(true);
+                "Saved the password in the OS keyring; samld can now log in again by itself.".into()
+            }
+            Err(e) => format!("Logged in, but the password was not saved: {e}"),
+        }
+    }
+
+    /// Joins the running flight of an account, or starts a trip in its own task so that it
+    /// completes even when the request that started it goes away.
+    fn start_trip(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        extra_role: Option<String>,
+        renew_all: bool,
+    ) -> FlightWatch {
+        let mut data = slot.data();
+        self.start_trip_locked(slot, &mut data, extra_role, renew_all)
+    }
+
+    /// [`Manager::start_trip`] for a caller that already holds the account's lock, so that
+    /// deciding a trip is needed and starting (or joining) it happen atomically: otherwise a
+    /// flight could finish in between and a second, needless one start.
+    fn start_trip_locked(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        data: &mut AccountData,
+        extra_role: Option<String>,
+        renew_all: bool,
+    ) -> FlightWatch {
+        if let Some((_, rx)) = &data.flight {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        data.flight = Some((FlightKind::Refresh, rx.clone()));
+        let manager = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            let guard = FlightGuard {
+                slot: slot.clone(),
+                manager: manager.clone(),
+            };
+            let result = manager.run_trip(&slot, extra_role, None, renew_all).await;
+            drop(guard);
+            let _ = tx.send(Some(result.map(|_| ())));
+        });
+        rx
+    }
+
+    /// Tells the user an account needs them: always in the log and `samlctl status`, and by
+    /// a desktop notification where the account allows it.
+    fn announce_needs_login(&self, account: &Account, reason: &str) {
+        tracing::warn!(account = %account.name, "needs login: {reason}");
+        if account.notifications
+            && let Some(notify) = self.notifier.get()
+        {
+            notify(
+                &format!("samld: {} needs you to log in", account.name),
+                &format!("{reason}\nRun: samlctl login {}", account.name),
+            );
+        }
+    }
+
+    /// Waits until something may have moved a deadline.
+    pub async fn schedule_changed(&self) {
+        self.schedule_changed.notified().await
+    }
+}
+
+/// Clears an account's flight marker however the flight ends (even if its task is
+/// cancelled), so later requests never wait on a flight that no longer exists; then wakes
+/// the scheduler, which skips accounts with a flight running: woken only before the marker
+/// is gone (it may run on another thread meanwhile), it would never look at them again.
+struct FlightGuard {
+    slot: Arc<AccountSlot>,
+    manager: Arc<Manager>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.slot.data().flight = None;
+        self.manager.schedule_changed.notify_one();
+    }
+}
+
+async fn wait_flight(mut rx: FlightWatch, wait: Duration, account: &str) -> FlightResult {
+    match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+        Ok(Ok(result)) => result.clone().unwrap_or(Ok(())),
+        Ok(Err(_)) => Err(WireError::new(
+            ErrorCode::Internal,
+            format!("the login or refresh for {account} was interrupted; try again"),
+        )),
+        Err(_) => Err(WireError::new(
+            ErrorCode::Timeout,
+            format!(
+                "a login or refresh for {account} is taking longer than {}s (waiting for MFA?); see `samlctl status {account}`",
+                wait.as_secs()
+            ),
+        )),
+    }
+}
+
+/// The role ARN a request means, if the roles known so far can tell.
+fn resolve_role(
+    account: &Account,
+    roles: &[RolePair],
+    asked: Option<&str>,
+) -> Result<Option<String>, WireError> {
+    let wanted = asked.or(account.role.as_deref());
+    if let Some(w) = wanted
+        && w.starts_with("arn:")
+    {
+        // An ARN needs no assertion to be recognised, only to be checked.
+        if roles.is_empty() || roles.iter().any(|p| p.role_arn == w) {
+            return Ok(Some(w.to_string()));
+        }
+    }
+    if roles.is_empty() {
+        return Ok(None);
+    }
+    let picked = match asked {
+        Some(r) => saml::select_role(roles, r),
+        None => saml::default_role(roles, account.role.as_deref()),
+    };
+    picked
+        .map(|p| Some(p.role_arn.clone()))
+        .map_err(|e| WireError::new(ErrorCode::UnknownRole, format!("{}: {e}", account.name)))
+}
+
+fn usable(held: &HeldCredentials, now: OffsetDateTime) -> bool {
+    let life = held.creds.expiration - held.obtained_at;
+    held.creds.expiration - now > (life / 4_i32).min(MIN_REMAINING)
+}
+
+fn wire_credentials(account: &Account, role_arn: &str, held: &HeldCredentials) -> Credentials {
+    Credentials {
+        account: account.name.clone(),
+        role_arn: role_arn.to_string(),
+        access_key_id: held.creds.access_key_id.clone(),
+        secret_access_key: held.creds.secret_access_key.clone(),
+        session_token: held.creds.session_token.clone(),
+        expiration: rfc3339(held.creds.expiration),
+        region: account.region.clone(),
+    }
+}
+
+fn not_logged_in(account: &Account) -> WireError {
+    let name = &account.name;
+    WireError::new(
+        ErrorCode::NotLoggedIn,
+        format!("{name} is not logged in; run: samlctl login {name}"),
+    )
+}
+
+fn session_ended(account: &Account) -> WireError {
+    let name = &account.name;
+    WireError::new(
+        ErrorCode::NeedsLogin,
+        format!("the JumpCloud session for {name} has ended; run: samlctl login {name}"),
+    )
+}
+
+/// An IdP session that only a person can restore: what happened, and what to run.
+fn needs_person(account: &Account, reason: &str) -> WireError {
+    let name = &account.name;
+    WireError::new(
+        ErrorCode::NeedsLogin,
+        format!(
+            "{name} needs you to log in; samld stopped signing in by itself after: {reason} Run: samlctl login {name}"
+        ),
+    )
+}
+
+fn refused_error(account: &Account, last: &samld_proto::ErrorInfo) -> WireError {
+    let name = &account.name;
+    WireError::new(
+        last.code,
+        format!(
+            "{} (samld does not retry this by itself; once it is fixed, run: samlctl refresh {name})",
+            last.message
+        ),
+    )
+}
+
+fn short_lived_error(account: &Account, role: &str, held: &HeldCredentials) -> WireError {
+    let life = (held.creds.expiration - held.obtained_at).whole_seconds();
+    WireError::new(
+        ErrorCode::StsError,
+        format!(
+            "STS issued credentials for {role} ({}) that expired {life}s after they were obtained; samld asks again at {} (check this machine's clock and any proxy)",
+            account.name,
+            rfc3339(policy::add(held.obtained_at, policy::REFRESH_FLOOR))
+        ),
+    )
+}
+
+/// Stands in for an account whose provider could not be built, so that its requests get
+/// the reason instead of the daemon refusing the whole config.
+struct BrokenProvider(IdpError);
+
+impl IdentityProvider for BrokenProvider {
+    fn assertion_from_session(&self) -> BoxFuture<'_, Result<samld_proto::Secret, IdpError>> {
+        let e = self.0.clone();
+        Box::pin(async move { Err(e) })
+    }
+
+    fn login<'a>(
+        &'a self,
+        _io: &'a mut dyn LoginInteraction,
+    ) -> BoxFuture<'a, Result<samld_proto::Secret, IdpError>> {
+        let e = self.0.clone();
+        Box::pin(async move { Err(e) })
+    }
+
+    fn forget_session(&self) {}
+}

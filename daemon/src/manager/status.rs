@@ -1,0 +1,170 @@
+//! The state as `samlctl status` shows it.
+
+use samld_config::Account;
+use samld_proto::{
+    AccountState, AccountStatus, DaemonInfo, IdpSessionState, IdpSessionStatus, PROTOCOL_VERSION,
+    RoleInfo, RoleStatus, SessionInfo, StatusReport, WireError,
+};
+use time::OffsetDateTime;
+
+use super::Manager;
+use super::policy::{Phase, SessionPhase};
+use super::state::{AccountData, AccountSlot, FlightKind, SessionSlot};
+use crate::clock::rfc3339;
+use crate::saml::{self, RolePair};
+
+impl Manager {
+    /// `samlctl status`.
+    pub fn status(&self, only: Option<&str>) -> Result<StatusReport, WireError> {
+        let slots = match only {
+            Some(name) => vec![self.slot(name)?],
+            None => self.all_slots(),
+        };
+        let now = self.clock.now();
+        let accounts = slots.iter().map(|slot| account_status(slot, now)).collect();
+        let mut sessions: Vec<IdpSessionStatus> = Vec::new();
+        for slot in &slots {
+            if sessions.iter().any(|s| {
+                s.username == slot.session.key.username
+                    && s.console_url == slot.session.key.console_url
+            }) {
+                continue;
+            }
+            let names = self
+                .slots_of(&slot.session)
+                .iter()
+                .map(|a| a.account.name.clone())
+                .collect();
+            sessions.push(session_status(&slot.session, names));
+        }
+        let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+        Ok(StatusReport {
+            daemon: DaemonInfo {
+                version: samld_proto::CRATE_VERSION.to_string(),
+                protocol_version: PROTOCOL_VERSION,
+                pid: std::process::id(),
+                config_path: self.options.config_path.display().to_string(),
+                started_at: rfc3339(self.started_at),
+                config_error: config.error.clone(),
+            },
+            accounts,
+            sessions,
+        })
+    }
+}
+
+fn session_status(session: &SessionSlot, accounts: Vec<String>) -> IdpSessionStatus {
+    let data = session.data();
+    let state = match &data.phase {
+        _ if data.login.is_some() => IdpSessionState::LoggingIn,
+        SessionPhase::None => IdpSessionState::None,
+        SessionPhase::Live => IdpSessionState::Live,
+        SessionPhase::Ended { .. } => IdpSessionState::Ended,
+        SessionPhase::NeedsPerson { .. } => IdpSessionState::NeedsLogin,
+    };
+    let reason = match &data.phase {
+        SessionPhase::NeedsPerson { reason } => Some(format!(
+            "{reason} samld will not sign in by itself until you run: samlctl login {}",
+            accounts.first().map_or("ACCOUNT", String::as_str)
+        )),
+        _ => None,
+    };
+    IdpSessionStatus {
+        provider: session.key.provider.as_str().to_owned(),
+        console_url: session.key.console_url.clone(),
+        username: session.key.username.clone(),
+        state,
+        session: data.times.map(|t| SessionInfo {
+            established_at: rfc3339(t.established_at),
+            last_verified_at: rfc3339(t.last_verified_at),
+        }),
+        accounts,
+        reason,
+    }
+}
+
+pub(super) fn role_infos(account: &Account, roles: &[RolePair]) -> Vec<RoleInfo> {
+    let default = saml::default_role(roles, account.role.as_deref())
+        .ok()
+        .map(|p| p.role_arn.clone());
+    roles
+        .iter()
+        .map(|p| RoleInfo {
+            role_arn: p.role_arn.clone(),
+            principal_arn: p.principal_arn.clone(),
+            default: default.as_deref() == Some(p.role_arn.as_str()),
+        })
+        .collect()
+}
+
+pub(super) fn role_statuses(
+    account: &Account,
+    data: &AccountData,
+    now: OffsetDateTime,
+) -> Vec<RoleStatus> {
+    let default = saml::default_role(&data.roles, account.role.as_deref())
+        .ok()
+        .map(|p| p.role_arn.clone());
+    data.creds
+        .iter()
+        .filter(|(_, held)| held.creds.expiration > now)
+        .map(|(arn, held)| RoleStatus {
+            role_arn: arn.clone(),
+            assumed_role_arn: held.creds.assumed_role_arn.clone(),
+            expires_at: Some(rfc3339(held.creds.expiration)),
+            next_refresh_at: (!data.refused.contains_key(arn)).then(|| rfc3339(held.refresh_at)),
+            default: default.as_deref() == Some(arn.as_str()),
+            warning: held.short_lived.then(|| {
+                format!(
+                    "STS issued these credentials with {}s of life, less than refresh_before ({}s): check this machine's clock, any proxy, and the role's MaxSessionDuration; samld refreshes them at most every {}s",
+                    (held.creds.expiration - held.obtained_at).whole_seconds(),
+                    account.refresh_before.as_secs(),
+                    super::policy::REFRESH_FLOOR.as_secs()
+                )
+            }),
+        })
+        .collect()
+}
+
+fn account_status(slot: &AccountSlot, now: OffsetDateTime) -> AccountStatus {
+    let account = &slot.account;
+    let session = {
+        let s = slot.session.data();
+        s.times.filter(|_| s.phase == SessionPhase::Live)
+    };
+    let data = slot.data();
+    let roles = role_statuses(account, &data, now);
+    let state = match data.flight.as_ref().map(|(kind, _)| *kind) {
+        Some(FlightKind::Login) => AccountState::LoggingIn,
+        Some(FlightKind::Refresh) => AccountState::Refreshing,
+        None => match data.phase {
+            Phase::LoggedOut => AccountState::LoggedOut,
+            Phase::Idle if roles.is_empty() => AccountState::LoggedOut,
+            Phase::Idle | Phase::Active { .. } => AccountState::Active,
+            Phase::Backoff { .. } | Phase::Refused => AccountState::Error,
+            Phase::AwaitingSession => AccountState::NeedsLogin,
+        },
+    };
+    let next_retry_at = match data.phase {
+        Phase::Backoff { retry_at, .. } => Some(rfc3339(retry_at)),
+        _ => None,
+    };
+    AccountStatus {
+        name: account.name.clone(),
+        state,
+        provider: account.provider.as_str().to_owned(),
+        username: account.username.clone(),
+        url: account.url.clone(),
+        region: account.region.clone(),
+        default_role: account.role.clone(),
+        session: session
+            .filter(|_| data.phase != Phase::LoggedOut)
+            .map(|s| SessionInfo {
+                established_at: rfc3339(s.established_at),
+                last_verified_at: rfc3339(s.last_verified_at),
+            }),
+        roles,
+        last_error: data.last_error.clone(),
+        next_retry_at,
+    }
+}

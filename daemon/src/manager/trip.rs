@@ -1,0 +1,666 @@
+//! One trip to the IdP and STS: an assertion (from the held session, or a login), then
+//! AssumeRoleWithSAML for each role due. Its outcome is typed, and [`Manager::run_trip`]
+//! hands it to [`policy::decide`]; nothing here decides about retries.
+
+use std::sync::Arc;
+
+use samld_config::Account;
+use samld_proto::{ErrorCode, ErrorInfo, Secret, WireError};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::policy::{self, Failure, LoginOutcome, Phase, SessionPhase, TripOutcome};
+use super::secrets::{self, SavedPassword, SecretSources};
+use super::state::{AccountData, AccountSlot, HeldCredentials, SessionSlot, SessionTimes};
+use super::{LoginSecrets, Manager, needs_person, session_ended, wait_flight};
+use crate::clock::rfc3339;
+use crate::idp::IdpError;
+use crate::saml::{self, Assertion, RolePair};
+use crate::sts::{AssumeRequest, AwsCredentials, StsError, StsTarget, choose_duration};
+
+/// STS's default session length, which every role accepts; used after a role refused longer.
+const SAFE_DURATION_SECS: u32 = 3600;
+
+/// Roles due for refresh within this window ride along with a trip made for another role:
+/// one assertion then serves them all.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// A failed trip: how the policy sees it, and what the person is told.
+pub(super) struct TripError {
+    pub(super) failure: Failure,
+    pub(super) error: WireError,
+}
+
+impl TripError {
+    fn idp(account: &Account, e: IdpError) -> Self {
+        Self {
+            failure: policy::classify_idp(&e),
+            error: WireError::new(e.code(), format!("{}: {e}", account.name)),
+        }
+    }
+
+    fn new(failure: Failure, error: WireError) -> Self {
+        Self { failure, error }
+    }
+}
+
+/// A login's result, whether it reached the person, and whether its password came from the
+/// keyring.
+type LoginAttempt = (Result<Secret, IdpError>, bool, bool);
+
+/// The person at the other end of a login, if any: where secrets come from and whether to
+/// skip the held session.
+pub(super) type Person<'a, 'b> = Option<(&'a mut SecretSources<'b>, bool)>;
+
+impl Manager {
+    /// One trip, and what it means for the account's state. Returns whether the IdP session
+    /// was reused. A trip that a logout overtook stores nothing and changes no state.
+    pub(super) async fn run_trip(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        extra_role: Option<String>,
+        person: Person<'_, '_>,
+        renew_all: bool,
+    ) -> Result<bool, WireError> {
+        let attended = person.is_some();
+        let (generation, prev) = {
+            let data = slot.data();
+            (data.generation, data.phase)
+        };
+        let result = self
+            .trip(slot, generation, extra_role, person, renew_all)
+            .await;
+        let now = self.clock.now();
+        let mut data = slot.data();
+        if data.generation != generation {
+            tracing::info!(account = %slot.account.name, "logged out during the trip; its result is discarded");
+            return Err(super::not_logged_in(&slot.account));
+        }
+        let failure = result.as_ref().err().map(|e| e.failure.clone());
+        if attended && matches!(failure, Some(Failure::NeedsPerson | Failure::SessionEnded)) {
+            // What the person typed (or could not type) is shown to them where they typed
+            // it; it is not the account's state.
+            return result.map_err(|e| e.error);
+        }
+        let outcome = TripOutcome {
+            failure,
+            next_refresh: data.next_refresh(),
+        };
+        let next = policy::decide(prev, &outcome, now);
+        match &result {
+            Ok(_) => data.last_error = None,
+            Err(e) => {
+                tracing::warn!(account = %slot.account.name, code = %e.error.code, error = %e.error.message, ?next, "trip failed");
+                data.last_error = Some(ErrorInfo {
+                    code: e.error.code,
+                    message: e.error.message.clone(),
+                    at: rfc3339(now),
+                });
+            }
+        }
+        let announce = next == Phase::AwaitingSession
+            && prev != Phase::AwaitingSession
+            && !matches!(slot.session.data().phase, SessionPhase::NeedsPerson { .. })
+            && result.is_err();
+        data.phase = next;
+        drop(data);
+        if announce && let Err(e) = &result {
+            self.announce_needs_login(&slot.account, &e.error.message);
+        }
+        self.schedule_changed.notify_one();
+        result.map_err(|e| e.error)
+    }
+
+    async fn trip(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        generation: u64,
+        extra_role: Option<String>,
+        mut person: Person<'_, '_>,
+        renew_all: bool,
+    ) -> Result<bool, TripError> {
+        let account = &slot.account;
+        let (saml_response, reused) = self.assertion(slot, &mut person).await?;
+        let assertion = parse_assertion(account, &saml_response)?;
+        let now = self.clock.now();
+        let targets = {
+            let mut data = slot.data();
+            if data.generation != generation {
+                return Err(TripError::new(
+                    Failure::NeedsPerson,
+                    super::not_logged_in(account),
+                ));
+            }
+            data.roles = assertion.roles.clone();
+            let renew_before = (!renew_all).then(|| policy::add(now, BATCH_WINDOW));
+            choose_targets(
+                account,
+                &mut data,
+                &assertion,
+                extra_role.as_deref(),
+                renew_before,
+            )
+        };
+        let sts_target = StsTarget {
+            region: account.region.clone(),
+            endpoint: account.sts_endpoint.clone(),
+        };
+        let mut saml_response = saml_response;
+        let mut assertion = assertion;
+        let mut refetched = false;
+        let mut first_failure: Option<TripError> = None;
+        for pair in targets {
+            let result = loop {
+                match self
+                    .assume(slot, &sts_target, &pair, &saml_response, &assertion)
+                    .await
+                {
+                    Err(e) if e.is_expired_assertion() && !refetched => {
+                        // The assertion aged past STS's 5 minutes (slow MFA, many roles):
+                        // the session is fresh, so a new one costs no user action.
+                        refetched = true;
+                        saml_response = slot
+                            .idp
+                            .assertion_from_session()
+                            .await
+                            .map_err(|e| TripError::idp(account, e))?;
+                        assertion = parse_assertion(account, &saml_response)?;
+                    }
+                    other => break other,
+                }
+            };
+            let now = self.clock.now();
+            let mut data = slot.data();
+            if data.generation != generation {
+                return Err(TripError::new(
+                    Failure::NeedsPerson,
+                    super::not_logged_in(account),
+                ));
+            }
+            match result {
+                Ok(creds) => store(account, &mut data, &pair, creds, now),
+                Err(e) => {
+                    let failure = policy::classify_sts(&e);
+                    let error = WireError::new(
+                        ErrorCode::StsError,
+                        format!(
+                            "AssumeRoleWithSAML for {} ({}) failed: {e}",
+                            pair.role_arn, account.name
+                        ),
+                    );
+                    if failure == Failure::Refused {
+                        // Not asked again until a person acts; other roles go on.
+                        data.refused.insert(
+                            pair.role_arn.clone(),
+                            ErrorInfo {
+                                code: error.code,
+                                message: error.message.clone(),
+                                at: rfc3339(now),
+                            },
+                        );
+                        data.wanted.remove(&pair.role_arn);
+                    }
+                    let transient = matches!(failure, Failure::Transient { .. });
+                    first_failure.get_or_insert(TripError::new(failure, error));
+                    if transient {
+                        // STS is in trouble: the other roles would only add to it.
+                        break;
+                    }
+                }
+            }
+        }
+        match first_failure {
+            Some(e) => Err(e),
+            None => Ok(reused),
+        }
+    }
+
+    /// An assertion for the account's app: from the held IdP session when it lives, else by
+    /// a login (the person's, or one unattended login when the policy allows).
+    async fn assertion(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        person: &mut Person<'_, '_>,
+    ) -> Result<(Secret, bool), TripError> {
+        let account = &slot.account;
+        let force = person.as_ref().is_some_and(|(_, force)| *force);
+        if !force {
+            // Another account of this user may be signing in right now: its session is ours.
+            let running = slot.session.data().login.clone();
+            if let Some(rx) = running {
+                let _ = wait_flight(rx, account.login_wait, &account.name).await;
+            }
+            let needs_person =
+                matches!(slot.session.data().phase, SessionPhase::NeedsPerson { .. });
+            if person.is_some() || !needs_person {
+                match slot.idp.assertion_from_session().await {
+                    Ok(a) => {
+                        self.session_alive(&slot.session);
+                        return Ok((a, true));
+                    }
+                    Err(IdpError::SessionExpired) => self.session_ended(&slot.session),
+                    Err(e) => return Err(TripError::idp(account, e)),
+                }
+            }
+        }
+        self.session_login(slot, person).await.map(|a| (a, false))
+    }
+
+    fn session_alive(&self, session: &SessionSlot) {
+        let now = self.clock.now();
+        let mut data = session.data();
+        data.phase = SessionPhase::Live;
+        match data.times.as_mut() {
+            Some(t) => t.last_verified_at = now,
+            // A session we did not see start (e.g. another account's before a restart).
+            None => {
+                data.times = Some(SessionTimes {
+                    established_at: now,
+                    last_verified_at: now,
+                })
+            }
+        }
+    }
+
+    fn session_ended(&self, session: &SessionSlot) {
+        let mut data = session.data();
+        if data.phase == SessionPhase::Live {
+            tracing::info!(session = %session.key, "the IdP session has ended");
+            data.phase = SessionPhase::ended();
+        }
+        data.times = None;
+    }
+
+    /// Signs the account's IdP session in: with the person's secrets, or unattended when the
+    /// session's policy allows it. At most one login per session runs; a trip that finds one
+    /// running waits for it and then uses the session it made.
+    async fn session_login(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        person: &mut Person<'_, '_>,
+    ) -> Result<Secret, TripError> {
+        let account = &slot.account;
+        let session = &slot.session;
+        let (tx, _guard, generation) = loop {
+            let now = self.clock.now();
+            let waiting = {
+                let mut data = session.data();
+                if let Some(rx) = &data.login {
+                    rx.clone()
+                } else {
+                    if person.is_none() {
+                        self.may_login_unattended(slot, &data, now)?;
+                        data.unattended_logins
+                            .retain(|&t| t > now - time::Duration::HOUR);
+                        data.unattended_logins.push(now);
+                    }
+                    let (tx, rx) = watch::channel(None);
+                    data.login = Some(rx);
+                    let guard = SessionLoginGuard {
+                        session: session.clone(),
+                    };
+                    break (tx, guard, data.generation);
+                }
+            };
+            let _ = wait_flight(waiting, account.login_wait, &account.name).await;
+            match slot.idp.assertion_from_session().await {
+                Ok(a) => {
+                    self.session_alive(session);
+                    return Ok(a);
+                }
+                Err(IdpError::SessionExpired) => continue,
+                Err(e) => return Err(TripError::idp(account, e)),
+            }
+        };
+        let unattended = person.is_none();
+        if unattended {
+            tracing::info!(account = %account.name, session = %session.key, "IdP session ended; signing in again unattended");
+        }
+        let result = match person.as_mut() {
+            Some((sources, _)) => {
+                let r = slot.idp.login(&mut **sources).await;
+                (r, sources.reached_person, false)
+            }
+            None => match self.unattended_login(slot).await {
+                Ok(attempt) => attempt,
+                Err(missing) => {
+                    // Nothing was sent and the session is as it was: the account simply
+                    // cannot sign in by itself (and now knows it).
+                    let _ = tx.send(Some(Err(missing.error.clone())));
+                    return Err(missing);
+                }
+            },
+        };
+        let (result, reached_person, from_keyring) = result;
+        if let Err(IdpError::AuthFailed { .. }) = &result
+            && from_keyring
+            && let Some(store) = self.passwords.get()
+        {
+            secrets::forget_refused_password(store, account).await;
+            slot.data().saved_password = Some(false);
+        }
+        let now = self.clock.now();
+        let mut went_needs_person = None;
+        {
+            let mut data = session.data();
+            if data.generation == generation {
+                match &result {
+                    Ok(_) => {
+                        data.phase = SessionPhase::Live;
+                        data.times = Some(SessionTimes {
+                            established_at: now,
+                            last_verified_at: now,
+                        });
+                    }
+                    Err(e) if unattended => {
+                        let outcome = LoginOutcome {
+                            reached_person,
+                            failure: Some((policy::classify_idp(e), e.to_string())),
+                        };
+                        let was = data.phase.clone();
+                        data.phase = policy::after_login(&data.phase, &outcome, now);
+                        if let SessionPhase::NeedsPerson { reason } = &data.phase
+                            && !matches!(was, SessionPhase::NeedsPerson { .. })
+                        {
+                            went_needs_person = Some(reason.clone());
+                        }
+                    }
+                    // What the person typed (or could not type) is shown to them; the
+                    // session stays as it was.
+                    Err(_) => {}
+                }
+            }
+        }
+        let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(|e| {
+            WireError::new(e.code(), format!("{}: {e}", account.name))
+        })));
+        if result.is_ok() {
+            self.wake_awaiting(session, now);
+        }
+        if let Some(reason) = went_needs_person {
+            for other in self.slots_of(session) {
+                if other.data().phase != Phase::LoggedOut {
+                    self.announce_needs_login(&other.account, &reason);
+                }
+            }
+        }
+        result.map_err(|e| match policy::classify_idp(&e) {
+            // An unattended login that reached the person failed: whatever its kind, the
+            // need is spent and only a person can go on.
+            Failure::Transient { .. } if unattended && reached_person => TripError {
+                failure: Failure::NeedsPerson,
+                error: WireError::new(e.code(), format!("{}: {e}", account.name)),
+            },
+            _ => TripError::idp(account, e),
+        })
+    }
+
+    /// Checks the unattended-login rules for the session (under its lock).
+    fn may_login_unattended(
+        &self,
+        slot: &AccountSlot,
+        session: &super::state::SessionData,
+        now: OffsetDateTime,
+    ) -> Result<(), TripError> {
+        let account = &slot.account;
+        if let SessionPhase::NeedsPerson { reason } = &session.phase {
+            return Err(TripError::new(
+                Failure::NeedsPerson,
+                needs_person(account, reason),
+            ));
+        }
+        if !self.can_login_unattended(account, &slot.data()) {
+            let error = if session.phase == SessionPhase::None && slot.data().creds.is_empty() {
+                super::not_logged_in(account)
+            } else {
+                session_ended(account)
+            };
+            return Err(TripError::new(Failure::NeedsPerson, error));
+        }
+        if session
+            .phase
+            .may_login_unattended(now, &session.unattended_logins)
+        {
+            return Ok(());
+        }
+        let at = session
+            .phase
+            .next_unattended_at(now, &session.unattended_logins)
+            .unwrap_or_else(|| policy::add(now, policy::BACKOFF_BASE));
+        let wait = (at - now).try_into().unwrap_or(policy::BACKOFF_BASE);
+        Err(TripError::new(
+            Failure::Transient {
+                retry_after: Some(wait),
+            },
+            WireError::new(
+                ErrorCode::NeedsLogin,
+                format!(
+                    "the JumpCloud session for {} has ended; samld signs in again at {} (or run: samlctl login {})",
+                    account.name,
+                    rfc3339(at),
+                    account.name
+                ),
+            ),
+        ))
+    }
+
+    /// A login with nobody at the keyboard: the password from `password_command` or the
+    /// keyring, the second factor by push or `mfa_command`. Returns the result, whether it
+    /// reached the person, and whether the password came from the keyring.
+    async fn unattended_login(&self, slot: &AccountSlot) -> Result<LoginAttempt, TripError> {
+        let account = &slot.account;
+        let mut given = LoginSecrets::default();
+        let mut from_keyring = false;
+        if account.password_command.is_none() {
+            let missing = || {
+                let never = slot.data().creds.is_empty() && slot.session.data().times.is_none();
+                TripError::new(
+                    Failure::NeedsPerson,
+                    if never {
+                        super::not_logged_in(account)
+                    } else {
+                        session_ended(account)
+                    },
+                )
+            };
+            let Some(store) = self.passwords.get() else {
+                return Err(missing());
+            };
+            match secrets::saved_password(store, account).await {
+                SavedPassword::Found(p) => {
+                    slot.data().saved_password = Some(true);
+                    given.password = Some(p);
+                    from_keyring = true;
+                }
+                SavedPassword::None => {
+                    slot.data().saved_password = Some(false);
+                    return Err(missing());
+                }
+                SavedPassword::Unavailable(e) => {
+                    // Locked, or not on D-Bus yet at boot: ask again later, never take it
+                    // for "no saved password".
+                    return Ok((
+                        Err(IdpError::Network {
+                            url: "the OS keyring".to_owned(),
+                            reason: format!("{e}; samld asks it again later"),
+                        }),
+                        false,
+                        false,
+                    ));
+                }
+            }
+        }
+        let mut sources =
+            SecretSources::new(account, given, None, self.options.command_timeout, None);
+        let result = slot.idp.login(&mut sources).await;
+        Ok((result, sources.reached_person, from_keyring))
+    }
+
+    /// The session is live again: every account that was waiting for it refreshes now.
+    fn wake_awaiting(&self, session: &Arc<SessionSlot>, now: OffsetDateTime) {
+        for slot in self.slots_of(session) {
+            let mut data = slot.data();
+            if data.phase == Phase::AwaitingSession {
+                data.phase = Phase::Active {
+                    refresh_at: Some(now),
+                };
+            }
+        }
+        self.schedule_changed.notify_one();
+    }
+
+    async fn assume(
+        &self,
+        slot: &Arc<AccountSlot>,
+        target: &StsTarget,
+        pair: &RolePair,
+        saml_response: &Secret,
+        assertion: &Assertion,
+    ) -> Result<AwsCredentials, StsError> {
+        let learnt = slot.data().max_duration.get(&pair.role_arn).copied();
+        let duration = choose_duration(
+            slot.account.session_duration.as_secs(),
+            assertion.session_duration,
+            learnt,
+        );
+        let mut request = AssumeRequest {
+            role_arn: pair.role_arn.clone(),
+            principal_arn: pair.principal_arn.clone(),
+            saml_assertion: saml_response.clone(),
+            duration_seconds: duration,
+        };
+        match self.sts.assume_role_with_saml(target, &request).await {
+            Err(e) if e.is_duration_too_long() && duration > SAFE_DURATION_SECS => {
+                tracing::warn!(
+                    role = %pair.role_arn,
+                    asked = duration,
+                    "role refuses this session length; using 1h from now on"
+                );
+                slot.data()
+                    .max_duration
+                    .insert(pair.role_arn.clone(), SAFE_DURATION_SECS);
+                request.duration_seconds = SAFE_DURATION_SECS;
+                self.sts.assume_role_with_saml(target, &request).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// Clears a session's login marker however the login ends.
+struct SessionLoginGuard {
+    session: Arc<SessionSlot>,
+}
+
+impl Drop for SessionLoginGuard {
+    fn drop(&mut self) {
+        self.session.data().login = None;
+    }
+}
+
+fn parse_assertion(account: &Account, saml_response: &Secret) -> Result<Assertion, TripError> {
+    saml::parse_saml_response(saml_response.expose()).map_err(|e| {
+        TripError::new(
+            Failure::Refused,
+            WireError::new(
+                ErrorCode::SamlError,
+                format!("the SAML assertion for {} is unusable: {e}", account.name),
+            ),
+        )
+    })
+}
+
+/// Keeps new credentials, with their refresh deadline floored and jittered.
+fn store(
+    account: &Account,
+    data: &mut AccountData,
+    pair: &RolePair,
+    creds: AwsCredentials,
+    now: OffsetDateTime,
+) {
+    let life = creds.expiration - now;
+    let jitter = refresh_jitter(life);
+    let refresh_at = policy::floored_refresh(now, creds.expiration, account.refresh_before, jitter);
+    let short_lived = policy::short_lived(now, creds.expiration, account.refresh_before);
+    if short_lived {
+        tracing::warn!(
+            account = %account.name,
+            role = %pair.role_arn,
+            life_secs = life.whole_seconds(),
+            "credentials arrived with less life than refresh_before"
+        );
+    }
+    tracing::info!(
+        account = %account.name,
+        role = %pair.role_arn,
+        expires = %rfc3339(creds.expiration),
+        refresh = %rfc3339(refresh_at),
+        "credentials obtained"
+    );
+    data.refused.remove(&pair.role_arn);
+    data.creds.insert(
+        pair.role_arn.clone(),
+        HeldCredentials {
+            creds,
+            obtained_at: now,
+            refresh_at,
+            short_lived,
+        },
+    );
+}
+
+/// A little earlier than the deadline, at random, so that roles and accounts obtained
+/// together do not all hit JumpCloud in the same second forever after.
+fn refresh_jitter(life: time::Duration) -> time::Duration {
+    if !life.is_positive() {
+        return time::Duration::ZERO;
+    }
+    let most: time::Duration = (life / 50_i32).min(time::Duration::seconds(30));
+    most * fastrand::f64()
+}
+
+/// Which roles a trip assumes: those in use, the default, and the one just asked for; with
+/// `renew_before`, only those without credentials or due for refresh by then. Roles STS
+/// refused for good are left out until a person acts.
+fn choose_targets(
+    account: &Account,
+    data: &mut AccountData,
+    assertion: &Assertion,
+    extra: Option<&str>,
+    renew_before: Option<OffsetDateTime>,
+) -> Vec<RolePair> {
+    let mut targets: Vec<RolePair> = Vec::new();
+    let creds = &data.creds;
+    let refused = &data.refused;
+    let mut add = |pair: &RolePair| {
+        let due = match (renew_before, creds.get(&pair.role_arn)) {
+            (Some(by), Some(held)) => held.refresh_at <= by,
+            _ => true,
+        };
+        if due
+            && !refused.contains_key(&pair.role_arn)
+            && !targets.iter().any(|t| t.role_arn == pair.role_arn)
+        {
+            targets.push(pair.clone());
+        }
+    };
+    if let Ok(pair) = saml::default_role(&assertion.roles, account.role.as_deref()) {
+        add(pair);
+    }
+    if let Some(Ok(pair)) = extra.map(|r| saml::select_role(&assertion.roles, r)) {
+        add(pair);
+    }
+    let mut gone = Vec::new();
+    for arn in &data.wanted {
+        match assertion.roles.iter().find(|p| &p.role_arn == arn) {
+            Some(pair) => add(pair),
+            None => gone.push(arn.clone()),
+        }
+    }
+    for arn in gone {
+        tracing::warn!(account = %account.name, role = %arn, "role no longer in the assertion");
+        data.wanted.remove(&arn);
+        data.creds.remove(&arn);
+    }
+    targets
+}
