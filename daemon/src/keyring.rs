@@ -50,6 +50,12 @@ pub trait PasswordStore: Send + Sync {
 
     /// Removes the saved password; succeeds when there was none.
     fn delete(&self, account: &str, username: &str) -> Result<(), KeyringError>;
+
+    /// Whether calls may block (a real keyring over D-Bus or the Keychain). A store that
+    /// never blocks (in memory) is called inline, which keeps simulations deterministic.
+    fn blocks(&self) -> bool {
+        true
+    }
 }
 
 /// Runs one call of a blocking store on tokio's blocking pool, for async callers:
@@ -64,6 +70,14 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn PasswordStore) -> Result<T, KeyringError> + Send + 'static,
 {
+    if !store.blocks() {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&**store)))
+            .unwrap_or_else(|_| {
+                Err(KeyringError::Failed {
+                    detail: "the keyring call panicked".to_owned(),
+                })
+            });
+    }
     let store = store.clone();
     tokio::task::spawn_blocking(move || call(&*store))
         .await
@@ -483,6 +497,10 @@ fn key(account: &str, username: &str) -> (String, String) {
 }
 
 impl PasswordStore for InMemoryStore {
+    fn blocks(&self) -> bool {
+        false
+    }
+
     fn get(&self, account: &str, username: &str) -> Result<Option<Secret>, KeyringError> {
         Ok(self.check()?.items.get(&key(account, username)).cloned())
     }

@@ -192,6 +192,15 @@ impl Manager {
         for name in accounts.keys().filter(|n| !next.contains_key(*n)) {
             tracing::info!(account = %name, "account removed");
         }
+        for (name, old) in accounts.iter() {
+            if !next.get(name).is_some_and(|new| Arc::ptr_eq(new, old))
+                && let Some(task) = old.data().trip_task.take()
+            {
+                // Its results would land in a slot nobody reads; the new slot makes its own
+                // trips, and two at once for one account is what single flight forbids.
+                task.abort();
+            }
+        }
         sessions.retain(|_, s| next.values().any(|a| Arc::ptr_eq(&a.session, s)));
         *accounts = next;
         drop(sessions);
@@ -343,7 +352,8 @@ impl Manager {
                             return Err(refused_error(&slot.account, refused));
                         }
                         match data.creds.get(&arn) {
-                            Some(held) if now < held.refresh_at => {
+                            // Fresh, unless STS handed them out already (nearly) dead.
+                            Some(held) if now < held.refresh_at && usable(held, now) => {
                                 let answer = wire_credentials(&slot.account, &arn, held);
                                 data.wanted.insert(arn);
                                 return Ok(answer);
@@ -672,7 +682,7 @@ impl Manager {
         data.flight = Some((FlightKind::Refresh, rx.clone()));
         let manager = self.clone();
         let slot = slot.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let guard = FlightGuard {
                 slot: slot.clone(),
                 manager: manager.clone(),
@@ -681,6 +691,7 @@ impl Manager {
             drop(guard);
             let _ = tx.send(Some(result.map(|_| ())));
         });
+        data.trip_task = Some(task.abort_handle());
         rx
     }
 

@@ -23,8 +23,9 @@ use crate::sts::StsError;
 
 /// The least time between two automatic trips for one role, whatever the credentials' life:
 /// STS handing out credentials that expire at once (a clock far ahead, a proxy, a bug) must
-/// not turn into a loop. 120 trips an hour per role is the most this allows.
-pub const REFRESH_FLOOR: Duration = Duration::from_secs(30);
+/// not turn into a loop. 360 trips an hour per role is the most this allows; real STS
+/// sessions last at least 15 minutes, so a healthy account makes a handful.
+pub const REFRESH_FLOOR: Duration = Duration::from_secs(10);
 
 /// The most unattended logins one IdP session makes in any hour. Each needs the IdP to have
 /// ended the session again after the person approved the last one; past this, the next one
@@ -169,8 +170,13 @@ pub struct TripOutcome {
 /// The account's next phase after a trip. `prev` is the phase the trip started from.
 pub fn decide(prev: Phase, outcome: &TripOutcome, now: OffsetDateTime) -> Phase {
     match &outcome.failure {
+        // Whatever the credentials say, the next automatic trip is at least the floor away:
+        // a deadline already past (a role the trip did not renew, a clock jump) must not
+        // turn the scheduler into a loop.
         None => Phase::Active {
-            refresh_at: outcome.next_refresh,
+            refresh_at: outcome
+                .next_refresh
+                .map(|at| at.max(add(now, REFRESH_FLOOR))),
         },
         Some(Failure::Transient { retry_after }) => {
             let attempts = match prev {
@@ -190,7 +196,7 @@ pub fn decide(prev: Phase, outcome: &TripOutcome, now: OffsetDateTime) -> Phase 
         // work keep being refreshed.
         Some(Failure::Refused) => match outcome.next_refresh {
             Some(at) => Phase::Active {
-                refresh_at: Some(at),
+                refresh_at: Some(at.max(add(now, REFRESH_FLOOR))),
             },
             None => Phase::Refused,
         },
@@ -484,7 +490,7 @@ mod tests {
         else {
             panic!("{first:?}")
         };
-        assert!(retry_at >= NOW + time::Duration::seconds(30), "{retry_at}");
+        assert!(retry_at >= NOW + time::Duration::seconds(24), "{retry_at}");
         let second = decide(first, &outcome, NOW);
         assert!(
             matches!(second, Phase::Backoff { attempts: 2, .. }),
@@ -559,11 +565,11 @@ mod tests {
         // ...but never sooner than the floor, even for credentials that die at once.
         assert_eq!(
             floored_refresh(NOW, secs(1), twenty, time::Duration::ZERO),
-            secs(30)
+            secs(10)
         );
         assert_eq!(
             floored_refresh(NOW, secs(-60), twenty, time::Duration::ZERO),
-            secs(30)
+            secs(10)
         );
         assert!(short_lived(NOW, secs(1), twenty));
         assert!(!short_lived(NOW, hour, twenty));

@@ -66,6 +66,9 @@ pub(super) struct AccountData {
     pub(super) generation: u64,
     /// The running login or refresh, which every other request joins.
     pub(super) flight: Option<(FlightKind, FlightWatch)>,
+    /// The task of a background trip, so that a config change can stop it: the slot it
+    /// works for is being replaced, and the new one starts its own.
+    pub(super) trip_task: Option<tokio::task::AbortHandle>,
     /// The roles of the last assertion.
     pub(super) roles: Vec<RolePair>,
     pub(super) creds: BTreeMap<String, HeldCredentials>,
@@ -86,6 +89,7 @@ impl Default for AccountData {
             phase: Phase::Idle,
             generation: 0,
             flight: None,
+            trip_task: None,
             roles: Vec::new(),
             creds: BTreeMap::new(),
             wanted: BTreeSet::new(),

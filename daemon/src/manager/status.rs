@@ -105,6 +105,11 @@ pub(super) fn role_statuses(
     let default = saml::default_role(&data.roles, account.role.as_deref())
         .ok()
         .map(|p| p.role_arn.clone());
+    let scheduled = match data.phase {
+        Phase::Active { refresh_at } => refresh_at,
+        Phase::Backoff { retry_at, .. } => Some(retry_at),
+        _ => None,
+    };
     data.creds
         .iter()
         .filter(|(_, held)| held.creds.expiration > now)
@@ -112,7 +117,11 @@ pub(super) fn role_statuses(
             role_arn: arn.clone(),
             assumed_role_arn: held.creds.assumed_role_arn.clone(),
             expires_at: Some(rfc3339(held.creds.expiration)),
-            next_refresh_at: (!data.refused.contains_key(arn)).then(|| rfc3339(held.refresh_at)),
+            // What the scheduler will do, not what the credentials would like: nothing while
+            // the account waits for a person, the retry during a backoff.
+            next_refresh_at: scheduled
+                .filter(|_| !data.refused.contains_key(arn))
+                .map(|at| rfc3339(held.refresh_at.max(at))),
             default: default.as_deref() == Some(arn.as_str()),
             warning: held.short_lived.then(|| {
                 format!(
@@ -134,7 +143,10 @@ fn account_status(slot: &AccountSlot, now: OffsetDateTime) -> AccountStatus {
     };
     let data = slot.data();
     let roles = role_statuses(account, &data, now);
-    let state = match data.flight.as_ref().map(|(kind, _)| *kind) {
+    let flight = data.flight.as_ref().map(|(kind, _)| *kind);
+    // A flight still running after a logout stores nothing: the logout is what stands.
+    let flight = flight.filter(|_| data.phase != Phase::LoggedOut);
+    let state = match flight {
         Some(FlightKind::Login) => AccountState::LoggingIn,
         Some(FlightKind::Refresh) => AccountState::Refreshing,
         None => match data.phase {

@@ -79,7 +79,16 @@ impl Manager {
         let failure = result.as_ref().err().map(|e| e.failure.clone());
         if attended && matches!(failure, Some(Failure::NeedsPerson | Failure::SessionEnded)) {
             // What the person typed (or could not type) is shown to them where they typed
-            // it; it is not the account's state.
+            // it; it is not the account's state. Credentials still held keep their schedule.
+            if data.phase == Phase::Idle
+                && let Some(at) = data.next_refresh()
+            {
+                data.phase = Phase::Active {
+                    refresh_at: Some(at.max(policy::add(now, policy::REFRESH_FLOOR))),
+                };
+            }
+            drop(data);
+            self.schedule_changed.notify_one();
             return result.map_err(|e| e.error);
         }
         let outcome = TripOutcome {
@@ -283,13 +292,21 @@ impl Manager {
         let session = &slot.session;
         let (tx, _guard, generation) = loop {
             let now = self.clock.now();
+            // Lock order: an account before its session, never the other way round.
+            let (capable, never) = {
+                let data = slot.data();
+                (
+                    self.can_login_unattended(account, &data),
+                    data.creds.is_empty(),
+                )
+            };
             let waiting = {
                 let mut data = session.data();
                 if let Some(rx) = &data.login {
                     rx.clone()
                 } else {
                     if person.is_none() {
-                        self.may_login_unattended(slot, &data, now)?;
+                        may_login_unattended(account, &data, capable, never, now)?;
                         data.unattended_logins
                             .retain(|&t| t > now - time::Duration::HOUR);
                         data.unattended_logins.push(now);
@@ -395,55 +412,6 @@ impl Manager {
         })
     }
 
-    /// Checks the unattended-login rules for the session (under its lock).
-    fn may_login_unattended(
-        &self,
-        slot: &AccountSlot,
-        session: &super::state::SessionData,
-        now: OffsetDateTime,
-    ) -> Result<(), TripError> {
-        let account = &slot.account;
-        if let SessionPhase::NeedsPerson { reason } = &session.phase {
-            return Err(TripError::new(
-                Failure::NeedsPerson,
-                needs_person(account, reason),
-            ));
-        }
-        if !self.can_login_unattended(account, &slot.data()) {
-            let error = if session.phase == SessionPhase::None && slot.data().creds.is_empty() {
-                super::not_logged_in(account)
-            } else {
-                session_ended(account)
-            };
-            return Err(TripError::new(Failure::NeedsPerson, error));
-        }
-        if session
-            .phase
-            .may_login_unattended(now, &session.unattended_logins)
-        {
-            return Ok(());
-        }
-        let at = session
-            .phase
-            .next_unattended_at(now, &session.unattended_logins)
-            .unwrap_or_else(|| policy::add(now, policy::BACKOFF_BASE));
-        let wait = (at - now).try_into().unwrap_or(policy::BACKOFF_BASE);
-        Err(TripError::new(
-            Failure::Transient {
-                retry_after: Some(wait),
-            },
-            WireError::new(
-                ErrorCode::NeedsLogin,
-                format!(
-                    "the JumpCloud session for {} has ended; samld signs in again at {} (or run: samlctl login {})",
-                    account.name,
-                    rfc3339(at),
-                    account.name
-                ),
-            ),
-        ))
-    }
-
     /// A login with nobody at the keyboard: the password from `password_command` or the
     /// keyring, the second factor by push or `mfa_command`. Returns the result, whether it
     /// reached the person, and whether the password came from the keyring.
@@ -478,14 +446,26 @@ impl Manager {
                 }
                 SavedPassword::Unavailable(e) => {
                     // Locked, or not on D-Bus yet at boot: ask again later, never take it
-                    // for "no saved password".
-                    return Ok((
-                        Err(IdpError::Network {
-                            url: "the OS keyring".to_owned(),
-                            reason: format!("{e}; samld asks it again later"),
-                        }),
-                        false,
-                        false,
+                    // for "no saved password". Nothing was sent to the IdP.
+                    let never = slot.data().creds.is_empty() && slot.session.data().times.is_none();
+                    if never {
+                        // Never signed in here: the person must log in anyway; the keyring
+                        // is asked again at the next request.
+                        return Err(TripError::new(
+                            Failure::NeedsPerson,
+                            super::not_logged_in(account),
+                        ));
+                    }
+                    let (code, state) = (ErrorCode::NeedsLogin, "needs a new JumpCloud sign-in");
+                    return Err(TripError::new(
+                        Failure::Transient { retry_after: None },
+                        WireError::new(
+                            code,
+                            format!(
+                                "{name} {state}, and the saved password could not be read: {e} (samld asks the keyring again later; or run: samlctl login {name})",
+                                name = account.name
+                            ),
+                        ),
                     ));
                 }
             }
@@ -547,6 +527,56 @@ impl Manager {
     }
 }
 
+/// Checks the unattended-login rules for a session (under its lock), for an account that
+/// can (`capable`) or cannot sign in by itself and has (`never`: no) credentials yet.
+fn may_login_unattended(
+    account: &Account,
+    session: &super::state::SessionData,
+    capable: bool,
+    never: bool,
+    now: OffsetDateTime,
+) -> Result<(), TripError> {
+    if let SessionPhase::NeedsPerson { reason } = &session.phase {
+        return Err(TripError::new(
+            Failure::NeedsPerson,
+            needs_person(account, reason),
+        ));
+    }
+    if !capable {
+        let error = if session.phase == SessionPhase::None && never {
+            super::not_logged_in(account)
+        } else {
+            session_ended(account)
+        };
+        return Err(TripError::new(Failure::NeedsPerson, error));
+    }
+    if session
+        .phase
+        .may_login_unattended(now, &session.unattended_logins)
+    {
+        return Ok(());
+    }
+    let at = session
+        .phase
+        .next_unattended_at(now, &session.unattended_logins)
+        .unwrap_or_else(|| policy::add(now, policy::BACKOFF_BASE));
+    let wait = (at - now).try_into().unwrap_or(policy::BACKOFF_BASE);
+    Err(TripError::new(
+        Failure::Transient {
+            retry_after: Some(wait),
+        },
+        WireError::new(
+            ErrorCode::NeedsLogin,
+            format!(
+                "the JumpCloud session for {} has ended; samld signs in again at {} (or run: samlctl login {})",
+                account.name,
+                rfc3339(at),
+                account.name
+            ),
+        ),
+    ))
+}
+
 /// Clears a session's login marker however the login ends.
 struct SessionLoginGuard {
     session: Arc<SessionSlot>,
@@ -598,6 +628,8 @@ fn store(
         "credentials obtained"
     );
     data.refused.remove(&pair.role_arn);
+    // A role obtained is a role in use: it is kept fresh from now on.
+    data.wanted.insert(pair.role_arn.clone());
     data.creds.insert(
         pair.role_arn.clone(),
         HeldCredentials {
