@@ -7,6 +7,12 @@
 //! codes work once, a push must be accepted before its login, the session cookie is rotated
 //! when a login completes, and the SAML page needs a live session (else a 302 to `/login`).
 //!
+//! It can also give the answers the real service gives off the happy path (issue 11): a bare
+//! "MFA required." without factors ([`FakeUser::with_bare_mfa`]), a push denied as HTTP 401 on
+//! the poll ([`PushBehavior::DenyWith401AfterPolls`]), an app behind a policy only a browser
+//! passes ([`FakeApp::requiring_a_browser`]), and as faults an `{"error": ...}` body, a 302 to
+//! the login page, HTTP 429 with `Retry-After`, and bodies of any size ([`Fault`]).
+//!
 //! Every answer is generated from a single mutex-guarded state, so the counters
 //! ([`FakeJumpCloudStats`]) always agree with what the server did.
 
