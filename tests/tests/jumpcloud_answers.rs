@@ -365,16 +365,19 @@ fn an_endless_saml_page_is_cut_off_at_the_cap() {
     w.jc.inject(Endpoint::SamlPage, Fault::Oversized(200 * MIB), 1);
     let text = w.login_fails(&[]);
     let (sent, peak) = (w.stats().oversized_bytes_sent, w.daemon_peak_rss());
-    eprintln!("samld read {sent} bytes of the page; its peak RSS: {peak} bytes");
+    eprintln!(
+        "the fake handed {sent} bytes of the page to the connection; samld's peak RSS: {peak} bytes"
+    );
     assert!(
         text.contains(
             "JumpCloud's answer to GET /saml2/aws is larger than 1 MiB, samld's limit for a page"
         ),
         "{text}"
     );
+    // What samld did not read went no further than the kernel's socket buffers.
     assert!(
         sent < 16 * MIB,
-        "samld read {sent} bytes of the 200 MiB page"
+        "the fake handed {sent} bytes of the 200 MiB page to the connection"
     );
     assert!(peak < 64 * MIB, "samld's peak RSS was {peak} bytes");
     // Still serving, and the next login works.
