@@ -17,14 +17,17 @@ use std::time::Duration;
 
 use aws_sdk_sts::config::endpoint::{DefaultResolver, Params as EndpointParams, ResolveEndpoint};
 use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::config::interceptors::BeforeDeserializationInterceptorContextMut;
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::{BehaviorVersion, Region, SharedHttpClient};
+use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role_with_saml::{
     AssumeRoleWithSAMLError, AssumeRoleWithSamlOutput,
 };
 use aws_smithy_http_client::tls;
+use aws_smithy_types::body::SdkBody;
 use samld_proto::Secret;
 use time::OffsetDateTime;
 use tracing::debug;
@@ -207,6 +210,36 @@ struct TargetClient {
 /// How long an idle connection to STS is kept for the next call.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most samld reads of an STS answer. A real AssumeRoleWithSAML answer is 2–3 KiB (the
+/// session token is the biggest part, about 1 KiB); reading whatever answers without a bound
+/// would let it grow the daemon's memory at will.
+pub const MAX_STS_BYTES: usize = 64 * 1024;
+
+/// Puts [`MAX_STS_BYTES`] on every answer's body before the SDK reads it: the SDK reads
+/// non-streaming answers whole, with no limit of its own. The body is read chunk by chunk
+/// through the cap, so no more than the cap (and one chunk) is ever held.
+#[derive(Debug)]
+struct CapAnswer;
+
+impl Intercept for CapAnswer {
+    fn name(&self) -> &'static str {
+        "samld::sts::CapAnswer"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let response = context.response_mut();
+        let body = response.take_body();
+        *response.body_mut() =
+            SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_STS_BYTES));
+        Ok(())
+    }
+}
+
 /// The SDK's name for the partition-global endpoint (`https://sts.amazonaws.com`, signing
 /// region us-east-1): what saml2aws reaches when the account has no region.
 const GLOBAL_REGION: &str = "aws-global";
@@ -261,6 +294,7 @@ impl SdkSts {
         let mut config = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .http_client(self.http_client.clone())
+            .interceptor(CapAnswer)
             .region(region)
             .timeout_config(
                 TimeoutConfig::builder()
@@ -422,6 +456,14 @@ fn map_sdk_error(
             };
             network(format!("{what}: {}", causes(&err)))
         }
+        SdkError::ResponseError(_) if over_the_cap(&err) => StsError::BadResponse {
+            reason: format!(
+                "the answer to AssumeRoleWithSAML is larger than {} KiB, samld's limit for an \
+                 STS answer (a real one is 2–3 KiB), so samld stopped reading it: something \
+                 other than STS answered at {endpoint}; check `sts_endpoint` and any proxy",
+                MAX_STS_BYTES / 1024
+            ),
+        },
         // The connection broke while the answer was being read.
         SdkError::ResponseError(_) => network(format!("the answer was cut off: {}", causes(&err))),
         SdkError::ServiceError(context) => {
@@ -449,6 +491,18 @@ fn map_sdk_error(
             error_chain(&other)
         )),
     }
+}
+
+/// Whether the answer was cut off by [`CapAnswer`].
+fn over_the_cap(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The causes of `err` without its own text ("dispatch failure", "response error"), which

@@ -96,9 +96,10 @@ fuzz_target!(|data: &[u8]| {
             check_text(&format!("{error:?}"));
             match &error {
                 StsError::Service { status: got, .. } => assert_eq!(*got, Some(status)),
-                StsError::BadResponse { .. } => {
+                // Any status for an answer over samld's cap, which is cut off unread.
+                StsError::BadResponse { reason } => {
                     assert!(
-                        (200..300).contains(&status),
+                        (200..300).contains(&status) || reason.contains("larger than"),
                         "BadResponse for HTTP {status}"
                     )
                 }

@@ -7,6 +7,12 @@
 //! codes work once, a push must be accepted before its login, the session cookie is rotated
 //! when a login completes, and the SAML page needs a live session (else a 302 to `/login`).
 //!
+//! It can also give the answers the real service gives off the happy path (issue 11): a bare
+//! "MFA required." without factors ([`FakeUser::with_bare_mfa`]), a push denied as HTTP 401 on
+//! the poll ([`PushBehavior::DenyWith401AfterPolls`]), an app behind a policy only a browser
+//! passes ([`FakeApp::requiring_a_browser`]), and as faults an `{"error": ...}` body, a 302 to
+//! the login page, HTTP 429 with `Retry-After`, and bodies of any size ([`Fault`]).
+//!
 //! Every answer is generated from a single mutex-guarded state, so the counters
 //! ([`FakeJumpCloudStats`]) always agree with what the server did.
 
@@ -57,6 +63,9 @@ pub struct FakeUser {
     pub totp_codes: Vec<String>,
     /// How the user answers pushes.
     pub push: PushBehavior,
+    /// Ask for the second factor with a bare `401 {"message":"MFA required."}`, without the
+    /// `factors` list (as in the exchange a JumpCloud engineer posted in saml2aws #230).
+    pub bare_mfa: bool,
 }
 
 impl FakeUser {
@@ -68,7 +77,14 @@ impl FakeUser {
             factors: Vec::new(),
             totp_codes: Vec::new(),
             push: PushBehavior::AcceptAfterPolls(1),
+            bare_mfa: false,
         }
+    }
+
+    /// Asks for the second factor without listing the factors (see [`FakeUser::bare_mfa`]).
+    pub fn with_bare_mfa(mut self) -> Self {
+        self.bare_mfa = true;
+        self
     }
 
     /// Adds a factor (`totp`, `push`, `webauthn`, `duo`) with a status (`available`,
@@ -125,6 +141,9 @@ pub enum PushBehavior {
     ExpireAfterPolls(u32),
     /// Stays `pending` until its `expiresAt` passes, then `expired`.
     NeverAnswer,
+    /// Denied from the Nth poll on, answered as HTTP 401 on the poll rather than as
+    /// `{"status":"denied"}` (how saml2aws's own tests model a denial).
+    DenyWith401AfterPolls(u32),
 }
 
 /// An AWS app: `/saml2/{name}`.
@@ -136,6 +155,10 @@ pub struct FakeApp {
     pub roles: Vec<String>,
     /// The SessionDuration attribute.
     pub session_duration: Option<u32>,
+    /// A policy (conditional access, device trust) that lets only a browser into this app:
+    /// the API login succeeds, and the app URL then answers a page that is neither the login
+    /// page nor the SAML form (saml2aws #771).
+    pub browser_only: bool,
 }
 
 impl FakeApp {
@@ -148,7 +171,14 @@ impl FakeApp {
                 .map(|(r, p)| saml_builder::role_value(r, p))
                 .collect(),
             session_duration: Some(3600),
+            browser_only: false,
         }
+    }
+
+    /// Puts the app behind a policy only a browser passes (see [`FakeApp::browser_only`]).
+    pub fn requiring_a_browser(mut self) -> Self {
+        self.browser_only = true;
+        self
     }
 }
 
@@ -244,6 +274,11 @@ pub struct FakeJumpCloudStats {
     pub login_redirects: u64,
     /// Faults injected so far (all kinds).
     pub faults_served: u64,
+    /// Bytes of [`Fault::Oversized`] bodies handed to the connection so far: how much of an
+    /// endless answer the client actually read.
+    pub oversized_bytes_sent: u64,
+    /// App pages answered with the browser-only policy page ([`FakeApp::browser_only`]).
+    pub policy_pages: u64,
 }
 
 /// An endpoint faults can be injected into.
@@ -276,6 +311,28 @@ pub enum Fault {
     Delay(Duration),
     /// Send the status line and headers, then break the connection mid-body.
     Reset,
+    /// Answer this status with a JSON `{"error": <text>}` body (no `message`), as some
+    /// JumpCloud answers do (aws-jumpcloud reads `error`).
+    ErrorBody(u16, &'static str),
+    /// Answer `302 Found` to the console's login page (`/login`), as the password POST did
+    /// for aws-jumpcloud (issue #43).
+    RedirectToLogin,
+    /// Answer `429 Too Many Requests`, with this `Retry-After`.
+    Throttle(RetryAfter),
+    /// Answer `200` with a body of this many bytes, streamed without a `Content-Length`
+    /// (an HTML page for the SAML page, JSON-looking text elsewhere).
+    Oversized(u64),
+}
+
+/// The `Retry-After` header of a [`Fault::Throttle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// No `Retry-After` header.
+    Absent,
+    /// `Retry-After: N` (seconds).
+    Seconds(u64),
+    /// `Retry-After: <HTTP date>`, this long from when the answer is sent.
+    DateIn(Duration),
 }
 
 /// A running fake JumpCloud. Dropping it stops the server.
@@ -627,7 +684,7 @@ fn session_cookie(sid: &str) -> String {
 
 /// Takes the next injected fault of `endpoint`: an answer to send instead, or `None` to go on
 /// (after a delay, if that was the fault).
-async fn fault(inner: &Inner, endpoint: Endpoint) -> Option<Response> {
+async fn fault(inner: &Arc<Inner>, endpoint: Endpoint) -> Option<Response> {
     let fault = {
         let mut state = inner.lock();
         let fault = state
@@ -672,6 +729,95 @@ async fn fault(inner: &Inner, endpoint: Endpoint) -> Option<Response> {
                 .body(Body::new(BrokenBody))
                 .expect("a static response"),
         ),
+        Fault::ErrorBody(code, text) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+            Some((status, Json(json!({ "error": text }))).into_response())
+        }
+        Fault::RedirectToLogin => Some(
+            (
+                StatusCode::FOUND,
+                [(LOCATION, HeaderValue::from_static("/login?context=sso"))],
+            )
+                .into_response(),
+        ),
+        Fault::Throttle(retry_after) => {
+            let mut response = message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            let value = match retry_after {
+                RetryAfter::Absent => None,
+                RetryAfter::Seconds(n) => Some(n.to_string()),
+                RetryAfter::DateIn(d) => {
+                    Some(httpdate::fmt_http_date(std::time::SystemTime::now() + d))
+                }
+            };
+            if let Some(v) = value {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from_str(&v).expect("ascii"),
+                );
+            }
+            Some(response)
+        }
+        Fault::Oversized(len) => {
+            let html = endpoint == Endpoint::SamlPage;
+            Some(
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(
+                        CONTENT_TYPE,
+                        if html {
+                            "text/html; charset=utf-8"
+                        } else {
+                            "application/json"
+                        },
+                    )
+                    .body(Body::new(EndlessBody {
+                        inner: Arc::clone(inner),
+                        left: len,
+                        html,
+                        started: false,
+                    }))
+                    .expect("a static response"),
+            )
+        }
+    }
+}
+
+/// A body of a given size, made up as it is sent (never held whole), counting what it hands
+/// to the connection in [`FakeJumpCloudStats::oversized_bytes_sent`].
+struct EndlessBody {
+    inner: Arc<Inner>,
+    left: u64,
+    html: bool,
+    started: bool,
+}
+
+impl HttpBody for EndlessBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        const CHUNK: u64 = 64 * 1024;
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(CHUNK);
+        let mut chunk = vec![b'a'; n as usize];
+        if !self.started {
+            let head: &[u8] = if self.html {
+                b"<!DOCTYPE html><html><body><p>"
+            } else {
+                b"{\"xsrf\":\""
+            };
+            let k = head.len().min(chunk.len());
+            chunk[..k].copy_from_slice(&head[..k]);
+            self.started = true;
+        }
+        self.left -= n;
+        self.inner.lock().stats.oversized_bytes_sent += n;
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(chunk)))))
     }
 }
 
@@ -845,6 +991,9 @@ async fn auth(State(inner): Shared, headers: HeaderMap, body: Bytes) -> Response
         if let Some(session) = state.sessions.get_mut(&sid) {
             session.pending = Some((key, redirect_to));
         }
+        if user.user.bare_mfa {
+            return message(StatusCode::UNAUTHORIZED, MFA_REQUIRED);
+        }
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({ "message": MFA_REQUIRED, "factors": factors })),
@@ -936,6 +1085,7 @@ async fn push_poll(State(inner): Shared, Path(id): Path<String>, headers: Header
             PushBehavior::DenyAfterPolls(n) => ("denied", push.polls >= n),
             PushBehavior::ExpireAfterPolls(n) => ("expired", push.polls >= n),
             PushBehavior::NeverAnswer => ("pending", false),
+            PushBehavior::DenyWith401AfterPolls(n) => ("denied", push.polls >= n),
         };
         if reached {
             push.status = status;
@@ -947,6 +1097,9 @@ async fn push_poll(State(inner): Shared, Path(id): Path<String>, headers: Header
         }
     }
     let push = &state.pushes[&id];
+    if push.status == "denied" && matches!(push.behavior, PushBehavior::DenyWith401AfterPolls(_)) {
+        return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
     Json(push_json(&id, push)).into_response()
 }
 
@@ -1021,6 +1174,10 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
         )
             .into_response();
     };
+    if app.browser_only {
+        state.stats.policy_pages += 1;
+        return Html(POLICY_PAGE).into_response();
+    }
     let mut spec = SamlSpec::new(&email, &[]);
     spec.roles = app.roles.clone();
     spec.session_duration = app.session_duration;
@@ -1034,6 +1191,14 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
     state.stats.saml_pages += 1;
     Html(page).into_response()
 }
+
+/// What a browser-only app (conditional access, device trust) answers a signed-in API
+/// client: a page of the console's single-page app, with neither the login form nor the SAML
+/// form in it.
+const POLICY_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>JumpCloud</title></head>\n\
+     <body><div id=\"root\"><h1>Verify your device</h1><p>Your organization's policy \
+     requires a trusted device to access this application.</p></div>\n\
+     <script src=\"/userportal/app.js\"></script></body></html>\n";
 
 /// Where the SAML page sends browsers without a session.
 async fn login_page() -> Html<&'static str> {

@@ -701,3 +701,292 @@ async fn the_saml_page_needs_a_session_and_looks_like_a_real_idp_page() {
     assert!(xml.contains(DEFAULT_ROLE_ARN), "{xml}");
     assert_eq!(fake.stats().saml_pages, 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// JumpCloud as it really answers (issue 11): the typed errors the session manager decides on.
+// The messages users see are asserted end to end in `jumpcloud_answers.rs`.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_app_slug_with_login_in_it_is_not_the_login_page() {
+    let app = samld_tests::fake_jumpcloud::FakeApp::new(
+        "login",
+        &[(
+            DEFAULT_ROLE_ARN,
+            samld_tests::fake_jumpcloud::DEFAULT_PROVIDER_ARN,
+        )],
+    );
+    let fake = FakeJumpCloud::start(FakeJumpCloudConfig {
+        apps: vec![app],
+        ..FakeJumpCloudConfig::default()
+    })
+    .await;
+    let mut s = settings(&fake, DEFAULT_EMAIL, MfaMode::Auto);
+    s.app_url = fake.app_url("login");
+    let jc = JumpCloud::new(s).unwrap();
+    let mut io = ScriptedInteraction::with_password(DEFAULT_PASSWORD);
+    jc.login(&mut io).await.expect("login");
+    jc.assertion_from_session().await.expect("session reuse");
+    // The real login page still means a lost session.
+    fake.expire_all_sessions();
+    assert_eq!(
+        jc.assertion_from_session().await.unwrap_err(),
+        IdpError::SessionExpired
+    );
+}
+
+#[tokio::test]
+async fn a_bare_mfa_challenge_sends_the_code_in_the_same_post() {
+    let fake = start_with(
+        mfa_user()
+            .with_factor("totp", "available")
+            .with_totp_codes(&["123456"])
+            .with_bare_mfa(),
+    )
+    .await;
+    let jc = provider(&fake, MFA_EMAIL, MfaMode::Auto);
+    let mut io = ScriptedInteraction::with_password(MFA_PASSWORD).then_code("123456");
+    jc.login(&mut io).await.expect("login");
+    let stats = fake.stats();
+    assert_eq!((stats.totp_accepted, stats.xsrf_requests), (1, 1));
+}
+
+#[tokio::test]
+async fn a_bare_mfa_challenge_without_a_code_or_with_mfa_none_is_unnamed_mfa() {
+    let fake = start_with(
+        mfa_user()
+            .with_factor("totp", "available")
+            .with_factor("push", "available")
+            .with_bare_mfa(),
+    )
+    .await;
+    let auto = provider(&fake, MFA_EMAIL, MfaMode::Auto);
+    let err = auto
+        .login(&mut ScriptedInteraction::with_password(MFA_PASSWORD))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, IdpError::MfaUnnamed { configured, reason: Some(_) } if configured == "auto"),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    let none = provider(&fake, MFA_EMAIL, MfaMode::None);
+    let err = none
+        .login(&mut ScriptedInteraction::with_password(MFA_PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        IdpError::MfaUnnamed {
+            configured: "none".to_owned(),
+            reason: None
+        }
+    );
+    // No push guessed: only `mfa = "push"` starts one.
+    assert_eq!(fake.stats().pushes_started, 0);
+    let push = provider(&fake, MFA_EMAIL, MfaMode::Push);
+    push.login(&mut ScriptedInteraction::with_password(MFA_PASSWORD))
+        .await
+        .expect("push login");
+    assert_eq!(fake.stats().pushes_accepted, 1);
+}
+
+#[tokio::test]
+async fn a_push_denied_as_http_401_is_push_denied() {
+    let fake = start_with(
+        mfa_user()
+            .with_factor("push", "available")
+            .with_push(PushBehavior::DenyWith401AfterPolls(1)),
+    )
+    .await;
+    let jc = provider(&fake, MFA_EMAIL, MfaMode::Push);
+    let err = jc
+        .login(&mut ScriptedInteraction::with_password(MFA_PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(err, IdpError::PushDenied);
+}
+
+#[tokio::test]
+async fn an_error_body_is_jumpclouds_error_and_not_a_wrong_password() {
+    let fake = FakeJumpCloud::start(FakeJumpCloudConfig::default()).await;
+    fake.inject(
+        Endpoint::Auth,
+        Fault::ErrorBody(401, "Account suspended."),
+        1,
+    );
+    let jc = provider(&fake, DEFAULT_EMAIL, MfaMode::Auto);
+    let err = jc
+        .login(&mut ScriptedInteraction::with_password(DEFAULT_PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        IdpError::JumpCloudError {
+            request: "POST /userconsole/auth".to_owned(),
+            status: 401,
+            error: "Account suspended.".to_owned(),
+        }
+    );
+    assert!(!err.is_transient());
+    // A 5xx with an error body stays a transient server error.
+    fake.inject(Endpoint::Xsrf, Fault::ErrorBody(503, "down"), 1);
+    let err = jc
+        .login(&mut ScriptedInteraction::with_password(DEFAULT_PASSWORD))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IdpError::UnexpectedStatus { status: 503, .. }) && err.is_transient(),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_the_login_page_from_the_password_post() {
+    let fake = FakeJumpCloud::start(FakeJumpCloudConfig::default()).await;
+    fake.inject(Endpoint::Auth, Fault::RedirectToLogin, 1);
+    let jc = provider(&fake, DEFAULT_EMAIL, MfaMode::Auto);
+    let err = jc
+        .login(&mut ScriptedInteraction::with_password(DEFAULT_PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        IdpError::SentToLoginPage {
+            request: "POST /userconsole/auth".to_owned()
+        }
+    );
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn throttling_on_any_request_carries_retry_after() {
+    use samld_tests::fake_jumpcloud::RetryAfter;
+    let fake = FakeJumpCloud::start(FakeJumpCloudConfig::default()).await;
+    let jc = provider(&fake, DEFAULT_EMAIL, MfaMode::Auto);
+    let login = || async {
+        jc.login(&mut ScriptedInteraction::with_password(DEFAULT_PASSWORD))
+            .await
+            .unwrap_err()
+    };
+    fake.inject(Endpoint::Xsrf, Fault::Throttle(RetryAfter::Seconds(30)), 1);
+    let err = login().await;
+    assert_eq!(
+        err,
+        IdpError::Throttled {
+            request: "GET /userconsole/xsrf".to_owned(),
+            retry_after: Some(Duration::from_secs(30)),
+        }
+    );
+    assert!(err.is_transient());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+
+    fake.inject(
+        Endpoint::Auth,
+        Fault::Throttle(RetryAfter::DateIn(Duration::from_secs(300))),
+        1,
+    );
+    let err = login().await;
+    let wait = err.retry_after().expect("a wait from the HTTP date");
+    // HTTP dates have whole seconds.
+    assert!(
+        wait > Duration::from_secs(297) && wait <= Duration::from_secs(300),
+        "{wait:?}"
+    );
+    assert!(
+        matches!(&err, IdpError::Throttled { request, .. } if request == "POST /userconsole/auth")
+    );
+
+    fake.inject(Endpoint::SamlPage, Fault::Throttle(RetryAfter::Absent), 1);
+    let err = login().await;
+    assert_eq!(
+        err,
+        IdpError::Throttled {
+            request: format!("GET /saml2/{DEFAULT_APP}"),
+            retry_after: None,
+        }
+    );
+    assert!(err.is_transient());
+
+    // From the session too: the probe.
+    fake.inject(
+        Endpoint::SelfProbe,
+        Fault::Throttle(RetryAfter::Seconds(5)),
+        1,
+    );
+    let err = jc.assertion_from_session().await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn a_browser_only_app_is_browser_required_at_login_and_from_the_session() {
+    let app = samld_tests::fake_jumpcloud::FakeApp::new(
+        DEFAULT_APP,
+        &[(
+            DEFAULT_ROLE_ARN,
+            samld_tests::fake_jumpcloud::DEFAULT_PROVIDER_ARN,
+        )],
+    )
+    .requiring_a_browser();
+    let fake = FakeJumpCloud::start(FakeJumpCloudConfig {
+        apps: vec![app],
+        ..FakeJumpCloudConfig::default()
+    })
+    .await;
+    let jc = provider(&fake, DEFAULT_EMAIL, MfaMode::Auto);
+    let expected = IdpError::BrowserRequired {
+        request: format!("GET /saml2/{DEFAULT_APP}"),
+        url: fake.app_url(DEFAULT_APP),
+    };
+    let err = jc
+        .login(&mut ScriptedInteraction::with_password(DEFAULT_PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(err, expected);
+    assert!(!err.is_transient());
+    // The sign-in itself succeeded and is kept; the session meets the same policy.
+    assert_eq!(jc.assertion_from_session().await.unwrap_err(), expected);
+    assert_eq!(fake.stats().policy_pages, 2);
+}
+
+#[tokio::test]
+async fn oversized_answers_are_cut_off_at_their_caps() {
+    use samld::idp::jumpcloud::{MAX_JSON_BYTES, MAX_PAGE_BYTES};
+    let fake = FakeJumpCloud::start(FakeJumpCloudConfig::default()).await;
+    let jc = provider(&fake, DEFAULT_EMAIL, MfaMode::Auto);
+    // Just over the cap fails; the real answers (far under it) pass.
+    fake.inject(
+        Endpoint::SamlPage,
+        Fault::Oversized(MAX_PAGE_BYTES as u64 + 1),
+        1,
+    );
+    let err = jc
+        .login(&mut ScriptedInteraction::with_password(DEFAULT_PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        IdpError::TooLarge {
+            request: format!("GET /saml2/{DEFAULT_APP}"),
+            limit: MAX_PAGE_BYTES,
+            kind: "a page",
+        }
+    );
+    fake.inject(
+        Endpoint::SelfProbe,
+        Fault::Oversized(64 * MAX_JSON_BYTES as u64),
+        1,
+    );
+    // The probe's success is not read; a huge page from the session is cut off as well.
+    fake.inject(
+        Endpoint::SamlPage,
+        Fault::Oversized(16 * MAX_PAGE_BYTES as u64),
+        1,
+    );
+    let err = jc.assertion_from_session().await.unwrap_err();
+    assert!(
+        matches!(err, IdpError::TooLarge { limit, .. } if limit == MAX_PAGE_BYTES),
+        "{err:?}"
+    );
+    jc.assertion_from_session().await.expect("session reuse");
+}

@@ -590,3 +590,120 @@ async fn a_dropped_fake_stops_answering_even_on_pooled_connections() {
         .unwrap_err();
     assert!(matches!(err, StsError::Network { .. }), "{err:?}");
 }
+
+/// A server on loopback that answers every request with `200 OK` and an XML body of `total`
+/// bytes that never closes its elements, sent in chunks; it counts the bytes it managed to
+/// hand to the connections (a client that stops reading makes the writes fail).
+async fn endless_sts(
+    total: u64,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                // The request: headers, then Content-Length bytes of form body.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                let body_start = loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..body_start]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while request.len() < body_start + length {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut left = total;
+                let mut first = true;
+                while left > 0 {
+                    let n = left.min(64 * 1024) as usize;
+                    let mut data = vec![b'a'; n];
+                    if first {
+                        let open = b"<AssumeRoleWithSAMLResponse><AssumeRoleWithSAMLResult><X>";
+                        data[..open.len()].copy_from_slice(open);
+                        first = false;
+                    }
+                    let mut chunk = format!("{n:x}\r\n").into_bytes();
+                    chunk.extend_from_slice(&data);
+                    chunk.extend_from_slice(b"\r\n");
+                    if stream.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(n as u64, Ordering::SeqCst);
+                    left -= n as u64;
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    (url, sent, task)
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_off_at_the_cap() {
+    use samld::sts::MAX_STS_BYTES;
+    const TOTAL: u64 = 256 * 1024 * 1024;
+    let (url, sent, server) = endless_sts(TOTAL).await;
+    let assertion = fresh_assertion();
+    let err = client()
+        .assume_role_with_saml(&target(url.clone()), &request(DEV_ROLE, &assertion, 3600))
+        .await
+        .unwrap_err();
+    let read = sent.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("{err}\nthe server handed {read} bytes to the connections");
+    assert!(
+        matches!(err, StsError::BadResponse { .. }) && !err.is_transient(),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            "the answer to AssumeRoleWithSAML is larger than {} KiB, samld's limit for an STS \
+             answer",
+            MAX_STS_BYTES / 1024
+        )) && err.to_string().contains(&url),
+        "{err}"
+    );
+    // Each attempt (the SDK may retry a broken answer) stops at the cap; the rest of what the
+    // server managed to send went into the kernel's socket buffers (a few MiB each).
+    assert!(read < TOTAL / 4, "the server sent {read} of {TOTAL} bytes");
+    assert_no_secrets(&err, &assertion);
+    server.abort();
+}

@@ -16,10 +16,10 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Once, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::cookie::{CookieStore as _, Jar};
-use reqwest::header::{ACCEPT, COOKIE, HeaderValue, LOCATION};
+use reqwest::header::{ACCEPT, COOKIE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, Url, redirect};
 use samld_proto::Secret;
 use serde::Deserialize;
@@ -44,6 +44,23 @@ const USER_AGENT: &str = concat!("samld/", env!("CARGO_PKG_VERSION"));
 /// 90 s wakes an idle daemon once per client a minute and a half after each login or
 /// refresh.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most samld reads of a page from JumpCloud (the SAML page of the app). A real SAML page
+/// is a few KiB (the assertion of a user with dozens of roles stays well under 100 KiB);
+/// anything bigger is not JumpCloud, and reading it whole would let whatever answers grow the
+/// daemon's memory without bound.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+/// The most samld reads of a JSON answer from JumpCloud (XSRF token, sign-in, push, session
+/// probe): real ones are a few hundred bytes.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// The longest `Retry-After` samld passes on: a larger one (a bogus date, or years) would stop
+/// an account's refreshes for that long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The longest piece of JumpCloud's own error text kept for a message.
+const MAX_ERROR_TEXT: usize = 200;
 
 /// The `mfa` config value as written in the config file, for messages.
 fn mfa_name(mode: MfaMode) -> &'static str {
@@ -226,14 +243,17 @@ struct AuthReply {
     #[serde(rename = "redirectTo")]
     redirect_to: Option<String>,
     message: Option<String>,
-    error: Option<String>,
+    /// Any JSON: some answers carry an object here rather than a string.
+    error: Option<serde_json::Value>,
     factors: Option<Vec<OfferedFactor>>,
 }
 
 impl AuthReply {
     /// JumpCloud's explanation, whichever key carries it.
     fn explanation(&self) -> Option<String> {
-        self.message.clone().or_else(|| self.error.clone())
+        self.message
+            .clone()
+            .or_else(|| self.error.as_ref().and_then(error_text))
     }
 
     fn asks_for_mfa(&self) -> bool {
@@ -269,15 +289,47 @@ struct PushStatus {
 #[derive(Deserialize)]
 struct MessageOnly {
     message: Option<String>,
-    error: Option<String>,
+    error: Option<serde_json::Value>,
 }
 
 /// Where an answer of `POST /userconsole/auth` leads.
 enum AuthStep {
     /// Logged in: fetch the SAML page here.
     Done(Url),
-    /// A second factor is needed; these are the factors JumpCloud listed.
-    Mfa(Vec<OfferedFactor>),
+    /// A second factor is needed; these are the factors JumpCloud listed, or `None` for a
+    /// bare "MFA required." that names none.
+    Mfa(Option<Vec<OfferedFactor>>),
+}
+
+/// What an answer is expected to be, for its size cap.
+#[derive(Clone, Copy)]
+enum BodyKind {
+    Json,
+    Page,
+}
+
+impl BodyKind {
+    fn limit(self) -> usize {
+        match self {
+            BodyKind::Json => MAX_JSON_BYTES,
+            BodyKind::Page => MAX_PAGE_BYTES,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BodyKind::Json => "a JSON answer",
+            BodyKind::Page => "a page",
+        }
+    }
+}
+
+/// A whole (capped) answer.
+struct Answer {
+    status: StatusCode,
+    /// The `Location` header, for the redirects of the API client (which follows none).
+    location: Option<String>,
+    body: Vec<u8>,
 }
 
 /// Which `POST /userconsole/auth` is being answered: the password alone, or password + code.
@@ -423,7 +475,7 @@ impl JumpCloud {
         const NAME: &str = "GET /userconsole/xsrf";
         let url = self.console_endpoint("/userconsole/xsrf");
         let request = self.api_request(session, Method::GET, &url, None)?;
-        let (status, body) = exchange(request, NAME, &url).await?;
+        let Answer { status, body, .. } = exchange(request, NAME, &url, BodyKind::Json).await?;
         if status != StatusCode::OK {
             return Err(unexpected_status(NAME, status, &body));
         }
@@ -471,9 +523,16 @@ impl JumpCloud {
                 password: password.expose(),
                 otp: otp.map_or("", Secret::expose),
             });
-        let (status, body) = exchange(request, NAME, &url).await?;
+        let Answer {
+            status,
+            location,
+            body,
+        } = exchange(request, NAME, &url, BodyKind::Json).await?;
         if status.is_server_error() {
             return Err(unexpected_status(NAME, status, &body));
+        }
+        if status.is_redirection() {
+            return Err(self.redirected(NAME, &url, status, location.as_deref()));
         }
         let reply: AuthReply = parse_json(NAME, status, &body)?;
         match status {
@@ -483,7 +542,7 @@ impl JumpCloud {
                 }
                 // Some clients saw JumpCloud ask for a factor on a 2xx; honour it.
                 if stage == AuthStage::Password && reply.asks_for_mfa() {
-                    return Ok(AuthStep::Mfa(reply.factors.unwrap_or_default()));
+                    return Ok(AuthStep::Mfa(reply.factors));
                 }
                 Err(IdpError::UnexpectedStatus {
                     request: NAME.to_owned(),
@@ -496,8 +555,16 @@ impl JumpCloud {
                 })
             }
             StatusCode::UNAUTHORIZED => match stage {
-                AuthStage::Password if reply.asks_for_mfa() => {
-                    Ok(AuthStep::Mfa(reply.factors.unwrap_or_default()))
+                AuthStage::Password if reply.asks_for_mfa() => Ok(AuthStep::Mfa(reply.factors)),
+                // Not the "Authentication failed." message: JumpCloud's own words, which may
+                // be about the account rather than the password (a saved password must not be
+                // dropped for them).
+                AuthStage::Password if reply.message.is_none() && reply.error.is_some() => {
+                    Err(IdpError::JumpCloudError {
+                        request: NAME.to_owned(),
+                        status: status.as_u16(),
+                        error: reply.explanation().unwrap_or_default(),
+                    })
                 }
                 AuthStage::Password => Err(IdpError::AuthFailed {
                     message: reply
@@ -510,12 +577,57 @@ impl JumpCloud {
                         .unwrap_or_else(|| "the code was not accepted".to_owned()),
                 }),
             },
-            _ => Err(IdpError::UnexpectedStatus {
-                request: NAME.to_owned(),
-                status: status.as_u16(),
-                message: reply.explanation(),
+            _ => Err(unexpected_status(NAME, status, &body)),
+        }
+    }
+
+    /// A redirect where a JSON answer was due (the API client follows none): to the login
+    /// page, or elsewhere.
+    fn redirected(
+        &self,
+        request: &str,
+        url: &Url,
+        status: StatusCode,
+        location: Option<&str>,
+    ) -> IdpError {
+        let target = location.and_then(|l| url.join(l).ok());
+        if target.as_ref().is_some_and(|t| self.is_login_page(t)) {
+            return IdpError::SentToLoginPage {
+                request: request.to_owned(),
+            };
+        }
+        IdpError::UnexpectedStatus {
+            request: request.to_owned(),
+            status: status.as_u16(),
+            message: Some(match target {
+                Some(t) => format!("a redirect to {}", redacted_url(&t)),
+                None => "a redirect".to_owned(),
             }),
         }
+    }
+
+    /// Whether `url` is JumpCloud's login page: `/login` (or below it, such as
+    /// `/login/admin`) on the console, where JumpCloud sends a browser without a session.
+    /// Compared by path segment, so that an app whose IdP URL merely contains the word (such
+    /// as `.../saml2/login-aws`) is never taken for it. The app's host counts too, in case
+    /// the SSO host serves the login page itself.
+    fn is_login_page(&self, url: &Url) -> bool {
+        let same_origin = |base: &Url| {
+            url.scheme() == base.scheme()
+                && url.host_str() == base.host_str()
+                && url.port_or_known_default() == base.port_or_known_default()
+        };
+        if !same_origin(&self.console) && !same_origin(&self.app) {
+            return false;
+        }
+        let base = self.console.path().trim_end_matches('/');
+        let path = url.path();
+        let rest = if same_origin(&self.console) {
+            path.strip_prefix(base).unwrap_or(path)
+        } else {
+            path
+        };
+        rest == "/login" || rest.starts_with("/login/")
     }
 
     fn resolve_redirect(&self, request: &str, target: &str) -> Result<Url, IdpError> {
@@ -543,9 +655,9 @@ impl JumpCloud {
         io: &mut dyn LoginInteraction,
         xsrf: &Secret,
         password: &Secret,
+        prompt: &str,
     ) -> Result<Url, IdpError> {
-        let prompt = format!("JumpCloud TOTP code for {}", self.username);
-        let code = io.mfa_code(&prompt).await?;
+        let code = io.mfa_code(prompt).await?;
         let code = Secret::new(code.expose().trim());
         if code.is_empty() {
             return Err(IdpError::MfaCodeUnavailable {
@@ -578,7 +690,7 @@ impl JumpCloud {
         let request = self
             .api_request(session, Method::POST, &url, Some(xsrf))?
             .json(&serde_json::json!({}));
-        let (status, body) = exchange(request, START, &url).await?;
+        let Answer { status, body, .. } = exchange(request, START, &url, BodyKind::Json).await?;
         if status != StatusCode::OK {
             return Err(unexpected_status(START, status, &body));
         }
@@ -604,7 +716,14 @@ impl JumpCloud {
         let mut polls: u32 = 0;
         loop {
             let request = self.api_request(session, Method::GET, &poll_url, Some(xsrf))?;
-            let (status, body) = exchange(request, POLL, &poll_url).await?;
+            let Answer { status, body, .. } =
+                exchange(request, POLL, &poll_url, BodyKind::Json).await?;
+            // How saml2aws's own tests model a denial: a 401 on the poll rather than
+            // `{"status":"denied"}`. The push exists (it was just started), so a 401 here is
+            // the phone's answer, not a lost session.
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(IdpError::PushDenied);
+            }
             if status != StatusCode::OK {
                 return Err(unexpected_status(POLL, status, &body));
             }
@@ -640,7 +759,8 @@ impl JumpCloud {
         let request = self
             .api_request(session, Method::POST, &login_url, Some(xsrf))?
             .json(&serde_json::json!({}));
-        let (status, body) = exchange(request, LOGIN, &login_url).await?;
+        let Answer { status, body, .. } =
+            exchange(request, LOGIN, &login_url, BodyKind::Json).await?;
         if status != StatusCode::OK {
             return Err(unexpected_status(LOGIN, status, &body));
         }
@@ -670,11 +790,11 @@ impl JumpCloud {
         if let Some(cookies) = self.explicit_console_cookies(session, url) {
             request = request.header(COOKIE, cookies);
         }
-        let response = request.send().await.map_err(|e| network_error(url, e))?;
+        let response = send(request, &name, url).await?;
         let status = response.status();
-        let landed_on_login = response.url().path().contains("/login");
-        debug!(request = %name, status = status.as_u16(), landed_on_login, "JumpCloud answered");
-        let body = response.bytes().await.map_err(|e| network_error(url, e))?;
+        let landed_on_login = self.is_login_page(response.url());
+        debug!(request = %name, landed_on_login, "JumpCloud's page");
+        let body = read_capped(response, &name, url, BodyKind::Page).await?;
         if status.is_server_error() {
             return Err(unexpected_status(&name, status, &body));
         }
@@ -698,7 +818,16 @@ impl JumpCloud {
             return Err(unexpected_status(&name, status, &body));
         }
         let html = String::from_utf8_lossy(&body);
-        crate::saml::extract_saml_response(&html).map_err(IdpError::Saml)
+        match crate::saml::extract_saml_response(&html) {
+            Ok(saml) => Ok(saml),
+            // Neither the login page nor the SAML form, from a signed-in session: what a
+            // policy that only a browser passes (conditional access, device trust) serves.
+            Err(crate::saml::SamlError::NoSamlResponse) => Err(IdpError::BrowserRequired {
+                request: name,
+                url: redacted_url(&self.app),
+            }),
+            Err(e) => Err(IdpError::Saml(e)),
+        }
     }
 
     /// The console cookies, for a SAML page on another host than the console.
@@ -724,18 +853,14 @@ impl JumpCloud {
         const NAME: &str = "GET /userconsole/api/self";
         let url = self.console_endpoint("/userconsole/api/self");
         let request = self.api_request(session, Method::GET, &url, None)?;
-        let response = request.send().await.map_err(|e| network_error(&url, e))?;
+        let response = send(request, NAME, &url).await?;
         let status = response.status();
         let to_login = response
             .headers()
             .get(LOCATION)
             .and_then(|l| l.to_str().ok())
-            .is_some_and(|l| l.contains("/login"));
-        debug!(
-            request = NAME,
-            status = status.as_u16(),
-            "JumpCloud answered"
-        );
+            .and_then(|l| url.join(l).ok())
+            .is_some_and(|l| self.is_login_page(&l));
         if status.is_success() && !to_login {
             return Ok(());
         }
@@ -745,7 +870,7 @@ impl JumpCloud {
         {
             return Err(IdpError::SessionExpired);
         }
-        let body = response.bytes().await.map_err(|e| network_error(&url, e))?;
+        let body = read_capped(response, NAME, &url, BodyKind::Json).await?;
         Err(unexpected_status(NAME, status, &body))
     }
 
@@ -761,6 +886,43 @@ impl JumpCloud {
         self.probe(&session).await?;
         self.fetch_saml(&session, &self.app, SamlFetch::FromSession)
             .await
+    }
+
+    /// A bare "MFA required." that names no factor (documented by a JumpCloud engineer in
+    /// saml2aws #230). Other clients answer it with the TOTP code in the same POST, so that is
+    /// what `mfa = "totp"` does, and `auto` when a code is at hand (given, from
+    /// `mfa_command`, or typed at a terminal). A push is only started when `mfa = "push"`
+    /// says so: guessing one would buzz a phone that may not be enrolled.
+    async fn unnamed_factor(
+        &self,
+        session: &Session,
+        io: &mut dyn LoginInteraction,
+        xsrf: &Secret,
+        password: &Secret,
+    ) -> Result<Url, IdpError> {
+        debug!(
+            mfa = mfa_name(self.mfa),
+            "JumpCloud asked for MFA without naming a factor"
+        );
+        let prompt = format!(
+            "JumpCloud asks for a second factor without naming it; TOTP code for {}",
+            self.username
+        );
+        match self.mfa {
+            MfaMode::Totp => self.totp(session, io, xsrf, password, &prompt).await,
+            MfaMode::Push => self.push(session, io, xsrf).await,
+            MfaMode::Auto => match self.totp(session, io, xsrf, password, &prompt).await {
+                Err(IdpError::MfaCodeUnavailable { reason }) => Err(IdpError::MfaUnnamed {
+                    configured: mfa_name(self.mfa).to_owned(),
+                    reason: Some(reason),
+                }),
+                other => other,
+            },
+            MfaMode::Webauthn | MfaMode::None => Err(IdpError::MfaUnnamed {
+                configured: mfa_name(self.mfa).to_owned(),
+                reason: None,
+            }),
+        }
     }
 
     async fn full_login(&self, io: &mut dyn LoginInteraction) -> Result<Secret, IdpError> {
@@ -780,10 +942,14 @@ impl JumpCloud {
         io.reaching_person(Contact::Password);
         let target = match self.post_auth(&session, &xsrf, &password, None).await? {
             AuthStep::Done(url) => url,
-            AuthStep::Mfa(offered) => match self.choose_factor(&offered)? {
-                Factor::Totp => self.totp(&session, io, &xsrf, &password).await?,
+            AuthStep::Mfa(Some(offered)) => match self.choose_factor(&offered)? {
+                Factor::Totp => {
+                    let prompt = format!("JumpCloud TOTP code for {}", self.username);
+                    self.totp(&session, io, &xsrf, &password, &prompt).await?
+                }
                 Factor::Push => self.push(&session, io, &xsrf).await?,
             },
+            AuthStep::Mfa(None) => self.unnamed_factor(&session, io, &xsrf, &password).await?,
         };
         drop(password);
         {
@@ -950,12 +1116,8 @@ fn choose_factor(mode: MfaMode, offered: &[OfferedFactor]) -> Result<Factor, Idp
     }
 }
 
-/// Sends a request and reads the whole answer.
-async fn exchange(
-    request: RequestBuilder,
-    name: &str,
-    url: &Url,
-) -> Result<(StatusCode, Vec<u8>), IdpError> {
+/// Sends a request; an HTTP 429 becomes [`IdpError::Throttled`], whatever the request.
+async fn send(request: RequestBuilder, name: &str, url: &Url) -> Result<Response, IdpError> {
     let response: Response = request.send().await.map_err(|e| network_error(url, e))?;
     let status = response.status();
     debug!(
@@ -963,8 +1125,104 @@ async fn exchange(
         status = status.as_u16(),
         "JumpCloud answered"
     );
-    let body = response.bytes().await.map_err(|e| network_error(url, e))?;
-    Ok((status, body.to_vec()))
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(IdpError::Throttled {
+            request: name.to_owned(),
+            retry_after: retry_after(response.headers(), SystemTime::now()),
+        });
+    }
+    Ok(response)
+}
+
+/// Sends a request and reads the whole answer, up to the cap of its kind.
+async fn exchange(
+    request: RequestBuilder,
+    name: &str,
+    url: &Url,
+    kind: BodyKind,
+) -> Result<Answer, IdpError> {
+    let response = send(request, name, url).await?;
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    let body = read_capped(response, name, url, kind).await?;
+    Ok(Answer {
+        status,
+        location,
+        body,
+    })
+}
+
+/// Reads a body chunk by chunk, failing as soon as it passes the cap of its kind: never more
+/// than the cap (and one chunk) is held, and dropping the response closes the connection
+/// rather than reading the rest.
+async fn read_capped(
+    mut response: Response,
+    name: &str,
+    url: &Url,
+    kind: BodyKind,
+) -> Result<Vec<u8>, IdpError> {
+    let limit = kind.limit();
+    let too_large = || IdpError::TooLarge {
+        request: name.to_owned(),
+        limit,
+        kind: kind.name(),
+    };
+    let announced = response.content_length();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(announced.map_or(0, |n| n as usize));
+    while let Some(chunk) = response.chunk().await.map_err(|e| network_error(url, e))? {
+        if body.len() + chunk.len() > limit {
+            debug!(request = name, limit, "JumpCloud's answer is over the cap");
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `Retry-After` as a wait from `now`: whole seconds or an HTTP date (a date already past is
+/// no wait), capped at [`MAX_RETRY_AFTER`]. `None` when absent or unreadable.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// JumpCloud's `error` as text: a string as is, an object by its `message` (or as JSON),
+/// without control characters and at most [`MAX_ERROR_TEXT`] characters long.
+fn error_text(error: &serde_json::Value) -> Option<String> {
+    let text = match error {
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(map) => match map.get("message") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => error.to_string(),
+        },
+        other => other.to_string(),
+    };
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_ERROR_TEXT + 1)
+        .collect();
+    if clean.chars().count() > MAX_ERROR_TEXT {
+        clean = clean.chars().take(MAX_ERROR_TEXT).collect();
+        clean.push('…');
+    }
+    let clean = clean.trim().to_owned();
+    (!clean.is_empty()).then_some(clean)
 }
 
 /// Parses a JSON answer; anything else (typically an HTML error or login page) is reported
@@ -980,14 +1238,29 @@ fn parse_json<T: DeserializeOwned>(
     })
 }
 
+/// A status the request should not get. A 4xx whose body is JumpCloud's `{"error": ...}`
+/// (and no `message`) is reported in JumpCloud's words ([`IdpError::JumpCloudError`]).
 fn unexpected_status(request: &str, status: StatusCode, body: &[u8]) -> IdpError {
-    let message = serde_json::from_slice::<MessageOnly>(body)
-        .ok()
-        .and_then(|m| m.message.or(m.error));
+    let parsed = serde_json::from_slice::<MessageOnly>(body).ok();
+    let error = parsed
+        .as_ref()
+        .and_then(|m| m.error.as_ref())
+        .and_then(error_text);
+    let message = parsed.and_then(|m| m.message);
+    if status.is_client_error()
+        && message.is_none()
+        && let Some(error) = error
+    {
+        return IdpError::JumpCloudError {
+            request: request.to_owned(),
+            status: status.as_u16(),
+            error,
+        };
+    }
     IdpError::UnexpectedStatus {
         request: request.to_owned(),
         status: status.as_u16(),
-        message,
+        message: message.or(error),
     }
 }
 
@@ -1196,6 +1469,93 @@ mod tests {
         assert!(jc.explicit_console_cookies(&session, &elsewhere).is_none());
         let console = Url::parse("https://console.jumpcloud.com/saml2/app").unwrap();
         assert!(jc.explicit_console_cookies(&session, &console).is_none());
+    }
+
+    #[test]
+    fn the_login_page_is_recognised_by_its_path_segment() {
+        let jc = JumpCloud::new(settings("https://sso.jumpcloud.com/saml2/login-aws")).unwrap();
+        let url = |u: &str| Url::parse(u).unwrap();
+        for login in [
+            "https://console.jumpcloud.com/login",
+            "https://console.jumpcloud.com/login/",
+            "https://console.jumpcloud.com/login?context=sso&redirectTo=saml2%2Flogin-aws",
+            "https://console.jumpcloud.com/login/admin",
+            "https://sso.jumpcloud.com/login",
+        ] {
+            assert!(jc.is_login_page(&url(login)), "{login}");
+        }
+        for other in [
+            "https://sso.jumpcloud.com/saml2/login-aws",
+            "https://sso.jumpcloud.com/saml2/login",
+            "https://console.jumpcloud.com/loginx",
+            "https://console.jumpcloud.com/userconsole/login",
+            "https://evil.example.com/login",
+            "http://console.jumpcloud.com:8080/login",
+        ] {
+            assert!(!jc.is_login_page(&url(other)), "{other}");
+        }
+        // A console under a path prefix (a test server, a proxy).
+        let mut s = settings("http://127.0.0.1:9/saml2/app");
+        s.console_url = "http://127.0.0.1:9/jc/".to_owned();
+        let prefixed = JumpCloud::new(s).unwrap();
+        assert!(prefixed.is_login_page(&url("http://127.0.0.1:9/jc/login")));
+        assert!(!prefixed.is_login_page(&url("http://127.0.0.1:9/saml2/login-x")));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let headers = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert_eq!(
+            retry_after(&headers("120"), now),
+            Some(Duration::from_secs(120))
+        );
+        let in_90s = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            retry_after(&headers(&in_90s), now),
+            Some(Duration::from_secs(90))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(retry_after(&headers(&past), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&headers("99999999"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_after(&headers("soon"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn error_bodies_of_any_shape_are_read_not_taken_for_html() {
+        let object: AuthReply =
+            serde_json::from_str(r#"{"error":{"code":4014,"message":"MFA needed"}}"#).unwrap();
+        assert_eq!(object.explanation().as_deref(), Some("MFA needed"));
+        let code: AuthReply = serde_json::from_str(r#"{"error":4014}"#).unwrap();
+        assert_eq!(code.explanation().as_deref(), Some("4014"));
+        let long = "x".repeat(1000);
+        let text = error_text(&serde_json::Value::String(format!("a\nb\u{1b}[31m{long}"))).unwrap();
+        assert!(
+            text.starts_with("a b [31m") && text.ends_with('…'),
+            "{text}"
+        );
+        assert_eq!(text.chars().count(), MAX_ERROR_TEXT + 1);
+        let err = unexpected_status(
+            "GET /userconsole/xsrf",
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"bad"}"#,
+        );
+        assert_eq!(
+            err,
+            IdpError::JumpCloudError {
+                request: "GET /userconsole/xsrf".to_owned(),
+                status: 400,
+                error: "bad".to_owned(),
+            }
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod jumpcloud;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use samld_proto::{ErrorCode, Secret};
 
@@ -137,6 +138,55 @@ pub enum IdpError {
     Config(String),
     /// The user or the client gave up (closed the connection, Ctrl-C).
     Cancelled,
+    /// JumpCloud asked for a second factor without naming it (a bare `"MFA required."` with
+    /// no `factors` list), and samld had no way to answer it under the `mfa` setting.
+    MfaUnnamed {
+        /// The `mfa` setting (`auto`, `none`, `webauthn`).
+        configured: String,
+        /// Why no TOTP code could be had, when one was looked for.
+        reason: Option<String>,
+    },
+    /// JumpCloud answered an error body (`{"error": ...}`) to a request: its own words about
+    /// why, which may concern the account (locked, suspended) rather than the password.
+    JumpCloudError {
+        /// Which request.
+        request: String,
+        /// The HTTP status (4xx: 5xx answers stay [`IdpError::UnexpectedStatus`]).
+        status: u16,
+        /// JumpCloud's words, cleaned of control characters and shortened.
+        error: String,
+    },
+    /// JumpCloud answered a request with a redirect to its login page instead of signing in
+    /// or asking for a second factor.
+    SentToLoginPage {
+        /// Which request.
+        request: String,
+    },
+    /// JumpCloud answered HTTP 429: too many requests. Transient, after
+    /// [`IdpError::retry_after`].
+    Throttled {
+        /// Which request.
+        request: String,
+        /// How long JumpCloud asked to wait (its `Retry-After`), when it said.
+        retry_after: Option<Duration>,
+    },
+    /// Signed in, but the app's page is neither JumpCloud's login page nor the SAML form:
+    /// a policy (conditional access, device trust) that only a browser passes.
+    BrowserRequired {
+        /// Which request, e.g. "GET /saml2/acme-aws".
+        request: String,
+        /// The app URL for the user to open in a browser (no query string).
+        url: String,
+    },
+    /// An answer was larger than samld reads of its kind; samld stopped reading it.
+    TooLarge {
+        /// Which request.
+        request: String,
+        /// The cap, in bytes.
+        limit: usize,
+        /// What kind of answer it was meant to be ("a page", "a JSON answer").
+        kind: &'static str,
+    },
 }
 
 impl IdpError {
@@ -161,6 +211,17 @@ impl IdpError {
             IdpError::Network { .. } => ErrorCode::NetworkError,
             IdpError::Config(_) => ErrorCode::ConfigError,
             IdpError::Cancelled => ErrorCode::BadRequest,
+            IdpError::MfaUnnamed { .. } => ErrorCode::MfaRequired,
+            // A 401 with JumpCloud's own words about the sign-in: the user must look (a
+            // locked account must not be retried into more lockout).
+            IdpError::JumpCloudError { status: 401, .. } | IdpError::SentToLoginPage { .. } => {
+                ErrorCode::AuthFailed
+            }
+            IdpError::JumpCloudError { .. }
+            | IdpError::Throttled { .. }
+            | IdpError::TooLarge { .. } => ErrorCode::IdpError,
+            // Nothing samld can do about it: the closest code that makes clients stop.
+            IdpError::BrowserRequired { .. } => ErrorCode::MfaUnsupported,
         }
     }
 
@@ -168,10 +229,36 @@ impl IdpError {
     /// errors that need the user (wrong password, denied push).
     pub fn is_transient(&self) -> bool {
         match self {
-            IdpError::Network { .. } => true,
+            IdpError::Network { .. } | IdpError::Throttled { .. } => true,
             IdpError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
             IdpError::UnexpectedHtml { status, .. } => *status >= 500,
-            _ => false,
+            // Spelled out, so that a new variant has to be decided here.
+            IdpError::AuthFailed { .. }
+            | IdpError::MfaCodeRejected { .. }
+            | IdpError::PushDenied
+            | IdpError::PushExpired
+            | IdpError::MfaCodeUnavailable { .. }
+            | IdpError::PasswordUnavailable { .. }
+            | IdpError::MfaUnsupported { .. }
+            | IdpError::NoUsableFactor { .. }
+            | IdpError::SessionExpired
+            | IdpError::Saml(_)
+            | IdpError::Config(_)
+            | IdpError::Cancelled
+            | IdpError::MfaUnnamed { .. }
+            | IdpError::JumpCloudError { .. }
+            | IdpError::SentToLoginPage { .. }
+            | IdpError::BrowserRequired { .. }
+            | IdpError::TooLarge { .. } => false,
+        }
+    }
+
+    /// How long the IdP asked to be left alone before the next try (HTTP 429 with
+    /// `Retry-After`); `None` when it did not say, or for any other error.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IdpError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -299,7 +386,103 @@ impl fmt::Display for IdpError {
             ),
             IdpError::Config(message) => write!(f, "Configuration error: {message}"),
             IdpError::Cancelled => f.write_str("The login was cancelled."),
+            IdpError::MfaUnnamed { configured, reason } => {
+                f.write_str("JumpCloud asks for a second factor without saying which")?;
+                match (configured.as_str(), reason) {
+                    ("auto", Some(reason)) => write!(
+                        f,
+                        ", and no TOTP code was at hand ({reason}): to answer it with a TOTP \
+                         code, set mfa = \"totp\" and `mfa_command`, or pass the code to \
+                         `samlctl login`; if you use JumpCloud Protect, set mfa = \"push\"."
+                    ),
+                    (other, _) => write!(
+                        f,
+                        ", and mfa = \"{other}\" cannot answer it: set mfa = \"totp\" (with \
+                         `mfa_command` for unattended logins) or mfa = \"push\"."
+                    ),
+                }
+            }
+            IdpError::JumpCloudError {
+                request,
+                status,
+                error,
+            } => write!(
+                f,
+                "JumpCloud refused {request} (HTTP {status}): \"{error}\". These are \
+                 JumpCloud's own words: if they are about your account (locked, suspended, \
+                 password expired), sign in to the JumpCloud user console in a browser or ask \
+                 your JumpCloud administrator."
+            ),
+            IdpError::SentToLoginPage { request } => write!(
+                f,
+                "JumpCloud answered {request} with a redirect to its login page instead of \
+                 signing in or asking for a second factor: it wants this sign-in done on its \
+                 own login page. Sign in to the JumpCloud user console in a browser once to see \
+                 what it asks for, then try again; if it keeps happening, your organisation's \
+                 policy may require signing in through a browser."
+            ),
+            IdpError::Throttled {
+                request,
+                retry_after,
+            } => {
+                write!(
+                    f,
+                    "JumpCloud is limiting requests (HTTP 429 to {request}); "
+                )?;
+                match retry_after {
+                    Some(wait) => write!(
+                        f,
+                        "it asks to wait {} before trying again.",
+                        human_duration(*wait)
+                    ),
+                    None => f.write_str("wait a minute before trying again."),
+                }
+            }
+            IdpError::BrowserRequired { request, url } => write!(
+                f,
+                "JumpCloud accepted the sign-in but answered {request} with a page that is \
+                 neither its login page nor the SAML form: your organisation's policy requires \
+                 signing in to this app through a browser (conditional access or device trust), \
+                 which samld cannot do. Open {url} in a browser to see what JumpCloud asks for; \
+                 if it shows an error or a maintenance notice instead, check that `url` is the \
+                 IdP URL of the AWS app and that you are assigned to it, or try again later."
+            ),
+            IdpError::TooLarge {
+                request,
+                limit,
+                kind,
+            } => write!(
+                f,
+                "JumpCloud's answer to {request} is larger than {}, samld's limit for {kind}; \
+                 samld stopped reading it. Real JumpCloud answers are far smaller (a SAML page \
+                 is a few KiB), so something else answered, such as a proxy or a captive \
+                 portal: check `url`, `jumpcloud_console_url` and any proxy settings.",
+                human_bytes(*limit)
+            ),
         }
+    }
+}
+
+/// `42 s`, or whole minutes (rounded up) from two minutes on.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if secs < 120 {
+        format!("{secs} s")
+    } else {
+        format!("{} min", secs.div_ceil(60))
+    }
+}
+
+/// `1 MiB`, `64 KiB`, or bytes.
+fn human_bytes(n: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -345,5 +528,74 @@ mod tests {
             "JumpCloud answered HTTP 503 to POST /userconsole/auth: down; JumpCloud seems to be \
              having trouble, try again later."
         );
+    }
+
+    #[test]
+    fn throttling_is_transient_and_says_how_long() {
+        let throttled = |secs: Option<u64>| IdpError::Throttled {
+            request: "GET /userconsole/xsrf".to_owned(),
+            retry_after: secs.map(Duration::from_secs),
+        };
+        assert!(throttled(None).is_transient());
+        assert_eq!(throttled(None).retry_after(), None);
+        assert_eq!(
+            throttled(Some(42)).retry_after(),
+            Some(Duration::from_secs(42))
+        );
+        assert!(
+            throttled(Some(42))
+                .to_string()
+                .ends_with("it asks to wait 42 s before trying again.")
+        );
+        assert!(
+            throttled(Some(601))
+                .to_string()
+                .ends_with("it asks to wait 11 min before trying again.")
+        );
+        assert!(
+            throttled(None)
+                .to_string()
+                .ends_with("wait a minute before trying again.")
+        );
+        // Only a 429 carries a wait.
+        assert_eq!(IdpError::PushDenied.retry_after(), None);
+    }
+
+    #[test]
+    fn answers_that_need_the_user_are_not_transient() {
+        for e in [
+            IdpError::BrowserRequired {
+                request: "GET /saml2/x".to_owned(),
+                url: "https://sso.jumpcloud.com/saml2/x".to_owned(),
+            },
+            IdpError::SentToLoginPage {
+                request: "POST /userconsole/auth".to_owned(),
+            },
+            IdpError::JumpCloudError {
+                request: "POST /userconsole/auth".to_owned(),
+                status: 401,
+                error: "locked".to_owned(),
+            },
+            IdpError::MfaUnnamed {
+                configured: "auto".to_owned(),
+                reason: None,
+            },
+            IdpError::TooLarge {
+                request: "GET /saml2/x".to_owned(),
+                limit: 1 << 20,
+                kind: "a page",
+            },
+        ] {
+            assert!(!e.is_transient(), "{e:?}");
+            assert_eq!(e.retry_after(), None);
+        }
+        let big = IdpError::TooLarge {
+            request: "GET /saml2/x".to_owned(),
+            limit: 1 << 20,
+            kind: "a page",
+        };
+        assert!(big.to_string().starts_with(
+            "JumpCloud's answer to GET /saml2/x is larger than 1 MiB, samld's limit for a page;"
+        ));
     }
 }
