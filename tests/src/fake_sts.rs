@@ -451,7 +451,14 @@ async fn handle(
         );
     }
     match action {
-        "AssumeRoleWithSAML" => assume_role_with_saml(&shared, &connection, &params).await,
+        "AssumeRoleWithSAML" => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let partition = endpoint_partition(host);
+            assume_role_with_saml(&shared, &connection, &params, partition).await
+        }
         "GetCallerIdentity" => get_caller_identity(&shared, &headers),
         _ => sts_error(
             400,
@@ -465,6 +472,7 @@ async fn assume_role_with_saml(
     shared: &Shared,
     connection: &Connection,
     params: &HashMap<String, String>,
+    partition: Option<&'static str>,
 ) -> Answer {
     let param = |name: &str| params.get(name).cloned().unwrap_or_default();
     let received = ReceivedAssume {
@@ -520,13 +528,31 @@ async fn assume_role_with_saml(
         }
     }
 
-    let answer = issue(shared, &received);
+    let answer = issue(shared, &received, partition);
     shared.notify();
     answer
 }
 
-/// Validates the request as STS would and issues credentials.
-fn issue(shared: &Shared, request: &ReceivedAssume) -> Answer {
+/// The partition of the real STS host a request was addressed to (its `Host` header), or
+/// `None` for any other host, such as `127.0.0.1:PORT` when a test points `sts_endpoint` here.
+///
+/// Each partition's STS knows only that partition's SAML providers.
+fn endpoint_partition(host: &str) -> Option<&'static str> {
+    let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+    if host.ends_with(".amazonaws.com.cn") {
+        Some("aws-cn")
+    } else if host.starts_with("sts.us-gov-") && host.ends_with(".amazonaws.com") {
+        Some("aws-us-gov")
+    } else if host.starts_with("sts.") && host.ends_with(".amazonaws.com") {
+        Some("aws")
+    } else {
+        None
+    }
+}
+
+/// Validates the request as STS would and issues credentials. `partition` is that of the
+/// STS host the request was addressed to, when it names one.
+fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> Answer {
     for (name, value) in [
         ("roleArn", &request.role_arn),
         ("principalArn", &request.principal_arn),
@@ -568,6 +594,16 @@ fn issue(shared: &Shared, request: &ReceivedAssume) -> Answer {
             &format!("{} is invalid", request.role_arn),
         );
     };
+    if partition.is_some_and(|p| p != role.partition) {
+        // What the commercial STS answers for a GovCloud role (saml2aws#89, #187): the SAML
+        // provider lives in another partition, so this one has never heard of it.
+        return sts_error(
+            400,
+            "InvalidIdentityToken",
+            "Specified provider doesn't exist (Service: AWSOpenIdDiscoveryService; Status Code: \
+             400; Error Code: AuthSamlManifestNotFoundException)",
+        );
+    }
     let assertion = match SamlFacts::parse(&request.assertion) {
         Ok(facts) => facts,
         Err(why) => return sts_error(400, "InvalidIdentityToken", &why),

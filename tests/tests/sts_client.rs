@@ -590,3 +590,178 @@ async fn a_dropped_fake_stops_answering_even_on_pooled_connections() {
         .unwrap_err();
     assert!(matches!(err, StsError::Network { .. }), "{err:?}");
 }
+
+/// An HTTP client for [`SdkSts`] that sends every request to `fake` instead of the host the
+/// SDK resolved (a real `sts….amazonaws.com` name), keeping that host in the `Host` header the
+/// way it would reach the real service, and records it. The fake STS judges the request by
+/// that header, so the endpoint choice itself is what is tested, without the internet.
+#[derive(Debug, Clone)]
+struct RoutedToFake {
+    fake: std::net::SocketAddr,
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    hosts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RoutedToFake {
+    fn new(fake: &FakeSts) -> Self {
+        Self {
+            fake: fake.addr(),
+            inner: aws_smithy_http_client::Builder::new().build_http(),
+            hosts: Default::default(),
+        }
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        self.hosts.lock().unwrap().clone()
+    }
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for RoutedToFake {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(RoutedConnector {
+            fake: self.fake,
+            inner: self.inner.http_connector(settings, components),
+            hosts: std::sync::Arc::clone(&self.hosts),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RoutedConnector {
+    fake: std::net::SocketAddr,
+    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
+    hosts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for RoutedConnector {
+    fn call(
+        &self,
+        mut request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let original = url::Url::parse(request.uri()).expect("the SDK sends absolute URLs");
+        let host = original.host_str().unwrap_or_default().to_owned();
+        self.hosts.lock().unwrap().push(host.clone());
+        let mut routed = original.clone();
+        routed.set_scheme("http").unwrap();
+        routed.set_host(Some(&self.fake.ip().to_string())).unwrap();
+        routed.set_port(Some(self.fake.port())).unwrap();
+        request.set_uri(routed.as_str()).expect("a valid URI");
+        request.headers_mut().insert("host", host);
+        self.inner.call(request)
+    }
+}
+
+/// The role's partition decides the STS endpoint when the account names no region: a
+/// GovCloud or China role sent to the commercial global endpoint fails with "Specified
+/// provider doesn't exist" (saml2aws#89, #187). An explicit region still wins.
+#[tokio::test]
+async fn a_role_without_region_goes_to_its_partitions_sts() {
+    const GOV_ROLE: &str = "arn:aws-us-gov:iam::123456789012:role/Dev";
+    const GOV_PROVIDER: &str = "arn:aws-us-gov:iam::123456789012:saml-provider/JumpCloud";
+    const CN_ROLE: &str = "arn:aws-cn:iam::123456789012:role/Dev";
+    const CN_PROVIDER: &str = "arn:aws-cn:iam::123456789012:saml-provider/JumpCloud";
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let routed = RoutedToFake::new(&fake);
+    let sts = SdkSts::with_http_client(
+        aws_smithy_runtime_api::client::http::SharedHttpClient::new(routed.clone()),
+        SdkStsOptions {
+            initial_backoff: Duration::from_millis(5),
+            max_attempts: 1,
+            ..SdkStsOptions::default()
+        },
+    );
+    let assertion = saml_response(
+        &[
+            pair(DEV_ROLE, PROVIDER),
+            pair(GOV_ROLE, GOV_PROVIDER),
+            pair(CN_ROLE, CN_PROVIDER),
+        ],
+        time::Duration::minutes(5),
+    );
+    let no_region = StsTarget {
+        region: None,
+        endpoint: None,
+    };
+    let assume = |role: &'static str, provider: &'static str, target: StsTarget| {
+        let sts = &sts;
+        let assertion = assertion.clone();
+        async move {
+            let request = AssumeRequest {
+                role_arn: role.to_owned(),
+                principal_arn: provider.to_owned(),
+                saml_assertion: assertion,
+                duration_seconds: 900,
+            };
+            sts.assume_role_with_saml(&target, &request).await
+        }
+    };
+
+    let gov = assume(GOV_ROLE, GOV_PROVIDER, no_region.clone()).await;
+    let cn = assume(CN_ROLE, CN_PROVIDER, no_region.clone()).await;
+    let commercial = assume(DEV_ROLE, PROVIDER, no_region.clone()).await;
+    let east = StsTarget {
+        region: Some("us-gov-east-1".to_owned()),
+        endpoint: None,
+    };
+    let explicit = assume(GOV_ROLE, GOV_PROVIDER, east).await;
+
+    assert_eq!(
+        routed.hosts(),
+        [
+            "sts.us-gov-west-1.amazonaws.com",
+            "sts.cn-north-1.amazonaws.com.cn",
+            "sts.amazonaws.com",
+            "sts.us-gov-east-1.amazonaws.com",
+        ]
+    );
+    let gov = gov.expect("a GovCloud role with no region");
+    assert_eq!(
+        gov.assumed_role_arn.as_deref(),
+        Some("arn:aws-us-gov:sts::123456789012:assumed-role/Dev/alice@example.com")
+    );
+    cn.expect("a China role with no region");
+    commercial.expect("a commercial role with no region");
+    explicit.expect("a GovCloud role with an explicit region");
+}
+
+/// The fake STS refuses a role of another partition than the STS host it was sent to, as
+/// the real one does; the test above relies on it.
+#[tokio::test]
+async fn a_govcloud_role_at_the_commercial_endpoint_is_an_unknown_provider() {
+    const GOV_ROLE: &str = "arn:aws-us-gov:iam::123456789012:role/Dev";
+    const GOV_PROVIDER: &str = "arn:aws-us-gov:iam::123456789012:saml-provider/JumpCloud";
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let routed = RoutedToFake::new(&fake);
+    let sts = SdkSts::with_http_client(
+        aws_smithy_runtime_api::client::http::SharedHttpClient::new(routed.clone()),
+        SdkStsOptions {
+            max_attempts: 1,
+            ..SdkStsOptions::default()
+        },
+    );
+    let assertion = saml_response(&[pair(GOV_ROLE, GOV_PROVIDER)], time::Duration::minutes(5));
+    let commercial = StsTarget {
+        region: Some("us-east-1".to_owned()),
+        endpoint: None,
+    };
+    let err = sts
+        .assume_role_with_saml(&commercial, &request(GOV_ROLE, &assertion, 900))
+        .await
+        .unwrap_err();
+    assert_eq!(routed.hosts(), ["sts.us-east-1.amazonaws.com"]);
+    match &err {
+        StsError::Service { code, message, .. } => {
+            assert_eq!(code, "InvalidIdentityToken");
+            assert!(
+                message.contains("Specified provider doesn't exist"),
+                "{message}"
+            );
+        }
+        other => panic!("expected InvalidIdentityToken, got {other:?}"),
+    }
+    assert_no_secrets(&err, &assertion);
+}
