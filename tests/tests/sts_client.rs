@@ -19,12 +19,30 @@ const SESSION_NAME: &str = "alice@example.com";
 /// A minimal JumpCloud-like SAMLResponse (unsigned: neither the fake nor moto checks
 /// signatures), base64 as the IdP's form carries it. Each Role value is written as given.
 fn saml_response(role_values: &[String], valid_for: time::Duration) -> Secret {
-    let now = OffsetDateTime::now_utc();
-    let ts = |t: OffsetDateTime| t.format(&Rfc3339).unwrap();
+    encode(&saml_xml(role_values, valid_for))
+}
+
+fn encode(xml: &str) -> Secret {
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+}
+
+/// The XML of [`saml_response`], issued now.
+fn saml_xml(role_values: &[String], valid_for: time::Duration) -> String {
+    saml_xml_issued(role_values, OffsetDateTime::now_utc(), valid_for)
+}
+
+/// The XML of [`saml_response`], issued at `now`: Audience `urn:amazon:webservices`,
+/// Recipient and Destination `https://signin.aws.amazon.com/saml`, NotBefore a minute before.
+fn saml_xml_issued(
+    role_values: &[String],
+    now: OffsetDateTime,
+    valid_for: time::Duration,
+) -> String {
     let values: String = role_values
         .iter()
         .map(|v| format!("<saml2:AttributeValue>{v}</saml2:AttributeValue>"))
         .collect();
+    let ts = |t: OffsetDateTime| t.format(&Rfc3339).unwrap();
     let xml = format!(
         r#"<saml2p:Response xmlns:saml2p="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" Destination="https://signin.aws.amazon.com/saml" ID="_r1" IssueInstant="{now}" Version="2.0">
 <saml2:Issuer>JumpCloud</saml2:Issuer>
@@ -45,7 +63,26 @@ fn saml_response(role_values: &[String], valid_for: time::Duration) -> Secret {
         start = ts(now - time::Duration::minutes(1)),
         end = ts(now + valid_for),
     );
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+    xml
+}
+
+/// `xml` addressed to AWS in GovCloud or China instead: that partition's SAML entity ID as the
+/// Audience and its sign-in endpoint as the Recipient (what the IdP app for such an account
+/// is set up with).
+fn for_partition(xml: &str, partition: &str) -> String {
+    let (entity_id, endpoint) = match partition {
+        "aws-us-gov" => (
+            "urn:amazon:webservices:govcloud",
+            "https://signin.amazonaws-us-gov.com/saml",
+        ),
+        "aws-cn" => (
+            "urn:amazon:webservices:cn-north-1",
+            "https://signin.amazonaws.cn/saml",
+        ),
+        _ => return xml.to_owned(),
+    };
+    xml.replace(">urn:amazon:webservices<", &format!(">{entity_id}<"))
+        .replace("https://signin.aws.amazon.com/saml", endpoint)
 }
 
 fn pair(role: &str, provider: &str) -> String {
@@ -674,21 +711,16 @@ async fn a_role_without_region_goes_to_its_partitions_sts() {
             ..SdkStsOptions::default()
         },
     );
-    let assertion = saml_response(
-        &[
-            pair(DEV_ROLE, PROVIDER),
-            pair(GOV_ROLE, GOV_PROVIDER),
-            pair(CN_ROLE, CN_PROVIDER),
-        ],
-        time::Duration::minutes(5),
-    );
     let no_region = StsTarget {
         region: None,
         endpoint: None,
     };
     let assume = |role: &'static str, provider: &'static str, target: StsTarget| {
         let sts = &sts;
-        let assertion = assertion.clone();
+        // Each partition's app addresses the assertion to that partition's sign-in.
+        let partition = role.split(':').nth(1).unwrap();
+        let xml = saml_xml(&[pair(role, provider)], time::Duration::minutes(5));
+        let assertion = encode(&for_partition(&xml, partition));
         async move {
             let request = AssumeRequest {
                 role_arn: role.to_owned(),
@@ -743,7 +775,8 @@ async fn a_govcloud_role_at_the_commercial_endpoint_is_an_unknown_provider() {
             ..SdkStsOptions::default()
         },
     );
-    let assertion = saml_response(&[pair(GOV_ROLE, GOV_PROVIDER)], time::Duration::minutes(5));
+    let xml = saml_xml(&[pair(GOV_ROLE, GOV_PROVIDER)], time::Duration::minutes(5));
+    let assertion = encode(&for_partition(&xml, "aws-us-gov"));
     let commercial = StsTarget {
         region: Some("us-east-1".to_owned()),
         endpoint: None,
@@ -764,4 +797,117 @@ async fn a_govcloud_role_at_the_commercial_endpoint_is_an_unknown_provider() {
         other => panic!("expected InvalidIdentityToken, got {other:?}"),
     }
     assert_no_secrets(&err, &assertion);
+}
+
+/// Sends `xml` for Dev to the fake STS; the error if refused.
+async fn refusal(xml: &str) -> Option<StsError> {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let assertion = encode(xml);
+    let result = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &assertion, 900),
+        )
+        .await;
+    result
+        .err()
+        .inspect(|err| assert_no_secrets(err, &assertion))
+}
+
+fn invalid_identity_token(err: Option<StsError>, expected: &str) {
+    match err {
+        Some(StsError::Service { code, message, .. }) => {
+            assert_eq!(code, "InvalidIdentityToken", "{message}");
+            assert!(message.contains(expected), "{message}");
+        }
+        other => panic!("expected InvalidIdentityToken, got {other:?}"),
+    }
+}
+
+/// The assertion must be meant for AWS: the IAM User Guide requires a Recipient matching the
+/// sign-in endpoint and an Audience naming AWS. An assertion for another service provider is
+/// refused, which is what stops an IdP's assertion for app X being replayed into AWS.
+#[tokio::test]
+async fn an_assertion_for_another_audience_or_recipient_is_refused() {
+    let good = saml_xml(&[pair(DEV_ROLE, PROVIDER)], time::Duration::minutes(5));
+    assert!(refusal(&good).await.is_none(), "the unmodified assertion");
+    // The sign-in endpoint itself, and a regional one, are accepted as the Audience too.
+    for audience in [
+        "https://signin.aws.amazon.com/saml",
+        "https://us-east-2.signin.aws.amazon.com/saml",
+    ] {
+        let xml = good.replace(">urn:amazon:webservices<", &format!(">{audience}<"));
+        assert!(refusal(&xml).await.is_none(), "{audience}");
+    }
+
+    let other_audience = good.replace(
+        ">urn:amazon:webservices<",
+        ">https://app.example.com/saml/metadata<",
+    );
+    invalid_identity_token(refusal(&other_audience).await, "audience");
+    let govcloud_audience = good.replace(
+        ">urn:amazon:webservices<",
+        ">urn:amazon:webservices:govcloud<",
+    );
+    invalid_identity_token(refusal(&govcloud_audience).await, "audience");
+    let other_recipient = good.replace(
+        r#"Recipient="https://signin.aws.amazon.com/saml""#,
+        r#"Recipient="https://app.example.com/acs""#,
+    );
+    invalid_identity_token(refusal(&other_recipient).await, "Recipient");
+    let lookalike = good.replace(
+        r#"Recipient="https://signin.aws.amazon.com/saml""#,
+        r#"Recipient="https://signin.aws.amazon.com.evil.example/saml""#,
+    );
+    invalid_identity_token(refusal(&lookalike).await, "Recipient");
+    let no_recipient = good.replace(r#" Recipient="https://signin.aws.amazon.com/saml""#, "");
+    invalid_identity_token(refusal(&no_recipient).await, "no Recipient");
+}
+
+/// Redeemed within 5 minutes of issuance, not before NotBefore (allowing for clock skew).
+#[tokio::test]
+async fn an_assertion_is_redeemed_within_its_window() {
+    let now = OffsetDateTime::now_utc();
+    // Issued six minutes ago, its NotOnOrAfter still ahead: too old all the same.
+    let old = saml_xml_issued(
+        &[pair(DEV_ROLE, PROVIDER)],
+        now - time::Duration::minutes(6),
+        time::Duration::minutes(10),
+    );
+    let err = refusal(&old).await.expect("refused");
+    assert!(err.is_expired_assertion(), "{err:?}");
+
+    // The IdP's clock runs ahead: NotBefore a minute in the future is within the skew, ten
+    // minutes is not.
+    let ahead = |by: time::Duration| {
+        saml_xml_issued(
+            &[pair(DEV_ROLE, PROVIDER)],
+            now + by,
+            time::Duration::minutes(5),
+        )
+    };
+    // IssueInstant in the future is not "too old"; NotBefore is a minute before it.
+    assert!(refusal(&ahead(time::Duration::minutes(2))).await.is_none());
+    invalid_identity_token(
+        refusal(&ahead(time::Duration::minutes(10))).await,
+        "not yet valid",
+    );
+}
+
+/// Real STS redeems one assertion several times while it is valid (saml2aws#526: "the SAML
+/// assertion can be sent to AWS repeatedly to create multiple sessions to different AWS
+/// accounts and AWS roles"; saml2aws --cache-saml relies on it), so the fake does too: the
+/// same role twice, and another role.
+#[tokio::test]
+async fn one_assertion_is_redeemed_again_while_valid() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let sts = client();
+    let at = target(fake.endpoint_url());
+    let assertion = fresh_assertion();
+    for role in [DEV_ROLE, DEV_ROLE, OPS_ROLE] {
+        sts.assume_role_with_saml(&at, &request(role, &assertion, 900))
+            .await
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+    }
+    assert_eq!(fake.issued_count(), 3);
 }
