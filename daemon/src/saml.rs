@@ -113,11 +113,6 @@ pub enum SamlError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The SessionDuration attribute is not a whole number of seconds.
-    InvalidSessionDuration {
-        /// The attribute's value.
-        value: String,
-    },
     /// A NotOnOrAfter attribute is not an RFC 3339 timestamp.
     InvalidTimestamp {
         /// Which element carries it (`SubjectConfirmationData` or `Conditions`).
@@ -195,11 +190,6 @@ impl fmt::Display for SamlError {
                 f,
                 "the SAML assertion's Role attribute has the value `{value}`, which is not a role \
                  and SAML provider ARN pair: {reason}"
-            ),
-            SamlError::InvalidSessionDuration { value } => write!(
-                f,
-                "the SAML assertion's SessionDuration attribute is `{value}`, not a whole number \
-                 of seconds"
             ),
             SamlError::InvalidTimestamp { element, value } => write!(
                 f,
@@ -633,14 +623,12 @@ impl AssertionParser {
                 self.role_session_name = Some(value.trim().to_owned());
             }
             Some(AwsAttribute::SessionDuration) if self.session_duration.is_none() => {
-                let seconds =
-                    value
-                        .trim()
-                        .parse::<u32>()
-                        .map_err(|_| SamlError::InvalidSessionDuration {
-                            value: value.trim().to_owned(),
-                        })?;
-                self.session_duration = Some(seconds);
+                // Admins type this value; a typo must not cost the user the whole assertion.
+                // Without it the configured duration applies, as in saml2aws.
+                match value.trim().parse::<u32>() {
+                    Ok(seconds) => self.session_duration = Some(seconds),
+                    Err(_) => warn_unusable_session_duration(value.trim()),
+                }
             }
             _ => {}
         }
@@ -714,6 +702,21 @@ impl From<quick_xml::events::attributes::AttrError> for StartError {
     fn from(error: quick_xml::events::attributes::AttrError) -> Self {
         StartError::Xml(error.into())
     }
+}
+
+/// Longest part of an unusable SessionDuration value shown in the warning.
+const MAX_SHOWN_DURATION_CHARS: usize = 40;
+
+/// Says that the SessionDuration attribute was ignored, and why. The value is an admin's
+/// setting, not a secret, but it comes from the network, so only its start is shown, escaped.
+fn warn_unusable_session_duration(value: &str) {
+    let shown: String = value.chars().take(MAX_SHOWN_DURATION_CHARS).collect();
+    let cut = if shown.len() < value.len() { "…" } else { "" };
+    tracing::warn!(
+        "the SAML assertion's SessionDuration attribute is {shown:?}{cut}, not a whole number \
+         of seconds: ignored, the configured session_duration applies (fix the attribute in \
+         the JumpCloud app's settings)"
+    );
 }
 
 /// The unescaped value of the unprefixed attribute `name` (SAML's own attributes are all
@@ -1358,22 +1361,21 @@ mod tests {
     }
 
     #[test]
-    fn session_duration_must_be_whole_seconds() {
+    fn an_unusable_session_duration_is_ignored_not_fatal() {
+        // Admins type this attribute; an empty or non-numeric value must not cost the user
+        // the whole assertion (saml2aws ignores it too): the configured duration applies.
         let role_value = format!("{},{}", role("A"), provider());
-        for bad in ["12h", "-5", "3600.0", ""] {
+        for bad in ["12h", "-5", "3600.0", "", "  ", "99999999999"] {
             let attributes = format!(
                 "{}{}",
                 role_attribute(&[&role_value]),
                 attribute(SESSION_DURATION_ATTRIBUTE, &[bad])
             );
-            let error = parse_xml(&response(&attributes)).unwrap_err();
-            assert_eq!(
-                error,
-                SamlError::InvalidSessionDuration {
-                    value: bad.to_owned()
-                }
-            );
-            assert!(error.to_string().contains(&format!("`{bad}`")));
+            let assertion = parse_xml(&response(&attributes)).unwrap_or_else(|e| {
+                panic!("SessionDuration {bad:?} made the assertion unusable: {e}")
+            });
+            assert_eq!(assertion.session_duration, None, "{bad:?}");
+            assert_eq!(assertion.roles, vec![pair(&role("A"), &provider())]);
         }
         let attributes = format!(
             "{}{}",

@@ -32,6 +32,7 @@ use samld_proto::Secret;
 use time::OffsetDateTime;
 use tracing::debug;
 
+use crate::federation::Partition;
 use crate::idp::BoxFuture;
 
 /// Where to send the call.
@@ -41,6 +42,33 @@ pub struct StsTarget {
     pub region: Option<String>,
     /// `sts_endpoint` from the config, overriding the regional endpoint.
     pub endpoint: Option<String>,
+}
+
+impl StsTarget {
+    /// Where to assume `role_arn`: this target, except that with neither a region nor an
+    /// endpoint configured, a GovCloud or China role goes to its own partition's STS
+    /// (`sts.us-gov-west-1.amazonaws.com`, `sts.cn-north-1.amazonaws.com.cn`) instead of the
+    /// commercial global endpoint, which does not know that partition's SAML providers
+    /// ("Specified provider doesn't exist", saml2aws#89). A configured region or endpoint is
+    /// the user's choice and is kept as it is.
+    ///
+    /// [`SdkSts`] applies this to every call, so a caller may pass the account's target as
+    /// configured; calling it first only matters to code that keys anything on the target.
+    pub fn for_role(&self, role_arn: &str) -> StsTarget {
+        if self.region.is_some() || self.endpoint.is_some() {
+            return self.clone();
+        }
+        let region = match Partition::of_arn(role_arn) {
+            Partition::Aws => None,
+            // The partitions' first regions, whose STS endpoints are always active.
+            Partition::UsGov => Some("us-gov-west-1".to_owned()),
+            Partition::China => Some("cn-north-1".to_owned()),
+        };
+        StsTarget {
+            region,
+            endpoint: None,
+        }
+    }
 }
 
 /// One AssumeRoleWithSAML call.
@@ -332,7 +360,8 @@ impl SdkSts {
         target: &StsTarget,
         request: &AssumeRequest,
     ) -> Result<AwsCredentials, StsError> {
-        let TargetClient { client, endpoint } = self.client_for(target).await;
+        let target = target.for_role(&request.role_arn);
+        let TargetClient { client, endpoint } = self.client_for(&target).await;
         debug!(
             role_arn = %request.role_arn,
             endpoint = %endpoint,
@@ -773,6 +802,42 @@ mod tests {
             resolve_endpoint(&Region::new("not a region")).await,
             "STS in region not a region"
         );
+    }
+
+    #[test]
+    fn a_role_with_no_region_or_endpoint_goes_to_its_partition() {
+        let unset = StsTarget {
+            region: None,
+            endpoint: None,
+        };
+        let region = |arn: &str| unset.for_role(arn).region;
+        assert_eq!(
+            region("arn:aws-us-gov:iam::123456789012:role/Dev").as_deref(),
+            Some("us-gov-west-1")
+        );
+        assert_eq!(
+            region("arn:aws-cn:iam::123456789012:role/Dev").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(region("arn:aws:iam::123456789012:role/Dev"), None);
+        assert_eq!(region("not an arn"), None);
+
+        let configured = [
+            StsTarget {
+                region: Some("us-gov-east-1".into()),
+                endpoint: None,
+            },
+            StsTarget {
+                region: None,
+                endpoint: Some("https://sts.example.test".into()),
+            },
+        ];
+        for target in configured {
+            assert_eq!(
+                target.for_role("arn:aws-cn:iam::123456789012:role/Dev"),
+                target
+            );
+        }
     }
 
     #[tokio::test]

@@ -2,10 +2,24 @@
 //! (`docs/jumpcloud-protocol.md`, R1–R4 and the session probe), with counters, controls and
 //! fault injection for tests.
 //!
-//! What it enforces, like the real service: the `X-Xsrftoken` header must match the `_xsrf`
-//! cookie and the session, the auth body must use lower-camelCase keys (403 otherwise), TOTP
-//! codes work once, a push must be accepted before its login, the session cookie is rotated
-//! when a login completes, and the SAML page needs a live session (else a 302 to `/login`).
+//! Like the real service it has two hosts: the console (`console.jumpcloud.com`: the
+//! `/userconsole/...` API and the login page) and the SSO host (`sso.jumpcloud.com`: the
+//! `/saml2/{app}` pages), here two listeners on 127.0.0.1 with their own ports. Cookies are
+//! not scoped by port, so the console's session cookie reaches the SSO listener the way
+//! saml2aws's plain cookie jar carries it from `console.` to `sso.` (which only works if the
+//! real cookie is scoped to the parent domain).
+//!
+//! What it enforces, like the real service: the `X-Xsrftoken` header must match the token
+//! signed into the `_xsrf` cookie (`base64(token)|timestamp|signature`, saml2aws#230) and the
+//! session; XSRF tokens and pre-login sessions expire after 15 minutes (saml2aws#230); the auth
+//! body must use lower-camelCase keys (403 otherwise); TOTP codes work once; one push at a time
+//! per user; a push must be accepted, and not past its `expiresAt`, before its login; the
+//! session cookie set with the XSRF token is the one signed in (it is kept at login); the
+//! `redirectTo` answered is the SSO host's app URL; and the SAML page needs a live session
+//! (else a 302 to the console's `/login`).
+//!
+//! The fake's clock can be moved forward ([`FakeJumpCloud::advance_clock`]) so that tests
+//! reach those expiries without waiting.
 //!
 //! It can also give the answers the real service gives off the happy path (issue 11): a bare
 //! "MFA required." without factors ([`FakeUser::with_bare_mfa`]), a push denied as HTTP 401 on
@@ -24,6 +38,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE;
+
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
@@ -35,7 +52,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::saml_builder::{self, SamlSpec};
@@ -48,6 +65,12 @@ pub const SESSION_COOKIE: &str = "_jumpcloud_user_console_";
 pub const AUTH_FAILED: &str = "Authentication failed.";
 /// JumpCloud's answer when a second factor is needed.
 pub const MFA_REQUIRED: &str = "MFA required.";
+/// The fake's answer to a push started while another one of the same user is pending (the
+/// real wording is not documented).
+pub const PUSH_PENDING: &str = "A push notification is already pending.";
+/// How long an XSRF token, and the pre-login session it came with, stays valid: "the XSRF
+/// token will expire after about 15 minutes" (a JumpCloud engineer in saml2aws#230).
+pub const XSRF_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// One JumpCloud user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +182,9 @@ pub struct FakeApp {
     /// the API login succeeds, and the app URL then answers a page that is neither the login
     /// page nor the SAML form (saml2aws #771).
     pub browser_only: bool,
+    /// The SessionDuration attribute as an admin typed it (`""`, `"12h"`), written verbatim
+    /// instead of `session_duration`.
+    pub session_duration_text: Option<String>,
 }
 
 impl FakeApp {
@@ -172,6 +198,7 @@ impl FakeApp {
                 .collect(),
             session_duration: Some(3600),
             browser_only: false,
+            session_duration_text: None,
         }
     }
 
@@ -204,6 +231,8 @@ pub struct FakeJumpCloudConfig {
     pub session_lifetime: Duration,
     /// How long a push waits for an answer (its `expiresAt`).
     pub push_lifetime: Duration,
+    /// How long an XSRF token and a session not yet signed in stay valid.
+    pub xsrf_lifetime: Duration,
     /// The RelayState of the SAML form.
     pub relay_state: String,
 }
@@ -220,6 +249,7 @@ impl Default for FakeJumpCloudConfig {
             )],
             session_lifetime: Duration::from_secs(3600),
             push_lifetime: Duration::from_secs(60),
+            xsrf_lifetime: XSRF_LIFETIME,
             relay_state: String::new(),
         }
     }
@@ -248,6 +278,8 @@ pub struct FakeJumpCloudStats {
     pub totp_posts: u64,
     /// Auth POSTs refused with 403 (XSRF header/cookie mismatch, or keys not lower camelCase).
     pub rejected_auth_posts: u64,
+    /// Requests refused for an XSRF token or a pre-login session past its lifetime.
+    pub stale_xsrf: u64,
     /// Of those, the ones without an `X-Xsrftoken` header.
     pub missing_xsrf_header: u64,
     /// Of those, the ones whose body keys were not exactly the lower-camelCase ones.
@@ -266,6 +298,10 @@ pub struct FakeJumpCloudStats {
     pub push_polls: u64,
     /// Pushes that reached `accepted`.
     pub pushes_accepted: u64,
+    /// Pushes refused because another one of the same user was pending.
+    pub pushes_refused: u64,
+    /// Push logins refused because the push was past its `expiresAt`.
+    pub late_push_logins: u64,
     /// `GET /userconsole/api/self`.
     pub self_probes: u64,
     /// SAML pages served with a SAMLResponse.
@@ -335,11 +371,12 @@ pub enum RetryAfter {
     DateIn(Duration),
 }
 
-/// A running fake JumpCloud. Dropping it stops the server.
+/// A running fake JumpCloud (console and SSO listeners). Dropping it stops the server.
 pub struct FakeJumpCloud {
     inner: Arc<Inner>,
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    sso_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -347,6 +384,7 @@ impl std::fmt::Debug for FakeJumpCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeJumpCloud")
             .field("addr", &self.addr)
+            .field("sso_addr", &self.sso_addr)
             .finish_non_exhaustive()
     }
 }
@@ -360,11 +398,15 @@ impl FakeJumpCloud {
             .expect("binding the fake JumpCloud to 127.0.0.1")
     }
 
-    /// Starts the fake on `addr` (port 0 picks a free one).
+    /// Starts the fake with its console on `addr` (port 0 picks a free one) and its SSO host
+    /// on a free port of the same address.
     pub async fn start_on(addr: SocketAddr, config: FakeJumpCloudConfig) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let sso_listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
+        let sso_addr = sso_listener.local_addr()?;
         let base_url = format!("http://{addr}");
+        let sso_url = format!("http://{sso_addr}");
         let users = config
             .users
             .iter()
@@ -380,12 +422,20 @@ impl FakeJumpCloud {
             .collect();
         let inner = Arc::new(Inner {
             base_url,
+            sso_url,
+            xsrf_key: ring::hmac::Key::generate(
+                ring::hmac::HMAC_SHA256,
+                &ring::rand::SystemRandom::new(),
+            )
+            .expect("system randomness"),
             changed: watch::Sender::new(0),
             state: Mutex::new(ServerState {
                 users,
                 apps: config.apps.clone(),
                 session_lifetime: config.session_lifetime,
                 push_lifetime: config.push_lifetime,
+                xsrf_lifetime: config.xsrf_lifetime,
+                clock_offset: Duration::ZERO,
                 relay_state: config.relay_state.clone(),
                 sessions: HashMap::new(),
                 pushes: HashMap::new(),
@@ -395,23 +445,32 @@ impl FakeJumpCloud {
                 saml_responses: Vec::new(),
             }),
         });
-        let app = router(Arc::clone(&inner));
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                eprintln!("fake JumpCloud stopped: {e}");
+        let console = router(Arc::clone(&inner));
+        let sso = sso_router(Arc::clone(&inner));
+        let (shutdown, stop) = watch::channel(false);
+        let serve = |listener: TcpListener, app: Router| {
+            let mut stop = stop.clone();
+            async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    eprintln!("fake JumpCloud stopped: {e}");
+                }
             }
+        };
+        let (console, sso) = (serve(listener, console), serve(sso_listener, sso));
+        let task = tokio::spawn(async move {
+            tokio::join!(console, sso);
         });
         Ok(Self {
             inner,
             addr,
-            shutdown: Some(shutdown),
+            sso_addr,
+            shutdown,
             task,
         })
     }
@@ -421,14 +480,31 @@ impl FakeJumpCloud {
         self.inner.base_url.clone()
     }
 
-    /// The address the fake listens on.
+    /// The address the console listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The IdP URL of an app, `http://127.0.0.1:PORT/saml2/{app}` (the account's `url`).
+    /// `http://127.0.0.1:PORT2`: the SSO host, where the apps' SAML pages are.
+    pub fn sso_url(&self) -> String {
+        self.inner.sso_url.clone()
+    }
+
+    /// The address the SSO host listens on.
+    pub fn sso_addr(&self) -> SocketAddr {
+        self.sso_addr
+    }
+
+    /// The IdP URL of an app, `http://127.0.0.1:PORT2/saml2/{app}` on the SSO host (the
+    /// account's `url`).
     pub fn app_url(&self, app: &str) -> String {
-        format!("{}/saml2/{app}", self.inner.base_url)
+        format!("{}/saml2/{app}", self.inner.sso_url)
+    }
+
+    /// Moves the fake's clock forward: sessions, XSRF tokens and pushes expire as if `by` had
+    /// passed (the `expiresAt` of pushes started later is reported from the moved clock).
+    pub fn advance_clock(&self, by: Duration) {
+        self.inner.lock().clock_offset += by;
     }
 
     /// A snapshot of the counters.
@@ -481,7 +557,7 @@ impl FakeJumpCloud {
     /// How many signed-in sessions are alive.
     pub fn live_sessions(&self) -> usize {
         let state = self.inner.lock();
-        let now = Instant::now();
+        let now = state.now();
         state
             .sessions
             .values()
@@ -530,9 +606,7 @@ impl FakeJumpCloud {
 
     /// Stops the server and waits until it has stopped accepting connections.
     pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.send_replace(true);
         // Graceful shutdown waits for idle keep-alive connections of clients that are still
         // alive; tests only need the listener closed, so stop waiting after a moment.
         let task = &mut self.task;
@@ -547,15 +621,18 @@ impl FakeJumpCloud {
 
 impl Drop for FakeJumpCloud {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.send_replace(true);
         self.task.abort();
     }
 }
 
 struct Inner {
+    /// The console.
     base_url: String,
+    /// The SSO host.
+    sso_url: String,
+    /// Signs the `_xsrf` cookie.
+    xsrf_key: ring::hmac::Key,
     state: Mutex<ServerState>,
     /// Bumped each time the state has been locked (and so may have changed), for
     /// [`FakeJumpCloud::wait_for_stats`].
@@ -604,6 +681,9 @@ struct ServerState {
     apps: Vec<FakeApp>,
     session_lifetime: Duration,
     push_lifetime: Duration,
+    xsrf_lifetime: Duration,
+    /// How far [`FakeJumpCloud::advance_clock`] moved the clock.
+    clock_offset: Duration,
     relay_state: String,
     sessions: HashMap<String, ConsoleSession>,
     pushes: HashMap<String, PushState>,
@@ -615,6 +695,18 @@ struct ServerState {
     saml_responses: Vec<String>,
 }
 
+impl ServerState {
+    /// The fake's monotonic clock.
+    fn now(&self) -> Instant {
+        Instant::now() + self.clock_offset
+    }
+
+    /// The fake's wall clock.
+    fn wall_now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.clock_offset
+    }
+}
+
 struct UserState {
     user: FakeUser,
     used_codes: HashSet<String>,
@@ -622,6 +714,7 @@ struct UserState {
 
 /// A console session: created by the XSRF request, signed in by a completed login.
 struct ConsoleSession {
+    /// The XSRF token (the `_xsrf` cookie carries it signed).
     xsrf: String,
     /// The email whose password was accepted, waiting for a second factor, and the
     /// `redirectTo` of that auth POST.
@@ -652,8 +745,14 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/userconsole/auth/push/{id}", get(push_poll))
         .route("/userconsole/auth/push/{id}/login", post(push_login))
         .route("/userconsole/api/self", get(api_self))
-        .route("/saml2/{app}", get(saml_page))
         .route("/login", get(login_page))
+        .with_state(inner)
+}
+
+/// The SSO host: only the apps' SAML pages.
+fn sso_router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route("/saml2/{app}", get(saml_page))
         .with_state(inner)
 }
 
@@ -680,6 +779,37 @@ fn message(status: StatusCode, text: &str) -> Response {
 
 fn session_cookie(sid: &str) -> String {
     format!("{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax")
+}
+
+/// The `_xsrf` cookie for `token` issued at `at`: `base64(token)|nanoseconds|hex(HMAC)`, the
+/// form JumpCloud's cookie has (saml2aws#230 shows one; it is Beego's signed cookie).
+fn signed_xsrf(key: &ring::hmac::Key, token: &str, at: OffsetDateTime) -> String {
+    let encoded = URL_SAFE.encode(token);
+    let timestamp = at.unix_timestamp_nanos().to_string();
+    let signature = ring::hmac::sign(key, format!("{encoded}{timestamp}").as_bytes());
+    let hex: String = signature
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{encoded}|{timestamp}|{hex}")
+}
+
+/// The token in a signed `_xsrf` cookie and when it was issued, if the signature holds.
+fn verify_xsrf(key: &ring::hmac::Key, cookie: &str) -> Option<(String, OffsetDateTime)> {
+    let mut parts = cookie.splitn(3, '|');
+    let (encoded, timestamp, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return None;
+    }
+    let signature = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    ring::hmac::verify(key, format!("{encoded}{timestamp}").as_bytes(), &signature).ok()?;
+    let token = String::from_utf8(URL_SAFE.decode(encoded).ok()?).ok()?;
+    let issued = OffsetDateTime::from_unix_timestamp_nanos(timestamp.parse().ok()?).ok()?;
+    Some((token, issued))
 }
 
 /// Takes the next injected fault of `endpoint`: an answer to send instead, or `None` to go on
@@ -846,9 +976,10 @@ async fn xsrf(State(inner): Shared) -> Response {
         return r;
     }
     let (sid, xsrf) = (token(40), token(32));
-    {
+    let xsrf_cookie = {
         let mut state = inner.lock();
-        let expires_at = Instant::now() + Duration::from_secs(15 * 60);
+        let expires_at = state.now() + state.xsrf_lifetime;
+        let signed = signed_xsrf(&inner.xsrf_key, &xsrf, state.wall_now());
         state.sessions.insert(
             sid.clone(),
             ConsoleSession {
@@ -858,14 +989,14 @@ async fn xsrf(State(inner): Shared) -> Response {
                 expires_at,
             },
         );
-        state.cookie_values.extend([sid.clone(), xsrf.clone()]);
-    }
+        state
+            .cookie_values
+            .extend([sid.clone(), xsrf.clone(), signed.clone()]);
+        signed
+    };
     (
         AppendHeaders([
-            (
-                SET_COOKIE,
-                format!("{XSRF_COOKIE}={xsrf}; Path=/; SameSite=Lax"),
-            ),
+            (SET_COOKIE, format!("{XSRF_COOKIE}={xsrf_cookie}; Path=/")),
             (SET_COOKIE, session_cookie(&sid)),
         ]),
         Json(json!({ "xsrf": xsrf })),
@@ -873,58 +1004,67 @@ async fn xsrf(State(inner): Shared) -> Response {
         .into_response()
 }
 
-/// Checks the XSRF header against the cookie and the session; the session id on success.
-fn check_xsrf(state: &ServerState, headers: &HeaderMap) -> Result<String, &'static str> {
+/// Checks the XSRF header against the token signed into the cookie and against the session;
+/// the session id on success. `"stale"` when the token or the session has outlived its time.
+fn check_xsrf(
+    inner: &Inner,
+    state: &ServerState,
+    headers: &HeaderMap,
+) -> Result<String, &'static str> {
     let header = headers
         .get("x-xsrftoken")
         .and_then(|v| v.to_str().ok())
         .ok_or("missing header")?;
     let sid = cookie(headers, SESSION_COOKIE).ok_or("no session cookie")?;
     let session = state.sessions.get(&sid).ok_or("unknown session")?;
-    let cookie_token = cookie(headers, XSRF_COOKIE).ok_or("no xsrf cookie")?;
+    let cookie_value = cookie(headers, XSRF_COOKIE).ok_or("no xsrf cookie")?;
+    let (cookie_token, issued) =
+        verify_xsrf(&inner.xsrf_key, &cookie_value).ok_or("bad xsrf signature")?;
     if header != session.xsrf || cookie_token != session.xsrf {
         return Err("token mismatch");
     }
+    let lifetime = time::Duration::try_from(state.xsrf_lifetime).expect("a sane lifetime");
+    if session.expires_at <= state.now() || state.wall_now() - issued > lifetime {
+        return Err("stale");
+    }
     Ok(sid)
+}
+
+/// The 403 for a failed [`check_xsrf`], counted.
+fn xsrf_refused(state: &mut ServerState, why: &str) -> Response {
+    if why == "stale" {
+        state.stats.stale_xsrf += 1;
+    }
+    forbidden()
 }
 
 fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, "Forbidden").into_response()
 }
 
-/// Signs the session in under a fresh id (so a pre-login id is never a signed-in one) and
-/// answers `{redirectTo}` with the new session cookie.
+/// Signs the session in, keeping its id (JumpCloud does not rotate the console cookie at
+/// login), and answers `{redirectTo}`: the app's URL on the SSO host, not an echo of the
+/// client's value.
 fn complete_login(
     inner: &Inner,
     state: &mut ServerState,
-    old_sid: &str,
+    sid: &str,
     email: &str,
     redirect_to: &str,
 ) -> Response {
-    let xsrf = state
-        .sessions
-        .remove(old_sid)
-        .map(|s| s.xsrf)
-        .unwrap_or_else(|| token(32));
-    let sid = token(40);
-    let expires_at = Instant::now() + state.session_lifetime;
-    state.sessions.insert(
-        sid.clone(),
-        ConsoleSession {
-            xsrf,
-            pending: None,
-            user: Some(email.to_owned()),
-            expires_at,
-        },
-    );
+    let expires_at = state.now() + state.session_lifetime;
+    if let Some(session) = state.sessions.get_mut(sid) {
+        session.pending = None;
+        session.user = Some(email.to_owned());
+        session.expires_at = expires_at;
+    }
     state.stats.logins += 1;
-    state.cookie_values.push(sid.clone());
-    let target = format!("{}/{}", inner.base_url, redirect_to.trim_start_matches('/'));
-    (
-        AppendHeaders([(SET_COOKIE, session_cookie(&sid))]),
-        Json(json!({ "redirectTo": target })),
-    )
-        .into_response()
+    let target = match redirect_to.trim_start_matches('/') {
+        // Clients that send no redirectTo land on the console's user portal.
+        "" => format!("{}/userconsole/", inner.base_url),
+        path => format!("{}/{path}", inner.sso_url),
+    };
+    Json(json!({ "redirectTo": target })).into_response()
 }
 
 const AUTH_KEYS: [&str; 5] = ["context", "redirectTo", "email", "password", "otp"];
@@ -937,14 +1077,14 @@ async fn auth(State(inner): Shared, headers: HeaderMap, body: Bytes) -> Response
     }
     let mut guard = inner.lock();
     let state = &mut *guard;
-    let sid = match check_xsrf(state, &headers) {
+    let sid = match check_xsrf(&inner, state, &headers) {
         Ok(sid) => sid,
         Err(why) => {
             state.stats.rejected_auth_posts += 1;
             if why == "missing header" {
                 state.stats.missing_xsrf_header += 1;
             }
-            return forbidden();
+            return xsrf_refused(state, why);
         }
     };
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
@@ -1029,8 +1169,9 @@ async fn push_start(State(inner): Shared, headers: HeaderMap) -> Response {
     }
     let mut guard = inner.lock();
     let state = &mut *guard;
-    let Ok(sid) = check_xsrf(state, &headers) else {
-        return forbidden();
+    let sid = match check_xsrf(&inner, state, &headers) {
+        Ok(sid) => sid,
+        Err(why) => return xsrf_refused(state, why),
     };
     let Some((email, redirect_to)) = state.sessions.get(&sid).and_then(|s| s.pending.clone())
     else {
@@ -1046,7 +1187,16 @@ async fn push_start(State(inner): Shared, headers: HeaderMap) -> Response {
             "Push is not available for this user.",
         );
     };
-    let now = OffsetDateTime::now_utc();
+    let now = state.wall_now();
+    let pending = state
+        .pushes
+        .values()
+        .any(|p| p.email == email && p.status == "pending" && p.expires_at > now);
+    if pending {
+        // One push at a time: the phone shows one prompt.
+        state.stats.pushes_refused += 1;
+        return message(StatusCode::CONFLICT, PUSH_PENDING);
+    }
     let push = PushState {
         sid,
         email,
@@ -1071,10 +1221,12 @@ async fn push_poll(State(inner): Shared, Path(id): Path<String>, headers: Header
     }
     let mut guard = inner.lock();
     let state = &mut *guard;
-    let Ok(sid) = check_xsrf(state, &headers) else {
-        return forbidden();
+    let sid = match check_xsrf(&inner, state, &headers) {
+        Ok(sid) => sid,
+        Err(why) => return xsrf_refused(state, why),
     };
     state.stats.push_polls += 1;
+    let now = state.wall_now();
     let Some(push) = state.pushes.get_mut(&id).filter(|p| p.sid == sid) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -1092,7 +1244,7 @@ async fn push_poll(State(inner): Shared, Path(id): Path<String>, headers: Header
             if status == "accepted" {
                 state.stats.pushes_accepted += 1;
             }
-        } else if OffsetDateTime::now_utc() >= push.expires_at {
+        } else if now >= push.expires_at {
             push.status = "expired";
         }
     }
@@ -1110,14 +1262,21 @@ async fn push_login(State(inner): Shared, Path(id): Path<String>, headers: Heade
     }
     let mut guard = inner.lock();
     let state = &mut *guard;
-    let Ok(sid) = check_xsrf(state, &headers) else {
-        return forbidden();
+    let sid = match check_xsrf(&inner, state, &headers) {
+        Ok(sid) => sid,
+        Err(why) => return xsrf_refused(state, why),
     };
     let accepted = state
         .pushes
         .get(&id)
         .is_some_and(|p| p.sid == sid && p.status == "accepted");
     if !accepted {
+        return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let now = state.wall_now();
+    if state.pushes.get(&id).is_some_and(|p| p.expires_at <= now) {
+        // Accepted, but its login comes too late.
+        state.stats.late_push_logins += 1;
         return message(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     let push = state.pushes.remove(&id).expect("checked above");
@@ -1128,7 +1287,7 @@ async fn push_login(State(inner): Shared, Path(id): Path<String>, headers: Heade
 fn signed_in(state: &ServerState, headers: &HeaderMap) -> Option<String> {
     let sid = cookie(headers, SESSION_COOKIE)?;
     let session = state.sessions.get(&sid)?;
-    (session.expires_at > Instant::now())
+    (session.expires_at > state.now())
         .then(|| session.user.clone())
         .flatten()
 }
@@ -1167,7 +1326,7 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
     };
     let Some(email) = signed_in(&state, &headers) else {
         state.stats.login_redirects += 1;
-        let location = format!("/login?redirectTo=saml2%2F{}", app.name);
+        let location = format!("{}/login?redirectTo=saml2%2F{}", inner.base_url, app.name);
         return (
             StatusCode::FOUND,
             [(LOCATION, HeaderValue::from_str(&location).expect("ascii"))],
@@ -1181,6 +1340,7 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
     let mut spec = SamlSpec::new(&email, &[]);
     spec.roles = app.roles.clone();
     spec.session_duration = app.session_duration;
+    spec.session_duration_text = app.session_duration_text.clone();
     let saml_response = saml_builder::saml_response_base64(&spec);
     let page = saml_builder::saml_post_page(
         &saml_response,

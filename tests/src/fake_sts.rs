@@ -5,10 +5,23 @@
 //! signed with a key it issued, so that a consumer test can prove which credentials were used.
 //!
 //! Unlike moto, it checks the assertion the way STS documents it: the (RoleArn, PrincipalArn)
-//! pair must be one of the assertion's Role values (either order), the assertion must not be
-//! past its NotOnOrAfter, and DurationSeconds must be 900 ..= the role's MaxSessionDuration.
-//! The assertion is parsed here with quick-xml on purpose, independently of samld's parser,
-//! so that a bug there cannot hide itself. Signatures are not checked.
+//! pair must be one of the assertion's Role values (either order); the SubjectConfirmationData
+//! must name AWS's sign-in endpoint as its Recipient and the Audience must be AWS (its SAML
+//! entity ID `urn:amazon:webservices` or the sign-in endpoint, of the role's partition)
+//! (IAM User Guide, "Configure SAML assertions for the authentication response"); the
+//! assertion must be redeemed within 5 minutes of its IssueInstant and before any
+//! NotOnOrAfter (`ExpiredTokenException`), and not before its NotBefore (with
+//! [`CLOCK_SKEW`] of tolerance); a GovCloud or China role must reach its own partition's STS
+//! host; and DurationSeconds must be 900 ..= the role's MaxSessionDuration. The assertion is
+//! parsed here with quick-xml on purpose, independently of samld's parser, so that a bug
+//! there cannot hide itself.
+//!
+//! One assertion may be redeemed several times (for several roles) while it is valid, as the
+//! real STS allows: saml2aws#526 describes sending one assertion "to AWS repeatedly to create
+//! multiple sessions to different AWS accounts and AWS roles" within its validity, which is
+//! what the SAML caches of saml2aws (`--cache-saml`), aws-google-auth (PR #47) and OneLogin's
+//! CLI rely on. Signatures are not checked: the fake has no registered IdP certificate and
+//! the assertions the tests build are unsigned.
 //!
 //! Tests steer it with [`FakeSts::inject`] (throttling, service errors, an HTML 500 page like
 //! moto's, a slow answer, a connection reset) and observe it through counters, the requests
@@ -51,6 +64,12 @@ const SESSION_NAME_ATTRIBUTE: &str = "https://aws.amazon.com/SAML/Attributes/Rol
 /// STS's bounds on DurationSeconds whatever the role says.
 const MIN_DURATION: u32 = 900;
 const MAX_DURATION: u32 = 43_200;
+/// How long after its IssueInstant an assertion can be redeemed ("Token must be redeemed
+/// within 5 minutes of issuance").
+const REDEEM_WITHIN: time::Duration = time::Duration::minutes(5);
+/// How far in the future a NotBefore may be (the IdP's clock running ahead). STS's own
+/// tolerance is not documented; nothing is granted after NotOnOrAfter, the strict side.
+pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
 /// How the fake behaves, fixed at start (the limits can be changed later too).
 #[derive(Debug, Clone)]
@@ -451,7 +470,14 @@ async fn handle(
         );
     }
     match action {
-        "AssumeRoleWithSAML" => assume_role_with_saml(&shared, &connection, &params).await,
+        "AssumeRoleWithSAML" => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let partition = endpoint_partition(host);
+            assume_role_with_saml(&shared, &connection, &params, partition).await
+        }
         "GetCallerIdentity" => get_caller_identity(&shared, &headers),
         _ => sts_error(
             400,
@@ -465,6 +491,7 @@ async fn assume_role_with_saml(
     shared: &Shared,
     connection: &Connection,
     params: &HashMap<String, String>,
+    partition: Option<&'static str>,
 ) -> Answer {
     let param = |name: &str| params.get(name).cloned().unwrap_or_default();
     let received = ReceivedAssume {
@@ -520,13 +547,31 @@ async fn assume_role_with_saml(
         }
     }
 
-    let answer = issue(shared, &received);
+    let answer = issue(shared, &received, partition);
     shared.notify();
     answer
 }
 
-/// Validates the request as STS would and issues credentials.
-fn issue(shared: &Shared, request: &ReceivedAssume) -> Answer {
+/// The partition of the real STS host a request was addressed to (its `Host` header), or
+/// `None` for any other host, such as `127.0.0.1:PORT` when a test points `sts_endpoint` here.
+///
+/// Each partition's STS knows only that partition's SAML providers.
+fn endpoint_partition(host: &str) -> Option<&'static str> {
+    let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+    if host.ends_with(".amazonaws.com.cn") {
+        Some("aws-cn")
+    } else if host.starts_with("sts.us-gov-") && host.ends_with(".amazonaws.com") {
+        Some("aws-us-gov")
+    } else if host.starts_with("sts.") && host.ends_with(".amazonaws.com") {
+        Some("aws")
+    } else {
+        None
+    }
+}
+
+/// Validates the request as STS would and issues credentials. `partition` is that of the
+/// STS host the request was addressed to, when it names one.
+fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> Answer {
     for (name, value) in [
         ("roleArn", &request.role_arn),
         ("principalArn", &request.principal_arn),
@@ -568,16 +613,44 @@ fn issue(shared: &Shared, request: &ReceivedAssume) -> Answer {
             &format!("{} is invalid", request.role_arn),
         );
     };
+    if partition.is_some_and(|p| p != role.partition) {
+        // What the commercial STS answers for a GovCloud role (saml2aws#89, #187): the SAML
+        // provider lives in another partition, so this one has never heard of it.
+        return sts_error(
+            400,
+            "InvalidIdentityToken",
+            "Specified provider doesn't exist (Service: AWSOpenIdDiscoveryService; Status Code: \
+             400; Error Code: AuthSamlManifestNotFoundException)",
+        );
+    }
     let assertion = match SamlFacts::parse(&request.assertion) {
         Ok(facts) => facts,
         Err(why) => return sts_error(400, "InvalidIdentityToken", &why),
     };
 
-    let now = OffsetDateTime::now_utc()
+    if let Err(why) = assertion.addressed_to_aws(&role.partition) {
+        return sts_error(400, "InvalidIdentityToken", &why);
+    }
+    let exact_now = OffsetDateTime::now_utc();
+    let now = exact_now
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
-    if assertion.not_on_or_after.iter().any(|limit| *limit <= now) {
+    let too_old = assertion
+        .issue_instant
+        .is_some_and(|issued| exact_now > issued + REDEEM_WITHIN);
+    if too_old || assertion.not_on_or_after.iter().any(|limit| *limit <= now) {
         return expired_token();
+    }
+    if assertion
+        .not_before
+        .iter()
+        .any(|start| *start > exact_now + CLOCK_SKEW)
+    {
+        return sts_error(
+            400,
+            "InvalidIdentityToken",
+            "The SAML assertion is not yet valid (NotBefore is in the future)",
+        );
     }
     let listed = assertion.roles.iter().any(|value| {
         let parts: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -645,9 +718,13 @@ fn issue(shared: &Shared, request: &ReceivedAssume) -> Answer {
     let subject = assertion.name_id.unwrap_or_default();
     let subject_type = subject_type(assertion.name_id_format.as_deref());
     let issuer = assertion.issuer.unwrap_or_default();
+    // STS reports the SubjectConfirmationData's Recipient as the `Audience`.
     let audience = assertion
-        .audience
-        .unwrap_or_else(|| "https://signin.aws.amazon.com/saml".to_owned());
+        .recipients
+        .first()
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
     let provider_name = request.principal_arn.rsplit('/').next().unwrap_or_default();
     let name_qualifier = name_qualifier(&issuer, &role.account, provider_name);
     xml_ok(format!(
@@ -777,10 +854,19 @@ struct SamlFacts {
     /// Conditions/@NotOnOrAfter and SubjectConfirmationData/@NotOnOrAfter.
     not_on_or_after: Vec<OffsetDateTime>,
     session_not_on_or_after: Option<OffsetDateTime>,
+    /// Conditions/@NotBefore and SubjectConfirmationData/@NotBefore.
+    not_before: Vec<OffsetDateTime>,
+    /// Assertion/@IssueInstant.
+    issue_instant: Option<OffsetDateTime>,
+    /// SubjectConfirmationData/@Recipient of each SubjectConfirmationData.
+    recipients: Vec<Option<String>>,
     issuer: Option<String>,
     name_id: Option<String>,
     name_id_format: Option<String>,
+    /// The first Audience (STS reports the Recipient as `Audience`; kept for the unit test).
     audience: Option<String>,
+    /// Every Audience.
+    audiences: Vec<String>,
 }
 
 impl SamlFacts {
@@ -831,6 +917,18 @@ impl SamlFacts {
                             if let Some(limit) = attr("NotOnOrAfter")? {
                                 facts.not_on_or_after.push(parse_time(&limit)?);
                             }
+                            if let Some(start) = attr("NotBefore")? {
+                                facts.not_before.push(parse_time(&start)?);
+                            }
+                            if name == "SubjectConfirmationData" {
+                                facts.recipients.push(attr("Recipient")?);
+                            }
+                            None
+                        }
+                        "Assertion" if facts.issue_instant.is_none() => {
+                            if let Some(instant) = attr("IssueInstant")? {
+                                facts.issue_instant = Some(parse_time(&instant)?);
+                            }
                             None
                         }
                         "AuthnStatement" => {
@@ -849,7 +947,7 @@ impl SamlFacts {
                             facts.name_id_format = attr("Format")?;
                             Some(Capture::NameId)
                         }
-                        "Audience" if facts.audience.is_none() => Some(Capture::Audience),
+                        "Audience" => Some(Capture::Audience),
                         _ => None,
                     };
                     if let Some(what) = what {
@@ -900,6 +998,75 @@ impl SamlFacts {
         Ok(facts)
     }
 
+    /// Whether the assertion is meant for AWS in `partition`: exactly one
+    /// SubjectConfirmationData whose Recipient is a sign-in endpoint of the partition, and an
+    /// Audience naming AWS there (its entity ID or the sign-in endpoint). The reason if not.
+    fn addressed_to_aws(&self, partition: &str) -> Result<(), String> {
+        let (entity_id, endpoint, host) = match partition {
+            "aws-us-gov" => (
+                "urn:amazon:webservices:govcloud",
+                "https://signin.amazonaws-us-gov.com/saml",
+                "signin.amazonaws-us-gov.com",
+            ),
+            "aws-cn" => (
+                "urn:amazon:webservices:cn-north-1",
+                "https://signin.amazonaws.cn/saml",
+                "signin.amazonaws.cn",
+            ),
+            _ => (
+                "urn:amazon:webservices",
+                "https://signin.aws.amazon.com/saml",
+                "signin.aws.amazon.com",
+            ),
+        };
+        // The global endpoint, or a regional one (`https://REGION.signin...`), optionally
+        // with the `/acs/IdP-ID` suffix of encrypted-assertion providers.
+        let is_endpoint = |url: &str| {
+            url == endpoint
+                || url.strip_prefix("https://").is_some_and(|rest| {
+                    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                    let regional = authority
+                        .strip_suffix(host)
+                        .and_then(|r| r.strip_suffix('.'))
+                        .is_some_and(|region| {
+                            !region.is_empty()
+                                && region
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        });
+                    (authority == host || regional)
+                        && (path == "saml" || path.starts_with("saml/acs/"))
+                })
+        };
+        match self.recipients.as_slice() {
+            [Some(recipient)] if is_endpoint(recipient) => {}
+            [Some(recipient)] => {
+                return Err(format!(
+                    "The SAML assertion's Recipient {recipient:?} is not the AWS sign-in \
+                     endpoint {endpoint}"
+                ));
+            }
+            [None] => return Err("The SAML assertion has no Recipient".to_owned()),
+            [] => return Err("The SAML assertion has no SubjectConfirmationData".to_owned()),
+            _ => {
+                return Err(
+                    "The SAML assertion must have exactly one SubjectConfirmation".to_owned(),
+                );
+            }
+        }
+        if !self
+            .audiences
+            .iter()
+            .any(|a| a == entity_id || is_endpoint(a))
+        {
+            return Err(format!(
+                "The SAML assertion's audience {:?} is not AWS ({entity_id} or {endpoint})",
+                self.audiences
+            ));
+        }
+        Ok(())
+    }
+
     fn store(&mut self, what: Capture, text: String, attribute: Option<&str>) {
         match what {
             Capture::AttributeValue => match attribute {
@@ -911,7 +1078,12 @@ impl SamlFacts {
             },
             Capture::Issuer => self.issuer = Some(text),
             Capture::NameId => self.name_id = Some(text),
-            Capture::Audience => self.audience = Some(text),
+            Capture::Audience => {
+                if self.audience.is_none() {
+                    self.audience = Some(text.clone());
+                }
+                self.audiences.push(text);
+            }
         }
     }
 }

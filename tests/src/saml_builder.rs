@@ -38,6 +38,9 @@ pub struct SamlSpec {
     pub role_session_name: Option<String>,
     /// The SessionDuration attribute in seconds; `None` leaves it out.
     pub session_duration: Option<u32>,
+    /// The SessionDuration attribute written verbatim instead, as an admin may have typed it
+    /// (`""`, `"12h"`); wins over `session_duration`.
+    pub session_duration_text: Option<String>,
     /// IssueInstant of the Response and the Assertion.
     pub issued_at: OffsetDateTime,
     /// How long the assertion is valid from `issued_at` (SubjectConfirmationData and
@@ -60,6 +63,7 @@ impl SamlSpec {
                 .collect(),
             role_session_name: Some(email.to_owned()),
             session_duration: Some(3600),
+            session_duration_text: None,
             issued_at: OffsetDateTime::now_utc(),
             valid_for: Duration::minutes(5),
             destination: AWS_SAML_ENDPOINT.to_owned(),
@@ -99,12 +103,12 @@ pub fn build_saml_response(spec: &SamlSpec) -> String {
             std::slice::from_ref(name),
         );
     }
-    if let Some(seconds) = spec.session_duration {
-        push_attribute(
-            &mut attributes,
-            SESSION_DURATION_ATTRIBUTE,
-            &[seconds.to_string()],
-        );
+    let session_duration = spec
+        .session_duration_text
+        .clone()
+        .or_else(|| spec.session_duration.map(|s| s.to_string()));
+    if let Some(value) = session_duration {
+        push_attribute(&mut attributes, SESSION_DURATION_ATTRIBUTE, &[value]);
     }
 
     format!(

@@ -594,7 +594,7 @@ fn jumpcloud_500(w: &World, account: &str) {
 }
 
 fn jumpcloud_timeout(w: &World, account: &str) {
-    let url = format!("{}/saml2/{DEFAULT_APP}", w.lane(account).jc.base_url());
+    let url = w.lane(account).jc.app_url(DEFAULT_APP);
     refresh_survives(
         w,
         account,
@@ -607,7 +607,7 @@ fn jumpcloud_timeout(w: &World, account: &str) {
 }
 
 fn jumpcloud_reset(w: &World, account: &str) {
-    let url = format!("{}/saml2/{DEFAULT_APP}", w.lane(account).jc.base_url());
+    let url = w.lane(account).jc.app_url(DEFAULT_APP);
     refresh_survives(
         w,
         account,

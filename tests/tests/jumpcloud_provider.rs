@@ -575,13 +575,31 @@ async fn a_login_after_forget_starts_a_fresh_session() {
     jc.assertion_from_session().await.expect("session reuse");
 }
 
-/// One raw HTTP/1.1 exchange, to check the fake's own protocol checks without the provider.
+/// One raw HTTP/1.1 exchange with the console, to check the fake's own protocol checks
+/// without the provider.
 async fn raw_request(fake: &FakeJumpCloud, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+    raw_exchange(fake.addr(), request).await
+}
+
+/// The same with the SSO host, where the SAML pages are.
+async fn raw_sso_request(fake: &FakeJumpCloud, request: &str) -> String {
+    raw_exchange(fake.sso_addr(), request).await
+}
+
+async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     answer
+}
+
+/// The XSRF token of a `GET /userconsole/xsrf` answer's JSON body (the header value; the
+/// cookie carries it signed).
+fn xsrf_token(answer: &str) -> String {
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    json["xsrf"].as_str().expect("an xsrf token").to_owned()
 }
 
 fn cookie_value(answer: &str, name: &str) -> String {
@@ -603,6 +621,7 @@ async fn the_fake_refuses_capitalised_keys_and_a_missing_xsrf_header() {
     )
     .await;
     let xsrf = cookie_value(&answer, "_xsrf");
+    let token = xsrf_token(&answer);
     let sid = cookie_value(&answer, "_jumpcloud_user_console_");
     let post = |headers: String, body: &str| {
         format!(
@@ -621,11 +640,11 @@ async fn the_fake_refuses_capitalised_keys_and_a_missing_xsrf_header() {
 
     let capitalised = raw_request(
         &fake,
-        &post(format!("X-Xsrftoken: {xsrf}\r\n"), &saml2aws_style),
+        &post(format!("X-Xsrftoken: {token}\r\n"), &saml2aws_style),
     )
     .await;
     let no_header = raw_request(&fake, &post(String::new(), &camel)).await;
-    let good = raw_request(&fake, &post(format!("X-Xsrftoken: {xsrf}\r\n"), &camel)).await;
+    let good = raw_request(&fake, &post(format!("X-Xsrftoken: {token}\r\n"), &camel)).await;
 
     assert!(capitalised.starts_with("HTTP/1.1 403"), "{capitalised}");
     assert!(no_header.starts_with("HTTP/1.1 403"), "{no_header}");
@@ -643,23 +662,27 @@ async fn the_fake_refuses_capitalised_keys_and_a_missing_xsrf_header() {
 #[tokio::test]
 async fn the_saml_page_needs_a_session_and_looks_like_a_real_idp_page() {
     let fake = FakeJumpCloud::start(FakeJumpCloudConfig::default()).await;
-    let anonymous = raw_request(
+    let anonymous = raw_sso_request(
         &fake,
         "GET /saml2/aws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(anonymous.starts_with("HTTP/1.1 302"), "{anonymous}");
-    assert!(anonymous.contains("location: /login"), "{anonymous}");
+    assert!(
+        anonymous.contains(&format!("location: {}/login", fake.base_url())),
+        "{anonymous}"
+    );
     assert_eq!(fake.stats().login_redirects, 1);
 
-    // Sign in by hand, then fetch the page with the rotated session cookie.
+    // Sign in by hand, then fetch the page with the session cookie, which login kept.
     let answer = raw_request(
         &fake,
         "GET /userconsole/xsrf HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
     let xsrf = cookie_value(&answer, "_xsrf");
-    let pre_login = cookie_value(&answer, "_jumpcloud_user_console_");
+    let token = xsrf_token(&answer);
+    let session = cookie_value(&answer, "_jumpcloud_user_console_");
     let body = format!(
         r#"{{"context":"sso","redirectTo":"saml2/aws","email":"{DEFAULT_EMAIL}","password":"{DEFAULT_PASSWORD}","otp":""}}"#
     );
@@ -667,16 +690,15 @@ async fn the_saml_page_needs_a_session_and_looks_like_a_real_idp_page() {
         &fake,
         &format!(
             "POST /userconsole/auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nX-Xsrftoken: {xsrf}\r\n\
-             Cookie: _xsrf={xsrf}; _jumpcloud_user_console_={pre_login}\r\n\
+             Content-Type: application/json\r\nX-Xsrftoken: {token}\r\n\
+             Cookie: _xsrf={xsrf}; _jumpcloud_user_console_={session}\r\n\
              Content-Length: {}\r\n\r\n{body}",
             body.len()
         ),
     )
     .await;
-    let session = cookie_value(&login, "_jumpcloud_user_console_");
-    assert_ne!(session, pre_login, "the session id is rotated at login");
-    let page = raw_request(
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    let page = raw_sso_request(
         &fake,
         &format!(
             "GET /saml2/aws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\

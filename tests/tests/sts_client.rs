@@ -19,12 +19,30 @@ const SESSION_NAME: &str = "alice@example.com";
 /// A minimal JumpCloud-like SAMLResponse (unsigned: neither the fake nor moto checks
 /// signatures), base64 as the IdP's form carries it. Each Role value is written as given.
 fn saml_response(role_values: &[String], valid_for: time::Duration) -> Secret {
-    let now = OffsetDateTime::now_utc();
-    let ts = |t: OffsetDateTime| t.format(&Rfc3339).unwrap();
+    encode(&saml_xml(role_values, valid_for))
+}
+
+fn encode(xml: &str) -> Secret {
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+}
+
+/// The XML of [`saml_response`], issued now.
+fn saml_xml(role_values: &[String], valid_for: time::Duration) -> String {
+    saml_xml_issued(role_values, OffsetDateTime::now_utc(), valid_for)
+}
+
+/// The XML of [`saml_response`], issued at `now`: Audience `urn:amazon:webservices`,
+/// Recipient and Destination `https://signin.aws.amazon.com/saml`, NotBefore a minute before.
+fn saml_xml_issued(
+    role_values: &[String],
+    now: OffsetDateTime,
+    valid_for: time::Duration,
+) -> String {
     let values: String = role_values
         .iter()
         .map(|v| format!("<saml2:AttributeValue>{v}</saml2:AttributeValue>"))
         .collect();
+    let ts = |t: OffsetDateTime| t.format(&Rfc3339).unwrap();
     let xml = format!(
         r#"<saml2p:Response xmlns:saml2p="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" Destination="https://signin.aws.amazon.com/saml" ID="_r1" IssueInstant="{now}" Version="2.0">
 <saml2:Issuer>JumpCloud</saml2:Issuer>
@@ -45,7 +63,26 @@ fn saml_response(role_values: &[String], valid_for: time::Duration) -> Secret {
         start = ts(now - time::Duration::minutes(1)),
         end = ts(now + valid_for),
     );
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+    xml
+}
+
+/// `xml` addressed to AWS in GovCloud or China instead: that partition's SAML entity ID as the
+/// Audience and its sign-in endpoint as the Recipient (what the IdP app for such an account
+/// is set up with).
+fn for_partition(xml: &str, partition: &str) -> String {
+    let (entity_id, endpoint) = match partition {
+        "aws-us-gov" => (
+            "urn:amazon:webservices:govcloud",
+            "https://signin.amazonaws-us-gov.com/saml",
+        ),
+        "aws-cn" => (
+            "urn:amazon:webservices:cn-north-1",
+            "https://signin.amazonaws.cn/saml",
+        ),
+        _ => return xml.to_owned(),
+    };
+    xml.replace(">urn:amazon:webservices<", &format!(">{entity_id}<"))
+        .replace("https://signin.aws.amazon.com/saml", endpoint)
 }
 
 fn pair(role: &str, provider: &str) -> String {
@@ -706,4 +743,288 @@ async fn an_endless_answer_is_cut_off_at_the_cap() {
     assert!(read < TOTAL / 4, "the server sent {read} of {TOTAL} bytes");
     assert_no_secrets(&err, &assertion);
     server.abort();
+}
+
+/// An HTTP client for [`SdkSts`] that sends every request to `fake` instead of the host the
+/// SDK resolved (a real `sts….amazonaws.com` name), keeping that host in the `Host` header the
+/// way it would reach the real service, and records it. The fake STS judges the request by
+/// that header, so the endpoint choice itself is what is tested, without the internet.
+#[derive(Debug, Clone)]
+struct RoutedToFake {
+    fake: std::net::SocketAddr,
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    hosts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RoutedToFake {
+    fn new(fake: &FakeSts) -> Self {
+        Self {
+            fake: fake.addr(),
+            inner: aws_smithy_http_client::Builder::new().build_http(),
+            hosts: Default::default(),
+        }
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        self.hosts.lock().unwrap().clone()
+    }
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for RoutedToFake {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(RoutedConnector {
+            fake: self.fake,
+            inner: self.inner.http_connector(settings, components),
+            hosts: std::sync::Arc::clone(&self.hosts),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RoutedConnector {
+    fake: std::net::SocketAddr,
+    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
+    hosts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for RoutedConnector {
+    fn call(
+        &self,
+        mut request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let original = url::Url::parse(request.uri()).expect("the SDK sends absolute URLs");
+        let host = original.host_str().unwrap_or_default().to_owned();
+        self.hosts.lock().unwrap().push(host.clone());
+        let mut routed = original.clone();
+        routed.set_scheme("http").unwrap();
+        routed.set_host(Some(&self.fake.ip().to_string())).unwrap();
+        routed.set_port(Some(self.fake.port())).unwrap();
+        request.set_uri(routed.as_str()).expect("a valid URI");
+        request.headers_mut().insert("host", host);
+        self.inner.call(request)
+    }
+}
+
+/// The role's partition decides the STS endpoint when the account names no region: a
+/// GovCloud or China role sent to the commercial global endpoint fails with "Specified
+/// provider doesn't exist" (saml2aws#89, #187). An explicit region still wins.
+#[tokio::test]
+async fn a_role_without_region_goes_to_its_partitions_sts() {
+    const GOV_ROLE: &str = "arn:aws-us-gov:iam::123456789012:role/Dev";
+    const GOV_PROVIDER: &str = "arn:aws-us-gov:iam::123456789012:saml-provider/JumpCloud";
+    const CN_ROLE: &str = "arn:aws-cn:iam::123456789012:role/Dev";
+    const CN_PROVIDER: &str = "arn:aws-cn:iam::123456789012:saml-provider/JumpCloud";
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let routed = RoutedToFake::new(&fake);
+    let sts = SdkSts::with_http_client(
+        aws_smithy_runtime_api::client::http::SharedHttpClient::new(routed.clone()),
+        SdkStsOptions {
+            initial_backoff: Duration::from_millis(5),
+            max_attempts: 1,
+            ..SdkStsOptions::default()
+        },
+    );
+    let no_region = StsTarget {
+        region: None,
+        endpoint: None,
+    };
+    let assume = |role: &'static str, provider: &'static str, target: StsTarget| {
+        let sts = &sts;
+        // Each partition's app addresses the assertion to that partition's sign-in.
+        let partition = role.split(':').nth(1).unwrap();
+        let xml = saml_xml(&[pair(role, provider)], time::Duration::minutes(5));
+        let assertion = encode(&for_partition(&xml, partition));
+        async move {
+            let request = AssumeRequest {
+                role_arn: role.to_owned(),
+                principal_arn: provider.to_owned(),
+                saml_assertion: assertion,
+                duration_seconds: 900,
+            };
+            sts.assume_role_with_saml(&target, &request).await
+        }
+    };
+
+    let gov = assume(GOV_ROLE, GOV_PROVIDER, no_region.clone()).await;
+    let cn = assume(CN_ROLE, CN_PROVIDER, no_region.clone()).await;
+    let commercial = assume(DEV_ROLE, PROVIDER, no_region.clone()).await;
+    let east = StsTarget {
+        region: Some("us-gov-east-1".to_owned()),
+        endpoint: None,
+    };
+    let explicit = assume(GOV_ROLE, GOV_PROVIDER, east).await;
+
+    assert_eq!(
+        routed.hosts(),
+        [
+            "sts.us-gov-west-1.amazonaws.com",
+            "sts.cn-north-1.amazonaws.com.cn",
+            "sts.amazonaws.com",
+            "sts.us-gov-east-1.amazonaws.com",
+        ]
+    );
+    let gov = gov.expect("a GovCloud role with no region");
+    assert_eq!(
+        gov.assumed_role_arn.as_deref(),
+        Some("arn:aws-us-gov:sts::123456789012:assumed-role/Dev/alice@example.com")
+    );
+    cn.expect("a China role with no region");
+    commercial.expect("a commercial role with no region");
+    explicit.expect("a GovCloud role with an explicit region");
+}
+
+/// The fake STS refuses a role of another partition than the STS host it was sent to, as
+/// the real one does; the test above relies on it.
+#[tokio::test]
+async fn a_govcloud_role_at_the_commercial_endpoint_is_an_unknown_provider() {
+    const GOV_ROLE: &str = "arn:aws-us-gov:iam::123456789012:role/Dev";
+    const GOV_PROVIDER: &str = "arn:aws-us-gov:iam::123456789012:saml-provider/JumpCloud";
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let routed = RoutedToFake::new(&fake);
+    let sts = SdkSts::with_http_client(
+        aws_smithy_runtime_api::client::http::SharedHttpClient::new(routed.clone()),
+        SdkStsOptions {
+            max_attempts: 1,
+            ..SdkStsOptions::default()
+        },
+    );
+    let xml = saml_xml(&[pair(GOV_ROLE, GOV_PROVIDER)], time::Duration::minutes(5));
+    let assertion = encode(&for_partition(&xml, "aws-us-gov"));
+    let commercial = StsTarget {
+        region: Some("us-east-1".to_owned()),
+        endpoint: None,
+    };
+    let err = sts
+        .assume_role_with_saml(&commercial, &request(GOV_ROLE, &assertion, 900))
+        .await
+        .unwrap_err();
+    assert_eq!(routed.hosts(), ["sts.us-east-1.amazonaws.com"]);
+    match &err {
+        StsError::Service { code, message, .. } => {
+            assert_eq!(code, "InvalidIdentityToken");
+            assert!(
+                message.contains("Specified provider doesn't exist"),
+                "{message}"
+            );
+        }
+        other => panic!("expected InvalidIdentityToken, got {other:?}"),
+    }
+    assert_no_secrets(&err, &assertion);
+}
+
+/// Sends `xml` for Dev to the fake STS; the error if refused.
+async fn refusal(xml: &str) -> Option<StsError> {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let assertion = encode(xml);
+    let result = client()
+        .assume_role_with_saml(
+            &target(fake.endpoint_url()),
+            &request(DEV_ROLE, &assertion, 900),
+        )
+        .await;
+    result
+        .err()
+        .inspect(|err| assert_no_secrets(err, &assertion))
+}
+
+fn invalid_identity_token(err: Option<StsError>, expected: &str) {
+    match err {
+        Some(StsError::Service { code, message, .. }) => {
+            assert_eq!(code, "InvalidIdentityToken", "{message}");
+            assert!(message.contains(expected), "{message}");
+        }
+        other => panic!("expected InvalidIdentityToken, got {other:?}"),
+    }
+}
+
+/// The assertion must be meant for AWS: the IAM User Guide requires a Recipient matching the
+/// sign-in endpoint and an Audience naming AWS. An assertion for another service provider is
+/// refused, which is what stops an IdP's assertion for app X being replayed into AWS.
+#[tokio::test]
+async fn an_assertion_for_another_audience_or_recipient_is_refused() {
+    let good = saml_xml(&[pair(DEV_ROLE, PROVIDER)], time::Duration::minutes(5));
+    assert!(refusal(&good).await.is_none(), "the unmodified assertion");
+    // The sign-in endpoint itself, and a regional one, are accepted as the Audience too.
+    for audience in [
+        "https://signin.aws.amazon.com/saml",
+        "https://us-east-2.signin.aws.amazon.com/saml",
+    ] {
+        let xml = good.replace(">urn:amazon:webservices<", &format!(">{audience}<"));
+        assert!(refusal(&xml).await.is_none(), "{audience}");
+    }
+
+    let other_audience = good.replace(
+        ">urn:amazon:webservices<",
+        ">https://app.example.com/saml/metadata<",
+    );
+    invalid_identity_token(refusal(&other_audience).await, "audience");
+    let govcloud_audience = good.replace(
+        ">urn:amazon:webservices<",
+        ">urn:amazon:webservices:govcloud<",
+    );
+    invalid_identity_token(refusal(&govcloud_audience).await, "audience");
+    let other_recipient = good.replace(
+        r#"Recipient="https://signin.aws.amazon.com/saml""#,
+        r#"Recipient="https://app.example.com/acs""#,
+    );
+    invalid_identity_token(refusal(&other_recipient).await, "Recipient");
+    let lookalike = good.replace(
+        r#"Recipient="https://signin.aws.amazon.com/saml""#,
+        r#"Recipient="https://signin.aws.amazon.com.evil.example/saml""#,
+    );
+    invalid_identity_token(refusal(&lookalike).await, "Recipient");
+    let no_recipient = good.replace(r#" Recipient="https://signin.aws.amazon.com/saml""#, "");
+    invalid_identity_token(refusal(&no_recipient).await, "no Recipient");
+}
+
+/// Redeemed within 5 minutes of issuance, not before NotBefore (allowing for clock skew).
+#[tokio::test]
+async fn an_assertion_is_redeemed_within_its_window() {
+    let now = OffsetDateTime::now_utc();
+    // Issued six minutes ago, its NotOnOrAfter still ahead: too old all the same.
+    let old = saml_xml_issued(
+        &[pair(DEV_ROLE, PROVIDER)],
+        now - time::Duration::minutes(6),
+        time::Duration::minutes(10),
+    );
+    let err = refusal(&old).await.expect("refused");
+    assert!(err.is_expired_assertion(), "{err:?}");
+
+    // The IdP's clock runs ahead: NotBefore a minute in the future is within the skew, ten
+    // minutes is not.
+    let ahead = |by: time::Duration| {
+        saml_xml_issued(
+            &[pair(DEV_ROLE, PROVIDER)],
+            now + by,
+            time::Duration::minutes(5),
+        )
+    };
+    // IssueInstant in the future is not "too old"; NotBefore is a minute before it.
+    assert!(refusal(&ahead(time::Duration::minutes(2))).await.is_none());
+    invalid_identity_token(
+        refusal(&ahead(time::Duration::minutes(10))).await,
+        "not yet valid",
+    );
+}
+
+/// Real STS redeems one assertion several times while it is valid (saml2aws#526: "the SAML
+/// assertion can be sent to AWS repeatedly to create multiple sessions to different AWS
+/// accounts and AWS roles"; saml2aws --cache-saml relies on it), so the fake does too: the
+/// same role twice, and another role.
+#[tokio::test]
+async fn one_assertion_is_redeemed_again_while_valid() {
+    let fake = FakeSts::start(FakeStsConfig::default()).await;
+    let sts = client();
+    let at = target(fake.endpoint_url());
+    let assertion = fresh_assertion();
+    for role in [DEV_ROLE, DEV_ROLE, OPS_ROLE] {
+        sts.assume_role_with_saml(&at, &request(role, &assertion, 900))
+            .await
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+    }
+    assert_eq!(fake.issued_count(), 3);
 }

@@ -261,11 +261,6 @@ impl IdpError {
             _ => None,
         }
     }
-
-    /// How long the IdP asked to wait before the next request, when it said.
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
-        None
-    }
 }
 
 impl fmt::Display for IdpError {
