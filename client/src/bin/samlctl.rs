@@ -429,7 +429,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 profile.as_deref(),
                 settings.region.as_deref(),
                 &awsconfig::helper_command(),
-            );
+            )
+            .map_err(|e| Failure(e.to_string()))?;
             if write {
                 let file = awsconfig::config_file()
                     .ok_or_else(|| Failure("no HOME and no AWS_CONFIG_FILE".into()))?;
