@@ -310,7 +310,7 @@ fn exit_status_and_signals_pass_through() {
             "--",
             "sh",
             "-c",
-            r#"trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1 & wait $!; done"#,
+            r#"trap 'echo got-term; exit 42' TERM; echo ready; i=0; while [ $i -lt 60 ]; do sleep 1 & wait $!; i=$((i+1)); done"#,
         ],
         &[],
     );
@@ -614,6 +614,26 @@ fn exec_warns_when_the_default_profile_would_win_over_the_endpoint() {
     assert_eq!(stderr(&quiet), "", "no warning without such a profile");
 }
 
+/// Waits for `child` (whose stdout was taken) to exit and returns its status and stderr; past
+/// `within` it is killed and the test fails with `what`.
+fn finish_within(child: Child, within: Duration, what: &str) -> std::process::Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(within) {
+        Ok(output) => output.expect("wait for samlctl"),
+        Err(_) => {
+            // SAFETY: kill only signals our own (not yet reaped) child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            panic!("{what}: samlctl exec was still running after {within:?}");
+        }
+    }
+}
+
 #[test]
 fn a_running_exec_does_not_hold_up_daemon_shutdown() {
     let world = World::new();
@@ -634,9 +654,83 @@ fn a_running_exec_does_not_hold_up_daemon_shutdown() {
         "shutdown waited for the exec's connection ({:?})",
         started.elapsed()
     );
-    drop(child.stdin.take());
+    // The token died with the daemon, and the port is free for anyone to take: the program
+    // is ended rather than left to ask whoever binds it next (stdin stays open: it would
+    // otherwise wait forever).
+    let stdin = child.stdin.take();
+    let exec = finish_within(child, Duration::from_secs(20), "after samld stopped");
+    drop(stdin);
+    assert!(!exec.status.success());
     assert!(
-        child.wait().unwrap().success(),
-        "the program itself carries on"
+        stderr(&exec).contains("samld stopped"),
+        "says why: {}",
+        stderr(&exec)
     );
+}
+
+#[test]
+fn the_program_is_ended_when_the_daemon_dies() {
+    let world = World::new();
+    let mut child = spawn_exec(
+        &world,
+        &[
+            "prod",
+            "--",
+            "sh",
+            "-c",
+            r#"trap 'echo got-term; exit 143' TERM; echo ready; i=0; while [ $i -lt 60 ]; do sleep 1 & wait $!; i=$((i+1)); done"#,
+        ],
+        &[],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "ready");
+    let World { daemon, .. } = world;
+    // No goodbye: the way an OOM kill or a crash ends it.
+    daemon.signal(libc::SIGKILL);
+    let _ = daemon.wait(Duration::from_secs(20));
+
+    let exec = finish_within(child, Duration::from_secs(20), "after samld was killed");
+    read_until(&mut out, "got-term");
+    assert_eq!(
+        exec.status.code(),
+        Some(1),
+        "samlctl fails, whatever the program made of the TERM: {}",
+        stderr(&exec)
+    );
+    let err = stderr(&exec);
+    assert!(
+        err.contains("samld stopped") && err.contains("sent it SIGTERM"),
+        "says why and what it did: {err}"
+    );
+}
+
+#[test]
+fn a_program_that_ignores_sigterm_is_killed_after_a_grace_period() {
+    let world = World::new();
+    let mut child = spawn_exec(
+        &world,
+        &[
+            "prod",
+            "--",
+            "sh",
+            "-c",
+            r#"trap 'echo got-term' TERM; echo ready; i=0; while [ $i -lt 60 ]; do sleep 1 & wait $!; i=$((i+1)); done"#,
+        ],
+        &[],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "ready");
+    let World { daemon, .. } = world;
+    daemon.signal(libc::SIGKILL);
+    let _ = daemon.wait(Duration::from_secs(20));
+
+    let exec = finish_within(
+        child,
+        Duration::from_secs(30),
+        "with a program ignoring TERM",
+    );
+    read_until(&mut out, "got-term");
+    assert_eq!(exec.status.code(), Some(1), "{}", stderr(&exec));
+    let err = stderr(&exec);
+    assert!(err.contains("SIGKILL"), "says it killed it: {err}");
 }
