@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod listener;
 pub mod logging;
 pub mod notify;
+pub mod peer;
 pub mod providers;
 pub mod saml;
 pub mod server;
