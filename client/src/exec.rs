@@ -6,7 +6,9 @@
 //! across the daemon's refreshes. The token is tied to a socket connection that `samlctl`
 //! holds open while the program runs: when the program ends (or `samlctl` is killed) the
 //! connection closes and the daemon revokes the token. So `samlctl` stays as the program's
-//! parent, passes on signals sent to it, and exits the way the program did.
+//! parent, passes on signals sent to it, and exits the way the program did. It also watches
+//! that connection the other way: when samld goes away the program is ended (see
+//! `DaemonWatch`), because the token died and the freed port could be taken by another user.
 //!
 //! With `--static`, the program instead gets `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_SESSION_TOKEN` and `AWS_CREDENTIAL_EXPIRATION`, and `samlctl` replaces itself with it.

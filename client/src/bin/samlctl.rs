@@ -77,6 +77,9 @@ enum Command {
     #[command(subcommand)]
     Daemon(DaemonCommand),
     /// Run a command with AWS credentials that stay fresh while it runs
+    ///
+    /// If samld stops while the command runs, its credentials stop with it and the command
+    /// is ended (SIGTERM, then SIGKILL after 5 s); samlctl then exits with status 1.
     Exec(ExecArgs),
     /// Print shell commands that export AWS credentials (eval "$(samlctl env ACCOUNT)")
     Env {
