@@ -152,6 +152,8 @@ struct RefusalState {
     last_warning: Option<Instant>,
     /// Refusals since the last warning.
     unreported: u64,
+    /// Why the latest of them was refused.
+    last_reason: String,
 }
 
 impl RefusalLog {
@@ -162,6 +164,7 @@ impl RefusalLog {
     fn refused(&self, reason: &str) {
         let mut state = self.lock();
         state.unreported += 1;
+        reason.clone_into(&mut state.last_reason);
         let now = Instant::now();
         if state
             .last_warning
@@ -187,6 +190,7 @@ impl RefusalLog {
         if state.unreported > 0 {
             tracing::warn!(
                 refused = state.unreported,
+                last_reason = %state.last_reason,
                 "endpoint requests refused since the last warning"
             );
             state.unreported = 0;
