@@ -49,7 +49,6 @@ use samld_proto::{Credentials, ErrorCode, Secret, WireError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::peer::peer_uid;
 use crate::session::Daemon;
 
 /// The environment variable that fixes the endpoint's port (default: any free port).
@@ -588,7 +587,7 @@ async fn accept_loop(
         };
         // Only the daemon's own user runs `samlctl exec`; another user's connection is closed
         // before it can hold anything (where the kernel says who it is).
-        if let Some(uid) = local.and_then(|local| peer_uid(local, peer))
+        if let Some(uid) = local.and_then(|local| crate::peer::peer_uid(local, peer))
             && uid != own_uid
         {
             shared
