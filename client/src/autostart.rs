@@ -22,14 +22,14 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use samld_proto::socket_dir_for;
+use samld_proto::{PrivateDirError, prepare_private_dir, socket_dir_for};
 
 use crate::service::{self, ServiceEnv};
 
@@ -92,7 +92,9 @@ pub enum AutostartError {
         /// The program whose directory was searched first.
         exe: Option<PathBuf>,
     },
-    /// The socket directory, lock, notify socket or log could not be set up.
+    /// The socket directory is unsafe (a symlink, another user's) or cannot be made.
+    SocketDir(PrivateDirError),
+    /// The lock, notify socket or log could not be set up.
     Setup {
         /// What was being done, with the path.
         what: String,
@@ -148,6 +150,7 @@ impl fmt::Display for AutostartError {
                 }
                 f.write_str("in PATH")
             }
+            AutostartError::SocketDir(e) => write!(f, "cannot start samld: {e}"),
             AutostartError::Setup { what, source } => {
                 write!(f, "cannot start samld: cannot {what}: {source}")
             }
@@ -187,6 +190,7 @@ impl std::error::Error for AutostartError {
             AutostartError::Setup { source, .. } | AutostartError::Spawn { source, .. } => {
                 Some(source)
             }
+            AutostartError::SocketDir(e) => Some(e),
             _ => None,
         }
     }
@@ -206,7 +210,7 @@ pub fn start_daemon(socket: &Path) -> Result<Started, AutostartError> {
     }
 
     let dir = socket_dir_for(socket);
-    prepare_private_dir(dir)?;
+    prepare_private_dir(dir).map_err(AutostartError::SocketDir)?;
     let lock_path = lock_path_for(socket);
     let _lock = lock_exclusive(&lock_path)?;
     if answers(socket) {
@@ -275,33 +279,6 @@ fn lock_path_for(socket: &Path) -> PathBuf {
 fn setup(what: impl Into<String>) -> impl FnOnce(io::Error) -> AutostartError {
     let what = what.into();
     move |source| AutostartError::Setup { what, source }
-}
-
-/// Makes `dir` exist with mode 0700 and belong to us, with the daemon's rules (it would
-/// refuse a directory of someone else's anyway; failing here says so sooner).
-fn prepare_private_dir(dir: &Path) -> Result<(), AutostartError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(setup(format!("create {}", dir.display())))?;
-    let meta = fs::metadata(dir).map_err(setup(format!("inspect {}", dir.display())))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(AutostartError::Setup {
-            what: format!("use {}", dir.display()),
-            source: io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("it belongs to uid {}, not to you (uid {me})", meta.uid()),
-            ),
-        });
-    }
-    if meta.mode() & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(setup(format!("tighten {}", dir.display())))?;
-    }
-    Ok(())
 }
 
 /// Opens (creating, 0600) and exclusively locks `path`; the lock goes with the file.
@@ -512,17 +489,6 @@ mod tests {
             lock_path_for(Path::new("/run/user/1/samld/samld.sock")),
             Path::new("/run/user/1/samld/samld.sock.lock")
         );
-    }
-
-    #[test]
-    fn private_dir_is_created_and_tightened() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("a").join("samld");
-        prepare_private_dir(&dir).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        prepare_private_dir(&dir).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
     }
 
     #[test]

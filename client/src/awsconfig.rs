@@ -9,9 +9,10 @@
 
 use std::fmt;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use crate::files::{FileMode, write_atomically};
 use crate::ini::Ini;
 
 /// The profile `aws-config` writes.
@@ -25,26 +26,85 @@ pub struct Profile {
     pub region: Option<String>,
 }
 
+/// A `--role` or `--profile` that cannot go into `~/.aws/config` as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidName(String);
+
+impl fmt::Display for InvalidName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidName {}
+
+/// Characters that would change the structure of an INI file from inside a section header,
+/// besides whitespace and control characters.
+const PROFILE_FORBIDDEN: &str = "[]#;";
+
+/// Checks a profile name: it becomes a section header, so a newline or a bracket in it would
+/// start sections (with their own `credential_process`) of the caller's choosing.
+pub fn check_profile_name(name: &str) -> Result<(), InvalidName> {
+    let bad = name
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || PROFILE_FORBIDDEN.contains(c));
+    if name.is_empty() {
+        return Err(InvalidName("--profile must not be empty".into()));
+    }
+    match bad {
+        None => Ok(()),
+        Some(c) => Err(InvalidName(format!(
+            "--profile {name:?} is not a usable profile name: it contains {c:?}, and a profile \
+             name may not contain whitespace, control characters or any of {PROFILE_FORBIDDEN} \
+             (they would change the structure of the AWS config file); choose another name"
+        ))),
+    }
+}
+
+/// Checks a role: it goes into the `credential_process` line, which the SDKs split like a
+/// shell (aws-sdk-rust runs it with `sh -c`), so only the characters of IAM role ARNs and
+/// names may appear.
+pub fn check_role(role: &str) -> Result<(), InvalidName> {
+    let valid = !role.is_empty()
+        && !role.starts_with('-')
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-:/".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidName(format!(
+            "--role {role:?} is not a role ARN or a role name: use an ARN like \
+             arn:aws:iam::123456789012:role/Name or a name like Name (letters, digits and \
+             +=,.@_-:/ only)"
+        )))
+    }
+}
+
 impl Profile {
     /// The profile for `account` (and `role`), named `profile` or after the account, running
-    /// `helper`.
+    /// `helper`. A role or profile name that would change the file's structure or the
+    /// command line is refused.
     pub fn new(
         account: &str,
         role: Option<&str>,
         profile: Option<&str>,
         region: Option<&str>,
         helper: &str,
-    ) -> Self {
+    ) -> Result<Self, InvalidName> {
+        let name = profile.unwrap_or(account);
+        check_profile_name(name)?;
         let mut credential_process = format!("{helper} {account}");
         if let Some(role) = role {
+            check_role(role)?;
             credential_process.push_str(" --role ");
             credential_process.push_str(role);
         }
-        Profile {
-            name: profile.unwrap_or(account).to_owned(),
+        Ok(Profile {
+            name: name.to_owned(),
             credential_process,
             region: region.map(str::to_owned),
-        }
+        })
     }
 
     /// The section header in `~/.aws/config`: `[default]` or `[profile NAME]`.
@@ -222,7 +282,7 @@ pub fn write_profile(path: &Path, profile: &Profile) -> Result<WriteOutcome, Wri
             WriteOutcome::Created
         }
     };
-    write_atomically(path, new.as_bytes()).map_err(error)?;
+    write_atomically(path, new.as_bytes(), FileMode::KeepOr(0o600)).map_err(error)?;
     Ok(outcome)
 }
 
@@ -233,36 +293,10 @@ pub fn backup_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `contents` to a temporary file beside `path` and renames it over `path`, so that
-/// readers see the old or the new file, never half of one. The mode of the old file is kept
-/// (0600 for a new one: these files may hold keys).
-pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o600);
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".samlctl-{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn stanzas_name_the_profile_and_the_role() {
@@ -272,12 +306,13 @@ mod tests {
             None,
             Some("us-east-2"),
             "/opt/bin/samld-helper",
-        );
+        )
+        .unwrap();
         assert_eq!(
             p.stanza(),
             "[profile prod]\ncredential_process = /opt/bin/samld-helper prod --role ReadOnly\nregion = us-east-2\n"
         );
-        let d = Profile::new("prod", None, Some("default"), None, "samld-helper");
+        let d = Profile::new("prod", None, Some("default"), None, "samld-helper").unwrap();
         assert_eq!(
             d.stanza(),
             "[default]\ncredential_process = samld-helper prod\n"
@@ -288,7 +323,7 @@ mod tests {
     fn writing_keeps_other_settings_and_a_backup() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("aws").join("config");
-        let p = Profile::new("prod", None, None, Some("us-east-2"), "samld-helper");
+        let p = Profile::new("prod", None, None, Some("us-east-2"), "samld-helper").unwrap();
 
         assert_eq!(write_profile(&path, &p).unwrap(), WriteOutcome::Created);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -331,6 +366,35 @@ mod tests {
         assert_eq!(static_keys_warning(&creds, "other"), None);
         assert_eq!(static_keys_warning(&creds, "missing"), None);
         assert_eq!(static_keys_warning(&dir.path().join("none"), "prod"), None);
+    }
+
+    #[test]
+    fn names_that_change_the_files_structure_are_refused() {
+        let new = |role: Option<&str>, profile: Option<&str>| {
+            Profile::new("prod", role, profile, None, "samld-helper").map(|p| p.stanza())
+        };
+        let e = new(None, Some("x\ncredential_process = evil"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'\\n'") && e.contains("may not contain"), "{e}");
+        assert!(new(None, Some("a[b")).is_err());
+        assert!(new(None, Some("a b")).is_err());
+        assert!(new(None, Some("")).is_err());
+        assert!(new(None, Some("acme/prod.admin@eu")).is_ok());
+        let e = new(Some("Admin\ncredential_process = x"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a role ARN or a role name"), "{e}");
+        assert!(new(Some("Admin; rm -rf ~"), None).is_err());
+        assert!(new(Some("$(id)"), None).is_err());
+        assert!(new(Some("--help"), None).is_err());
+        assert!(
+            new(
+                Some("arn:aws-us-gov:iam::123456789012:role/a/b+c=d,e.f@g_h-i"),
+                None
+            )
+            .is_ok()
+        );
     }
 
     #[test]

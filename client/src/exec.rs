@@ -6,7 +6,9 @@
 //! across the daemon's refreshes. The token is tied to a socket connection that `samlctl`
 //! holds open while the program runs: when the program ends (or `samlctl` is killed) the
 //! connection closes and the daemon revokes the token. So `samlctl` stays as the program's
-//! parent, passes on signals sent to it, and exits the way the program did.
+//! parent, passes on signals sent to it, and exits the way the program did. It also watches
+//! that connection the other way: when samld goes away the program is ended (see
+//! `DaemonWatch`), because the token died and the freed port could be taken by another user.
 //!
 //! With `--static`, the program instead gets `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_SESSION_TOKEN` and `AWS_CREDENTIAL_EXPIRATION`, and `samlctl` replaces itself with it.
@@ -18,6 +20,7 @@ use std::fmt;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, ExitStatus};
+use std::time::Duration;
 
 use samld_proto::{Credentials, EndpointToken, Request, Response};
 
@@ -47,6 +50,9 @@ const CLEARED: &[&str] = &[
     "AWS_ROLE_ARN",
     "AWS_ROLE_SESSION_NAME",
 ];
+
+/// How long the program has to end after SIGTERM once samld is gone, before SIGKILL.
+pub const DAEMON_GONE_GRACE: Duration = Duration::from_secs(5);
 
 /// What to run and with which credentials.
 #[derive(Debug, Clone)]
@@ -85,6 +91,13 @@ pub enum ExecError {
         /// Why.
         source: io::Error,
     },
+    /// samld stopped while the program ran, so the program was ended.
+    DaemonGone {
+        /// The program.
+        program: String,
+        /// How it ended.
+        status: ExitStatus,
+    },
 }
 
 impl ExecError {
@@ -110,6 +123,11 @@ impl fmt::Display for ExecError {
             ExecError::Daemon(e) => write!(f, "{e}"),
             ExecError::NotFound { program } => write!(f, "{program}: command not found"),
             ExecError::Spawn { program, source } => write!(f, "cannot run {program}: {source}"),
+            ExecError::DaemonGone { program, status } => write!(
+                f,
+                "{program} was ended ({status}) because samld stopped while it ran; start samld \
+                 (`samlctl daemon start`, or any samlctl command) and run it again"
+            ),
         }
     }
 }
@@ -135,13 +153,18 @@ impl From<ClientError> for ExecError {
 #[derive(Debug)]
 pub struct EndpointLease {
     token: EndpointToken,
-    _connection: Client,
+    connection: Client,
 }
 
 impl EndpointLease {
     /// The URL, token, role and region.
     pub fn token(&self) -> &EndpointToken {
         &self.token
+    }
+
+    /// The connection that keeps the token alive: it ends when samld does.
+    fn connection(&self) -> &std::os::unix::net::UnixStream {
+        &self.connection.stream
     }
 }
 
@@ -173,7 +196,7 @@ impl Client {
                 Response::EndpointToken(token) => {
                     return Ok(EndpointLease {
                         token,
-                        _connection: self,
+                        connection: self,
                     });
                 }
                 Response::Error(e) => return Err(ClientError::Daemon(e)),
@@ -230,10 +253,32 @@ pub fn run(connect: &ConnectOptions, options: &ExecOptions) -> Result<ExitStatus
             .env("AWS_REGION", region)
             .env("AWS_DEFAULT_REGION", region);
     }
-    let status =
-        signals::run_forwarding(&mut command).map_err(|e| spawn_error(&options.command, e))?;
+    let program = program_name(&options.command);
+    let (status, daemon_gone) = signals::run_forwarding(
+        &mut command,
+        Some(DaemonWatch {
+            connection: lease.connection(),
+            program: &program,
+        }),
+    )
+    .map_err(|e| spawn_error(&options.command, e))?;
     drop(lease);
+    if daemon_gone {
+        return Err(ExecError::DaemonGone { program, status });
+    }
     Ok(status)
+}
+
+/// What [`signals::run_forwarding`] watches so that the program does not outlive samld.
+///
+/// The program's token dies with samld, and the endpoint's port is then free: another local
+/// user could bind it and answer the program's next credential request with keys of an
+/// account they control (a `terraform apply` writing state into their account). So when the
+/// connection that holds the token ends, the program is ended too: SIGTERM, and SIGKILL after
+/// [`DAEMON_GONE_GRACE`].
+struct DaemonWatch<'a> {
+    connection: &'a std::os::unix::net::UnixStream,
+    program: &'a str,
 }
 
 /// The variables `--static` (and `samlctl env`) set: the credentials, their expiry and the
@@ -273,13 +318,16 @@ fn default_shell() -> OsString {
         .unwrap_or_else(|| "/bin/sh".into())
 }
 
-fn spawn_error(argv: &[OsString], source: io::Error) -> ExecError {
-    let program = argv
-        .first()
+fn program_name(argv: &[OsString]) -> String {
+    argv.first()
         .cloned()
         .unwrap_or_else(default_shell)
         .to_string_lossy()
-        .into_owned();
+        .into_owned()
+}
+
+fn spawn_error(argv: &[OsString], source: io::Error) -> ExecError {
+    let program = program_name(argv);
     if source.kind() == io::ErrorKind::NotFound {
         ExecError::NotFound { program }
     } else {
@@ -304,9 +352,13 @@ pub fn exit_like(status: ExitStatus) -> ExitCode {
 
 /// Signal handling while the program runs.
 mod signals {
-    use std::io;
+    use std::io::{self, Read};
+    use std::os::unix::net::UnixStream;
     use std::process::{Command, ExitStatus};
     use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+    use super::DaemonWatch;
 
     /// The program's pid while it runs, for the signal handler; 0 otherwise.
     static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -321,25 +373,147 @@ mod signals {
     ];
 
     /// Runs `command`, passing on the signals in [`FORWARDED`] that a process sends to
-    /// `samlctl`, and waits for it.
+    /// `samlctl`, and waits for it. With `watch`, the program is ended when the daemon's
+    /// connection closes; the flag says whether that happened.
     ///
     /// Signals from the terminal (Ctrl-C, Ctrl-\, hang-up) go to the whole foreground
     /// process group, which includes the program; the kernel sends those (the sender pid is
     /// 0), and they are not passed on, or the program would get each of them twice.
-    pub(super) fn run_forwarding(command: &mut Command) -> io::Result<ExitStatus> {
+    pub(super) fn run_forwarding(
+        command: &mut Command,
+        watch: Option<DaemonWatch<'_>>,
+    ) -> io::Result<(ExitStatus, bool)> {
         let blocked = SignalMask::block(&FORWARDED)?;
         // std resets the signal mask (and dispositions are reset by exec), so the program
         // starts with normal signal handling.
         let mut child = command.spawn()?;
-        CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        CHILD.store(pid, Ordering::SeqCst);
         for signal in FORWARDED {
             install(signal)?;
         }
+        let shared = Arc::new(ChildState::default());
+        // Started while the signals are blocked, so that they are handled on this thread.
+        let watcher = match &watch {
+            Some(watch) => {
+                let connection = watch.connection.try_clone()?;
+                let program = watch.program.to_owned();
+                let shared = shared.clone();
+                Some(std::thread::spawn(move || {
+                    watch_daemon(connection, pid, &program, &shared)
+                }))
+            }
+            None => None,
+        };
         // Signals that arrived since the block are delivered (and forwarded) now.
         drop(blocked);
-        let status = child.wait();
+        // The program is waited for without being reaped first: until it is reaped its pid
+        // cannot be reused, so the watcher may still signal it while `exited` is false.
+        let _ = wait_exited(pid);
+        shared.lock().exited = true;
+        shared.changed.notify_all();
         CHILD.store(0, Ordering::SeqCst);
-        status
+        let status = child.wait();
+        let mut daemon_gone = false;
+        if let (Some(watch), Some(watcher)) = (watch, watcher) {
+            // Ends the watcher's read (on every handle of the socket) and, for the daemon,
+            // the token, as closing the connection would.
+            let _ = watch.connection.shutdown(std::net::Shutdown::Both);
+            let _ = watcher.join();
+            daemon_gone = shared.lock().signalled;
+        }
+        Ok((status?, daemon_gone))
+    }
+
+    /// What the main thread and the watcher share about the program.
+    #[derive(Default)]
+    struct ChildState {
+        state: Mutex<Flags>,
+        changed: Condvar,
+    }
+
+    #[derive(Default)]
+    struct Flags {
+        /// The program has exited (not yet reaped): do not signal it anymore.
+        exited: bool,
+        /// The watcher signalled it because the daemon went away.
+        signalled: bool,
+    }
+
+    impl ChildState {
+        fn lock(&self) -> MutexGuard<'_, Flags> {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    /// Blocks until the daemon's connection ends (EOF or an error: the daemon exited or was
+    /// killed), then ends the program unless it has exited already.
+    fn watch_daemon(mut connection: UnixStream, pid: i32, program: &str, shared: &ChildState) {
+        // The client's request timeout would otherwise end the read early; the connection is
+        // no longer used for requests.
+        let _ = connection.set_read_timeout(None);
+        let mut buf = [0u8; 256];
+        loop {
+            match connection.read(&mut buf) {
+                Ok(0) => break,
+                // The daemon sends nothing more after the token; anything it might is ignored.
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let flags = shared.lock();
+        if flags.exited || pid <= 0 {
+            return;
+        }
+        eprintln!(
+            "samlctl: samld stopped while {program} was running, and its credential endpoint \
+             with it (another user could now take the port); sent it SIGTERM, and SIGKILL \
+             follows in {}s if it does not end",
+            super::DAEMON_GONE_GRACE.as_secs()
+        );
+        // SAFETY: the program is our child and not reaped (`exited` is false under the lock),
+        // so the pid is still its own.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let mut flags = flags;
+        flags.signalled = true;
+        let (flags, _) = shared
+            .changed
+            .wait_timeout_while(flags, super::DAEMON_GONE_GRACE, |f| !f.exited)
+            .unwrap_or_else(|e| e.into_inner());
+        if !flags.exited {
+            eprintln!(
+                "samlctl: {program} did not end within {}s of SIGTERM; sent it SIGKILL",
+                super::DAEMON_GONE_GRACE.as_secs()
+            );
+            // SAFETY: as above, still under the lock with `exited` false.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Waits until `pid` has exited, leaving it to be reaped (`WNOWAIT`).
+    fn wait_exited(pid: i32) -> io::Result<()> {
+        let Ok(id) = libc::id_t::try_from(pid) else {
+            return Ok(());
+        };
+        loop {
+            // SAFETY: waitid writes only into the zeroed siginfo we pass.
+            let rc = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 
     extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {

@@ -12,7 +12,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::awsconfig::{backup_path, write_atomically};
+use crate::awsconfig::backup_path;
+use crate::files::{FileMode, write_atomically};
 use crate::ini::{Ini, Section};
 
 /// A saml2aws account converted to samld settings.
@@ -414,7 +415,8 @@ pub fn import_saml2aws(source: &Path, config: &Path, force: bool) -> Result<Repo
     } else if let Some(dir) = config.parent() {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
-    write_atomically(config, new_text.as_bytes()).map_err(io_error(config))?;
+    write_atomically(config, new_text.as_bytes(), FileMode::KeepOr(0o600))
+        .map_err(io_error(config))?;
     Ok(report)
 }
 

@@ -38,6 +38,7 @@ pub mod awsconfig;
 pub mod console;
 pub mod env;
 pub mod exec;
+mod files;
 pub mod import;
 mod ini;
 pub mod service;

@@ -16,7 +16,6 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::autostart::{self, AutostartError, Started};
+use crate::files::{self, FileMode};
 use crate::{ClientError, ConnectOptions};
 
 /// The systemd service unit; `@SAMLD_BIN@` stands for the samld path.
@@ -1031,7 +1031,8 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Writes through a temp file and a rename, so a unit is never seen half-written.
+/// Writes through a temp file and a rename, so a unit is never seen half-written (and a unit
+/// symlinked from a dotfile repository stays a symlink).
 fn write_atomically(path: &Path, contents: &str) -> Result<(), ServiceError> {
     let io_err = |what: &str, source| ServiceError::Io {
         what: format!("{what} {}", path.display()),
@@ -1040,26 +1041,9 @@ fn write_atomically(path: &Path, contents: &str) -> Result<(), ServiceError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| io_err("create the directory of", e))?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(contents.as_bytes())?;
-            // The mode given at creation is filtered by the umask; units must be readable.
-            f.set_permissions(fs::Permissions::from_mode(0o644))?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err("write", e));
-    }
+    // Units must be readable by the service manager, whatever the umask or the old file said.
+    files::write_atomically(path, contents.as_bytes(), FileMode::Always(0o644))
+        .map_err(|e| io_err("write", e))?;
     Ok(())
 }
 

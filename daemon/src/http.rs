@@ -15,25 +15,38 @@
 //! nothing even though the browser would let it connect. Connections have a bounded header
 //! size, a header read deadline (slow-loris), a lifetime and a count limit.
 //!
+//! Another local user can open as many connections as they like, so the connection limit
+//! must not become theirs to exhaust. On Linux the kernel says which user owns the client's
+//! socket ([`crate::peer`]), and another user's connection is closed at once. Everywhere, a
+//! refused request (401, 403, 404) is answered with
+//! `Connection: close` and the connection is closed; a connection that has not yet shown a
+//! valid token is "unproven" and unproven connections may hold at most
+//! [`EndpointOptions::max_unproven`] slots, the oldest of them closed to make room for a new
+//! one. A program's SDK sends its whole request the moment it connects, so it is proven
+//! before a flood can push it out, and its keep-alive connection is then safe. Refusals are
+//! logged as one warning a minute with a count, so a flood cannot fill the log either.
+//!
 //! The listener starts with the first lease and stops when the last one is dropped: an idle
 //! daemon has no TCP port open.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Router, middleware};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use samld_proto::{Credentials, ErrorCode, Secret, WireError};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::manager::Manager;
@@ -51,6 +64,9 @@ const MAX_HEADERS: usize = 32;
 /// Random bytes per token (hex-encoded on the wire).
 const TOKEN_BYTES: usize = 32;
 
+/// At most one warning about refused requests per this long; the others are counted into it.
+const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// Limits and the port of the endpoint.
 #[derive(Debug, Clone)]
 pub struct EndpointOptions {
@@ -64,16 +80,21 @@ pub struct EndpointOptions {
     pub connection_lifetime: Duration,
     /// Connections served at once; more are closed at once.
     pub max_connections: usize,
+    /// Connections that have not yet presented a valid token; a new one closes the oldest.
+    /// The rest of [`max_connections`](Self::max_connections) is kept for proven ones.
+    pub max_unproven: usize,
 }
 
 impl Default for EndpointOptions {
     fn default() -> Self {
         Self {
             port: 0,
-            header_read_timeout: Duration::from_secs(5),
+            // SDKs send their request head in one write the moment they connect.
+            header_read_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
             connection_lifetime: Duration::from_secs(60),
             max_connections: 64,
+            max_unproven: 32,
         }
     }
 }
@@ -116,6 +137,143 @@ pub struct Endpoint {
 
 struct Shared {
     state: Mutex<Registry>,
+    refusals: RefusalLog,
+}
+
+/// Refused requests, warned about at most once per [`REFUSAL_WARN_EVERY`] with a count.
+#[derive(Default)]
+struct RefusalLog {
+    state: Mutex<RefusalState>,
+}
+
+#[derive(Default)]
+struct RefusalState {
+    last_warning: Option<Instant>,
+    /// Refusals since the last warning.
+    unreported: u64,
+    /// Why the latest of them was refused.
+    last_reason: String,
+}
+
+impl RefusalLog {
+    fn lock(&self) -> MutexGuard<'_, RefusalState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refused(&self, reason: &str) {
+        let mut state = self.lock();
+        state.unreported += 1;
+        reason.clone_into(&mut state.last_reason);
+        let now = Instant::now();
+        if state
+            .last_warning
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_WARN_EVERY)
+        {
+            tracing::warn!(
+                refused = state.unreported,
+                last_reason = reason,
+                "endpoint requests refused since the last warning (only samlctl exec's program \
+                 has the token: another local program is probing the endpoint?); at most one \
+                 such warning a minute"
+            );
+            state.unreported = 0;
+            state.last_warning = Some(now);
+        } else {
+            tracing::debug!(reason, "endpoint request refused");
+        }
+    }
+
+    /// Reports what was counted since the last warning (the listener stops).
+    fn flush(&self) {
+        let mut state = self.lock();
+        if state.unreported > 0 {
+            tracing::warn!(
+                refused = state.unreported,
+                last_reason = %state.last_reason,
+                "endpoint requests refused since the last warning"
+            );
+            state.unreported = 0;
+        }
+    }
+}
+
+/// The connections of one listener: how many are proven (presented a valid token), and the
+/// unproven ones, oldest first, each with the way to close it.
+struct Connections {
+    max_connections: usize,
+    max_unproven: usize,
+    state: Mutex<ConnectionState>,
+}
+
+#[derive(Default)]
+struct ConnectionState {
+    next_id: u64,
+    proven: usize,
+    unproven: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+/// One connection's handle on [`Connections`]; releases its place when dropped.
+struct ConnectionSlot {
+    id: u64,
+    proven: AtomicBool,
+    connections: Arc<Connections>,
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, ConnectionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a new connection, closing the oldest unproven one if that is what it
+    /// takes; `None` when every slot is held by a proven connection. The receiver fires when
+    /// the connection is closed to make room for a newer one.
+    fn admit(
+        self: &Arc<Self>,
+        refusals: &RefusalLog,
+    ) -> Option<(ConnectionSlot, oneshot::Receiver<()>)> {
+        let mut state = self.lock();
+        let full = state.unproven.len() >= self.max_unproven
+            || state.proven + state.unproven.len() >= self.max_connections;
+        if full {
+            let (_, close) = state.unproven.pop_front()?;
+            let _ = close.send(());
+            refusals.refused("an unproven connection was closed to make room for a new one");
+        }
+        state.next_id += 1;
+        let id = state.next_id;
+        let (close, closed) = oneshot::channel();
+        state.unproven.push_back((id, close));
+        Some((
+            ConnectionSlot {
+                id,
+                proven: AtomicBool::new(false),
+                connections: self.clone(),
+            },
+            closed,
+        ))
+    }
+}
+
+impl ConnectionSlot {
+    /// The connection presented a valid token: it no longer counts against the unproven.
+    fn prove(&self) {
+        if !self.proven.swap(true, Ordering::SeqCst) {
+            let mut state = self.connections.lock();
+            state.unproven.retain(|(id, _)| *id != self.id);
+            state.proven += 1;
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut state = self.connections.lock();
+        if self.proven.load(Ordering::SeqCst) {
+            state.proven -= 1;
+        } else {
+            state.unproven.retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -184,6 +342,7 @@ impl Endpoint {
             options,
             shared: Arc::new(Shared {
                 state: Mutex::new(Registry::default()),
+                refusals: RefusalLog::default(),
             }),
             start_gate: tokio::sync::Mutex::new(()),
         })
@@ -395,18 +554,29 @@ async fn accept_loop(
     options: EndpointOptions,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    let shared = handler.shared.clone();
     let router = Router::new()
         .route("/v1/credentials/{account}", get(account_route))
         .route("/v1/credentials/{account}/{role}", get(role_route))
         .fallback(not_found)
+        .layer(middleware::map_response(close_refused))
         .with_state(handler);
-    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let local = listener.local_addr().ok();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own_uid = unsafe { libc::geteuid() };
+    let connections = Arc::new(Connections {
+        max_connections: options.max_connections,
+        max_unproven: options
+            .max_unproven
+            .clamp(1, options.max_connections.max(1)),
+        state: Mutex::new(ConnectionState::default()),
+    });
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             // A dropped sender (the endpoint is gone) stops the loop as well.
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
                     tracing::warn!(error = %e, "endpoint accept failed");
@@ -415,14 +585,24 @@ async fn accept_loop(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                limit = options.max_connections,
-                "too many endpoint connections; one was closed"
-            );
+        // Only the daemon's own user runs `samlctl exec`; another user's connection is closed
+        // before it can hold anything (where the kernel says who it is).
+        if let Some(uid) = local.and_then(|local| crate::peer::peer_uid(local, peer))
+            && uid != own_uid
+        {
+            shared
+                .refusals
+                .refused(&format!("a connection from another user (uid {uid})"));
+            continue;
+        }
+        let Some((slot, evicted)) = connections.admit(&shared.refusals) else {
+            shared
+                .refusals
+                .refused("every connection slot is held by a program with a token");
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        let slot = Arc::new(slot);
+        let service = TowerToHyperService::new(router.clone().layer(Extension(slot.clone())));
         let lifetime = options.connection_lifetime;
         let header_read_timeout = options.header_read_timeout;
         tokio::spawn(async move {
@@ -433,15 +613,32 @@ async fn accept_loop(
                 .max_buf_size(MAX_HEAD_BYTES)
                 .max_headers(MAX_HEADERS);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(lifetime, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "endpoint connection failed"),
-                Err(_) => tracing::debug!("endpoint connection closed at the end of its lifetime"),
+            tokio::select! {
+                served = tokio::time::timeout(lifetime, connection) => match served {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "endpoint connection failed"),
+                    Err(_) => tracing::debug!("endpoint connection closed at the end of its lifetime"),
+                },
+                // Dropping the connection closes it.
+                _ = evicted => tracing::debug!("unproven endpoint connection closed to make room"),
             }
             drop(slot);
         });
     }
+    shared.refusals.flush();
     tracing::info!("credential endpoint stopped");
+}
+
+/// A refusal ends the connection: hyper closes it after a response that says
+/// `Connection: close`, so a client without the token cannot keep a slot by keep-alive.
+async fn close_refused(mut response: Response) -> Response {
+    let status = response.status();
+    if status.is_client_error() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 struct Handler {
@@ -454,37 +651,48 @@ struct Handler {
 
 async fn account_route(
     State(handler): State<Arc<Handler>>,
+    Extension(slot): Extension<Arc<ConnectionSlot>>,
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    handler.answer(&headers, &account, None).await
+    handler.answer(&slot, &headers, &account, None).await
 }
 
 async fn role_route(
     State(handler): State<Arc<Handler>>,
+    Extension(slot): Extension<Arc<ConnectionSlot>>,
     Path((account, role)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    handler.answer(&headers, &account, Some(&role)).await
+    handler.answer(&slot, &headers, &account, Some(&role)).await
 }
 
-async fn not_found() -> Response {
+async fn not_found(State(handler): State<Arc<Handler>>) -> Response {
+    handler.shared.refusals.refused("no such resource");
     refusal(StatusCode::NOT_FOUND, "NotFound", "no such resource")
 }
 
 impl Handler {
-    async fn answer(&self, headers: &HeaderMap, account: &str, role: Option<&str>) -> Response {
+    async fn answer(
+        &self,
+        slot: &ConnectionSlot,
+        headers: &HeaderMap,
+        account: &str,
+        role: Option<&str>,
+    ) -> Response {
+        let refusals = &self.shared.refusals;
         let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
         if host != Some(self.host.as_bytes()) {
-            tracing::warn!(
+            tracing::debug!(
                 host = %String::from_utf8_lossy(host.unwrap_or_default()),
-                "endpoint request with a foreign Host refused (DNS rebinding?)"
+                "endpoint request with a foreign Host"
             );
+            refusals.refused("a foreign Host (DNS rebinding?)");
             return refusal(StatusCode::FORBIDDEN, "Forbidden", "wrong Host");
         }
         // The SDKs never send Origin; a browser always does on cross-origin requests.
         if headers.contains_key(header::ORIGIN) {
-            tracing::warn!("endpoint request from a web page refused");
+            refusals.refused("a request from a web page");
             return refusal(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -492,6 +700,7 @@ impl Handler {
             );
         }
         let Some(presented) = headers.get(header::AUTHORIZATION) else {
+            refusals.refused("no token");
             return refusal(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
@@ -499,21 +708,23 @@ impl Handler {
             );
         };
         let Some((bound_account, role_arn)) = self.shared.find(presented.as_bytes()) else {
-            tracing::warn!("endpoint request with an unknown or revoked token refused");
+            refusals.refused("an unknown or revoked token");
             return refusal(StatusCode::UNAUTHORIZED, "Unauthorized", "invalid token");
         };
         if account != bound_account || role.is_some_and(|r| !names_role(r, &role_arn)) {
-            tracing::warn!(
+            tracing::debug!(
                 account,
                 role,
-                "endpoint token used for another account or role; refused"
+                "endpoint token used for another account or role"
             );
+            refusals.refused("a token used for another account or role");
             return refusal(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 "this token is for another account or role",
             );
         }
+        slot.prove();
         let fetched = tokio::time::timeout(
             self.request_timeout,
             self.daemon.get_credentials(account, Some(&role_arn), None),
@@ -599,6 +810,45 @@ fn json_response(status: StatusCode, body: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unproven_connections_make_room_and_proven_ones_keep_theirs() {
+        let connections = Arc::new(Connections {
+            max_connections: 3,
+            max_unproven: 2,
+            state: Mutex::new(ConnectionState::default()),
+        });
+        let refusals = RefusalLog::default();
+        let (a, mut a_closed) = connections.admit(&refusals).unwrap();
+        let (b, mut b_closed) = connections.admit(&refusals).unwrap();
+        b.prove();
+        let (_c, _) = connections.admit(&refusals).unwrap();
+        // Two unproven would be one too many: the oldest unproven (a) is told to close.
+        let (d, _) = connections.admit(&refusals).unwrap();
+        assert!(
+            a_closed.try_recv().is_ok(),
+            "the oldest unproven was closed"
+        );
+        assert!(
+            b_closed.try_recv().is_err(),
+            "the proven one was left alone"
+        );
+        drop(a);
+        d.prove();
+        // Two proven and one unproven fill all three slots; a new one pushes out the unproven.
+        assert!(connections.admit(&refusals).is_some());
+        let (e, _) = connections.admit(&refusals).unwrap();
+        e.prove();
+        assert!(
+            connections.admit(&refusals).is_none(),
+            "no slot when all are proven"
+        );
+        drop(b);
+        assert!(
+            connections.admit(&refusals).is_some(),
+            "a released slot is free again"
+        );
+    }
 
     #[test]
     fn constant_time_eq_is_equality() {

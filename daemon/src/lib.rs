@@ -12,6 +12,7 @@ pub mod listener;
 pub mod logging;
 pub mod manager;
 pub mod notify;
+pub mod peer;
 pub mod providers;
 pub mod saml;
 pub mod server;

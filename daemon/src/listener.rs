@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -160,36 +160,10 @@ pub fn bind_socket(path: &Path) -> Result<StdUnixListener, ListenError> {
     Ok(listener)
 }
 
-/// Makes `dir` exist with mode 0700 and belong to us.
+/// Makes `dir` exist with mode 0700 and belong to us, refusing a symlink or a directory of
+/// another user ([`samld_proto::prepare_private_dir`], shared with autostart).
 pub fn prepare_private_dir(dir: &Path) -> Result<(), ListenError> {
-    let fail = |what: &str, e: io::Error| {
-        ListenError::Other(format!(
-            "cannot {what} the socket directory {}: {e}",
-            dir.display()
-        ))
-    };
-    if let Err(e) = fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        return Err(fail("create", e));
-    }
-    let meta = fs::metadata(dir).map_err(|e| fail("inspect", e))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(ListenError::Other(format!(
-            "the socket directory {} belongs to uid {}, not to you (uid {me}); refusing to use it",
-            dir.display(),
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| fail("tighten", e))?;
-    }
-    Ok(())
+    samld_proto::prepare_private_dir(dir).map_err(|e| ListenError::Other(e.to_string()))
 }
 
 enum Probe {
@@ -224,6 +198,7 @@ fn probe(path: &Path) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn binds_0600_in_a_0700_dir_and_replaces_a_stale_socket() {

@@ -16,7 +16,9 @@ mod secret;
 mod wire;
 
 pub use frame::{FrameError, MAX_FRAME_LEN, decode_header, encode_frame, read_frame, write_frame};
-pub use paths::{SocketPathError, default_socket_path, socket_dir_for};
+pub use paths::{
+    PrivateDirError, SocketPathError, default_socket_path, prepare_private_dir, socket_dir_for,
+};
 pub use secret::Secret;
 pub use wire::*;
 

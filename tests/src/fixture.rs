@@ -43,6 +43,9 @@ pub struct TestEnv {
     pub config: PathBuf,
     /// Extra environment for every process started from this env.
     pub extra_env: Vec<(String, String)>,
+    /// Variables of this env's own environment left out (to test the fallbacks when, say,
+    /// `XDG_RUNTIME_DIR` is not set).
+    pub removed_env: Vec<String>,
 }
 
 impl TestEnv {
@@ -61,6 +64,7 @@ impl TestEnv {
             socket,
             config,
             extra_env: Vec::new(),
+            removed_env: Vec::new(),
         }
     }
 
@@ -83,6 +87,9 @@ impl TestEnv {
             .stdin(Stdio::null());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
+        }
+        for k in &self.removed_env {
+            cmd.env_remove(k);
         }
         cmd
     }

@@ -310,7 +310,7 @@ fn exit_status_and_signals_pass_through() {
             "--",
             "sh",
             "-c",
-            r#"trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1 & wait $!; done"#,
+            r#"trap 'echo got-term; exit 42' TERM; echo ready; i=0; while [ $i -lt 60 ]; do sleep 1 & wait $!; i=$((i+1)); done"#,
         ],
         &[],
     );
@@ -614,6 +614,26 @@ fn exec_warns_when_the_default_profile_would_win_over_the_endpoint() {
     assert_eq!(stderr(&quiet), "", "no warning without such a profile");
 }
 
+/// Waits for `child` (whose stdout was taken) to exit and returns its status and stderr; past
+/// `within` it is killed and the test fails with `what`.
+fn finish_within(child: Child, within: Duration, what: &str) -> std::process::Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(within) {
+        Ok(output) => output.expect("wait for samlctl"),
+        Err(_) => {
+            // SAFETY: kill only signals our own (not yet reaped) child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            panic!("{what}: samlctl exec was still running after {within:?}");
+        }
+    }
+}
+
 #[test]
 fn a_running_exec_does_not_hold_up_daemon_shutdown() {
     let world = World::new();
@@ -634,9 +654,316 @@ fn a_running_exec_does_not_hold_up_daemon_shutdown() {
         "shutdown waited for the exec's connection ({:?})",
         started.elapsed()
     );
-    drop(child.stdin.take());
+    // The token died with the daemon, and the port is free for anyone to take: the program
+    // is ended rather than left to ask whoever binds it next (stdin stays open: it would
+    // otherwise wait forever).
+    let stdin = child.stdin.take();
+    let exec = finish_within(child, Duration::from_secs(20), "after samld stopped");
+    drop(stdin);
+    assert!(!exec.status.success());
     assert!(
-        child.wait().unwrap().success(),
-        "the program itself carries on"
+        stderr(&exec).contains("samld stopped"),
+        "says why: {}",
+        stderr(&exec)
+    );
+}
+
+#[test]
+fn the_program_is_ended_when_the_daemon_dies() {
+    let world = World::new();
+    let mut child = spawn_exec(
+        &world,
+        &[
+            "prod",
+            "--",
+            "sh",
+            "-c",
+            r#"trap 'echo got-term; exit 143' TERM; echo ready; i=0; while [ $i -lt 60 ]; do sleep 1 & wait $!; i=$((i+1)); done"#,
+        ],
+        &[],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "ready");
+    let World { daemon, .. } = world;
+    // No goodbye: the way an OOM kill or a crash ends it.
+    daemon.signal(libc::SIGKILL);
+    let _ = daemon.wait(Duration::from_secs(20));
+
+    let exec = finish_within(child, Duration::from_secs(20), "after samld was killed");
+    read_until(&mut out, "got-term");
+    assert_eq!(
+        exec.status.code(),
+        Some(1),
+        "samlctl fails, whatever the program made of the TERM: {}",
+        stderr(&exec)
+    );
+    let err = stderr(&exec);
+    assert!(
+        err.contains("samld stopped") && err.contains("sent it SIGTERM"),
+        "says why and what it did: {err}"
+    );
+}
+
+#[test]
+fn a_program_that_ignores_sigterm_is_killed_after_a_grace_period() {
+    let world = World::new();
+    let mut child = spawn_exec(
+        &world,
+        &[
+            "prod",
+            "--",
+            "sh",
+            "-c",
+            r#"trap 'echo got-term' TERM; echo ready; i=0; while [ $i -lt 60 ]; do sleep 1 & wait $!; i=$((i+1)); done"#,
+        ],
+        &[],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "ready");
+    let World { daemon, .. } = world;
+    daemon.signal(libc::SIGKILL);
+    let _ = daemon.wait(Duration::from_secs(20));
+
+    let exec = finish_within(
+        child,
+        Duration::from_secs(30),
+        "with a program ignoring TERM",
+    );
+    read_until(&mut out, "got-term");
+    assert_eq!(exec.status.code(), Some(1), "{}", stderr(&exec));
+    let err = stderr(&exec);
+    assert!(err.contains("SIGKILL"), "says it killed it: {err}");
+}
+
+const ENDPOINT_PROBE_ENV: &str = "SAMLD_TEST_ENDPOINT_PROBE";
+
+/// The program `samlctl exec` runs in the flood test (this test binary again): one request
+/// with its token, as an SDK makes it; prints the status and the key id.
+fn endpoint_probe() {
+    let url = std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI").expect("FULL_URI");
+    let token = std::env::var("AWS_CONTAINER_AUTHORIZATION_TOKEN").expect("token");
+    let (status, body) = get_with_token(&url, &token);
+    let key = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|doc| doc["AccessKeyId"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    println!("probe: {status} {key}");
+}
+
+/// One token-less (or wrong-token) keep-alive request on a fresh connection: the status,
+/// and whether the server then closed the connection (within `within`).
+fn refused_request(addr: &str, auth: Option<&str>, within: Duration) -> (u16, bool) {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return (0, true);
+    };
+    stream.set_read_timeout(Some(within)).unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET /v1/credentials/prod HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, true);
+    }
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the connection ends or goes quiet: a refusal is a few hundred bytes.
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break false;
+            }
+            Err(_) => break true,
+        }
+    };
+    let text = String::from_utf8_lossy(&seen);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, closed)
+}
+
+const FLOOD_ENV: &str = "SAMLD_TEST_FLOOD_ADDR";
+
+/// The attacker's side (this test binary again, run as another user): floods `addr` with
+/// connections that keep alive after a refused request and connections that never say
+/// anything, each reopened as soon as it ends, and reports on stdout how many it opened.
+fn flood(addr: &str) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let opened = Arc::new(AtomicUsize::new(0));
+    for i in 0..96 {
+        let (opened, addr) = (opened.clone(), addr.to_owned());
+        std::thread::spawn(move || {
+            loop {
+                opened.fetch_add(1, Ordering::Relaxed);
+                if i % 3 == 0 {
+                    // Silent: holds a slot until the server gives up on it.
+                    if let Ok(mut s) = TcpStream::connect(&addr) {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        let _ = s.read(&mut [0u8; 64]);
+                    }
+                } else {
+                    let auth = (i % 3 == 1).then_some("not-a-token");
+                    refused_request(&addr, auth, Duration::from_secs(2));
+                }
+            }
+        });
+    }
+    let mut reported = 0;
+    // Runs until the test kills it.
+    loop {
+        let now = opened.load(Ordering::Relaxed);
+        if now >= reported + 100 {
+            reported = now;
+            println!("opened {now}");
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_flood_of_tokenless_connections_cannot_starve_the_program() {
+    use std::os::unix::fs::PermissionsExt;
+
+    if std::env::var_os(ENDPOINT_PROBE_ENV).is_some() {
+        endpoint_probe();
+        return;
+    }
+    if let Ok(addr) = std::env::var(FLOOD_ENV) {
+        flood(&addr);
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert!(
+        unsafe { libc::geteuid() } == 0 && std::path::Path::new("/usr/bin/setpriv").exists(),
+        "this test floods the endpoint as another user: run it as root with setpriv \
+         (util-linux) installed, as CI does"
+    );
+    let world = World::new();
+    // A first exec keeps the endpoint listening and tells us its port, as a port scan would.
+    let mut holder = spawn_exec(
+        &world,
+        &[
+            "prod",
+            "--",
+            "sh",
+            "-c",
+            r#"echo "$AWS_CONTAINER_CREDENTIALS_FULL_URI"; echo ready; read x"#,
+        ],
+        &[],
+    );
+    let mut out = BufReader::new(holder.stdout.take().unwrap());
+    let url = read_until(&mut out, "ready");
+    let addr = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("endpoint URL")
+        .to_owned();
+
+    // A refused keep-alive request gets its answer and then the connection is closed at
+    // once (not when the server's idle timeout would end it anyway).
+    let (status, closed) = refused_request(&addr, None, Duration::from_secs(1));
+    assert_eq!(status, 401);
+    assert!(closed, "the connection stayed open after a 401");
+    let (status, closed) = refused_request(&addr, Some("guess"), Duration::from_secs(1));
+    assert_eq!(status, 401);
+    assert!(closed, "the connection stayed open after a refused token");
+
+    // Another local user (nobody) floods the port. The checkout may sit where nobody cannot
+    // reach (under /root): run a copy of this test binary.
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let me = std::env::current_exe().unwrap();
+    let copy = bin_dir.path().join("flood");
+    std::fs::copy(&me, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut flooder = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&copy)
+        .args([
+            "--exact",
+            "a_flood_of_tokenless_connections_cannot_starve_the_program",
+            "--nocapture",
+        ])
+        .env(FLOOD_ENV, &addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the flood as nobody");
+    let mut flood_out = BufReader::new(flooder.stdout.take().unwrap());
+    // Saturated: well over the endpoint's 64 connections have been opened.
+    loop {
+        let mut line = String::new();
+        let n = flood_out.read_line(&mut line).unwrap();
+        assert!(n > 0, "the flood ended early");
+        if line
+            .strip_prefix("opened ")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .is_some_and(|n| n >= 300)
+        {
+            break;
+        }
+    }
+    // Keep reading, or the flood would block on a full pipe and stop flooding.
+    let drain = std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = flood_out.read_to_string(&mut sink);
+    });
+
+    // The real program, started during the flood, still gets its credentials, every time.
+    let mut failures = Vec::new();
+    for attempt in 0..3 {
+        let out = world
+            .env
+            .command("samlctl")
+            .args(["exec", "prod", "--"])
+            .arg(&me)
+            .args([
+                "--exact",
+                "a_flood_of_tokenless_connections_cannot_starve_the_program",
+                "--nocapture",
+            ])
+            .env(ENDPOINT_PROBE_ENV, "1")
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        if !text.contains(&format!("probe: 200 {}", world.issued().access_key_id)) {
+            failures.push(format!("attempt {attempt}: {text}{}", stderr(&out)));
+        }
+    }
+    // SAFETY: kill only signals our own child (setpriv exec'd the flood in its place).
+    unsafe {
+        libc::kill(flooder.id() as i32, libc::SIGKILL);
+    }
+    let _ = flooder.wait();
+    let _ = drain.join();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert!(
+        failures.is_empty(),
+        "the program got no credentials during the flood:\n{}",
+        failures.join("\n")
+    );
+
+    // Thousands of refusals, a handful of warnings.
+    let log = world.daemon.log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert!(
+        warnings.len() <= 4,
+        "{} WARN lines for one flood; the first:\n{}",
+        warnings.len(),
+        warnings[..20.min(warnings.len())].join("\n")
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("refused")),
+        "the refusals are still reported: {log}"
     );
 }

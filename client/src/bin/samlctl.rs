@@ -77,6 +77,9 @@ enum Command {
     #[command(subcommand)]
     Daemon(DaemonCommand),
     /// Run a command with AWS credentials that stay fresh while it runs
+    ///
+    /// If samld stops while the command runs, its credentials stop with it and the command
+    /// is ended (SIGTERM, then SIGKILL after 5 s); samlctl then exits with status 1.
     Exec(ExecArgs),
     /// Print shell commands that export AWS credentials (eval "$(samlctl env ACCOUNT)")
     Env {
@@ -429,7 +432,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 profile.as_deref(),
                 settings.region.as_deref(),
                 &awsconfig::helper_command(),
-            );
+            )
+            .map_err(|e| Failure(e.to_string()))?;
             if write {
                 let file = awsconfig::config_file()
                     .ok_or_else(|| Failure("no HOME and no AWS_CONFIG_FILE".into()))?;
