@@ -165,6 +165,29 @@ impl World {
         config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
         level: Option<&str>,
     ) -> Self {
+        Self::with_setup_and_env(jc, sts, config, level, &[])
+    }
+
+    /// Starts the fakes and samld with the default setup, `SAMLD_LOG` set to `level` and
+    /// the variables `env` set for samld (and every client).
+    pub fn with_log_and_env(level: &str, env: &[(&str, &str)]) -> Self {
+        Self::with_setup_and_env(
+            fake_jumpcloud_config(),
+            FakeStsConfig::default(),
+            config_toml,
+            Some(level),
+            env,
+        )
+    }
+
+    /// [`World::with_setup`] with the variables `env` set for samld (and every client).
+    pub fn with_setup_and_env(
+        jc: FakeJumpCloudConfig,
+        sts: FakeStsConfig,
+        config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
+        level: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         // The fakes run on their own worker thread while the test thread blocks on the
         // binaries.
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -179,10 +202,13 @@ impl World {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let extra = env;
         let mut env = TestEnv::new(&config(&jc, &sts, closed_port));
         if let Some(level) = level {
             env.extra_env.push(("SAMLD_LOG".into(), level.into()));
         }
+        env.extra_env
+            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let daemon = env.start_daemon();
         World {
             daemon: Some(daemon),
