@@ -183,12 +183,18 @@ fn console_duration(text: &str) -> Result<u32, String> {
 struct LoginArgs {
     /// The account to log in to
     account: String,
-    /// A TOTP code from the authenticator app, if JumpCloud asks for one
-    #[arg(long, value_name = "CODE")]
+    /// A TOTP code from the authenticator app, if JumpCloud asks for one. The code is
+    /// visible to other local users in the process list while samlctl runs: on a terminal
+    /// leave it out and type the code at the prompt, in scripts use --mfa-code-stdin
+    #[arg(long, value_name = "CODE", conflicts_with = "mfa_code_stdin")]
     mfa_code: Option<String>,
     /// Read the password from the first line of stdin, if samld needs one
     #[arg(long)]
     password_stdin: bool,
+    /// Read the TOTP code from stdin instead of the command line: the first line, or the
+    /// second (after the password) with --password-stdin
+    #[arg(long)]
+    mfa_code_stdin: bool,
     /// Log in with the password even if the JumpCloud session is still alive
     #[arg(long)]
     force: bool,
@@ -497,17 +503,25 @@ fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Fa
     } else {
         None
     };
+    // The code follows the password, so that one pipe can carry both. Like the password, a
+    // missing code is an error only if JumpCloud asks for one.
+    let mfa_code = if args.mfa_code_stdin {
+        read_code_line(io::stdin().lock()).map_err(|e| Failure(format!("--mfa-code-stdin: {e}")))?
+    } else {
+        args.mfa_code.map(Secret::from)
+    };
     let mut prompter = LoginPrompter {
         password_stdin: args.password_stdin,
         stdin_used: password.is_some(),
+        mfa_code_stdin: args.mfa_code_stdin.then_some(mfa_code.is_some()),
         tty,
     };
     let request = LoginRequest {
         account: args.account,
         password,
-        mfa_code: args.mfa_code.map(Secret::from),
+        mfa_code,
         // Whether samld may ask us at all; what we cannot answer fails with a clear message.
-        interactive: prompter.tty.is_some() || args.password_stdin,
+        interactive: prompter.tty.is_some() || args.password_stdin || args.mfa_code_stdin,
         // A reused session asks for no password, so there would be nothing to save.
         force: args.force || args.save_password,
         save_password: args.save_password,
@@ -732,6 +746,8 @@ impl Tty {
 struct LoginPrompter {
     password_stdin: bool,
     stdin_used: bool,
+    /// With `--mfa-code-stdin`: whether stdin held a code (sent with the request).
+    mfa_code_stdin: Option<bool>,
     tty: Option<Tty>,
 }
 
@@ -766,11 +782,31 @@ impl SecretPrompter for LoginPrompter {
                     Err(e) => Err(PromptError::Io(e)),
                 }
             }
+            SecretKind::MfaCode if self.mfa_code_stdin.is_some() => {
+                let line = if self.password_stdin {
+                    "second line, after the password"
+                } else {
+                    "first line"
+                };
+                Err(PromptError::Unavailable(
+                    if self.mfa_code_stdin == Some(true) {
+                        // The code sent with the request was not enough (refused, or a second
+                        // factor step asked again); another line would be a guess.
+                        "samld asked for the MFA code again, but --mfa-code-stdin supplies only one"
+                            .into()
+                    } else {
+                        format!(
+                            "samld needs an MFA code, but --mfa-code-stdin found none on stdin \
+                         (expected on its {line})"
+                        )
+                    },
+                ))
+            }
             SecretKind::MfaCode => match &mut self.tty {
                 Some(tty) => tty.ask(&prompt),
                 None => Err(PromptError::Unavailable(
-                    "samld needs an MFA code, but there is no terminal to ask on; pass it with \
-                     --mfa-code CODE"
+                    "samld needs an MFA code, but there is no terminal to ask on; pipe it in \
+                     with --mfa-code-stdin"
                         .into(),
                 )),
             },
@@ -793,6 +829,18 @@ fn read_password_line(mut input: impl BufRead) -> Result<Secret, PromptError> {
         ));
     }
     Ok(secret)
+}
+
+/// The next line of `input` as a TOTP code, blanks trimmed; `None` when there is no line or
+/// it is empty.
+fn read_code_line(mut input: impl BufRead) -> Result<Option<Secret>, PromptError> {
+    let mut line = String::with_capacity(64);
+    input.read_line(&mut line).map_err(PromptError::Io)?;
+    // Trimmed in place, so that the only copy is the one the Secret wipes.
+    line.truncate(line.trim_end().len());
+    line.drain(..line.len() - line.trim_start().len());
+    let code = Secret::from(line);
+    Ok((!code.is_empty()).then_some(code))
 }
 
 /// The daemon's prompt, ending in ": ".

@@ -168,6 +168,17 @@ impl World {
         Self::with_setup_and_env(jc, sts, config, level, &[])
     }
 
+    /// Starts the fakes and samld with the default config plus what `extra` writes for the
+    /// fake JumpCloud (more accounts).
+    pub fn with_extra_config(extra: impl FnOnce(&FakeJumpCloud) -> String) -> Self {
+        Self::with_setup(
+            fake_jumpcloud_config(),
+            FakeStsConfig::default(),
+            |jc, sts, closed_port| config_toml(jc, sts, closed_port) + &extra(jc),
+            None,
+        )
+    }
+
     /// Starts the fakes and samld with the default setup, `SAMLD_LOG` set to `level` and
     /// the variables `env` set for samld (and every client).
     pub fn with_log_and_env(level: &str, env: &[(&str, &str)]) -> Self {
