@@ -375,3 +375,49 @@ fn save_password_asks_for_a_password_login() {
     };
     assert!(req.save_password && req.force, "{req:?}");
 }
+
+#[test]
+fn password_forget_sends_the_request_and_says_what_happened() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::PasswordForgotten {
+            account: "production".into(),
+            removed: true,
+        }),
+        Conn::new().answer(Response::PasswordForgotten {
+            account: "production".into(),
+            removed: false,
+        }),
+        // A daemon older than the request does not know its type.
+        Conn::new().answer(Response::error(
+            ErrorCode::BadRequest,
+            "unknown variant `forget_password`",
+        )),
+    ]);
+    let out = samlctl(&daemon.socket, &["password", "forget", "production"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "Removed the saved password of production from the OS keyring; samld will no longer \
+         log in with it by itself.\n"
+    );
+    let out = samlctl(&daemon.socket, &["password", "forget", "production"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "No password was saved for production; nothing to forget.\n"
+    );
+    let out = samlctl(&daemon.socket, &["password", "forget", "production"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("older than this samlctl"), "{err}");
+    assert!(err.contains("samlctl daemon stop"), "{err}");
+    assert_eq!(
+        daemon.requests(),
+        vec![
+            Request::ForgetPassword {
+                account: "production".into()
+            };
+            3
+        ]
+    );
+}

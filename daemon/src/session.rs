@@ -343,6 +343,17 @@ impl Daemon {
         Ok(role_infos(&slot.account, &data.roles))
     }
 
+    /// `samlctl password forget ACCOUNT`: removes the password `--save-password` kept in the
+    /// keyring for the account (its session and credentials stay); `Ok(false)` when none
+    /// was saved. After it, only `password_command` or a person can log the account in.
+    pub async fn forget_password(&self, account: &str) -> Result<bool, WireError> {
+        let slot = self.slot(account)?;
+        let store = self.passwords.get();
+        let removed = keyring::forget(store, &slot.account.name, &slot.account.username).await?;
+        slot.data().saved_password = Some(false);
+        Ok(removed)
+    }
+
     /// `samlctl logout`: forgets the JumpCloud session and every credential, and keeps the
     /// account logged out until the user logs in again.
     pub fn logout(&self, account: Option<&str>) -> Result<Vec<String>, WireError> {

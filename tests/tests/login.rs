@@ -166,3 +166,38 @@ fn help_warns_that_mfa_code_is_visible() {
     assert!(help.contains("visible to other local users"), "{help}");
     assert!(help.contains("prompt"), "{help}");
 }
+
+/// `samlctl password forget` through the real binaries. This suite has no keyring stand-in
+/// (samld talks to the real Secret Service; scripts/test-keyring.sh and daemon/tests/server.rs
+/// cover a keyring that works), so samld gets a session bus that does not exist and must say
+/// so; an unknown account is named.
+#[cfg(target_os = "linux")]
+#[test]
+fn password_forget_explains_an_unreachable_keyring() {
+    let w = World::with_setup_and_env(
+        support::fake_jumpcloud_config(),
+        Default::default(),
+        support::config_toml,
+        None,
+        &[(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent-samld-test/bus",
+        )],
+    );
+    let out = w.samlctl(&["password", "forget", "totp"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("cannot remove the saved password of totp"),
+        "{text}"
+    );
+    assert!(text.contains("D-Bus session bus"), "{text}");
+
+    let out = w.samlctl(&["password", "forget", "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("unknown account `nope`"),
+        "{}",
+        stderr(&out)
+    );
+}

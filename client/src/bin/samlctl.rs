@@ -16,7 +16,7 @@ use samld_client::{
     Client, ClientError, ConnectOptions, PromptError, SecretPrompter, autostart, timestamp,
 };
 use samld_proto::{
-    AccountState, AccountStatus, LoginOutcome, LoginRequest, PROTOCOL_VERSION, RoleInfo,
+    AccountState, AccountStatus, ErrorCode, LoginOutcome, LoginRequest, PROTOCOL_VERSION, RoleInfo,
     RoleStatus, Secret, SecretKind, StatusReport,
 };
 use serde::Serialize;
@@ -48,7 +48,8 @@ enum Command {
     },
     /// Log in to an account (asks for the password and MFA only when JumpCloud needs them)
     Login(LoginArgs),
-    /// Forget an account's session and credentials until the next `samlctl login`
+    /// Forget an account's session and credentials until the next `samlctl login` (a password
+    /// saved with --save-password stays: `samlctl password forget ACCOUNT` removes it)
     Logout {
         /// The account to log out
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -57,6 +58,9 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Manage the password saved in the OS keyring by `samlctl login --save-password`
+    #[command(subcommand)]
+    Password(PasswordCommand),
     /// Fetch fresh AWS credentials for an account now
     Refresh {
         /// The account to refresh
@@ -205,6 +209,16 @@ struct LoginArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum PasswordCommand {
+    /// Remove an account's saved password from the OS keyring, so that samld no longer logs
+    /// in with it by itself (the session and credentials stay; `samlctl logout` ends them)
+    Forget {
+        /// The account whose password to forget
+        account: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Check a configuration file without a daemon; reports errors with line and column
     Check {
@@ -306,6 +320,30 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             for a in accounts {
                 writeln!(out, "Logged out of {a}.")?;
+            }
+        }
+        Command::Password(PasswordCommand::Forget { account }) => {
+            let removed = connect()?.forget_password(&account).map_err(|e| match e {
+                // A daemon older than this command does not know the request.
+                ClientError::Daemon(w) if w.code == ErrorCode::BadRequest => Failure(format!(
+                    "the running samld does not know `password forget` (it is older than \
+                     this samlctl); restart it (`samlctl daemon stop`, then start it again) \
+                     and retry: {}",
+                    w.message
+                )),
+                other => Failure::from(other),
+            })?;
+            if removed {
+                writeln!(
+                    out,
+                    "Removed the saved password of {account} from the OS keyring; samld will \
+                     no longer log in with it by itself."
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "No password was saved for {account}; nothing to forget."
+                )?;
             }
         }
         Command::Refresh { account } => {

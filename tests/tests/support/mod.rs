@@ -377,7 +377,7 @@ impl World {
 }
 
 /// Users for every scenario, the default single-role app and a two-role app.
-fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
+pub fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
     let push_user = |email: &str, password: &str, push: PushBehavior| {
         FakeUser::new(email, password)
             .with_factor("push", "available")
@@ -417,7 +417,7 @@ fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
 }
 
 /// One account per scenario, so that scenarios sharing a world never share a session.
-fn config_toml(jc: &FakeJumpCloud, sts: &FakeSts, closed_port: u16) -> String {
+pub fn config_toml(jc: &FakeJumpCloud, sts: &FakeSts, closed_port: u16) -> String {
     let app = jc.app_url(DEFAULT_APP);
     let multi = jc.app_url(MULTI_APP);
     let account = |name: &str, url: &str, email: &str, extra: &str| {
