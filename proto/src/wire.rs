@@ -103,7 +103,7 @@ pub struct LoginRequest {
     /// `password_command`, the keyring, or asks with [`Response::NeedSecret`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
-    /// A TOTP code the client already has (`--mfa-code`).
+    /// A TOTP code the client already has (`--mfa-code-stdin`, `--mfa-code`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_code: Option<Secret>,
     /// The client can answer [`Response::NeedSecret`].
