@@ -3,7 +3,8 @@
 # `cargo test` skips (daemon/src/keyring/tests.rs, `real::*`). Each scenario gets its own
 # throwaway D-Bus session bus and home directory, so no real keyring is ever touched:
 #
-#   unlocked       gnome-keyring with an unlocked login keyring: round trips, secret-tool interop
+#   unlocked       gnome-keyring with an unlocked login keyring: round trips, secret-tool interop,
+#                  and samld itself saving and forgetting a password (tests/tests/keyring.rs)
 #   locked         the same keyring, locked: a bounded, explained failure
 #   no-collection  gnome-keyring with no keyring at all (a fresh headless login)
 #   absent         a session bus with no Secret Service on it
@@ -33,6 +34,8 @@ export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo} RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.
 
 # Build first, outside the sessions, so that their time goes to the tests.
 cargo test -q -p samld --lib --no-run
+cargo build -q --workspace --bins
+cargo test -q -p samld-tests --test keyring --no-run
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -76,6 +79,11 @@ if [[ $scenario == locked ]]; then
 fi
 SAMLD_TEST_SECRET_SERVICE=$scenario \
     cargo test -q -p samld --lib -- --ignored "keyring::tests::real::${2}"
+# End to end in the unlocked keyring: the real samld saves and forgets a password.
+if [[ $scenario == unlocked ]]; then
+    SAMLD_TEST_SECRET_SERVICE=$scenario \
+        cargo test -q -p samld-tests --test keyring -- --ignored "${2}"
+fi
 EOF
 
 run() {

@@ -510,6 +510,18 @@ impl Client {
         }
     }
 
+    /// Removes the password saved in the OS keyring for `account`; returns whether one was
+    /// saved.
+    pub fn forget_password(self, account: &str) -> Result<bool, ClientError> {
+        let request = Request::ForgetPassword {
+            account: account.to_owned(),
+        };
+        match self.simple(&request)? {
+            Response::PasswordForgotten { removed, .. } => Ok(removed),
+            other => Err(unexpected("password_forgotten", &other)),
+        }
+    }
+
     /// Fetches fresh credentials for `account` now; returns every role's state after it.
     pub fn refresh(self, account: &str) -> Result<Vec<RoleStatus>, ClientError> {
         let request = Request::Refresh {
@@ -638,6 +650,7 @@ fn response_type(r: &Response) -> &'static str {
         Response::LoggedIn(_) => "logged_in",
         Response::LoggedOut { .. } => "logged_out",
         Response::Refreshed { .. } => "refreshed",
+        Response::PasswordForgotten { .. } => "password_forgotten",
         Response::Roles { .. } => "roles",
         Response::ShuttingDown => "shutting_down",
         Response::EndpointToken(_) => "endpoint_token",

@@ -146,6 +146,47 @@ fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
 }
 
 #[test]
+fn login_reads_the_password_then_the_code_from_stdin() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().recv().send(Response::LoggedIn(outcome(false))),
+    ]);
+    let out = samlctl(
+        &daemon.socket,
+        &[
+            "login",
+            "production",
+            "--password-stdin",
+            "--mfa-code-stdin",
+        ],
+        "correct horse battery staple\n 123456 \r\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        daemon.requests(),
+        [Request::Login(LoginRequest {
+            account: "production".into(),
+            password: Some(Secret::new("correct horse battery staple")),
+            mfa_code: Some(Secret::new("123456")),
+            interactive: true,
+            force: false,
+            save_password: false,
+        })]
+    );
+}
+
+#[test]
+fn mfa_code_and_mfa_code_stdin_conflict() {
+    let daemon = FakeDaemon::serve(vec![]);
+    let out = samlctl(
+        &daemon.socket,
+        &["login", "production", "--mfa-code", "1", "--mfa-code-stdin"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(daemon.requests().is_empty());
+}
+
+#[test]
 fn login_with_a_live_session_needs_nothing() {
     let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::LoggedIn(outcome(true)))]);
     let out = samlctl(
@@ -333,4 +374,50 @@ fn save_password_asks_for_a_password_login() {
         panic!("one login request")
     };
     assert!(req.save_password && req.force, "{req:?}");
+}
+
+#[test]
+fn password_forget_sends_the_request_and_says_what_happened() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::PasswordForgotten {
+            account: "production".into(),
+            removed: true,
+        }),
+        Conn::new().answer(Response::PasswordForgotten {
+            account: "production".into(),
+            removed: false,
+        }),
+        // A daemon older than the request does not know its type.
+        Conn::new().answer(Response::error(
+            ErrorCode::BadRequest,
+            "unknown variant `forget_password`",
+        )),
+    ]);
+    let out = samlctl(&daemon.socket, &["password", "forget", "production"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "Removed the saved password of production from the OS keyring; samld will no longer \
+         log in with it by itself.\n"
+    );
+    let out = samlctl(&daemon.socket, &["password", "forget", "production"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "No password was saved for production; nothing to forget.\n"
+    );
+    let out = samlctl(&daemon.socket, &["password", "forget", "production"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("older than this samlctl"), "{err}");
+    assert!(err.contains("samlctl daemon stop"), "{err}");
+    assert_eq!(
+        daemon.requests(),
+        vec![
+            Request::ForgetPassword {
+                account: "production".into()
+            };
+            3
+        ]
+    );
 }

@@ -41,8 +41,16 @@ pub const MAX_SESSION_DURATION: Duration = Duration::from_secs(12 * 60 * 60);
 /// `refresh_before` when not set, unless `session_duration` is under twice this long (then
 /// half of it).
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(20 * 60);
+/// The shortest `refresh_before`; its longest is [`MAX_SESSION_DURATION`] (and it is always
+/// shorter than the account's `session_duration`).
+pub const MIN_REFRESH_BEFORE: Duration = Duration::from_secs(1);
 /// How long a request waits for a login or refresh that is already running for its account.
 pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(2 * 60);
+/// The shortest `login_wait`.
+pub const MIN_LOGIN_WAIT: Duration = Duration::from_secs(1);
+/// The longest `login_wait`. Bounded so that `now + login_wait` can never overflow an
+/// `Instant`, whatever the file says.
+pub const MAX_LOGIN_WAIT: Duration = Duration::from_secs(60 * 60);
 /// `jumpcloud_console_url` when not set.
 pub const DEFAULT_JUMPCLOUD_CONSOLE_URL: &str = "https://console.jumpcloud.com";
 /// `federation_url` when not set.

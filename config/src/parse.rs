@@ -18,8 +18,8 @@ use crate::duration::{self, DurationError};
 use crate::error::{ConfigError, ErrorKind, Source};
 use crate::{
     Account, Config, DEFAULT_FEDERATION_URL, DEFAULT_JUMPCLOUD_CONSOLE_URL, DEFAULT_LOGIN_WAIT,
-    DEFAULT_REFRESH_BEFORE, DEFAULT_SESSION_DURATION, MAX_SESSION_DURATION, MIN_SESSION_DURATION,
-    MfaMode, Provider,
+    DEFAULT_REFRESH_BEFORE, DEFAULT_SESSION_DURATION, MAX_LOGIN_WAIT, MAX_SESSION_DURATION,
+    MIN_LOGIN_WAIT, MIN_REFRESH_BEFORE, MIN_SESSION_DURATION, MfaMode, Provider,
 };
 
 const TOP_LEVEL_KEYS: &[&str] = &["defaults", "accounts"];
@@ -72,20 +72,20 @@ macro_rules! account_keys {
 
 account_keys! {
     provider: Provider => provider,
-    url: String => http_url,
+    url: String => idp_url,
     username: String => username,
     role: String => role,
     mfa: MfaMode => mfa_mode,
     region: String => region,
     session_duration: Duration => session_duration,
-    refresh_before: Duration => duration,
+    refresh_before: Duration => refresh_before,
     password_command: String => command,
     mfa_command: String => command,
-    jumpcloud_console_url: String => http_url,
-    sts_endpoint: String => http_url,
-    federation_url: String => http_url,
+    jumpcloud_console_url: String => idp_url,
+    sts_endpoint: String => sts_url,
+    federation_url: String => federation_url,
     notifications: bool => boolean,
-    login_wait: Duration => duration,
+    login_wait: Duration => login_wait,
 }
 
 pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -419,8 +419,29 @@ fn mfa_mode(value: &DeValue<'_>) -> Result<MfaMode, Problem> {
         .ok_or_else(|| invalid(format!("expected {expected}, got {text:?}")))
 }
 
-fn http_url(value: &DeValue<'_>) -> Result<String, Problem> {
-    const EXPECTED: &str = "an http:// or https:// URL";
+/// `url` and `jumpcloud_console_url`: the JumpCloud pages the password is posted to.
+fn idp_url(value: &DeValue<'_>) -> Result<String, Problem> {
+    https_url(value, "the password and the JumpCloud session cookie")
+}
+
+/// `sts_endpoint`: AssumeRoleWithSAML carries the assertion out and the keys back.
+fn sts_url(value: &DeValue<'_>) -> Result<String, Problem> {
+    https_url(value, "the SAML assertion and the AWS keys STS returns")
+}
+
+/// `federation_url`: the getSigninToken call puts the temporary keys in its query string.
+fn federation_url(value: &DeValue<'_>) -> Result<String, Problem> {
+    https_url(
+        value,
+        "the AWS secret key and session token (sent in its query)",
+    )
+}
+
+/// An https URL, or http to a loopback host (the fakes in tests, a local proxy): plain http
+/// anywhere else would put `in_clear` on the network. Checked here rather than only where
+/// the URL is used so that `samlctl config check` refuses what the daemon would.
+fn https_url(value: &DeValue<'_>, in_clear: &str) -> Result<String, Problem> {
+    const EXPECTED: &str = "an https:// URL";
     let text = string(value, EXPECTED)?;
     let parsed = Url::parse(text)
         .map_err(|e| invalid(format!("expected {EXPECTED}, got {text:?} ({e})")))?;
@@ -433,9 +454,27 @@ fn http_url(value: &DeValue<'_>) -> Result<String, Problem> {
             "the URL must not contain a user name or password".into(),
         ));
     }
+    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        return Err(invalid(format!(
+            "plain http:// would send {in_clear} in clear; use https:// (http:// is accepted \
+             only for loopback: 127.0.0.0/8, ::1, localhost)"
+        )));
+    }
     // Kept as written (minus surrounding blanks) rather than normalised, since normalising
     // adds a trailing slash to bare origins, which would double up when paths are appended.
     Ok(text.trim().to_owned())
+}
+
+/// Whether `url` names this machine: 127.0.0.0/8, ::1 or `localhost` (which resolvers keep
+/// on loopback). No DNS lookup: a name that merely resolves to 127.0.0.1 today is not
+/// trusted, since whoever controls its zone can point it elsewhere tomorrow.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 fn username(value: &DeValue<'_>) -> Result<String, Problem> {
@@ -548,25 +587,71 @@ fn duration(value: &DeValue<'_>) -> Result<Duration, Problem> {
     }
 }
 
-/// A duration within the DurationSeconds range that STS accepts.
-fn session_duration(value: &DeValue<'_>) -> Result<Duration, Problem> {
+/// A duration within `min..=max`; `why_max` says where the upper bound comes from.
+fn bounded_duration(
+    value: &DeValue<'_>,
+    min: (Duration, &str),
+    max: (Duration, &str),
+) -> Result<Duration, Problem> {
     let parsed = duration(value)?;
     let fmt = duration::format_duration;
-    if parsed < MIN_SESSION_DURATION {
+    // An empty reason leaves the bound bare rather than adding "()".
+    let why = |reason: &str| {
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        }
+    };
+    if parsed < min.0 {
         Err(invalid(format!(
-            "must be at least {} (the STS minimum), got {}",
-            fmt(MIN_SESSION_DURATION),
+            "must be at least {}{}, got {}",
+            fmt(min.0),
+            why(min.1),
             fmt(parsed)
         )))
-    } else if parsed > MAX_SESSION_DURATION {
+    } else if parsed > max.0 {
         Err(invalid(format!(
-            "must be at most {} (the STS maximum), got {}",
-            fmt(MAX_SESSION_DURATION),
+            "must be at most {}{}, got {}",
+            fmt(max.0),
+            why(max.1),
             fmt(parsed)
         )))
     } else {
         Ok(parsed)
     }
+}
+
+/// A duration within the DurationSeconds range that STS accepts.
+fn session_duration(value: &DeValue<'_>) -> Result<Duration, Problem> {
+    bounded_duration(
+        value,
+        (MIN_SESSION_DURATION, "the STS minimum"),
+        (MAX_SESSION_DURATION, "the STS maximum"),
+    )
+}
+
+/// At least a second (zero would refresh only once the credentials had expired) and at most
+/// the longest session; [`resolve`] then checks it is under the account's own session.
+fn refresh_before(value: &DeValue<'_>) -> Result<Duration, Problem> {
+    bounded_duration(
+        value,
+        (
+            MIN_REFRESH_BEFORE,
+            "credentials would be refreshed only once expired",
+        ),
+        (MAX_SESSION_DURATION, "the longest session"),
+    )
+}
+
+/// Long enough to approve a push, short enough that a helper is answered in human time (and
+/// that the deadline it sets is always a representable instant).
+fn login_wait(value: &DeValue<'_>) -> Result<Duration, Problem> {
+    bounded_duration(
+        value,
+        (MIN_LOGIN_WAIT, ""),
+        (MAX_LOGIN_WAIT, "no one waits longer for a login"),
+    )
 }
 
 #[cfg(test)]

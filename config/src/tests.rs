@@ -277,7 +277,7 @@ fn type_errors() {
         ErrorKind::InvalidType,
         2,
         7,
-        "accounts.prod.url: expected an http:// or https:// URL, got an integer",
+        "accounts.prod.url: expected an https:// URL, got an integer",
     );
     assert_error(
         "[defaults]\nnotifications = \"yes\"\n",
@@ -359,13 +359,13 @@ fn invalid_values() {
         (
             "url = \"sso.jumpcloud.com/saml2/x\"",
             7,
-            "url: expected an http:// or https:// URL, got \"sso.jumpcloud.com/saml2/x\" \
+            "url: expected an https:// URL, got \"sso.jumpcloud.com/saml2/x\" \
              (relative URL without a base)",
         ),
         (
             "jumpcloud_console_url = \"ftp://console.jumpcloud.com\"",
             25,
-            "jumpcloud_console_url: expected an http:// or https:// URL, got \
+            "jumpcloud_console_url: expected an https:// URL, got \
              \"ftp://console.jumpcloud.com\"",
         ),
         (
@@ -670,4 +670,134 @@ fn oversized_and_non_utf8_files_are_refused() {
         format!("{error:#}"),
         format!("{}:2:11: the file is not valid UTF-8", path.display())
     );
+}
+
+#[test]
+fn plain_http_is_refused_except_to_loopback() {
+    // Each URL key, with what would cross the network in clear.
+    let keys = [
+        ("url", "the password and the JumpCloud session cookie"),
+        (
+            "jumpcloud_console_url",
+            "the password and the JumpCloud session cookie",
+        ),
+        (
+            "sts_endpoint",
+            "the SAML assertion and the AWS keys STS returns",
+        ),
+        (
+            "federation_url",
+            "the AWS secret key and session token (sent in its query)",
+        ),
+    ];
+    for (key, what) in keys {
+        // The key on line 5, with `url` set on line 4 unless it is the key under test.
+        let with = |value: &str| {
+            let url_line = if key == "url" {
+                "# url below"
+            } else {
+                "url = \"https://sso.jumpcloud.com/saml2/acme-aws\""
+            };
+            format!(
+                "\n[accounts.prod]\nusername = \"a@example.com\"\n{url_line}\n{key} = \"{value}\"\n"
+            )
+        };
+        for remote in [
+            "http://sso.jumpcloud.com/saml2/x",
+            "http://10.0.0.1:8080/",
+            "http://127.0.0.1.nip.io/",
+            "http://localhost.evil.example/",
+            "http://[::2]/",
+        ] {
+            let column = key.len() + 4;
+            assert_error(
+                &with(remote),
+                ErrorKind::InvalidValue,
+                5,
+                column,
+                &format!(
+                    "accounts.prod.{key}: plain http:// would send {what} in clear; use \
+                     https:// (http:// is accepted only for loopback: 127.0.0.0/8, ::1, \
+                     localhost)"
+                ),
+            );
+        }
+        for loopback in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3/x",
+            "http://[::1]:9090/federation",
+            "http://localhost:80",
+            "http://LocalHost",
+            "https://sts.us-east-2.amazonaws.com",
+        ] {
+            parse_ok(&with(loopback));
+        }
+    }
+}
+
+#[test]
+fn every_duration_has_bounds() {
+    let with = |line: &str| format!("{MINIMAL}{line}\n");
+    // login_wait: 1s to 1h. The huge value used to pass and then overflow an Instant.
+    for (value, seconds) in [("\"1s\"", 1), ("\"1h\"", 3600), ("90", 90)] {
+        let config = parse_ok(&with(&format!("login_wait = {value}")));
+        assert_eq!(
+            config.account("prod").unwrap().login_wait,
+            Duration::from_secs(seconds),
+            "{value}"
+        );
+    }
+    assert_error(
+        &with("login_wait = \"5124095576030431h\""),
+        ErrorKind::InvalidValue,
+        5,
+        14,
+        "accounts.prod.login_wait: must be at most 1h (no one waits longer for a login), got \
+         5124095576030431h",
+    );
+    assert_error(
+        &with("login_wait = \"1h1s\""),
+        ErrorKind::InvalidValue,
+        5,
+        14,
+        "accounts.prod.login_wait: must be at most 1h (no one waits longer for a login), got \
+         1h1s",
+    );
+    assert_error(
+        &with("login_wait = 0"),
+        ErrorKind::InvalidValue,
+        5,
+        14,
+        "accounts.prod.login_wait: must be at least 1s, got 0s",
+    );
+    // refresh_before: at least 1s, and under session_duration (checked elsewhere), so at
+    // most 12h.
+    assert_error(
+        &with("refresh_before = \"0s\""),
+        ErrorKind::InvalidValue,
+        5,
+        18,
+        "accounts.prod.refresh_before: must be at least 1s (credentials would be refreshed \
+         only once expired), got 0s",
+    );
+    assert_error(
+        &with("refresh_before = \"5124095576030431h\""),
+        ErrorKind::InvalidValue,
+        5,
+        18,
+        "accounts.prod.refresh_before: must be at most 12h (the longest session), got \
+         5124095576030431h",
+    );
+    let config = parse_ok(&with("refresh_before = \"1s\""));
+    assert_eq!(
+        config.account("prod").unwrap().refresh_before,
+        Duration::from_secs(1)
+    );
+    // The largest number a duration can hold is refused with the bound, not a panic.
+    for key in ["session_duration", "refresh_before", "login_wait"] {
+        let error = parse_err(&with(&format!("{key} = {}", i64::MAX)));
+        assert!(error.message().starts_with("must be at most"), "{error}");
+        let error = parse_err(&with(&format!("{key} = \"{}s\"", u64::MAX)));
+        assert!(error.message().starts_with("must be at most"), "{error}");
+    }
 }

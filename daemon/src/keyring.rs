@@ -29,7 +29,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use samld_proto::Secret;
+use samld_proto::{ErrorCode, Secret, WireError};
 
 /// The service name every samld item is filed under.
 pub const SERVICE: &str = "samld";
@@ -55,6 +55,15 @@ pub trait PasswordStore: Send + Sync {
     /// never blocks (in memory) is called inline, which keeps simulations deterministic.
     fn blocks(&self) -> bool {
         true
+    }
+
+    /// Removes the saved password and says whether there was one (for `samlctl password
+    /// forget`, which tells the user). Stores that can tell without reading the secret
+    /// override this; the default reads it first.
+    fn remove(&self, account: &str, username: &str) -> Result<bool, KeyringError> {
+        let had = self.get(account, username)?.is_some();
+        self.delete(account, username)?;
+        Ok(had)
     }
 }
 
@@ -86,6 +95,35 @@ where
                 detail: format!("the keyring call did not finish: {e}"),
             })
         })
+}
+
+/// `samlctl password forget`: removes the password saved for `account` as `username` from
+/// `store` (`None`: this daemon has no keyring). `Ok(false)` when none was saved. Errors are
+/// wire errors that say what failed and what to do.
+pub async fn forget(
+    store: Option<&Arc<dyn PasswordStore>>,
+    account: &str,
+    username: &str,
+) -> Result<bool, WireError> {
+    let Some(store) = store else {
+        return Err(WireError::new(
+            ErrorCode::KeyringError,
+            "this samld has no OS keyring, so no password is saved in one",
+        ));
+    };
+    let (name, user) = (account.to_owned(), username.to_owned());
+    let removed = run(store, move |s| s.remove(&name, &user))
+        .await
+        .map_err(|e| {
+            WireError::new(
+                ErrorCode::KeyringError,
+                format!("cannot remove the saved password of {account}: {e}"),
+            )
+        })?;
+    if removed {
+        tracing::info!(%account, "removed the saved password from the keyring, as asked");
+    }
+    Ok(removed)
 }
 
 /// Why the keyring could not be used. The `Display` text tells the user what is missing and
@@ -306,11 +344,16 @@ mod secret_service {
         }
 
         fn delete(&self, account: &str, username: &str) -> Result<(), KeyringError> {
+            self.remove(account, username).map(drop)
+        }
+
+        fn remove(&self, account: &str, username: &str) -> Result<bool, KeyringError> {
             let ss = self.connect()?;
-            for item in find(&ss, account, username)? {
+            let items = find(&ss, account, username)?;
+            for item in &items {
                 item.delete().map_err(classify)?;
             }
-            Ok(())
+            Ok(!items.is_empty())
         }
     }
 
@@ -419,9 +462,14 @@ mod keychain {
         }
 
         fn delete(&self, account: &str, username: &str) -> Result<(), KeyringError> {
+            self.remove(account, username).map(drop)
+        }
+
+        fn remove(&self, account: &str, username: &str) -> Result<bool, KeyringError> {
             match delete_generic_password(&service(account), username) {
-                Err(e) if e.code() != ERR_SEC_ITEM_NOT_FOUND => Err(classify(e)),
-                _ => Ok(()),
+                Ok(()) => Ok(true),
+                Err(e) if e.code() == ERR_SEC_ITEM_NOT_FOUND => Ok(false),
+                Err(e) => Err(classify(e)),
             }
         }
     }
@@ -513,8 +561,15 @@ impl PasswordStore for InMemoryStore {
     }
 
     fn delete(&self, account: &str, username: &str) -> Result<(), KeyringError> {
-        self.check()?.items.remove(&key(account, username));
-        Ok(())
+        self.remove(account, username).map(drop)
+    }
+
+    fn remove(&self, account: &str, username: &str) -> Result<bool, KeyringError> {
+        Ok(self
+            .check()?
+            .items
+            .remove(&key(account, username))
+            .is_some())
     }
 }
 

@@ -238,6 +238,10 @@ impl Connection {
                 Ok(accounts) => Response::LoggedOut { accounts },
                 Err(e) => Response::Error(e),
             },
+            Request::ForgetPassword { account } => match daemon.forget_password(&account).await {
+                Ok(removed) => Response::PasswordForgotten { account, removed },
+                Err(e) => Response::Error(e),
+            },
             Request::Refresh { account } => match daemon.refresh(&account).await {
                 Ok(roles) => Response::Refreshed { account, roles },
                 Err(e) => Response::Error(e),

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use samld::clock::SystemClock;
 use samld::idp::{BoxFuture, IdentityProvider, IdpError};
+use samld::keyring::{InMemoryStore, KeyringError, PasswordStore};
 use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::server::{ServerOptions, serve};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::{Account, Config};
-use samld_proto::{ErrorCode, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use samld_proto::{
+    ErrorCode, PROTOCOL_VERSION, Request, Response, Secret, read_frame, write_frame,
+};
 use tokio::sync::oneshot;
 
 struct NoSts;
@@ -48,19 +51,36 @@ struct Server {
 
 impl Server {
     async fn start(options: ServerOptions) -> Self {
+        Self::start_with(
+            options,
+            Config {
+                accounts: BTreeMap::new(),
+            },
+            None,
+        )
+        .await
+    }
+
+    /// A server for `config`, with `store` as its keyring (none if `None`).
+    async fn start_with(
+        options: ServerOptions,
+        config: Config,
+        store: Option<Arc<dyn PasswordStore>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("samld.sock");
         let listener = samld::listener::bind_socket(&socket).unwrap();
         let listener = tokio::net::UnixListener::from_std(listener).unwrap();
         let daemon = Manager::new(
-            Config {
-                accounts: BTreeMap::new(),
-            },
+            config,
             DaemonOptions::new(dir.path().join("config.toml")),
             Arc::new(SystemClock),
             Arc::new(NoSts),
             Arc::new(NoIdp),
         );
+        if let Some(store) = store {
+            daemon.set_password_store(store);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, daemon, options, async {
             let _ = stopped.await;
@@ -301,4 +321,66 @@ async fn shutdown_request_stops_the_server() {
         .expect("serve returns after a shutdown request")
         .unwrap()
         .unwrap();
+}
+
+/// `samlctl password forget`: the request removes the account's saved password (only its
+/// own), says whether there was one, and explains a keyring that fails or is absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_password_removes_the_saved_password() {
+    let config = samld_config::parse(
+        "[defaults]\nurl = \"https://sso.jumpcloud.com/saml2/x\"\n\
+         [accounts.prod]\nusername = \"alice@example.com\"\n\
+         [accounts.dev]\nusername = \"alice@example.com\"\n",
+        Path::new("/config.toml"),
+    )
+    .unwrap();
+    let memory = Arc::new(InMemoryStore::new());
+    memory
+        .set("prod", "alice@example.com", &Secret::new("pw-prod"))
+        .unwrap();
+    memory
+        .set("dev", "alice@example.com", &Secret::new("pw-dev"))
+        .unwrap();
+    let server = Server::start_with(ServerOptions::default(), config, Some(memory.clone())).await;
+    let forget = |account: &str| {
+        let socket = server.socket.clone();
+        let request_ = Request::ForgetPassword {
+            account: account.into(),
+        };
+        blocking(move || request(&socket, &request_))
+    };
+
+    assert_eq!(
+        forget("prod").await,
+        Response::PasswordForgotten {
+            account: "prod".into(),
+            removed: true
+        }
+    );
+    assert_eq!(memory.get("prod", "alice@example.com").unwrap(), None);
+    assert_eq!(
+        memory.get("dev", "alice@example.com").unwrap(),
+        Some(Secret::new("pw-dev")),
+        "another account's password stays"
+    );
+    assert_eq!(
+        forget("prod").await,
+        Response::PasswordForgotten {
+            account: "prod".into(),
+            removed: false
+        }
+    );
+    match forget("nope").await {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::UnknownAccount, "{e}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    memory.fail_with(Some(KeyringError::Locked));
+    match forget("dev").await {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::KeyringError, "{e}");
+            assert!(e.message.contains("locked"), "{e}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    server.shutdown().await;
 }

@@ -49,6 +49,13 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         account: Option<String>,
     },
+    /// Answered by [`Response::PasswordForgotten`]: remove the password that
+    /// `samlctl login --save-password` kept in the OS keyring for the account. The session
+    /// and credentials are left alone (that is [`Request::Logout`]).
+    ForgetPassword {
+        /// The account whose saved password to remove.
+        account: String,
+    },
     /// Answered by [`Response::Refreshed`]: fetch fresh credentials now.
     Refresh {
         /// The account to refresh.
@@ -96,7 +103,7 @@ pub struct LoginRequest {
     /// `password_command`, the keyring, or asks with [`Response::NeedSecret`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
-    /// A TOTP code the client already has (`--mfa-code`).
+    /// A TOTP code the client already has (`--mfa-code-stdin`, `--mfa-code`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_code: Option<Secret>,
     /// The client can answer [`Response::NeedSecret`].
@@ -155,6 +162,13 @@ pub enum Response {
     LoggedOut {
         /// The accounts that were logged out.
         accounts: Vec<String>,
+    },
+    /// Answers [`Request::ForgetPassword`].
+    PasswordForgotten {
+        /// The account.
+        account: String,
+        /// Whether a saved password was there to remove.
+        removed: bool,
     },
     /// Answers [`Request::Refresh`].
     Refreshed {
@@ -543,6 +557,8 @@ pub enum ErrorCode {
     Timeout,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// The OS keyring could not be used (absent, locked, failing).
+    KeyringError,
     /// A bug in samld.
     Internal,
     /// A code this client does not know (sent by a newer daemon).
@@ -571,6 +587,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad-request",
             ErrorCode::Timeout => "timeout",
             ErrorCode::ShuttingDown => "shutting-down",
+            ErrorCode::KeyringError => "keyring-error",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -632,6 +649,12 @@ mod tests {
                 r#"{"type":"provide_secret","kind":"mfa-code","value":"1"}"#,
             ),
             (Request::Logout { account: None }, r#"{"type":"logout"}"#),
+            (
+                Request::ForgetPassword {
+                    account: "prod".into(),
+                },
+                r#"{"type":"forget_password","account":"prod"}"#,
+            ),
             (Request::Shutdown, r#"{"type":"shutdown"}"#),
             (
                 Request::IssueEndpointToken {
@@ -688,6 +711,18 @@ mod tests {
     }
 
     #[test]
+    fn golden_password_forgotten() {
+        let r = Response::PasswordForgotten {
+            account: "prod".into(),
+            removed: true,
+        };
+        let json = r#"{"type":"password_forgotten","account":"prod","removed":true}"#;
+        assert_eq!(serde_json::to_string(&r).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Response>(json).unwrap(), r);
+        assert!(r.is_final());
+    }
+
+    #[test]
     fn golden_error_response() {
         let e = Response::error(ErrorCode::NotLoggedIn, "run samlctl login prod");
         let json = r#"{"type":"error","code":"not-logged-in","message":"run samlctl login prod"}"#;
@@ -723,6 +758,7 @@ mod tests {
             BadRequest,
             Timeout,
             ShuttingDown,
+            KeyringError,
             Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

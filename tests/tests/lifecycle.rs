@@ -282,3 +282,65 @@ fn a_removed_socket_is_re_created_by_the_same_daemon() {
     assert!(status.success());
     assert!(!env.socket.exists());
 }
+
+/// `config check` refuses plain http to a remote host for every URL key (the daemon would
+/// send the password, assertion or keys in clear), names file, line and key, and accepts
+/// loopback (as the fakes of this suite use).
+#[test]
+fn config_check_refuses_plain_http_except_to_loopback() {
+    let env = TestEnv::new(TWO_ACCOUNTS);
+    for key in [
+        "url",
+        "jumpcloud_console_url",
+        "sts_endpoint",
+        "federation_url",
+    ] {
+        let file = env.path().join(format!("{key}.toml"));
+        let url_line = if key == "url" {
+            ""
+        } else {
+            "url = \"https://sso.jumpcloud.com/saml2/x\"\n"
+        };
+        let remote = format!(
+            "[accounts.x]\nusername = \"a@b.c\"\n{url_line}{key} = \"http://sso.example.com/x\"\n"
+        );
+        std::fs::write(&file, &remote).unwrap();
+        let out = env.samlctl(&["config", "check", "--config", file.to_str().unwrap()]);
+        let text = stderr(&out);
+        assert!(!out.status.success(), "{key}: accepted plain http: {text}");
+        let line = if key == "url" { 3 } else { 4 };
+        assert!(
+            text.contains(&format!("{key}.toml:{line}:")),
+            "names file and line: {text}"
+        );
+        assert!(text.contains(&format!("accounts.x.{key}")), "{text}");
+        assert!(text.contains("use https://"), "{text}");
+
+        std::fs::write(&file, remote.replace("sso.example.com", "127.0.0.1:9")).unwrap();
+        let out = env.samlctl(&["config", "check", "--config", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{key}: loopback refused: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// A `login_wait` too large for an `Instant` used to pass `config check` and then panic the
+/// daemon at the first login; it is now refused with its bounds.
+#[test]
+fn config_check_enforces_duration_bounds() {
+    let env = TestEnv::new(TWO_ACCOUNTS);
+    let file = env.path().join("wait.toml");
+    std::fs::write(
+        &file,
+        "[accounts.x]\nurl = \"https://sso.jumpcloud.com/saml2/x\"\nusername = \"a@b.c\"\n\
+         login_wait = \"5124095576030431h\"\n",
+    )
+    .unwrap();
+    let out = env.samlctl(&["config", "check", "--config", file.to_str().unwrap()]);
+    let text = stderr(&out);
+    assert!(!out.status.success(), "accepted: {text}");
+    assert!(text.contains("wait.toml:4:"), "{text}");
+    assert!(text.contains("login_wait: must be at most 1h"), "{text}");
+}

@@ -9,8 +9,9 @@
 mod support;
 
 use samld_proto::AccountState;
+use samld_tests::fake_jumpcloud::DEFAULT_APP;
 use samld_tests::fixture::{stderr, stdout};
-use support::{MULTI_PASSWORD, World, flows};
+use support::{CODE_LOGIN, MULTI_PASSWORD, ROLE_ARN, TOTP_EMAIL, TOTP_PASSWORD, World, flows};
 
 #[test]
 fn password_and_totp_code_then_the_helper_prints_the_credentials() {
@@ -95,4 +96,108 @@ fn an_expired_jumpcloud_session_needs_the_password_again() {
     let status = w.account_status("multi");
     assert_eq!(status.state, AccountState::Active, "{status:#?}");
     assert!(status.last_error.is_none(), "{status:#?}");
+}
+
+/// `--mfa-code-stdin` with `--password-stdin`: the password on the first line, the code on
+/// the second, and neither on the command line where other users could read it.
+#[test]
+fn password_and_code_both_come_from_stdin() {
+    let w = World::new();
+    let before = w.jc.stats();
+    let out = w.samlctl_stdin(
+        &["login", "totp", "--password-stdin", "--mfa-code-stdin"],
+        &format!("{TOTP_PASSWORD}\n{CODE_LOGIN}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(ROLE_ARN), "{}", stdout(&out));
+    let after = w.jc.stats();
+    assert_eq!(after.totp_accepted, before.totp_accepted + 1);
+    assert_eq!(after.password_posts, before.password_posts + 2);
+    flows::credential_document(&w, &w.helper(&["totp"]));
+}
+
+/// `--mfa-code-stdin` alone (the password comes from `password_command`): the first line is
+/// the code.
+#[test]
+fn the_code_alone_comes_from_stdin() {
+    let w = World::with_extra_config(|jc| {
+        format!(
+            "\n[accounts.piped]\nurl = \"{}\"\nusername = \"{TOTP_EMAIL}\"\nmfa = \"totp\"\n\
+             password_command = \"echo '{TOTP_PASSWORD}'\"\n",
+            jc.app_url(DEFAULT_APP)
+        )
+    });
+    let before = w.jc.stats();
+    let out = w.samlctl_stdin(
+        &["login", "piped", "--mfa-code-stdin"],
+        &format!("{CODE_LOGIN}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(w.jc.stats().totp_accepted, before.totp_accepted + 1);
+}
+
+/// A missing second line is named, with what to do; nothing reaches JumpCloud's MFA.
+#[test]
+fn a_missing_code_line_is_named() {
+    let w = World::new();
+    let out = w.samlctl_stdin(
+        &["login", "totp", "--password-stdin", "--mfa-code-stdin"],
+        &format!("{TOTP_PASSWORD}\n"),
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let text = stderr(&out);
+    assert!(text.contains("--mfa-code-stdin"), "{text}");
+    assert!(text.contains("second line"), "{text}");
+    assert_eq!(w.jc.stats().totp_accepted, 0);
+    assert_eq!(w.jc.stats().totp_rejected, 0);
+}
+
+/// `--help` warns that `--mfa-code` is visible to other users and names the alternatives.
+#[test]
+fn help_warns_that_mfa_code_is_visible() {
+    let w = World::new();
+    let out = w.samlctl(&["login", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(help.contains("--mfa-code-stdin"), "{help}");
+    assert!(help.contains("visible to other local users"), "{help}");
+    assert!(help.contains("prompt"), "{help}");
+}
+
+/// `samlctl password forget` through the real binaries. This suite has no keyring stand-in
+/// (samld talks to the real Secret Service; scripts/test-keyring.sh and daemon/tests/server.rs
+/// cover a keyring that works), so samld gets a session bus that does not exist and must say
+/// so; an unknown account is named.
+#[cfg(target_os = "linux")]
+#[test]
+fn password_forget_explains_an_unreachable_keyring() {
+    let w = World::with_setup_and_env(
+        support::fake_jumpcloud_config(),
+        Default::default(),
+        support::config_toml,
+        None,
+        &[(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent-samld-test/bus",
+        )],
+    );
+    let out = w.samlctl(&["password", "forget", "totp"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("cannot remove the saved password of totp"),
+        "{text}"
+    );
+    assert!(text.contains("D-Bus session bus"), "{text}");
+
+    let out = w.samlctl(&["password", "forget", "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("unknown account `nope`"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -88,9 +88,45 @@ fn no_secret_reaches_a_log_an_error_message_or_a_file() {
         ));
     }
 
+    assert_no_leak(&haystacks, &needles);
+}
+
+/// `SAMLD_LOG` naming the SDK's and the HTTP stack's own targets at trace, more specific
+/// than samld's cap on them, with `LOG_SENSITIVE_BODIES=true` (which makes the SDK log
+/// request and response bodies): the STS secret keys and session tokens used to land in the
+/// log. The cap is applied after the user's filter, so no directive turns it back on.
+#[test]
+fn sdk_trace_logging_cannot_be_turned_back_on() {
+    let spec = "trace,aws_smithy_runtime::client=trace,aws_smithy_runtime=trace,\
+                aws_smithy_http_client=trace,aws_sdk_sts=trace,aws_config=trace,\
+                aws_runtime=trace,hyper=trace,hyper_util=trace,h2=trace,reqwest=trace,\
+                rustls=trace,tower=trace";
+    let mut w = World::with_log_and_env(spec, &[("LOG_SENSITIVE_BODIES", "true")]);
+    // A push login: samld logs each poll at trace, which shows the level took effect.
+    flows::push_approved(&w);
+    let out = w.samlctl(&["refresh", "push"]);
+    assert!(out.status.success(), "{out:?}");
+    let log = w.stop_daemon();
+    assert!(
+        log.contains("TRACE"),
+        "samld did not log at trace level:\n{log}"
+    );
+    let issued = w.sts.issued();
+    assert!(
+        issued.len() >= 2,
+        "too few credentials issued: {}",
+        issued.len()
+    );
+    let needles = credential_needles(&w);
+    assert_no_leak(&[("samld's log".into(), log, false)], &needles);
+}
+
+/// Fails naming each needle found in a haystack (place, text, whether AWS credentials
+/// belong there), with the text before it.
+fn assert_no_leak(haystacks: &[(String, String, bool)], needles: &[Needle]) {
     let mut leaks = Vec::new();
-    for (place, text, credentials_allowed) in &haystacks {
-        for needle in &needles {
+    for (place, text, credentials_allowed) in haystacks {
+        for needle in needles {
             if needle.is_aws_credential && *credentials_allowed {
                 continue;
             }
@@ -180,18 +216,29 @@ fn needles(w: &World) -> Vec<Needle> {
         "too few credentials issued: {}",
         issued.len()
     );
-    for creds in &issued {
+    needles.extend(credential_needles(w));
+    needles
+}
+
+/// The secret key and session token of every credential the fake STS issued.
+fn credential_needles(w: &World) -> Vec<Needle> {
+    let mut needles = Vec::new();
+    for creds in &w.sts.issued() {
         let key = &creds.access_key_id;
-        add(
-            format!("the secret key of {key}"),
-            &creds.secret_access_key,
-            true,
-        );
-        add(
-            format!("the session token of {key}"),
-            &creds.session_token,
-            true,
-        );
+        for (what, value) in [
+            ("secret key", &creds.secret_access_key),
+            ("session token", &creds.session_token),
+        ] {
+            assert!(
+                value.len() >= 8,
+                "the {what} of {key} is too short to search for"
+            );
+            needles.push(Needle {
+                what: format!("the {what} of {key}"),
+                value: value.clone(),
+                is_aws_credential: true,
+            });
+        }
     }
     needles
 }

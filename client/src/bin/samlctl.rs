@@ -16,7 +16,7 @@ use samld_client::{
     Client, ClientError, ConnectOptions, PromptError, SecretPrompter, autostart, timestamp,
 };
 use samld_proto::{
-    AccountState, AccountStatus, LoginOutcome, LoginRequest, PROTOCOL_VERSION, RoleInfo,
+    AccountState, AccountStatus, ErrorCode, LoginOutcome, LoginRequest, PROTOCOL_VERSION, RoleInfo,
     RoleStatus, Secret, SecretKind, StatusReport,
 };
 use serde::Serialize;
@@ -48,7 +48,8 @@ enum Command {
     },
     /// Log in to an account (asks for the password and MFA only when JumpCloud needs them)
     Login(LoginArgs),
-    /// Forget an account's session and credentials until the next `samlctl login`
+    /// Forget an account's session and credentials until the next `samlctl login` (a password
+    /// saved with --save-password stays: `samlctl password forget ACCOUNT` removes it)
     Logout {
         /// The account to log out
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -57,6 +58,9 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Manage the password saved in the OS keyring by `samlctl login --save-password`
+    #[command(subcommand)]
+    Password(PasswordCommand),
     /// Fetch fresh AWS credentials for an account now
     Refresh {
         /// The account to refresh
@@ -186,12 +190,18 @@ fn console_duration(text: &str) -> Result<u32, String> {
 struct LoginArgs {
     /// The account to log in to
     account: String,
-    /// A TOTP code from the authenticator app, if JumpCloud asks for one
-    #[arg(long, value_name = "CODE")]
+    /// A TOTP code from the authenticator app, if JumpCloud asks for one. The code is
+    /// visible to other local users in the process list while samlctl runs: on a terminal
+    /// leave it out and type the code at the prompt, in scripts use --mfa-code-stdin
+    #[arg(long, value_name = "CODE", conflicts_with = "mfa_code_stdin")]
     mfa_code: Option<String>,
     /// Read the password from the first line of stdin, if samld needs one
     #[arg(long)]
     password_stdin: bool,
+    /// Read the TOTP code from stdin instead of the command line: the first line, or the
+    /// second (after the password) with --password-stdin
+    #[arg(long)]
+    mfa_code_stdin: bool,
     /// Log in with the password even if the JumpCloud session is still alive
     #[arg(long)]
     force: bool,
@@ -199,6 +209,16 @@ struct LoginArgs {
     /// re-login (implies --force: only a password login has a password to save)
     #[arg(long)]
     save_password: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PasswordCommand {
+    /// Remove an account's saved password from the OS keyring, so that samld no longer logs
+    /// in with it by itself (the session and credentials stay; `samlctl logout` ends them)
+    Forget {
+        /// The account whose password to forget
+        account: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -303,6 +323,30 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             for a in accounts {
                 writeln!(out, "Logged out of {a}.")?;
+            }
+        }
+        Command::Password(PasswordCommand::Forget { account }) => {
+            let removed = connect()?.forget_password(&account).map_err(|e| match e {
+                // A daemon older than this command does not know the request.
+                ClientError::Daemon(w) if w.code == ErrorCode::BadRequest => Failure(format!(
+                    "the running samld does not know `password forget` (it is older than \
+                     this samlctl); restart it (`samlctl daemon stop`, then start it again) \
+                     and retry: {}",
+                    w.message
+                )),
+                other => Failure::from(other),
+            })?;
+            if removed {
+                writeln!(
+                    out,
+                    "Removed the saved password of {account} from the OS keyring; samld will \
+                     no longer log in with it by itself."
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "No password was saved for {account}; nothing to forget."
+                )?;
             }
         }
         Command::Refresh { account } => {
@@ -501,17 +545,25 @@ fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Fa
     } else {
         None
     };
+    // The code follows the password, so that one pipe can carry both. Like the password, a
+    // missing code is an error only if JumpCloud asks for one.
+    let mfa_code = if args.mfa_code_stdin {
+        read_code_line(io::stdin().lock()).map_err(|e| Failure(format!("--mfa-code-stdin: {e}")))?
+    } else {
+        args.mfa_code.map(Secret::from)
+    };
     let mut prompter = LoginPrompter {
         password_stdin: args.password_stdin,
         stdin_used: password.is_some(),
+        mfa_code_stdin: args.mfa_code_stdin.then_some(mfa_code.is_some()),
         tty,
     };
     let request = LoginRequest {
         account: args.account,
         password,
-        mfa_code: args.mfa_code.map(Secret::from),
+        mfa_code,
         // Whether samld may ask us at all; what we cannot answer fails with a clear message.
-        interactive: prompter.tty.is_some() || args.password_stdin,
+        interactive: prompter.tty.is_some() || args.password_stdin || args.mfa_code_stdin,
         // A reused session asks for no password, so there would be nothing to save.
         force: args.force || args.save_password,
         save_password: args.save_password,
@@ -736,6 +788,8 @@ impl Tty {
 struct LoginPrompter {
     password_stdin: bool,
     stdin_used: bool,
+    /// With `--mfa-code-stdin`: whether stdin held a code (sent with the request).
+    mfa_code_stdin: Option<bool>,
     tty: Option<Tty>,
 }
 
@@ -770,11 +824,31 @@ impl SecretPrompter for LoginPrompter {
                     Err(e) => Err(PromptError::Io(e)),
                 }
             }
+            SecretKind::MfaCode if self.mfa_code_stdin.is_some() => {
+                let line = if self.password_stdin {
+                    "second line, after the password"
+                } else {
+                    "first line"
+                };
+                Err(PromptError::Unavailable(
+                    if self.mfa_code_stdin == Some(true) {
+                        // The code sent with the request was not enough (refused, or a second
+                        // factor step asked again); another line would be a guess.
+                        "samld asked for the MFA code again, but --mfa-code-stdin supplies only one"
+                            .into()
+                    } else {
+                        format!(
+                            "samld needs an MFA code, but --mfa-code-stdin found none on stdin \
+                         (expected on its {line})"
+                        )
+                    },
+                ))
+            }
             SecretKind::MfaCode => match &mut self.tty {
                 Some(tty) => tty.ask(&prompt),
                 None => Err(PromptError::Unavailable(
-                    "samld needs an MFA code, but there is no terminal to ask on; pass it with \
-                     --mfa-code CODE"
+                    "samld needs an MFA code, but there is no terminal to ask on; pipe it in \
+                     with --mfa-code-stdin"
                         .into(),
                 )),
             },
@@ -797,6 +871,18 @@ fn read_password_line(mut input: impl BufRead) -> Result<Secret, PromptError> {
         ));
     }
     Ok(secret)
+}
+
+/// The next line of `input` as a TOTP code, blanks trimmed; `None` when there is no line or
+/// it is empty.
+fn read_code_line(mut input: impl BufRead) -> Result<Option<Secret>, PromptError> {
+    let mut line = String::with_capacity(64);
+    input.read_line(&mut line).map_err(PromptError::Io)?;
+    // Trimmed in place, so that the only copy is the one the Secret wipes.
+    line.truncate(line.trim_end().len());
+    line.drain(..line.len() - line.trim_start().len());
+    let code = Secret::from(line);
+    Ok((!code.is_empty()).then_some(code))
 }
 
 /// The daemon's prompt, ending in ": ".

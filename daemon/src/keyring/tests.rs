@@ -73,6 +73,67 @@ async fn run_calls_the_store_off_the_async_threads() {
 }
 
 #[test]
+fn remove_says_whether_there_was_a_password() {
+    let store = InMemoryStore::new();
+    store.set("prod", "alice", &Secret::new("pw")).unwrap();
+    store
+        .set("staging", "alice", &Secret::new("other"))
+        .unwrap();
+    assert_eq!(store.remove("prod", "alice"), Ok(true));
+    assert_eq!(store.get("prod", "alice").unwrap(), None);
+    assert_eq!(store.remove("prod", "alice"), Ok(false));
+    assert_eq!(
+        store.get("staging", "alice").unwrap(),
+        Some(Secret::new("other"))
+    );
+
+    // A store that only knows get/set/delete gets the same answer from the default.
+    struct Plain(InMemoryStore);
+    impl PasswordStore for Plain {
+        fn get(&self, a: &str, u: &str) -> Result<Option<Secret>, KeyringError> {
+            self.0.get(a, u)
+        }
+        fn set(&self, a: &str, u: &str, p: &Secret) -> Result<(), KeyringError> {
+            self.0.set(a, u, p)
+        }
+        fn delete(&self, a: &str, u: &str) -> Result<(), KeyringError> {
+            self.0.delete(a, u)
+        }
+    }
+    let plain = Plain(InMemoryStore::new());
+    plain.set("prod", "alice", &Secret::new("pw")).unwrap();
+    assert_eq!(plain.remove("prod", "alice"), Ok(true));
+    assert_eq!(plain.remove("prod", "alice"), Ok(false));
+    assert!(plain.0.is_empty());
+}
+
+#[tokio::test]
+async fn forget_removes_only_that_account_and_explains_failures() {
+    let memory = Arc::new(InMemoryStore::new());
+    let store: Arc<dyn PasswordStore> = memory.clone();
+    memory.set("prod", "alice", &Secret::new("pw")).unwrap();
+    memory.set("prod", "bob", &Secret::new("pw2")).unwrap();
+    assert_eq!(forget(Some(&store), "prod", "alice").await, Ok(true));
+    assert_eq!(forget(Some(&store), "prod", "alice").await, Ok(false));
+    assert_eq!(memory.len(), 1, "bob's password stays");
+
+    memory.fail_with(Some(KeyringError::Locked));
+    let e = forget(Some(&store), "prod", "bob").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::KeyringError);
+    assert!(
+        e.message
+            .contains("cannot remove the saved password of prod"),
+        "{e}"
+    );
+    assert!(e.message.contains("locked"), "{e}");
+    assert_eq!(memory.len(), 1);
+
+    let e = forget(None, "prod", "bob").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::KeyringError);
+    assert!(e.message.contains("no OS keyring"), "{e}");
+}
+
+#[test]
 fn every_unavailable_keyring_says_what_to_do_instead() {
     for e in [
         KeyringError::NoSessionBus { detail: "d".into() },
@@ -251,6 +312,25 @@ mod real {
             Some(Secret::new("other"))
         );
         assert_eq!(s.get("prod", "bob@example.com").unwrap(), None);
+    }
+
+    #[test]
+    #[ignore = "needs a Secret Service: scripts/test-keyring.sh"]
+    fn unlocked_remove_says_whether_there_was_a_password() {
+        require("unlocked");
+        let s = store();
+        s.set("forget", "erin@example.com", &Secret::new("pw"))
+            .unwrap();
+        s.set("forget2", "erin@example.com", &Secret::new("kept"))
+            .unwrap();
+        assert_eq!(s.remove("forget", "erin@example.com"), Ok(true));
+        assert_eq!(s.get("forget", "erin@example.com").unwrap(), None);
+        assert_eq!(s.remove("forget", "erin@example.com"), Ok(false));
+        assert_eq!(
+            s.get("forget2", "erin@example.com").unwrap(),
+            Some(Secret::new("kept"))
+        );
+        s.delete("forget2", "erin@example.com").unwrap();
     }
 
     #[test]

@@ -277,6 +277,17 @@ impl Manager {
         Err(WireError::new(ErrorCode::UnknownAccount, message))
     }
 
+    /// `samlctl password forget`: removes the account's saved password from the keyring, and
+    /// says whether there was one. Unattended logins stop trying the keyring for it.
+    pub async fn forget_password(&self, account: &str) -> Result<bool, WireError> {
+        let slot = self.slot(account)?;
+        let store = self.passwords.get();
+        let removed =
+            crate::keyring::forget(store, &slot.account.name, &slot.account.username).await?;
+        slot.data().saved_password = Some(false);
+        Ok(removed)
+    }
+
     /// `samlctl roles`: the roles of the last assertion.
     pub fn roles(&self, account: &str) -> Result<Vec<RoleInfo>, WireError> {
         let slot = self.slot(account)?;

@@ -553,12 +553,17 @@ impl Sandbox<'_> {
     /// progress shown as it streams.
     fn login(&self, stop: &StopSignal) -> Result<(), String> {
         let mut args = vec!["login", ACCOUNT, "--password-stdin"];
-        let mut shown = args.join(" ");
+        // The code goes on stdin after the password: on the command line other users could
+        // read it in the process list.
+        let mut input = format!("{DEFAULT_PASSWORD}\n");
+        let mut on_stdin = "the fake user's password";
         if let Some(code) = self.totp_codes.first() {
-            args.extend(["--mfa-code", code.as_str()]);
-            shown.push_str(" --mfa-code ******");
+            args.push("--mfa-code-stdin");
+            input.push_str(code);
+            input.push('\n');
+            on_stdin = "the fake user's password and a TOTP code";
         }
-        println!("\n$ samlctl {shown}    # the fake user's password on stdin");
+        println!("\n$ samlctl {}    # {on_stdin} on stdin", args.join(" "));
         let _ = io::stdout().flush();
         let mut child = self
             .env
@@ -569,13 +574,13 @@ impl Sandbox<'_> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot run samlctl: {e}"))?;
-        // samlctl reads the password's line and closes nothing on its side; dropping the
-        // pipe after the line is the end of input it expects.
+        // samlctl reads its lines and closes nothing on its side; dropping the pipe after
+        // them is the end of input it expects.
         let written = child
             .stdin
             .take()
             .expect("piped stdin")
-            .write_all(format!("{DEFAULT_PASSWORD}\n").as_bytes());
+            .write_all(input.as_bytes());
         // Progress goes to stderr while samld works; echo it line by line as it comes.
         let stderr = child.stderr.take().expect("piped stderr");
         let progress = std::thread::spawn(move || {
@@ -615,7 +620,7 @@ impl Sandbox<'_> {
             "log in (the fake user's password is \"{DEFAULT_PASSWORD}\"):  samlctl login {ACCOUNT}"
         );
         if self.options.mfa == Mfa::Totp {
-            hint.push_str(" --mfa-code CODE");
+            hint.push_str("    # it prompts for the TOTP code");
         }
         hint.push('\n');
         hint

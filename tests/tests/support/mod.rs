@@ -165,6 +165,40 @@ impl World {
         config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
         level: Option<&str>,
     ) -> Self {
+        Self::with_setup_and_env(jc, sts, config, level, &[])
+    }
+
+    /// Starts the fakes and samld with the default config plus what `extra` writes for the
+    /// fake JumpCloud (more accounts).
+    pub fn with_extra_config(extra: impl FnOnce(&FakeJumpCloud) -> String) -> Self {
+        Self::with_setup(
+            fake_jumpcloud_config(),
+            FakeStsConfig::default(),
+            |jc, sts, closed_port| config_toml(jc, sts, closed_port) + &extra(jc),
+            None,
+        )
+    }
+
+    /// Starts the fakes and samld with the default setup, `SAMLD_LOG` set to `level` and
+    /// the variables `env` set for samld (and every client).
+    pub fn with_log_and_env(level: &str, env: &[(&str, &str)]) -> Self {
+        Self::with_setup_and_env(
+            fake_jumpcloud_config(),
+            FakeStsConfig::default(),
+            config_toml,
+            Some(level),
+            env,
+        )
+    }
+
+    /// [`World::with_setup`] with the variables `env` set for samld (and every client).
+    pub fn with_setup_and_env(
+        jc: FakeJumpCloudConfig,
+        sts: FakeStsConfig,
+        config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
+        level: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         // The fakes run on their own worker thread while the test thread blocks on the
         // binaries.
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -179,10 +213,13 @@ impl World {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let extra = env;
         let mut env = TestEnv::new(&config(&jc, &sts, closed_port));
         if let Some(level) = level {
             env.extra_env.push(("SAMLD_LOG".into(), level.into()));
         }
+        env.extra_env
+            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let daemon = env.start_daemon();
         World {
             daemon: Some(daemon),
@@ -340,7 +377,7 @@ impl World {
 }
 
 /// Users for every scenario, the default single-role app and a two-role app.
-fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
+pub fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
     let push_user = |email: &str, password: &str, push: PushBehavior| {
         FakeUser::new(email, password)
             .with_factor("push", "available")
@@ -380,7 +417,7 @@ fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
 }
 
 /// One account per scenario, so that scenarios sharing a world never share a session.
-fn config_toml(jc: &FakeJumpCloud, sts: &FakeSts, closed_port: u16) -> String {
+pub fn config_toml(jc: &FakeJumpCloud, sts: &FakeSts, closed_port: u16) -> String {
     let app = jc.app_url(DEFAULT_APP);
     let multi = jc.app_url(MULTI_APP);
     let account = |name: &str, url: &str, email: &str, extra: &str| {
