@@ -268,6 +268,9 @@ impl FakeJumpCloudConfig {
 /// What the fake has seen and done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FakeJumpCloudStats {
+    /// Every HTTP request, whatever its path or outcome (faulted, refused and unknown ones
+    /// included): "samld sent nothing more" is this number standing still.
+    pub requests: u64,
     /// `GET /userconsole/xsrf`.
     pub xsrf_requests: u64,
     /// Every `POST /userconsole/auth`.
@@ -302,6 +305,10 @@ pub struct FakeJumpCloudStats {
     pub pushes_refused: u64,
     /// Push logins refused because the push was past its `expiresAt`.
     pub late_push_logins: u64,
+    /// Pushes that reached `denied`.
+    pub pushes_denied: u64,
+    /// Pushes that reached `expired` (by their behaviour or past their `expiresAt`).
+    pub pushes_expired: u64,
     /// `GET /userconsole/api/self`.
     pub self_probes: u64,
     /// SAML pages served with a SAMLResponse.
@@ -746,6 +753,10 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/userconsole/auth/push/{id}/login", post(push_login))
         .route("/userconsole/api/self", get(api_self))
         .route("/login", get(login_page))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&inner),
+            count_request,
+        ))
         .with_state(inner)
 }
 
@@ -753,7 +764,21 @@ fn router(inner: Arc<Inner>) -> Router {
 fn sso_router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/saml2/{app}", get(saml_page))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&inner),
+            count_request,
+        ))
         .with_state(inner)
+}
+
+/// Counts every request ([`FakeJumpCloudStats::requests`]) before any handler sees it.
+async fn count_request(
+    State(inner): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    inner.lock().stats.requests += 1;
+    next.run(request).await
 }
 
 fn token(len: usize) -> String {
@@ -1241,11 +1266,14 @@ async fn push_poll(State(inner): Shared, Path(id): Path<String>, headers: Header
         };
         if reached {
             push.status = status;
-            if status == "accepted" {
-                state.stats.pushes_accepted += 1;
-            }
         } else if now >= push.expires_at {
             push.status = "expired";
+        }
+        match push.status {
+            "accepted" => state.stats.pushes_accepted += 1,
+            "denied" => state.stats.pushes_denied += 1,
+            "expired" => state.stats.pushes_expired += 1,
+            _ => {}
         }
     }
     let push = &state.pushes[&id];

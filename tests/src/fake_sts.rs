@@ -322,6 +322,29 @@ impl FakeSts {
         self.wait_until(|state| state.issued.len() >= n).await;
     }
 
+    /// Waits until credentials for `role_arn` have been issued at least `n` times.
+    pub async fn wait_for_issued_for(&self, role_arn: &str, n: usize) {
+        self.wait_until(|state| {
+            state
+                .issued
+                .iter()
+                .filter(|c| c.role_arn == role_arn)
+                .count()
+                >= n
+        })
+        .await;
+    }
+
+    /// How many times credentials for `role_arn` were issued.
+    pub fn issued_count_for(&self, role_arn: &str) -> usize {
+        self.shared
+            .lock()
+            .issued
+            .iter()
+            .filter(|c| c.role_arn == role_arn)
+            .count()
+    }
+
     async fn wait_until(&self, done: impl Fn(&FakeState) -> bool) {
         let mut changes = self.changes.clone();
         loop {
