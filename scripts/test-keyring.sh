@@ -74,8 +74,21 @@ if [[ $scenario == locked ]]; then
         /org/freedesktop/secrets org.freedesktop.Secret.Service.Lock \
         array:objpath:/org/freedesktop/secrets/collection/login >/dev/null
 fi
-SAMLD_TEST_SECRET_SERVICE=$scenario \
-    cargo test -q -p samld --lib -- --ignored "keyring::tests::real::${2}"
+# Each selection must run at least one test: a filter that matches none (a renamed test)
+# would otherwise pass having tested nothing.
+tests() {
+    local out ran
+    out=$(SAMLD_TEST_SECRET_SERVICE=$scenario cargo test -q "$@" 2>&1) || { echo "$out"; exit 1; }
+    echo "$out"
+    ran=$(grep -oE '^test result: ok\. [0-9]+ passed' <<<"$out" | grep -oE '[0-9]+' |
+        awk '{n += $1} END {print n + 0}')
+    if ((ran == 0)); then
+        echo "test-keyring: no test ran for: cargo test $*" >&2
+        exit 1
+    fi
+    echo "test-keyring: $scenario: $ran passed: cargo test $*"
+}
+tests -p samld --lib -- --ignored "keyring::tests::real::${2}"
 EOF
 
 run() {
