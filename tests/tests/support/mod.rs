@@ -21,7 +21,7 @@ use samld_tests::fake_jumpcloud::{
     FakeJumpCloudConfig, FakeUser, PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
-use samld_tests::fixture::{DaemonProcess, TestEnv, stderr, stdout};
+use samld_tests::fixture::{ClosedPort, DaemonProcess, TestEnv, stderr, stdout};
 
 /// The longest any single `samlctl` or `samld-helper` run may take before the test fails.
 /// The slowest flow (a push approved on the third poll) needs about two seconds.
@@ -136,6 +136,8 @@ pub struct World {
     pub sts: FakeSts,
     /// A 127.0.0.1 port nothing listens on (the `down` account's JumpCloud).
     pub closed_port: u16,
+    /// Holds [`World::closed_port`] so that nothing else can listen there.
+    _closed: ClosedPort,
     transcript: Mutex<Vec<Ran>>,
     // Dropped last: it runs the fakes.
     rt: tokio::runtime::Runtime,
@@ -174,11 +176,8 @@ impl World {
             .expect("tokio runtime");
         let (jc, sts) =
             rt.block_on(async { (FakeJumpCloud::start(jc).await, FakeSts::start(sts).await) });
-        // Bound and released: connections to it are refused.
-        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let closed = ClosedPort::new();
+        let closed_port = closed.port();
         let mut env = TestEnv::new(&config(&jc, &sts, closed_port));
         if let Some(level) = level {
             env.extra_env.push(("SAMLD_LOG".into(), level.into()));
@@ -190,6 +189,7 @@ impl World {
             jc,
             sts,
             closed_port,
+            _closed: closed,
             transcript: Mutex::new(Vec::new()),
             rt,
         }
