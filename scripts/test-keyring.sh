@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the daemon's keyring tests against a real Secret Service (gnome-keyring), the ones
-# `cargo test` skips (daemon/src/keyring/tests.rs, `real::*`). Each scenario gets its own
+# Runs the keyring tests against a real Secret Service (gnome-keyring), the ones `cargo test`
+# leaves out as ignored: the store's own (daemon/src/keyring/tests.rs, `real::*`) and
+# `samlctl login --save-password` through the real daemon (tests/tests/keyring.rs). Each scenario gets its own
 # throwaway D-Bus session bus and home directory, so no real keyring is ever touched:
 #
 #   unlocked       gnome-keyring with an unlocked login keyring: round trips, secret-tool interop
@@ -31,8 +32,11 @@ fi
 # The scenarios get their own HOME; cargo and rustup must still find theirs.
 export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo} RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
 
-# Build first, outside the sessions, so that their time goes to the tests.
+# Build first, outside the sessions, so that their time goes to the tests (the end-to-end
+# test runs the workspace's binaries).
 cargo test -q -p samld --lib --no-run
+cargo build -q --workspace --bins
+cargo test -q -p samld-tests --test keyring --no-run
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -89,6 +93,9 @@ tests() {
     echo "test-keyring: $scenario: $ran passed: cargo test $*"
 }
 tests -p samld --lib -- --ignored "keyring::tests::real::${2}"
+if [[ $scenario == unlocked ]]; then
+    tests -p samld-tests --test keyring -- --ignored unlocked_
+fi
 EOF
 
 run() {

@@ -159,6 +159,18 @@ impl World {
         )
     }
 
+    /// [`World::new`] with `extra` in the environment of samld and of every client (the
+    /// D-Bus session bus of the real-keyring tests).
+    pub fn with_env(extra: &[(&str, &str)]) -> Self {
+        Self::with_setup_env(
+            fake_jumpcloud_config(),
+            FakeStsConfig::default(),
+            config_toml,
+            None,
+            extra,
+        )
+    }
+
     /// Starts fakes set up as given and samld with the config `config` writes for them (it
     /// also gets the closed port), with `SAMLD_LOG` set to `level`.
     pub fn with_setup(
@@ -166,6 +178,17 @@ impl World {
         sts: FakeStsConfig,
         config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
         level: Option<&str>,
+    ) -> Self {
+        Self::with_setup_env(jc, sts, config, level, &[])
+    }
+
+    /// [`World::with_setup`] with `extra` in every process's environment.
+    pub fn with_setup_env(
+        jc: FakeJumpCloudConfig,
+        sts: FakeStsConfig,
+        config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
+        level: Option<&str>,
+        extra: &[(&str, &str)],
     ) -> Self {
         // The fakes run on their own worker thread while the test thread blocks on the
         // binaries.
@@ -181,6 +204,9 @@ impl World {
         let mut env = TestEnv::new(&config(&jc, &sts, closed_port));
         if let Some(level) = level {
             env.extra_env.push(("SAMLD_LOG".into(), level.into()));
+        }
+        for (k, v) in extra {
+            env.extra_env.push(((*k).into(), (*v).into()));
         }
         let daemon = env.start_daemon();
         World {
@@ -265,6 +291,13 @@ impl World {
         let (status, log) = daemon.wait(Duration::from_secs(15));
         assert!(status.success(), "samld exited with {status:?}:\n{log}");
         log
+    }
+
+    /// Stops samld (SIGTERM) and starts a new one on the same socket and config: nothing
+    /// the old one held in memory survives.
+    pub fn restart_daemon(&mut self) {
+        self.stop_daemon();
+        self.daemon = Some(self.env.start_daemon());
     }
 
     /// What samld logged so far.
