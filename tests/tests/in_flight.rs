@@ -318,13 +318,10 @@ impl Pty {
     }
 }
 
-/// The README says other helpers wait for the one asking on a terminal; samld does not do
-/// that yet: a helper without a terminal answers "not logged in" at once while the other
-/// one's login is under way (`get_credentials` returns the not-logged-in error before it
-/// looks for a login in flight). The fix belongs in the session manager being rewritten;
-/// this test is ignored until then so that it is the first thing the rewrite runs.
+/// Helpers without a terminal wait for the login of the one asking on a terminal, and
+/// share it. (Before the session manager of `daemon/src/manager/`, they answered "not
+/// logged in" at once.)
 #[test]
-#[ignore = "samld does not yet make helpers wait for a terminal login (issue 11 point 19)"]
 fn helpers_wait_for_the_one_asking_on_a_terminal() {
     let w = world();
     let mut pty = Pty::open();
@@ -357,7 +354,11 @@ fn helpers_wait_for_the_one_asking_on_a_terminal() {
         );
     }
     let stats = w.jc.stats();
-    assert_eq!(stats.password_posts, 1, "one login: {stats:?}");
+    assert_eq!(stats.xsrf_requests, 1, "one login: {stats:?}");
+    assert_eq!(
+        stats.password_posts, 2,
+        "password, then with the code: {stats:?}"
+    );
     assert_eq!(stats.totp_accepted, 1, "{stats:?}");
     assert_eq!(stats.logins, 1, "{stats:?}");
     assert_eq!(w.sts.calls(), 1, "one STS call");
