@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the daemon's keyring tests against a real Secret Service (gnome-keyring), the ones
-# `cargo test` skips (daemon/src/keyring/tests.rs, `real::*`). Each scenario gets its own
+# Runs the keyring tests against a real Secret Service (gnome-keyring), the ones `cargo test`
+# leaves out as ignored: the store's own (daemon/src/keyring/tests.rs, `real::*`) and
+# `samlctl login --save-password` through the real daemon (tests/tests/keyring.rs). Each scenario gets its own
 # throwaway D-Bus session bus and home directory, so no real keyring is ever touched:
 #
 #   unlocked       gnome-keyring with an unlocked login keyring: round trips, secret-tool interop,
@@ -32,7 +33,8 @@ fi
 # The scenarios get their own HOME; cargo and rustup must still find theirs.
 export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo} RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
 
-# Build first, outside the sessions, so that their time goes to the tests.
+# Build first, outside the sessions, so that their time goes to the tests (the end-to-end
+# test runs the workspace's binaries).
 cargo test -q -p samld --lib --no-run
 cargo build -q --workspace --bins
 cargo test -q -p samld-tests --test keyring --no-run
@@ -77,12 +79,25 @@ if [[ $scenario == locked ]]; then
         /org/freedesktop/secrets org.freedesktop.Secret.Service.Lock \
         array:objpath:/org/freedesktop/secrets/collection/login >/dev/null
 fi
-SAMLD_TEST_SECRET_SERVICE=$scenario \
-    cargo test -q -p samld --lib -- --ignored "keyring::tests::real::${2}"
-# End to end in the unlocked keyring: the real samld saves and forgets a password.
+# Each selection must run at least one test: a filter that matches none (a renamed test)
+# would otherwise pass having tested nothing.
+tests() {
+    local out ran
+    out=$(SAMLD_TEST_SECRET_SERVICE=$scenario cargo test -q "$@" 2>&1) || { echo "$out"; exit 1; }
+    echo "$out"
+    ran=$(grep -oE '^test result: ok\. [0-9]+ passed' <<<"$out" | grep -oE '[0-9]+' |
+        awk '{n += $1} END {print n + 0}')
+    if ((ran == 0)); then
+        echo "test-keyring: no test ran for: cargo test $*" >&2
+        exit 1
+    fi
+    echo "test-keyring: $scenario: $ran passed: cargo test $*"
+}
+tests -p samld --lib -- --ignored "keyring::tests::real::${2}"
 if [[ $scenario == unlocked ]]; then
-    SAMLD_TEST_SECRET_SERVICE=$scenario \
-        cargo test -q -p samld-tests --test keyring -- --ignored "${2}"
+    # End to end: the real samld saves, forgets, and logs in again with a saved password.
+    tests -p samld-tests --test keyring -- --ignored
+    tests -p samld-tests --test keyring_save -- --ignored unlocked_
 fi
 EOF
 

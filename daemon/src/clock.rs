@@ -213,6 +213,40 @@ mod tests {
         assert_eq!(c.now(), datetime!(2026-11-28 09:00 UTC));
     }
 
+    /// The real timer, not the manual clock: a `CLOCK_REALTIME` timerfd armed for a deadline
+    /// a little ahead fires at it, neither early nor long after. (Its other half, waking early
+    /// when the clock is set, needs the system clock changed: CAP_SYS_TIME, and a jump every
+    /// other process on the machine would see, so it is not tested here.)
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_wall_clock_timer_fires_at_its_deadline() {
+        const AHEAD: Duration = Duration::from_millis(300);
+        // Generous: the timer itself is exact, but a loaded machine may run the woken task
+        // late. A timer that never fired, or one armed for the wrong instant, misses it by
+        // far more.
+        const TOLERANCE: Duration = Duration::from_secs(5);
+        let deadline = OffsetDateTime::now_utc() + AHEAD;
+        let timer = timerfd::WallTimer::new(deadline).expect("a CLOCK_REALTIME timerfd");
+        let waited = tokio::time::timeout(AHEAD + TOLERANCE * 2, timer.wait()).await;
+        let woke = OffsetDateTime::now_utc();
+        assert!(waited.is_ok(), "the timer never fired");
+        assert!(woke >= deadline, "fired {} early", deadline - woke);
+        assert!(
+            woke - deadline < TOLERANCE,
+            "fired {} after its deadline",
+            woke - deadline
+        );
+
+        // And through the Clock trait, as the scheduler uses it.
+        let deadline = OffsetDateTime::now_utc() + AHEAD;
+        let slept =
+            tokio::time::timeout(AHEAD + TOLERANCE * 2, SystemClock.sleep_until(deadline)).await;
+        let woke = OffsetDateTime::now_utc();
+        assert!(slept.is_ok(), "SystemClock::sleep_until never returned");
+        assert!(woke >= deadline, "woke {} early", deadline - woke);
+        assert!(woke - deadline < TOLERANCE, "woke {} late", woke - deadline);
+    }
+
     #[test]
     fn rfc3339_is_utc_whole_seconds() {
         let t = datetime!(2026-11-28 10:00:05.847 +02:00);

@@ -589,6 +589,17 @@ impl FakeJumpCloud {
         }
     }
 
+    /// Makes every push still pending answer as `behavior` says, counting polls from now:
+    /// the phone answering when the test decides.
+    pub fn answer_pending_pushes(&self, behavior: PushBehavior) {
+        for push in self.inner.lock().pushes.values_mut() {
+            if push.status == "pending" {
+                push.behavior = behavior;
+                push.polls = 0;
+            }
+        }
+    }
+
     /// Makes `code` a valid (single-use) TOTP code for `email`.
     pub fn add_totp_code(&self, email: &str, code: &str) {
         if let Some(u) = self.inner.lock().users.get_mut(&email.to_ascii_lowercase()) {

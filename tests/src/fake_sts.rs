@@ -129,6 +129,9 @@ pub enum FakeStsFault {
     HtmlInternalError,
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Hold the answer until [`FakeSts::release`], then answer normally: keeps a call in
+    /// flight for exactly as long as a test needs, however loaded the machine.
+    Hold,
     /// Reset the TCP connection (RST) instead of answering.
     ConnectionReset,
 }
@@ -190,6 +193,7 @@ impl FakeSts {
                 ..FakeState::default()
             }),
             changed,
+            releases: tokio::sync::Semaphore::new(0),
         });
         let app = Router::new()
             .fallback(handle)
@@ -345,6 +349,11 @@ impl FakeSts {
             .count()
     }
 
+    /// Lets one call held by [`FakeStsFault::Hold`] (now or later) answer.
+    pub fn release(&self) {
+        self.shared.releases.add_permits(1);
+    }
+
     async fn wait_until(&self, done: impl Fn(&FakeState) -> bool) {
         let mut changes = self.changes.clone();
         loop {
@@ -377,6 +386,8 @@ struct Shared {
     state: Mutex<FakeState>,
     /// Bumped after every change, for the `wait_for_*` methods.
     changed: watch::Sender<u64>,
+    /// One permit per [`FakeSts::release`]; each held call takes one.
+    releases: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -563,6 +574,11 @@ async fn assume_role_with_saml(
             };
         }
         Some(FakeStsFault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(FakeStsFault::Hold) => {
+            if let Ok(permit) = shared.releases.acquire().await {
+                permit.forget();
+            }
+        }
         Some(FakeStsFault::ConnectionReset) => {
             connection.reset.store(true, Ordering::SeqCst);
             // Never delivered: writing it fails and the socket is closed with an RST.

@@ -94,6 +94,21 @@ impl TestEnv {
         cmd
     }
 
+    /// How many client connections the daemon has accepted on this env's socket and still
+    /// holds open, from `/proc/net/unix` (accepted sockets carry the listener's path and
+    /// state 03, connected): the signal that a burst of clients has landed.
+    pub fn accepted_connections(&self) -> usize {
+        let table = std::fs::read_to_string("/proc/net/unix").expect("read /proc/net/unix");
+        let path = self.socket.to_string_lossy();
+        table
+            .lines()
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() == 8 && fields[5] == "03" && fields[7] == path
+            })
+            .count()
+    }
+
     /// Runs `samlctl ARGS` to completion.
     pub fn samlctl(&self, args: &[&str]) -> Output {
         self.command("samlctl")
@@ -321,4 +336,49 @@ pub fn failed_silently(o: &Output, what: &str) -> String {
         stdout(o)
     );
     err
+}
+
+/// A 127.0.0.1 TCP port that refuses connections for as long as this lives: a socket bound
+/// to it but never listening holds the port, so no other process can start serving on it
+/// meanwhile (as one could on a port that was bound and released).
+pub struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    port: u16,
+}
+
+impl ClosedPort {
+    /// Binds a free port without listening on it.
+    pub fn new() -> Self {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a descriptor this function owns; `addr` and `len`
+        // outlive the calls that write to them.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound = libc::bind(fd, (&raw const addr).cast(), len);
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            let named = libc::getsockname(fd, (&raw mut addr).cast(), &mut len);
+            assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
+            Self {
+                _socket: socket,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -164,17 +164,21 @@ fn spawn_exec(world: &World, args: &[&str], extra_env: &[(&str, &str)]) -> Child
     cmd.spawn().expect("spawn samlctl exec")
 }
 
-fn have(program: &str, probe: &[&str]) -> bool {
+/// Fails the test when `program PROBE...` does not succeed: a test of the real AWS tools
+/// must not pass without them.
+fn require(program: &str, probe: &[&str]) {
     let found = std::process::Command::new(program)
         .args(probe)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("SKIPPED part of this test: {program} is not installed");
-    }
-    found
+    assert!(
+        found,
+        "`{program} {}` failed: this test needs the AWS CLI and botocore on PATH; \
+         scripts/test.sh puts the interop venv (scripts/interop/venv.sh) there",
+        probe.join(" ")
+    );
 }
 
 #[test]
@@ -246,38 +250,36 @@ fn exec_gives_the_child_a_live_endpoint_that_dies_with_it() {
 fn real_aws_tools_use_the_endpoint() {
     let world = World::new();
     let sts = world.sts.endpoint_url();
-    if have("python3", &["-c", "import botocore"]) {
-        let script = "import botocore.session\n\
-                      c = botocore.session.get_session().get_credentials()\n\
-                      print(c.method, c.get_frozen_credentials().access_key)";
-        let out = world.samlctl(&["exec", "prod", "--", "python3", "-c", script]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(
-            stdout(&out).trim(),
-            format!("container-role {}", world.issued().access_key_id)
-        );
-    }
-    if have("aws", &["--version"]) {
-        let out = world.samlctl(&[
-            "exec",
-            "prod",
-            "--",
-            "aws",
-            "sts",
-            "get-caller-identity",
-            "--endpoint-url",
-            &sts,
-            "--output",
-            "text",
-        ]);
-        assert!(out.status.success(), "aws failed: {}", stderr(&out));
-        assert!(stdout(&out).contains("123456789012"), "{}", stdout(&out));
-        assert_eq!(
-            world.sts.caller_identity_keys().last(),
-            Some(&world.issued().access_key_id),
-            "the AWS CLI signed with the daemon's credentials"
-        );
-    }
+    require("python3", &["-c", "import botocore"]);
+    let script = "import botocore.session\n\
+                  c = botocore.session.get_session().get_credentials()\n\
+                  print(c.method, c.get_frozen_credentials().access_key)";
+    let out = world.samlctl(&["exec", "prod", "--", "python3", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("container-role {}", world.issued().access_key_id)
+    );
+    require("aws", &["--version"]);
+    let out = world.samlctl(&[
+        "exec",
+        "prod",
+        "--",
+        "aws",
+        "sts",
+        "get-caller-identity",
+        "--endpoint-url",
+        &sts,
+        "--output",
+        "text",
+    ]);
+    assert!(out.status.success(), "aws failed: {}", stderr(&out));
+    assert!(stdout(&out).contains("123456789012"), "{}", stdout(&out));
+    assert_eq!(
+        world.sts.caller_identity_keys().last(),
+        Some(&world.issued().access_key_id),
+        "the AWS CLI signed with the daemon's credentials"
+    );
 }
 
 #[test]
@@ -556,36 +558,35 @@ fn aws_config_writes_a_profile_the_aws_cli_can_use() {
         "[default]\noutput = json\n"
     );
 
-    if have("aws", &["--version"]) {
-        // With the stale keys gone, the AWS CLI runs samld-helper from the written profile.
-        std::fs::write(&credentials, "").unwrap();
-        let sts = world.sts.endpoint_url();
-        let mut aws = std::process::Command::new("aws");
-        aws.args([
-            "sts",
-            "get-caller-identity",
-            "--profile",
-            "prod",
-            "--endpoint-url",
-            &sts,
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", world.env.path())
-        .env("SAMLD_SOCKET", &world.env.socket)
-        .env("SAMLD_CONFIG", &world.env.config)
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials);
-        for (k, v) in &world.env.extra_env {
-            aws.env(k, v);
-        }
-        let out = aws.output().unwrap();
-        assert!(out.status.success(), "aws: {}", stderr(&out));
-        assert_eq!(
-            world.sts.caller_identity_keys().last(),
-            Some(&world.issued().access_key_id)
-        );
+    require("aws", &["--version"]);
+    // With the stale keys gone, the AWS CLI runs samld-helper from the written profile.
+    std::fs::write(&credentials, "").unwrap();
+    let sts = world.sts.endpoint_url();
+    let mut aws = std::process::Command::new("aws");
+    aws.args([
+        "sts",
+        "get-caller-identity",
+        "--profile",
+        "prod",
+        "--endpoint-url",
+        &sts,
+    ])
+    .env_clear()
+    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    .env("HOME", world.env.path())
+    .env("SAMLD_SOCKET", &world.env.socket)
+    .env("SAMLD_CONFIG", &world.env.config)
+    .env("AWS_CONFIG_FILE", &config)
+    .env("AWS_SHARED_CREDENTIALS_FILE", &credentials);
+    for (k, v) in &world.env.extra_env {
+        aws.env(k, v);
     }
+    let out = aws.output().unwrap();
+    assert!(out.status.success(), "aws: {}", stderr(&out));
+    assert_eq!(
+        world.sts.caller_identity_keys().last(),
+        Some(&world.issued().access_key_id)
+    );
 }
 
 #[test]

@@ -24,6 +24,10 @@ username = "road.runner@example.com"
 mfa = "push"
 "#;
 
+/// The bound on waiting for the daemon to notice a change (a config edit, a removed
+/// socket): generous, because the wait ends on the change itself.
+const EVENT_DEADLINE: Duration = Duration::from_secs(30);
+
 fn status_json(env: &TestEnv) -> StatusReport {
     let out = env.samlctl(&["status", "--json"]);
     assert!(
@@ -166,9 +170,11 @@ fn config_changes_apply_live_and_bad_ones_are_reported() {
     assert_eq!(report.accounts.len(), 2);
 }
 
-/// Polls status until `done` holds, for at most the 2 seconds a user may wait.
+/// Polls status until `done` holds. The bound only stops a test that would hang: how fast a
+/// reload lands is measured by the benchmarks (`scripts/bench.sh`), not asserted on a
+/// machine that other builds may be loading.
 fn wait_for_status(env: &TestEnv, done: impl Fn(&StatusReport) -> bool) -> StatusReport {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + EVENT_DEADLINE;
     loop {
         let report = status_json(env);
         if done(&report) {
@@ -176,7 +182,7 @@ fn wait_for_status(env: &TestEnv, done: impl Fn(&StatusReport) -> bool) -> Statu
         }
         assert!(
             Instant::now() < deadline,
-            "condition not met within 2 s; last status: {report:#?}"
+            "condition not met within {EVENT_DEADLINE:?}; last status: {report:#?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -258,7 +264,7 @@ fn a_removed_socket_is_re_created_by_the_same_daemon() {
     let daemon = env.start_daemon();
     std::fs::remove_file(&env.socket).unwrap();
     // Gone until the daemon notices; then the same process answers on a new socket.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + EVENT_DEADLINE;
     loop {
         let out = env.samlctl(&["status", "--json"]);
         if out.status.success() {

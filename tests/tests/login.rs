@@ -201,3 +201,38 @@ fn password_forget_explains_an_unreachable_keyring() {
         stderr(&out)
     );
 }
+
+/// The README's troubleshooting table: a deleted socket file is re-created by the same
+/// daemon, and the logged-in session survives it (no second login, the same credentials).
+#[test]
+fn a_deleted_socket_is_re_created_with_the_session_intact() {
+    let w = World::new();
+    let out = w.login("multi", MULTI_PASSWORD, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = flows::credential_document(&w, &w.helper(&["multi"])).access_key_id;
+    let pid = w.status().daemon.pid;
+    let (jc, sts) = (w.jc.stats(), w.sts.calls());
+
+    std::fs::remove_file(&w.env.socket).unwrap();
+    // Clients fail until the daemon notices; then it answers on a new socket.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !w.samlctl(&["status", "--json"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the socket was not re-created: {}",
+            w.daemon_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(w.status().daemon.pid, pid, "the same daemon");
+    let status = w.account_status("multi");
+    assert_eq!(status.state, AccountState::Active, "{status:#?}");
+    assert!(
+        status.session.is_some(),
+        "the session is intact: {status:#?}"
+    );
+    let again = flows::credential_document(&w, &w.helper(&["multi"])).access_key_id;
+    assert_eq!(again, key, "the same credentials, from memory");
+    assert_eq!(w.jc.stats(), jc, "no JumpCloud trip");
+    assert_eq!(w.sts.calls(), sts, "no STS call");
+}

@@ -406,19 +406,36 @@ fn a_burst_inside_the_refresh_window_makes_one_sts_call() {
     let w = world();
     succeeded(&w.login("attended", PASSWORD, None), "samlctl login");
     let first = credential_document(&w, &w.helper(&["attended"]));
-    let seen1 = seen(&w, "attended");
     let at_login = w.jc.stats();
 
-    // STS answers the refresh slowly, so the burst lands while it is in flight.
-    w.sts.inject(FakeStsFault::Delay(Duration::from_secs(5)));
-    // The published deadline is rounded down to the second; one more and it has passed.
-    sleep_until(seen1.next_refresh_at + time::Duration::SECOND);
-    let children: Vec<_> = (0..BURST).map(|_| w.spawn_helper(&["attended"])).collect();
+    // STS holds the scheduled refresh until every helper of the burst has landed.
+    w.sts.inject(FakeStsFault::Hold);
+    let gate = GatedHelpers::spawn(&w, "attended", BURST);
+    wait_for(
+        &w,
+        "the scheduled refresh reaches STS",
+        EVENT_DEADLINE,
+        w.sts.wait_for_calls(2),
+    );
+    assert_eq!(w.sts.issued_count(), 1, "the refresh is in flight");
+    let children = gate.open();
+    // Each helper waits on its connection for the refresh (samld gives it 10 s before it
+    // answers with the old credentials); all of them are there before STS answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.env.accepted_connections() < BURST {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {BURST} helpers connected within 10 s",
+            w.env.accepted_connections()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         w.sts.issued_count(),
         1,
-        "the burst was started while the refresh was in flight"
+        "the burst landed while it was in flight"
     );
+    w.sts.release();
     let outputs: Vec<Output> = children
         .into_iter()
         .map(|c| c.wait_with_output().expect("wait for samld-helper"))
@@ -437,6 +454,54 @@ fn a_burst_inside_the_refresh_window_makes_one_sts_call() {
     let now = w.jc.stats();
     assert_eq!(now.password_posts, at_login.password_posts);
     assert_eq!(now.saml_pages, at_login.saml_pages + 1, "one assertion");
+}
+
+/// Helpers started ahead of time, each a shell blocked reading one shared pipe; closing it
+/// lets them all run `samld-helper` at once, so that a burst lands in well under a second
+/// instead of as fast as 200 processes can be forked one by one.
+struct GatedHelpers {
+    children: Vec<std::process::Child>,
+    gate: std::io::PipeWriter,
+}
+
+impl GatedHelpers {
+    fn spawn(w: &World, account: &str, n: usize) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let (reader, gate) = std::io::pipe().expect("pipe");
+        let helper = w.env.command("samld-helper");
+        let children = (0..n)
+            .map(|_| {
+                let mut cmd = std::process::Command::new("sh");
+                cmd.env_clear();
+                for (k, v) in helper.get_envs() {
+                    if let Some(v) = v {
+                        cmd.env(k, v);
+                    }
+                }
+                cmd.args(["-c", "read -r _; exec \"$0\" \"$@\" </dev/null"])
+                    .arg(helper.get_program())
+                    .arg(account)
+                    .stdin(reader.try_clone().expect("dup the pipe"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                // SAFETY: setsid is async-signal-safe; no terminal to prompt on.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        libc::setsid();
+                        Ok(())
+                    });
+                }
+                cmd.spawn().expect("spawn a gated samld-helper")
+            })
+            .collect();
+        Self { children, gate }
+    }
+
+    /// Lets every helper go; returns them to be collected.
+    fn open(self) -> Vec<std::process::Child> {
+        drop(self.gate);
+        self.children
+    }
 }
 
 #[test]

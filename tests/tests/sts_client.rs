@@ -424,11 +424,9 @@ async fn repeated_connection_resets_are_a_network_error() {
 
 #[tokio::test]
 async fn a_refused_connection_names_the_endpoint() {
-    // A port that was just free: nothing listens on it any more.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // A port held without listening: connections to it are refused.
+    let closed = samld_tests::fixture::ClosedPort::new();
+    let port = closed.port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let assertion = fresh_assertion();
     let err = client()

@@ -21,7 +21,7 @@ use samld_tests::fake_jumpcloud::{
     FakeJumpCloudConfig, FakeUser, PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
-use samld_tests::fixture::{DaemonProcess, TestEnv, stderr, stdout};
+use samld_tests::fixture::{ClosedPort, DaemonProcess, TestEnv, stderr, stdout};
 
 /// The longest any single `samlctl` or `samld-helper` run may take before the test fails.
 /// The slowest flow (a push approved on the third poll) needs about two seconds.
@@ -136,6 +136,8 @@ pub struct World {
     pub sts: FakeSts,
     /// A 127.0.0.1 port nothing listens on (the `down` account's JumpCloud).
     pub closed_port: u16,
+    /// Holds [`World::closed_port`] so that nothing else can listen there.
+    _closed: ClosedPort,
     transcript: Mutex<Vec<Ran>>,
     // Dropped last: it runs the fakes.
     rt: tokio::runtime::Runtime,
@@ -154,6 +156,18 @@ impl World {
             FakeStsConfig::default(),
             config_toml,
             level,
+        )
+    }
+
+    /// [`World::new`] with `extra` in the environment of samld and of every client (the
+    /// D-Bus session bus of the real-keyring tests).
+    pub fn with_env(extra: &[(&str, &str)]) -> Self {
+        Self::with_setup_env(
+            fake_jumpcloud_config(),
+            FakeStsConfig::default(),
+            config_toml,
+            None,
+            extra,
         )
     }
 
@@ -191,6 +205,17 @@ impl World {
         )
     }
 
+    /// [`World::with_setup`] with `extra` in every process's environment.
+    pub fn with_setup_env(
+        jc: FakeJumpCloudConfig,
+        sts: FakeStsConfig,
+        config: impl FnOnce(&FakeJumpCloud, &FakeSts, u16) -> String,
+        level: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::with_setup_and_env(jc, sts, config, level, extra)
+    }
+
     /// [`World::with_setup`] with the variables `env` set for samld (and every client).
     pub fn with_setup_and_env(
         jc: FakeJumpCloudConfig,
@@ -208,11 +233,8 @@ impl World {
             .expect("tokio runtime");
         let (jc, sts) =
             rt.block_on(async { (FakeJumpCloud::start(jc).await, FakeSts::start(sts).await) });
-        // Bound and released: connections to it are refused.
-        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let closed = ClosedPort::new();
+        let closed_port = closed.port();
         let extra = env;
         let mut env = TestEnv::new(&config(&jc, &sts, closed_port));
         if let Some(level) = level {
@@ -227,6 +249,7 @@ impl World {
             jc,
             sts,
             closed_port,
+            _closed: closed,
             transcript: Mutex::new(Vec::new()),
             rt,
         }
@@ -302,6 +325,13 @@ impl World {
         let (status, log) = daemon.wait(Duration::from_secs(15));
         assert!(status.success(), "samld exited with {status:?}:\n{log}");
         log
+    }
+
+    /// Stops samld (SIGTERM) and starts a new one on the same socket and config: nothing
+    /// the old one held in memory survives.
+    pub fn restart_daemon(&mut self) {
+        self.stop_daemon();
+        self.daemon = Some(self.env.start_daemon());
     }
 
     /// What samld logged so far.
