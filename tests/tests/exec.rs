@@ -52,7 +52,10 @@ role = "{DEFAULT_ROLE_ARN}"
 [accounts.prod]
 region = "us-east-2"
 
+# Another JumpCloud user: prod's sign-in is not stage's (the same user's accounts share one
+# JumpCloud session, and stage would then need no login of its own).
 [accounts.stage]
+username = "stage.user@example.com"
 "#,
             console = jumpcloud.base_url(),
             sts = sts.endpoint_url(),

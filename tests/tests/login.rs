@@ -11,7 +11,7 @@ mod support;
 use samld_proto::AccountState;
 use samld_tests::fake_jumpcloud::DEFAULT_APP;
 use samld_tests::fixture::{stderr, stdout};
-use support::{CODE_LOGIN, MULTI_PASSWORD, ROLE_ARN, TOTP_EMAIL, TOTP_PASSWORD, World, flows};
+use support::{CODE_LOGIN, MULTI_PASSWORD, ROLE_ARN, TOTP_PASSWORD, World, flows};
 
 #[test]
 fn password_and_totp_code_then_the_helper_prints_the_credentials() {
@@ -122,9 +122,10 @@ fn password_and_code_both_come_from_stdin() {
 fn the_code_alone_comes_from_stdin() {
     let w = World::with_extra_config(|jc| {
         format!(
-            "\n[accounts.piped]\nurl = \"{}\"\nusername = \"{TOTP_EMAIL}\"\nmfa = \"totp\"\n\
+            "\n[accounts.piped]\nurl = \"{}\"\nusername = \"{}\"\nmfa = \"totp\"\n\
              password_command = \"echo '{TOTP_PASSWORD}'\"\n",
-            jc.app_url(DEFAULT_APP)
+            jc.app_url(DEFAULT_APP),
+            support::scenario_email("piped")
         )
     });
     let before = w.jc.stats();

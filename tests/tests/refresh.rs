@@ -321,7 +321,9 @@ fn without_password_command_an_ended_session_needs_login_and_old_credentials_ser
         Some(ErrorCode::NeedsLogin),
         "{status:#?}"
     );
-    assert!(status.next_retry_at.is_none(), "{status:#?}");
+    // No next_retry_at assertion: with no saved password samld waits for a person, but a
+    // test machine has no D-Bus for the keyring, and samld asks the keyring again later (which
+    // sends nothing to JumpCloud: asserted below).
     assert!(status.session.is_none(), "{status:#?}");
     let [role] = &status.roles[..] else {
         panic!("the old credentials are still listed: {status:#?}");
@@ -359,7 +361,10 @@ fn without_password_command_an_ended_session_needs_login_and_old_credentials_ser
         "refused at {refused_at}, while valid for long: {first:?}"
     );
     assert!(message.contains("samlctl login attended"), "{message}");
-    assert!(message.contains("ended"), "{message}");
+    assert!(
+        message.contains("ended") || message.contains("new JumpCloud sign-in"),
+        "{message}"
+    );
 
     sleep_until(first.expiration + time::Duration::SECOND);
     let message = failed_silently(&w.helper(&["attended"]), "the helper after expiry");
@@ -532,11 +537,20 @@ fn a_rejected_password_is_tried_once_however_many_helpers_ask() {
         let text = failed_silently(&out, "a helper of a burst");
         assert!(text.contains("samlctl login stale-password"), "{text}");
     }
+    assert_eq!(w.jc.stats(), after_attempt, "no second attempt");
+    // `samlctl refresh` is a person acting: password_command may print a new password now,
+    // so it is tried once more, and once only.
     failed_silently(
         &w.samlctl(&["refresh", "stale-password"]),
         "samlctl refresh",
     );
-    assert_eq!(w.jc.stats(), after_attempt, "no second attempt");
+    let after_refresh = w.jc.stats();
+    assert_eq!(after_refresh.password_posts, 2, "{after_refresh:?}");
+    assert_eq!(after_refresh.failed_passwords, 2, "{after_refresh:?}");
+    for _ in 0..5 {
+        failed_silently(&w.helper(&["stale-password"]), "a helper after the refresh");
+    }
+    assert_eq!(w.jc.stats(), after_refresh, "no third attempt");
     assert_eq!(w.sts.calls(), 0);
     let status = w.account_status("stale-password");
     assert_eq!(status.state, AccountState::NeedsLogin, "{status:#?}");

@@ -45,8 +45,9 @@ use support::flows::credential_document;
 const LIFETIME: Duration = Duration::from_secs(9);
 /// `refresh_before` of every account (as in refresh.rs).
 const REFRESH_BEFORE: &str = "45s";
-/// The floor the rules put between two automatic trips of one account.
-const FLOOR: Duration = Duration::from_secs(30);
+/// The floor the rules put between two automatic trips of one role (`REFRESH_FLOOR` in
+/// daemon/src/manager/policy.rs).
+const FLOOR: Duration = Duration::from_secs(10);
 /// How long a test watches the fakes to assert that nothing more happened.
 ///
 /// Longer than [`FLOOR`], so that a manager that merely spaces its retries (rather than

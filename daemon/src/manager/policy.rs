@@ -165,6 +165,8 @@ pub struct TripOutcome {
     /// The earliest refresh deadline among the credentials held after the trip (already
     /// floored per role by [`floored_refresh`]); none when nothing needs refreshing.
     pub next_refresh: Option<OffsetDateTime>,
+    /// Whether a person started the trip (`samlctl login` or `refresh`) and is watching.
+    pub attended: bool,
 }
 
 /// The account's next phase after a trip. `prev` is the phase the trip started from.
@@ -178,6 +180,16 @@ pub fn decide(prev: Phase, outcome: &TripOutcome, now: OffsetDateTime) -> Phase 
                 .next_refresh
                 .map(|at| at.max(add(now, REFRESH_FLOOR))),
         },
+        // A person's login that failed for a passing reason, with nothing held to keep
+        // fresh: they saw the error and retry when they choose; nothing retries behind
+        // their back.
+        Some(Failure::Transient { .. })
+            if outcome.attended
+                && outcome.next_refresh.is_none()
+                && !matches!(prev, Phase::Active { .. }) =>
+        {
+            prev
+        }
         Some(Failure::Transient { retry_after }) => {
             let attempts = match prev {
                 Phase::Backoff { attempts, .. } => attempts.saturating_add(1),
@@ -458,6 +470,7 @@ mod tests {
             let outcome = TripOutcome {
                 failure: failure.clone(),
                 next_refresh,
+                attended: false,
             };
             let next = decide(from, &outcome, NOW);
             let got = match next {
@@ -477,10 +490,47 @@ mod tests {
     }
 
     #[test]
+    fn a_persons_failed_login_is_not_retried_behind_their_back() {
+        let failed_login = TripOutcome {
+            failure: Some(transient()),
+            next_refresh: None,
+            attended: true,
+        };
+        for from in [Phase::Idle, Phase::LoggedOut, Phase::Refused] {
+            let next = decide(from, &failed_login, NOW);
+            assert_eq!(next, from);
+            assert_eq!(next.wake_at(), None, "{from:?}");
+        }
+        // Credentials still held keep being refreshed: the retry renews them.
+        let held = TripOutcome {
+            next_refresh: Some(secs(2400)),
+            ..failed_login.clone()
+        };
+        let active = Phase::Active {
+            refresh_at: Some(secs(2400)),
+        };
+        assert!(matches!(decide(active, &held, NOW), Phase::Backoff { .. }));
+        assert!(matches!(
+            decide(active, &failed_login, NOW),
+            Phase::Backoff { .. }
+        ));
+        // Unattended, the same failure backs off.
+        let unattended = TripOutcome {
+            attended: false,
+            ..failed_login
+        };
+        assert!(matches!(
+            decide(Phase::Idle, &unattended, NOW),
+            Phase::Backoff { .. }
+        ));
+    }
+
+    #[test]
     fn backoff_counts_attempts_and_keeps_the_floor() {
         let outcome = TripOutcome {
             failure: Some(transient()),
             next_refresh: None,
+            attended: false,
         };
         let first = decide(Phase::Idle, &outcome, NOW);
         let Phase::Backoff {
@@ -502,6 +552,7 @@ mod tests {
                 retry_after: Some(Duration::from_secs(600)),
             }),
             next_refresh: None,
+            attended: false,
         };
         assert_eq!(decide(Phase::Idle, &slow, NOW).wake_at(), Some(secs(600)));
         let absurd = TripOutcome {
@@ -509,6 +560,7 @@ mod tests {
                 retry_after: Some(Duration::from_secs(u64::MAX)),
             }),
             next_refresh: None,
+            attended: false,
         };
         assert_eq!(
             decide(Phase::Idle, &absurd, NOW).wake_at(),

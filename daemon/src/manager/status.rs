@@ -2,8 +2,8 @@
 
 use samld_config::Account;
 use samld_proto::{
-    AccountState, AccountStatus, DaemonInfo, IdpSessionState, IdpSessionStatus, PROTOCOL_VERSION,
-    RoleInfo, RoleStatus, SessionInfo, StatusReport, WireError,
+    AccountState, AccountStatus, DaemonInfo, ErrorCode, IdpSessionState, IdpSessionStatus,
+    PROTOCOL_VERSION, RoleInfo, RoleStatus, SessionInfo, StatusReport, WireError,
 };
 use time::OffsetDateTime;
 
@@ -126,7 +126,7 @@ pub(super) fn role_statuses(
             warning: held.short_lived.then(|| {
                 format!(
                     "STS issued these credentials with {}s of life, less than refresh_before ({}s): check this machine's clock, any proxy, and the role's MaxSessionDuration; samld refreshes them at most every {}s",
-                    (held.creds.expiration - held.obtained_at).whole_seconds(),
+                    (held.creds.expiration - held.obtained_at).as_seconds_f64().round(),
                     account.refresh_before.as_secs(),
                     super::policy::REFRESH_FLOOR.as_secs()
                 )
@@ -153,6 +153,13 @@ fn account_status(slot: &AccountSlot, now: OffsetDateTime) -> AccountStatus {
             Phase::LoggedOut => AccountState::LoggedOut,
             Phase::Idle if roles.is_empty() => AccountState::LoggedOut,
             Phase::Idle | Phase::Active { .. } => AccountState::Active,
+            // Waiting for the keyring (locked, or not on D-Bus yet): a person can sign in now,
+            // and samld also asks the keyring again at the retry.
+            Phase::Backoff { .. }
+                if data.last_error.as_ref().map(|e| e.code) == Some(ErrorCode::NeedsLogin) =>
+            {
+                AccountState::NeedsLogin
+            }
             Phase::Backoff { .. } | Phase::Refused => AccountState::Error,
             Phase::AwaitingSession => AccountState::NeedsLogin,
         },

@@ -94,6 +94,7 @@ impl Manager {
         let outcome = TripOutcome {
             failure,
             next_refresh: data.next_refresh(),
+            attended,
         };
         let next = policy::decide(prev, &outcome, now);
         match &result {

@@ -414,24 +414,30 @@ pub fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
             .with_push(push)
     };
     FakeJumpCloudConfig {
-        users: vec![
-            FakeUser::new(TOTP_EMAIL, TOTP_PASSWORD)
-                .with_factor("totp", "available")
-                .with_factor("push", "unavailable")
-                .with_totp_codes(&ALL_CODES[..ALL_CODES.len() - 1]),
-            push_user(PUSH_EMAIL, PUSH_PASSWORD, PushBehavior::AcceptAfterPolls(3)),
-            push_user(DENY_EMAIL, DENY_PASSWORD, PushBehavior::DenyAfterPolls(2)),
-            push_user(
-                EXPIRE_EMAIL,
-                EXPIRE_PASSWORD,
-                PushBehavior::ExpireAfterPolls(1),
-            ),
-            FakeUser::new(MULTI_EMAIL, MULTI_PASSWORD),
-            FakeUser::new(WEBAUTHN_EMAIL, WEBAUTHN_PASSWORD).with_factor("webauthn", "available"),
-            FakeUser::new(WEBAUTHN_TOTP_EMAIL, WEBAUTHN_TOTP_PASSWORD)
-                .with_factor("webauthn", "available")
-                .with_factor("totp", "available"),
-        ],
+        users: TOTP_SCENARIOS
+            .iter()
+            .map(|scenario| {
+                FakeUser::new(&scenario_email(scenario), TOTP_PASSWORD)
+                    .with_factor("totp", "available")
+                    .with_factor("push", "unavailable")
+                    .with_totp_codes(&ALL_CODES[..ALL_CODES.len() - 1])
+            })
+            .chain([
+                push_user(PUSH_EMAIL, PUSH_PASSWORD, PushBehavior::AcceptAfterPolls(3)),
+                push_user(DENY_EMAIL, DENY_PASSWORD, PushBehavior::DenyAfterPolls(2)),
+                push_user(
+                    EXPIRE_EMAIL,
+                    EXPIRE_PASSWORD,
+                    PushBehavior::ExpireAfterPolls(1),
+                ),
+                FakeUser::new(MULTI_EMAIL, MULTI_PASSWORD),
+                FakeUser::new(WEBAUTHN_EMAIL, WEBAUTHN_PASSWORD)
+                    .with_factor("webauthn", "available"),
+                FakeUser::new(WEBAUTHN_TOTP_EMAIL, WEBAUTHN_TOTP_PASSWORD)
+                    .with_factor("webauthn", "available")
+                    .with_factor("totp", "available"),
+            ])
+            .collect(),
         apps: vec![
             FakeApp::new(DEFAULT_APP, &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)]),
             FakeApp::new(
@@ -443,6 +449,33 @@ pub fn fake_jumpcloud_config() -> FakeJumpCloudConfig {
             ),
         ],
         ..FakeJumpCloudConfig::default()
+    }
+}
+
+/// The accounts that sign in with a password and a TOTP code.
+///
+/// Each is its own JumpCloud user: samld shares one JumpCloud session among the accounts of
+/// one user, and scenarios sharing a world must not share a session.
+const TOTP_SCENARIOS: [&str; 11] = [
+    "totp",
+    "wrong-password",
+    "wrong-code",
+    "code-twice",
+    "reuse",
+    "logout",
+    "status",
+    "xsrf-html",
+    "sts-denied",
+    "command",
+    "piped",
+];
+
+/// The JumpCloud user of the TOTP scenario `name` (one of [`TOTP_SCENARIOS`]).
+pub fn scenario_email(name: &str) -> String {
+    if name == "totp" {
+        TOTP_EMAIL.to_owned()
+    } else {
+        format!("totp.{name}@example.com")
     }
 }
 
@@ -458,23 +491,13 @@ pub fn config_toml(jc: &FakeJumpCloud, sts: &FakeSts, closed_port: u16) -> Strin
         jc.base_url(),
         sts.endpoint_url()
     );
-    for name in [
-        "totp",
-        "wrong-password",
-        "wrong-code",
-        "code-twice",
-        "reuse",
-        "logout",
-        "status",
-        "xsrf-html",
-        "sts-denied",
-    ] {
-        toml += &account(name, &app, TOTP_EMAIL, "mfa = \"totp\"\n");
+    for name in &TOTP_SCENARIOS[..9] {
+        toml += &account(name, &app, &scenario_email(name), "mfa = \"totp\"\n");
     }
     toml += &account(
         "command",
         &app,
-        TOTP_EMAIL,
+        &scenario_email("command"),
         &format!("mfa = \"totp\"\nmfa_command = \"echo {CODE_COMMAND}\"\n"),
     );
     toml += &account("push", &app, PUSH_EMAIL, "mfa = \"push\"\n");
