@@ -747,3 +747,74 @@ fn a_denied_push_blocks_every_account_of_the_user() {
     assert!(session.reason.is_some(), "{session:#?}");
     assert_eq!(session.accounts, ["dev", "prod"], "{session:#?}");
 }
+
+/// Point 4: `samlctl logout ACCOUNT` keeps the JumpCloud session while another account of the
+/// user still uses it; the logout of the last one (or `logout --all`) forgets it, and the next
+/// login signs in again.
+#[test]
+fn a_shared_session_outlives_one_logout_and_ends_with_the_last() {
+    let w = shared_world();
+    login_both(&w);
+    succeeded(&w.samlctl(&["logout", "prod"]), "samlctl logout prod");
+    let after_logout = w.jc.stats();
+    let text = failed_silently(&w.helper(&["prod"]), "the helper after logout prod");
+    assert!(text.contains("samlctl login prod"), "{text}");
+    credential_document(&w, &w.helper(&["dev"]));
+    let session = idp_session(&w, EMAIL);
+    assert_eq!(session.state, IdpSessionState::Live, "dev still uses it");
+    // prod comes back through dev's session: no password, no push.
+    let text = succeeded(&w.samlctl(&["login", "prod"]), "samlctl login prod again");
+    assert!(text.contains("session reused"), "{text}");
+    let stats = w.jc.stats();
+    assert_eq!(
+        stats.password_posts, after_logout.password_posts,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.pushes_started, after_logout.pushes_started,
+        "{stats:?}"
+    );
+
+    succeeded(&w.samlctl(&["logout", "--all"]), "samlctl logout --all");
+    let session = idp_session(&w, EMAIL);
+    assert_eq!(session.state, IdpSessionState::None, "{session:#?}");
+    for account in ["prod", "dev"] {
+        let text = failed_silently(&w.helper(&[account]), "a helper after logout --all");
+        assert!(text.contains(&format!("samlctl login {account}")), "{text}");
+    }
+    assert_eq!(
+        w.jc.stats().requests,
+        stats.requests,
+        "logged out: nothing sent"
+    );
+    let text = succeeded(&w.samlctl(&["login", "dev"]), "samlctl login dev");
+    assert!(!text.contains("session reused"), "{text}");
+    let relogin = w.jc.stats();
+    assert_eq!(
+        relogin.password_posts,
+        stats.password_posts + 1,
+        "{relogin:?}"
+    );
+    assert_eq!(
+        relogin.pushes_started,
+        stats.pushes_started + 1,
+        "{relogin:?}"
+    );
+}
+
+/// Point 4: an account of the same user that was never logged in does not keep the session
+/// alive: `samlctl logout prod` signs out, and the next login asks JumpCloud again.
+#[test]
+fn an_account_never_logged_in_does_not_keep_the_session() {
+    let w = shared_world();
+    succeeded(&w.samlctl(&["login", "prod"]), "samlctl login prod");
+    succeeded(&w.samlctl(&["logout", "prod"]), "samlctl logout prod");
+    let session = idp_session(&w, EMAIL);
+    assert_eq!(session.state, IdpSessionState::None, "{session:#?}");
+    let before = w.jc.stats();
+    let text = succeeded(&w.samlctl(&["login", "prod"]), "samlctl login prod again");
+    assert!(!text.contains("session reused"), "{text}");
+    let after = w.jc.stats();
+    assert_eq!(after.password_posts, before.password_posts + 1, "{after:?}");
+    assert_eq!(after.pushes_started, before.pushes_started + 1, "{after:?}");
+}

@@ -16,8 +16,8 @@ use samld_client::{
     Client, ClientError, ConnectOptions, PromptError, SecretPrompter, autostart, timestamp,
 };
 use samld_proto::{
-    AccountState, AccountStatus, ErrorCode, LoginOutcome, LoginRequest, PROTOCOL_VERSION, RoleInfo,
-    RoleStatus, Secret, SecretKind, StatusReport,
+    AccountState, AccountStatus, ErrorCode, IdpSessionStatus, LoginOutcome, LoginRequest,
+    PROTOCOL_VERSION, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
 };
 use serde::Serialize;
 
@@ -1031,6 +1031,7 @@ fn render_status(report: &StatusReport, now: SystemTime) -> String {
         .accounts
         .iter()
         .filter_map(|a| account_note(a, now))
+        .chain(report.accounts.iter().flat_map(role_warnings))
         .collect();
     if !notes.is_empty() {
         s.push('\n');
@@ -1039,7 +1040,55 @@ fn render_status(report: &StatusReport, now: SystemTime) -> String {
             s.push('\n');
         }
     }
+    s.push_str(&sessions_text(&report.sessions, now));
     s
+}
+
+/// The JumpCloud sign-ins behind the accounts, when there is more to say than the table does:
+/// one sign-in serving several accounts (a logout of one keeps it), or one waiting for a
+/// person.
+fn sessions_text(sessions: &[IdpSessionStatus], now: SystemTime) -> String {
+    let worth_a_line = |s: &&IdpSessionStatus| s.accounts.len() > 1 || s.reason.is_some();
+    if !sessions.iter().any(|s| worth_a_line(&s)) {
+        return String::new();
+    }
+    let mut text = String::from("\nJumpCloud sign-ins:\n");
+    for session in sessions.iter().filter(worth_a_line) {
+        let age = session
+            .session
+            .as_ref()
+            .and_then(|s| timestamp::parse_rfc3339(&s.established_at))
+            .and_then(|t| now.duration_since(t).ok())
+            .map(|age| format!(" for {}", timestamp::human_duration(age)))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "  {} ({}): {}{age}, serves {}",
+            session.username,
+            session.console_url,
+            session.state.as_str(),
+            session.accounts.join(", ")
+        ));
+        if let Some(reason) = &session.reason {
+            text.push_str(&format!("; {reason}"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Warnings about credentials the daemon holds (STS handing out credentials too short to
+/// keep fresh as configured), one line each.
+fn role_warnings(a: &AccountStatus) -> Vec<String> {
+    let names = role_names(a.roles.iter().map(|r| r.role_arn.as_str()));
+    a.roles
+        .iter()
+        .zip(names)
+        .filter_map(|(r, name)| {
+            r.warning
+                .as_ref()
+                .map(|w| format!("{} ({name}): warning: {w}", a.name))
+        })
+        .collect()
 }
 
 /// The JumpCloud session's age and when JumpCloud last confirmed it, e.g. `2h 5m, seen 3m ago`.
@@ -1166,7 +1215,7 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use samld_proto::{DaemonInfo, ErrorCode, ErrorInfo, SessionInfo};
+    use samld_proto::{DaemonInfo, ErrorCode, ErrorInfo, IdpSessionState, SessionInfo};
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
@@ -1302,9 +1351,22 @@ mod tests {
                 expires_at: Some(t(base - 120)),
                 next_refresh_at: Some(t(base - 60)),
                 default: false,
-                warning: None,
+                warning: Some("STS issued these credentials with 5s of life".into()),
             },
         ];
+        let sign_in =
+            |username: &str, state, accounts: &[&str], reason: Option<&str>| IdpSessionStatus {
+                provider: "jumpcloud".into(),
+                console_url: "https://console.jumpcloud.com".into(),
+                username: username.into(),
+                state,
+                session: (state == IdpSessionState::Live).then(|| SessionInfo {
+                    established_at: t(base - 62 * 60),
+                    last_verified_at: t(base - 120),
+                }),
+                accounts: accounts.iter().map(|a| a.to_string()).collect(),
+                reason: reason.map(String::from),
+            };
         let mut stage = account("stage", AccountState::NeedsLogin);
         stage.last_error = Some(ErrorInfo {
             code: ErrorCode::NeedsLogin,
@@ -1321,7 +1383,21 @@ mod tests {
                 config_error: Some("line 3, column 1: unknown key `rol`".into()),
             },
             accounts: vec![prod, stage],
-            sessions: vec![],
+            sessions: vec![
+                sign_in(
+                    "prod@example.com",
+                    IdpSessionState::Live,
+                    &["dev", "prod"],
+                    None,
+                ),
+                sign_in("solo@example.com", IdpSessionState::Live, &["solo"], None),
+                sign_in(
+                    "stage@example.com",
+                    IdpSessionState::NeedsLogin,
+                    &["stage"],
+                    Some("the push was denied; run: samlctl login stage"),
+                ),
+            ],
         };
         let expected = "\
 samld 0.1.0 (pid 77), up 3h 2m
@@ -1334,6 +1410,11 @@ prod     active       prod@example.com   1h 2m, seen 2m ago  Admin (default)  in
 stage    needs-login  stage@example.com  -                   -                -               -
 
 stage: last error 5m ago (needs-login): the JumpCloud session expired; run: samlctl login stage
+prod (ReadOnly): warning: STS issued these credentials with 5s of life
+
+JumpCloud sign-ins:
+  prod@example.com (https://console.jumpcloud.com): live for 1h 2m, serves dev, prod
+  stage@example.com (https://console.jumpcloud.com): needs-login, serves stage; the push was denied; run: samlctl login stage
 ";
         assert_eq!(render_status(&report, now), expected);
     }

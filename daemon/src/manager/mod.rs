@@ -324,14 +324,26 @@ impl Manager {
             names.push(slot.account.name.clone());
             tracing::info!(account = %slot.account.name, "logged out");
         }
+        // The shared IdP session goes with the last account signed in through it: an account
+        // never logged in (idle) does not keep it alive, or logging out of the only account
+        // in use would leave a session that signs the next `samlctl login` in unasked.
         for slot in &slots {
-            let still_used = self
-                .slots_of(&slot.session)
-                .iter()
-                .any(|other| other.data().phase != Phase::LoggedOut);
+            let sharing = self.slots_of(&slot.session);
+            let still_used = sharing.iter().any(|other| {
+                let data = other.data();
+                data.phase != Phase::LoggedOut
+                    && (data.phase != Phase::Idle
+                        || !data.creds.is_empty()
+                        || data.flight.is_some())
+            });
             if !still_used {
+                // An idle account could still sign in by itself: it must keep seeing a
+                // refusal that waits for a person.
+                let may_sign_in = sharing
+                    .iter()
+                    .any(|other| other.data().phase != Phase::LoggedOut);
                 slot.idp.forget_session();
-                slot.session.data().forget();
+                slot.session.data().forget(may_sign_in);
                 tracing::info!(session = %slot.session.key, "IdP session forgotten");
             }
         }

@@ -186,9 +186,13 @@ impl SessionData {
     }
 
     /// Forgets the session (a logout): nothing held, and a login still running cannot bring
-    /// it back.
-    pub(super) fn forget(&mut self) {
-        self.phase = SessionPhase::None;
+    /// it back. With `keep_refusal`, a refusal that waits for a person stays: logging out
+    /// of one account is no answer to the push that another account's helpers would
+    /// otherwise send again.
+    pub(super) fn forget(&mut self, keep_refusal: bool) {
+        if !(keep_refusal && matches!(self.phase, SessionPhase::NeedsPerson { .. })) {
+            self.phase = SessionPhase::None;
+        }
         self.times = None;
         self.generation = self.generation.wrapping_add(1);
     }

@@ -361,8 +361,15 @@ impl Manager {
         let mut went_needs_person = None;
         {
             let mut data = session.data();
-            if data.generation == generation {
+            let current = data.generation == generation;
+            // A logout forgot the session while this login ran. What the login brings back
+            // is discarded, but not the person's answer: a push they let expire or denied
+            // still blocks the helpers of the accounts that share the session.
+            let refusal_outlives_logout =
+                !current && reached_person && data.phase == SessionPhase::None;
+            if current || refusal_outlives_logout {
                 match &result {
+                    Ok(_) if !current => {}
                     Ok(_) => {
                         data.phase = SessionPhase::Live;
                         data.times = Some(SessionTimes {
