@@ -16,8 +16,8 @@ use samld_client::{
     Client, ClientError, ConnectOptions, PromptError, SecretPrompter, autostart, timestamp,
 };
 use samld_proto::{
-    AccountState, AccountStatus, ErrorCode, IdpSessionStatus, LoginOutcome, LoginRequest,
-    PROTOCOL_VERSION, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
+    AccountState, AccountStatus, ErrorCode, IdpSessionState, IdpSessionStatus, LoginOutcome,
+    LoginRequest, PROTOCOL_VERSION, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
 };
 use serde::Serialize;
 
@@ -1044,11 +1044,12 @@ fn render_status(report: &StatusReport, now: SystemTime) -> String {
     s
 }
 
-/// The JumpCloud sign-ins behind the accounts, when there is more to say than the table does:
-/// one sign-in serving several accounts (a logout of one keeps it), or one waiting for a
-/// person.
+/// The JumpCloud sign-ins behind the accounts, each once with the accounts it serves (one
+/// login serves them all, and a logout of one keeps it for the others); those never signed
+/// in are left out unless a person is needed.
 fn sessions_text(sessions: &[IdpSessionStatus], now: SystemTime) -> String {
-    let worth_a_line = |s: &&IdpSessionStatus| s.accounts.len() > 1 || s.reason.is_some();
+    let worth_a_line =
+        |s: &&IdpSessionStatus| s.state != IdpSessionState::None || s.reason.is_some();
     if !sessions.iter().any(|s| worth_a_line(&s)) {
         return String::new();
     }
@@ -1215,7 +1216,7 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use samld_proto::{DaemonInfo, ErrorCode, ErrorInfo, IdpSessionState, SessionInfo};
+    use samld_proto::{DaemonInfo, ErrorCode, ErrorInfo, SessionInfo};
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
@@ -1391,6 +1392,7 @@ mod tests {
                     None,
                 ),
                 sign_in("solo@example.com", IdpSessionState::Live, &["solo"], None),
+                sign_in("idle@example.com", IdpSessionState::None, &["idle"], None),
                 sign_in(
                     "stage@example.com",
                     IdpSessionState::NeedsLogin,
@@ -1414,6 +1416,7 @@ prod (ReadOnly): warning: STS issued these credentials with 5s of life
 
 JumpCloud sign-ins:
   prod@example.com (https://console.jumpcloud.com): live for 1h 2m, serves dev, prod
+  solo@example.com (https://console.jumpcloud.com): live for 1h 2m, serves solo
   stage@example.com (https://console.jumpcloud.com): needs-login, serves stage; the push was denied; run: samlctl login stage
 ";
         assert_eq!(render_status(&report, now), expected);
