@@ -294,6 +294,8 @@ pub fn backup_path(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+// Fixtures are written directly; only the code under test must use write_atomically.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

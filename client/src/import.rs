@@ -459,6 +459,8 @@ fn header_path(line: &str) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
+// Fixtures are written directly; only the code under test must use write_atomically.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

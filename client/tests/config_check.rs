@@ -1,5 +1,7 @@
 //! `samlctl config check`: validates a file with no daemon (and no usable socket) around.
 
+#![allow(clippy::disallowed_methods)] // fixtures are written directly (see client/clippy.toml)
+
 use std::process::{Command, Output, Stdio};
 
 fn config_check(path: &std::path::Path) -> Output {

@@ -1,6 +1,8 @@
 //! `samlctl daemon install|uninstall|start|stop|status` against a recording command runner
 //! in a temp HOME: the files written (paths, contents, modes) and the exact commands.
 
+#![allow(clippy::disallowed_methods)] // fixtures are written directly (see client/clippy.toml)
+
 use std::collections::VecDeque;
 use std::fs;
 use std::io;

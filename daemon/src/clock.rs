@@ -10,7 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::idp::BoxFuture;
+use crate::future::BoxFuture;
 
 /// A source of wall-clock time. Expiry is judged by the wall clock (not the monotonic one)
 /// so that a laptop waking from suspend sees at once that credentials ran out.

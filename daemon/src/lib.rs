@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod clock;
+pub mod error_chain;
 pub mod federation;
+pub mod future;
 pub mod harden;
 pub mod http;
 pub mod idp;

@@ -67,7 +67,7 @@ enum Flavor {
 
 /// A notifier program and how to talk to it.
 #[derive(Debug, Clone)]
-struct Notifier {
+struct NotifyProgram {
     program: OsString,
     flavor: Flavor,
     /// Variables the child needs beyond ours (the bus address when only the socket was found).
@@ -75,7 +75,7 @@ struct Notifier {
     deadline: Duration,
 }
 
-impl Notifier {
+impl NotifyProgram {
     /// The notifier for this platform and environment, or why there is none.
     fn for_this_session() -> Result<Self, String> {
         if cfg!(target_os = "macos") {
@@ -175,7 +175,7 @@ impl Notifier {
 }
 
 fn spawn_notification(title: &str, body: &str) -> Option<JoinHandle<Outcome>> {
-    match Notifier::for_this_session() {
+    match NotifyProgram::for_this_session() {
         Ok(notifier) => notifier.spawn(title, body),
         Err(why) => {
             tracing::debug!(%why, %title, "no desktop notification");

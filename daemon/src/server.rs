@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use samld_proto::{
     ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, Secret, SecretKind, WireError,
-    decode_header, encode_frame,
+    decode_body, decode_header, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
+use crate::future::BoxFuture;
 use crate::http::{Endpoint, EndpointOptions};
-use crate::idp::{BoxFuture, IdpError};
+use crate::idp::IdpError;
 use crate::manager::{ClientChannel, LoginSecrets, Manager};
 
 /// Limits of the socket server.
@@ -151,6 +152,12 @@ pub async fn serve_with_replacements(
     Ok(())
 }
 
+/// The most a refused client's leftover bytes are read for, before the connection closes.
+const LINGER_TIME: Duration = Duration::from_millis(250);
+
+/// The most of a refused client's leftover bytes that are read and dropped.
+const LINGER_BYTES: usize = 64 * 1024;
+
 struct Connection {
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
@@ -176,6 +183,7 @@ impl Connection {
                 let response = Response::error(ErrorCode::BadRequest, e.to_string());
                 // The client may be gone already; it is told if it still listens.
                 let _ = self.send(&response).await;
+                self.linger_after_refusal().await;
                 return Ok(());
             }
         };
@@ -277,6 +285,26 @@ impl Connection {
         }
     }
 
+    /// After refusing a frame, lets the client read why. Closing a Unix socket with bytes
+    /// still unread resets it, and the client would see "connection reset" instead of the
+    /// answer: so the answer is followed by end of stream, and what the client still sends
+    /// is read and dropped, within [`LINGER_BYTES`] and [`LINGER_TIME`] (a client cannot hold
+    /// the connection open this way).
+    async fn linger_after_refusal(&mut self) {
+        let _ = self.writer.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        let drain = async {
+            while left > 0 {
+                match self.reader.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    }
+
     async fn send(&mut self, response: &Response) -> io::Result<()> {
         let frame = encode_frame(response).map_err(io::Error::other)?;
         self.writer.write_all(&frame).await?;
@@ -357,17 +385,7 @@ async fn read_request(reader: &mut OwnedReadHalf) -> Result<Option<Request>, Fra
     let len = decode_header(header)?;
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await?;
-    // Only the position: serde_json's own text can quote a whole string value of the
-    // request, and a malformed request may carry a password.
-    let request = serde_json::from_slice(&body).map_err(|e| {
-        FrameError::Malformed(format!(
-            "not a samld request (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    });
-    body.fill(0);
-    request.map(Some)
+    decode_body(&mut body).map(Some)
 }
 
 impl ClientChannel for Connection {

@@ -32,8 +32,9 @@ use samld_proto::Secret;
 use time::OffsetDateTime;
 use tracing::debug;
 
+use crate::error_chain::error_chain;
 use crate::federation::Partition;
-use crate::idp::BoxFuture;
+use crate::future::BoxFuture;
 
 /// Where to send the call.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -540,23 +541,6 @@ fn causes(err: &dyn std::error::Error) -> String {
     err.source()
         .map(error_chain)
         .unwrap_or_else(|| err.to_string())
-}
-
-/// "outer: inner: innermost", like `DisplayErrorContext` but without its trailing `Debug`
-/// dump, which is unreadable in a CLI and less controlled than `Display`.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        // Some wrappers repeat their source's text in their own.
-        if !text.ends_with(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// An answer that is neither an AssumeRoleWithSAMLResponse nor an STS ErrorResponse, such as

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use samld::clock::SystemClock;
+use samld::future::BoxFuture;
 use samld::http::{Endpoint, EndpointOptions, Lease};
-use samld::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
+use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
 use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;

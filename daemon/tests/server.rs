@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samld::clock::SystemClock;
-use samld::idp::{BoxFuture, IdentityProvider, IdpError};
+use samld::future::BoxFuture;
+use samld::idp::{IdentityProvider, IdpError};
 use samld::keyring::{InMemoryStore, KeyringError, PasswordStore};
 use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::server::{ServerOptions, serve};

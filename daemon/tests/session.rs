@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use samld::clock::{Clock, ManualClock};
-use samld::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
+use samld::future::BoxFuture;
+use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
 use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;

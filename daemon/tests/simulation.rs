@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use samld::clock::{Clock, ManualClock};
-use samld::idp::{BoxFuture, Contact, IdentityProvider, IdpError, LoginInteraction};
+use samld::future::BoxFuture;
+use samld::idp::{Contact, IdentityProvider, IdpError, LoginInteraction};
 use samld::keyring::{KeyringError, PasswordStore};
 use samld::manager::policy::{REFRESH_FLOOR, UNATTENDED_LOGINS_PER_HOUR};
 use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};

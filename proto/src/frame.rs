@@ -107,9 +107,17 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, 
     let len = decode_header(header)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| FrameError::Malformed(describe_json_error(&e)))
+    decode_body(&mut body).map(Some)
+}
+
+/// Parses a frame's body (its header already checked with [`decode_header`]) and wipes it:
+/// frames carry passwords, codes and credentials. The one decoder for both ends, so that a
+/// bad frame gets the same error, which never quotes the frame, wherever it is read.
+pub fn decode_body<T: DeserializeOwned>(body: &mut [u8]) -> Result<T, FrameError> {
+    let message =
+        serde_json::from_slice(body).map_err(|e| FrameError::Malformed(describe_json_error(&e)));
+    body.fill(0);
+    message
 }
 
 /// What is wrong with a frame's JSON, without quoting it: serde_json's own text can include a

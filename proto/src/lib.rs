@@ -15,7 +15,9 @@ mod paths;
 mod secret;
 mod wire;
 
-pub use frame::{FrameError, MAX_FRAME_LEN, decode_header, encode_frame, read_frame, write_frame};
+pub use frame::{
+    FrameError, MAX_FRAME_LEN, decode_body, decode_header, encode_frame, read_frame, write_frame,
+};
 pub use paths::{
     PrivateDirError, SocketPathError, default_socket_path, prepare_private_dir, socket_dir_for,
 };

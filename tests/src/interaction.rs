@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 
-use samld::idp::{BoxFuture, IdpError, LoginInteraction};
+use samld::future::BoxFuture;
+use samld::idp::{IdpError, LoginInteraction};
 use samld_proto::Secret;
 
 /// One call a login made.

@@ -845,8 +845,9 @@ fn a_flood_of_tokenless_connections_cannot_starve_the_program() {
         return;
     }
     // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
     assert!(
-        unsafe { libc::geteuid() } == 0 && std::path::Path::new("/usr/bin/setpriv").exists(),
+        root && std::path::Path::new("/usr/bin/setpriv").exists(),
         "this test floods the endpoint as another user: run it as root with setpriv \
          (util-linux) installed, as CI does"
     );

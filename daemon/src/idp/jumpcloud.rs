@@ -28,12 +28,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{debug, trace};
 
-use super::{BoxFuture, Contact, IdentityProvider, IdpError, LoginInteraction};
+use super::{Contact, IdentityProvider, IdpError, LoginInteraction};
+use crate::error_chain::error_chain;
+use crate::future::BoxFuture;
 
 pub use samld_config::MfaMode;
-
-/// Where the JumpCloud user console lives unless the account says otherwise.
-pub const DEFAULT_CONSOLE_URL: &str = "https://console.jumpcloud.com";
 
 const USER_AGENT: &str = concat!("samld/", env!("CARGO_PKG_VERSION"));
 
@@ -62,17 +61,6 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The longest piece of JumpCloud's own error text kept for a message.
 const MAX_ERROR_TEXT: usize = 200;
 
-/// The `mfa` config value as written in the config file, for messages.
-fn mfa_name(mode: MfaMode) -> &'static str {
-    match mode {
-        MfaMode::Auto => "auto",
-        MfaMode::Push => "push",
-        MfaMode::Totp => "totp",
-        MfaMode::Webauthn => "webauthn",
-        MfaMode::None => "none",
-    }
-}
-
 /// What [`JumpCloud`] needs from an account's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JumpCloudSettings {
@@ -93,7 +81,7 @@ impl JumpCloudSettings {
     /// default timeouts.
     pub fn new(app_url: impl Into<String>, username: impl Into<String>) -> Self {
         Self {
-            console_url: DEFAULT_CONSOLE_URL.to_owned(),
+            console_url: samld_config::DEFAULT_JUMPCLOUD_CONSOLE_URL.to_owned(),
             app_url: app_url.into(),
             username: username.into(),
             mfa: MfaMode::Auto,
@@ -901,7 +889,7 @@ impl JumpCloud {
         password: &Secret,
     ) -> Result<Url, IdpError> {
         debug!(
-            mfa = mfa_name(self.mfa),
+            mfa = self.mfa.as_str(),
             "JumpCloud asked for MFA without naming a factor"
         );
         let prompt = format!(
@@ -913,13 +901,13 @@ impl JumpCloud {
             MfaMode::Push => self.push(session, io, xsrf).await,
             MfaMode::Auto => match self.totp(session, io, xsrf, password, &prompt).await {
                 Err(IdpError::MfaCodeUnavailable { reason }) => Err(IdpError::MfaUnnamed {
-                    configured: mfa_name(self.mfa).to_owned(),
+                    configured: self.mfa.as_str().to_owned(),
                     reason: Some(reason),
                 }),
                 other => other,
             },
             MfaMode::Webauthn | MfaMode::None => Err(IdpError::MfaUnnamed {
-                configured: mfa_name(self.mfa).to_owned(),
+                configured: self.mfa.as_str().to_owned(),
                 reason: None,
             }),
         }
@@ -1094,7 +1082,7 @@ fn choose_factor(mode: MfaMode, offered: &[OfferedFactor]) -> Result<Factor, Idp
     };
     let no_usable = || IdpError::NoUsableFactor {
         offered: available.clone(),
-        configured: mfa_name(mode).to_owned(),
+        configured: mode.as_str().to_owned(),
     };
     match mode {
         MfaMode::Push if has("push") => Ok(Factor::Push),
@@ -1276,21 +1264,6 @@ fn network_error(url: &Url, error: reqwest::Error) -> IdpError {
         url: redacted_url(url),
         reason,
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // hyper and the io layer often repeat the same words; keep the chain readable.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The URL without user info, query or fragment.

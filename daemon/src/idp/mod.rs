@@ -8,14 +8,11 @@
 pub mod jumpcloud;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use samld_proto::{ErrorCode, Secret};
 
-/// A boxed, sendable future, so that the traits here stay object safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::future::BoxFuture;
 
 /// A provider of SAML assertions for one account.
 pub trait IdentityProvider: Send + Sync {

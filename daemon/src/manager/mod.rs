@@ -38,7 +38,8 @@ use self::state::{
     AccountData, AccountSlot, FlightKind, FlightResult, FlightWatch, HeldCredentials, SessionSlot,
 };
 use crate::clock::{Clock, rfc3339};
-use crate::idp::{BoxFuture, IdentityProvider, IdpError, LoginInteraction};
+use crate::future::BoxFuture;
+use crate::idp::{IdentityProvider, IdpError, LoginInteraction};
 use crate::keyring::PasswordStore;
 use crate::saml::{self, RolePair};
 use crate::sts::StsApi;
@@ -79,7 +80,7 @@ impl DaemonOptions {
 }
 
 /// Shows the user a desktop notification: `(title, body)`.
-pub type Notifier = Box<dyn Fn(&str, &str) + Send + Sync>;
+pub type NotifyUser = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 struct ConfigState {
     config: Arc<Config>,
@@ -99,7 +100,7 @@ pub struct Manager {
     /// Woken whenever a deadline may have moved (new credentials, config change).
     schedule_changed: Notify,
     /// Shows a desktop notification (title, body); none until one is set.
-    notifier: std::sync::OnceLock<Notifier>,
+    notifier: std::sync::OnceLock<NotifyUser>,
     /// Where `samlctl login --save-password` keeps passwords; none until one is set.
     passwords: std::sync::OnceLock<Arc<dyn PasswordStore>>,
 }
@@ -138,7 +139,7 @@ impl Manager {
 
     /// Sets how the user is notified when an account needs them (once; later calls are
     /// ignored).
-    pub fn set_notifier(&self, notifier: Notifier) {
+    pub fn set_notifier(&self, notifier: NotifyUser) {
         let _ = self.notifier.set(notifier);
     }
 

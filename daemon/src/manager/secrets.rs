@@ -7,7 +7,8 @@ use std::time::Duration;
 use samld_config::Account;
 use samld_proto::{Secret, SecretKind};
 
-use crate::idp::{BoxFuture, Contact, IdpError, LoginInteraction};
+use crate::future::BoxFuture;
+use crate::idp::{Contact, IdpError, LoginInteraction};
 use crate::keyring::{self, KeyringError, PasswordStore};
 
 /// The client end of a request, for logins that need a secret or have news for the user.

@@ -39,7 +39,7 @@ fn wait(handle: Option<JoinHandle<Outcome>>) -> Outcome {
 fn notify_send_gets_title_and_body_as_separate_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let fake = fake_notifier(dir.path(), "notify-send");
-    let notifier = Notifier::new(fake.as_os_str(), Flavor::NotifySend);
+    let notifier = NotifyProgram::new(fake.as_os_str(), Flavor::NotifySend);
     let outcome = wait(notifier.spawn(TITLE, BODY));
     assert!(
         matches!(outcome, Outcome::Exited(s) if s.success()),
@@ -62,7 +62,7 @@ fn notify_send_gets_title_and_body_as_separate_arguments() {
 fn osascript_gets_the_text_as_run_handler_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let fake = fake_notifier(dir.path(), "osascript");
-    let notifier = Notifier::new(fake.as_os_str(), Flavor::Osascript);
+    let notifier = NotifyProgram::new(fake.as_os_str(), Flavor::Osascript);
     let outcome = wait(notifier.spawn(TITLE, BODY));
     assert!(
         matches!(outcome, Outcome::Exited(s) if s.success()),
@@ -91,7 +91,7 @@ fn a_hung_notifier_is_killed_at_its_deadline() {
     let path = dir.path().join("notify-send");
     std::fs::write(&path, "#!/bin/sh\nexec sleep 60\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut notifier = Notifier::new(path.as_os_str(), Flavor::NotifySend);
+    let mut notifier = NotifyProgram::new(path.as_os_str(), Flavor::NotifySend);
     notifier.deadline = Duration::from_millis(200);
     let started = Instant::now();
     let outcome = wait(notifier.spawn("t", "b"));
@@ -101,7 +101,7 @@ fn a_hung_notifier_is_killed_at_its_deadline() {
 
 #[test]
 fn a_missing_notifier_is_only_a_failed_outcome() {
-    let notifier = Notifier::new("/nonexistent/samld-test/notify-send", Flavor::NotifySend);
+    let notifier = NotifyProgram::new("/nonexistent/samld-test/notify-send", Flavor::NotifySend);
     let outcome = wait(notifier.spawn("t", "b"));
     assert!(
         matches!(&outcome, Outcome::Failed(e) if e.kind() == std::io::ErrorKind::NotFound),
