@@ -28,26 +28,61 @@ pub struct Startup {
     pub activated: Option<StdUnixListener>,
 }
 
-/// Runs the daemon until a signal or a `Shutdown` request. Errors are for the user as they
-/// are.
-pub async fn run(startup: Startup) -> Result<(), String> {
+/// Why the daemon could not start or stopped with an error. Each message is for the user
+/// as it is: it names what failed and what to fix.
+#[derive(Debug)]
+pub enum AppError {
+    /// No config file path could be worked out.
+    ConfigPath(samld_config::ConfigPathError),
+    /// The socket path could not be worked out.
+    SocketPath(samld_proto::SocketPathError),
+    /// The socket could not be bound (another samld, or an unsafe directory).
+    Listen(crate::listener::ListenError),
+    /// A setting from the environment (the exec endpoint's port) is invalid.
+    Environment(String),
+    /// The bound socket could not be handed to the runtime.
+    Socket(std::io::Error),
+    /// The SIGTERM or SIGINT handler could not be installed.
+    Signals(std::io::Error),
+    /// The socket server stopped with an error.
+    Server(std::io::Error),
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::ConfigPath(e) => e.fmt(f),
+            AppError::SocketPath(e) => e.fmt(f),
+            AppError::Listen(e) => e.fmt(f),
+            AppError::Environment(e) => f.write_str(e),
+            AppError::Socket(e) => write!(f, "cannot use the socket: {e}"),
+            AppError::Signals(e) => e.fmt(f),
+            AppError::Server(e) => write!(f, "the socket server failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+/// Runs the daemon until a signal or a `Shutdown` request.
+pub async fn run(startup: Startup) -> Result<(), AppError> {
     // reqwest is built without a default TLS provider so that ring, not aws-lc, is used.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let config_path =
-        samld_config::resolve_config_path(startup.config.as_deref()).map_err(|e| e.to_string())?;
+    let config_path = samld_config::resolve_config_path(startup.config.as_deref())
+        .map_err(AppError::ConfigPath)?;
     let (config, config_error) = initial_config(&config_path);
     // Checked now so that a bad value stops the start, not the first `samlctl exec`.
-    let endpoint = Endpoint::new(EndpointOptions::from_env()?);
+    let endpoint = Endpoint::new(EndpointOptions::from_env().map_err(AppError::Environment)?);
 
     let (listener, origin) = match startup.activated {
         Some(listener) => (listener, ListenerOrigin::Activated),
         None => {
             let path = match startup.socket {
                 Some(p) => p,
-                None => samld_proto::default_socket_path().map_err(|e| e.to_string())?,
+                None => samld_proto::default_socket_path().map_err(AppError::SocketPath)?,
             };
-            let listener = bind_socket(&path).map_err(|e| e.to_string())?;
+            let listener = bind_socket(&path).map_err(AppError::Listen)?;
             (listener, ListenerOrigin::Bound(path))
         }
     };
@@ -56,12 +91,15 @@ pub async fn run(startup: Startup) -> Result<(), String> {
         ListenerOrigin::Bound(path) => socket_identity(path),
         ListenerOrigin::Activated => None,
     }));
-    let listener = tokio::net::UnixListener::from_std(listener)
-        .map_err(|e| format!("cannot use the socket: {e}"))?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(AppError::Socket)?;
 
     let daemon = Manager::new(
         config,
-        DaemonOptions::new(config_path.clone()),
+        DaemonOptions {
+            password_store: Some(crate::keyring::os_store()),
+            notify_user: Some(Arc::new(crate::notify::notify_user)),
+            ..DaemonOptions::new(config_path.clone())
+        },
         Arc::new(SystemClock),
         Arc::new(SdkSts::new()),
         Arc::new(DefaultProviders::default()),
@@ -69,13 +107,11 @@ pub async fn run(startup: Startup) -> Result<(), String> {
     if let Some(error) = config_error {
         daemon.config_rejected(error);
     }
-    daemon.set_password_store(crate::keyring::os_store());
-    daemon.set_notifier(Box::new(crate::notify::notify_user));
     let watcher = spawn_config_watcher(&daemon, &config_path);
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let shutdown = async move {
         tokio::select! {
             _ = sigterm.recv() => tracing::info!("SIGTERM received; shutting down"),
@@ -135,7 +171,7 @@ pub async fn run(startup: Startup) -> Result<(), String> {
             tracing::warn!(socket = %path.display(), error = %e, "could not remove the socket");
         }
     }
-    served.map_err(|e| format!("the socket server failed: {e}"))?;
+    served.map_err(AppError::Server)?;
     tracing::info!("samld stopped");
     Ok(())
 }

@@ -74,14 +74,14 @@ impl Server {
         let listener = tokio::net::UnixListener::from_std(listener).unwrap();
         let daemon = Manager::new(
             config,
-            DaemonOptions::new(dir.path().join("config.toml")),
+            DaemonOptions {
+                password_store: store,
+                ..DaemonOptions::new(dir.path().join("config.toml"))
+            },
             Arc::new(SystemClock),
             Arc::new(NoSts),
             Arc::new(NoIdp),
         );
-        if let Some(store) = store {
-            daemon.set_password_store(store);
-        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, daemon, options, async {
             let _ = stopped.await;

@@ -209,11 +209,22 @@ struct Harness {
 const START: OffsetDateTime = datetime!(2026-11-28 10:00 UTC);
 
 fn harness_with(config: &str, idp: Arc<FakeIdp>, lifetime: Duration) -> Harness {
+    harness_with_options(config, idp, lifetime, |_| {})
+}
+
+/// [`harness_with`], with the manager's options (password store, notifications) adjusted.
+fn harness_with_options(
+    config: &str,
+    idp: Arc<FakeIdp>,
+    lifetime: Duration,
+    adjust: impl FnOnce(&mut DaemonOptions),
+) -> Harness {
     let config = samld_config::parse(config, Path::new("/test/config.toml")).expect("config");
     let clock = Arc::new(ManualClock::new(START));
     let sts = FakeSts::new(clock.clone(), lifetime);
     let mut options = DaemonOptions::new("/test/config.toml".into());
     options.fresh_wait = Duration::from_secs(5);
+    adjust(&mut options);
     let daemon = Manager::new(
         config,
         options,
@@ -719,14 +730,20 @@ async fn an_ended_session_is_renewed_unattended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
     let config = UNATTENDED.replace("correct horse", "old password");
-    let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
     let told = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let sink = told.clone();
-    h.daemon.set_notifier(Box::new(move |title, body| {
-        sink.lock()
-            .unwrap()
-            .push((title.to_string(), body.to_string()));
-    }));
+    let h = harness_with_options(
+        &config,
+        FakeIdp::new(),
+        Duration::from_secs(3600),
+        |options| {
+            options.notify_user = Some(Arc::new(move |title: &str, body: &str| {
+                sink.lock()
+                    .unwrap()
+                    .push((title.to_string(), body.to_string()));
+            }));
+        },
+    );
     let scheduler = start_scheduler(&h);
     let err = h
         .daemon
@@ -798,16 +815,22 @@ role = "Admin"
 mfa = "push"
 "#;
 
-fn with_store(h: &Harness) -> Arc<samld::keyring::InMemoryStore> {
+/// A harness for `config` whose manager keeps passwords in the returned in-memory store.
+fn harness_with_store(config: &str) -> (Harness, Arc<samld::keyring::InMemoryStore>) {
     let store = Arc::new(samld::keyring::InMemoryStore::new());
-    h.daemon.set_password_store(store.clone());
-    store
+    let kept = store.clone();
+    let h = harness_with_options(
+        config,
+        FakeIdp::new(),
+        Duration::from_secs(3600),
+        |options| options.password_store = Some(kept),
+    );
+    (h, store)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saved_password_lets_samld_log_in_again_by_itself() {
-    let h = harness_with(PUSH_ONLY, FakeIdp::new(), Duration::from_secs(3600));
-    let store = with_store(&h);
+    let (h, store) = harness_with_store(PUSH_ONLY);
     let mut client = ScriptedClient::answering(Some("correct horse"));
     h.daemon
         .login(
@@ -842,8 +865,7 @@ async fn a_saved_password_lets_samld_log_in_again_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_saved_password_is_removed_and_never_retried() {
-    let h = harness_with(PUSH_ONLY, FakeIdp::new(), Duration::from_secs(3600));
-    let store = with_store(&h);
+    let (h, store) = harness_with_store(PUSH_ONLY);
     samld::keyring::PasswordStore::set(
         &*store,
         "prod",
@@ -879,8 +901,7 @@ async fn a_refused_saved_password_is_removed_and_never_retried() {
 
 #[tokio::test]
 async fn without_a_saved_password_the_helper_is_told_to_log_in() {
-    let h = harness_with(PUSH_ONLY, FakeIdp::new(), Duration::from_secs(3600));
-    let _store = with_store(&h);
+    let (h, _store) = harness_with_store(PUSH_ONLY);
     let err = h
         .daemon
         .get_credentials("prod", None, None)

@@ -509,8 +509,10 @@ impl Sim {
                 records: Records::default(),
             }),
         });
+        let keyring = Arc::new(SimKeyring::default());
         let mut options = DaemonOptions::new("/sim/config.toml".into());
         options.fresh_wait = FRESH_WAIT;
+        options.password_store = Some(keyring.clone());
         let manager = Manager::new(
             config.clone(),
             options,
@@ -518,8 +520,6 @@ impl Sim {
             Arc::new(SimSts(world.clone())),
             Arc::new(SimProviders(world.clone())),
         );
-        let keyring = Arc::new(SimKeyring::default());
-        manager.set_password_store(keyring.clone());
         Self {
             rng: fastrand::Rng::with_seed(seed),
             world,

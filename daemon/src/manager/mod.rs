@@ -56,8 +56,8 @@ pub trait ProviderFactory: Send + Sync {
     fn provider(&self, account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError>;
 }
 
-/// Tunables of the manager.
-#[derive(Debug, Clone)]
+/// Tunables of the manager, and the services it is built with.
+#[derive(Clone)]
 pub struct DaemonOptions {
     /// The config file in force (shown by `samlctl status`).
     pub config_path: PathBuf,
@@ -66,21 +66,41 @@ pub struct DaemonOptions {
     pub fresh_wait: Duration,
     /// How long `password_command` and `mfa_command` may run.
     pub command_timeout: Duration,
+    /// Where `--save-password` keeps passwords and unattended logins read them (the OS
+    /// keyring in samld); none: nothing is saved or read.
+    pub password_store: Option<Arc<dyn PasswordStore>>,
+    /// How the user is told that an account needs them (a desktop notification in samld);
+    /// none: only status and the helpers say it.
+    pub notify_user: Option<NotifyUser>,
 }
 
 impl DaemonOptions {
-    /// Defaults for a config file path.
+    /// Defaults for a config file path, without a password store or notifications.
     pub fn new(config_path: PathBuf) -> Self {
         Self {
             config_path,
             fresh_wait: Duration::from_secs(10),
             command_timeout: Duration::from_secs(60),
+            password_store: None,
+            notify_user: None,
         }
     }
 }
 
+impl std::fmt::Debug for DaemonOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonOptions")
+            .field("config_path", &self.config_path)
+            .field("fresh_wait", &self.fresh_wait)
+            .field("command_timeout", &self.command_timeout)
+            .field("password_store", &self.password_store.is_some())
+            .field("notify_user", &self.notify_user.is_some())
+            .finish()
+    }
+}
+
 /// Shows the user a desktop notification: `(title, body)`.
-pub type NotifyUser = Box<dyn Fn(&str, &str) + Send + Sync>;
+pub type NotifyUser = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 struct ConfigState {
     config: Arc<Config>,
@@ -99,10 +119,6 @@ pub struct Manager {
     started_at: OffsetDateTime,
     /// Woken whenever a deadline may have moved (new credentials, config change).
     schedule_changed: Notify,
-    /// Shows a desktop notification (title, body); none until one is set.
-    notifier: std::sync::OnceLock<NotifyUser>,
-    /// Where `samlctl login --save-password` keeps passwords; none until one is set.
-    passwords: std::sync::OnceLock<Arc<dyn PasswordStore>>,
 }
 
 impl Manager {
@@ -130,23 +146,9 @@ impl Manager {
             sessions: Mutex::new(BTreeMap::new()),
             started_at,
             schedule_changed: Notify::new(),
-            notifier: std::sync::OnceLock::new(),
-            passwords: std::sync::OnceLock::new(),
         });
         manager.apply_config(config);
         manager
-    }
-
-    /// Sets how the user is notified when an account needs them (once; later calls are
-    /// ignored).
-    pub fn set_notifier(&self, notifier: NotifyUser) {
-        let _ = self.notifier.set(notifier);
-    }
-
-    /// Sets the password store (the OS keyring) used by `--save-password` and unattended
-    /// logins (once; later calls are ignored).
-    pub fn set_password_store(&self, store: Arc<dyn PasswordStore>) {
-        let _ = self.passwords.set(store);
     }
 
     /// The options the manager runs with.
@@ -282,7 +284,7 @@ impl Manager {
     /// says whether there was one. Unattended logins stop trying the keyring for it.
     pub async fn forget_password(&self, account: &str) -> Result<bool, WireError> {
         let slot = self.slot(account)?;
-        let store = self.passwords.get();
+        let store = self.options.password_store.as_ref();
         let removed =
             crate::keyring::forget(store, &slot.account.name, &slot.account.username).await?;
         slot.data().saved_password = Some(false);
@@ -538,7 +540,8 @@ impl Manager {
     /// get by itself and a second factor that needs no typing (push, or `mfa_command`).
     fn can_login_unattended(&self, account: &Account, data: &AccountData) -> bool {
         let password = account.password_command.is_some()
-            || (self.passwords.get().is_some() && data.saved_password != Some(false));
+            || (self.options.password_store.as_ref().is_some()
+                && data.saved_password != Some(false));
         let second_factor = match account.mfa {
             MfaMode::Push | MfaMode::None | MfaMode::Auto => true,
             MfaMode::Totp => account.mfa_command.is_some(),
@@ -633,7 +636,7 @@ impl Manager {
         self.person_acts(&slot);
         // A new password is being saved: do not read the old one back.
         let passwords = (!secrets.save_password)
-            .then(|| self.passwords.get().cloned())
+            .then(|| self.options.password_store.as_ref().cloned())
             .flatten();
         let force = force || secrets.save_password;
         let mut sources = SecretSources::new(
@@ -664,7 +667,7 @@ impl Manager {
 
     /// Saves an accepted password; the message says what happened, for the user.
     async fn save_password(&self, slot: &AccountSlot, password: samld_proto::Secret) -> String {
-        let Some(store) = self.passwords.get() else {
+        let Some(store) = self.options.password_store.as_ref() else {
             return "Logged in, but the password was not saved: this samld has no keyring".into();
         };
         let (name, username) = (slot.account.name.clone(), slot.account.username.clone());
@@ -724,7 +727,7 @@ impl Manager {
     fn announce_needs_login(&self, account: &Account, reason: &str) {
         tracing::warn!(account = %account.name, "needs login: {reason}");
         if account.notifications
-            && let Some(notify) = self.notifier.get()
+            && let Some(notify) = self.options.notify_user.as_ref()
         {
             notify(
                 &format!("samld: {} needs you to log in", account.name),

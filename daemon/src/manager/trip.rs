@@ -352,7 +352,7 @@ impl Manager {
         let (result, reached_person, from_keyring) = result;
         if let Err(IdpError::AuthFailed { .. }) = &result
             && from_keyring
-            && let Some(store) = self.passwords.get()
+            && let Some(store) = self.options.password_store.as_ref()
         {
             secrets::forget_refused_password(store, account).await;
             slot.data().saved_password = Some(false);
@@ -439,7 +439,7 @@ impl Manager {
                     },
                 )
             };
-            let Some(store) = self.passwords.get() else {
+            let Some(store) = self.options.password_store.as_ref() else {
                 return Err(missing());
             };
             match secrets::saved_password(store, account).await {
