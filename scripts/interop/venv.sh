@@ -8,7 +8,8 @@ cd "$(dirname "$0")/../.."
 
 venv=${SAMLD_VENV:-.venv}
 [[ $venv == /* ]] || venv=$PWD/$venv
-# Versions verified in the lab (see shared/lab/README.md); awscli bundles its own botocore.
+# Versions verified in the team's lab (its notes live outside this repository); awscli
+# bundles its own botocore.
 pins=("moto[server]==5.2.5" "boto3==1.44.8" "awscli==1.46.3")
 
 stamp=$venv/.samld-interop-pins

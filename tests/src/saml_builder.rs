@@ -1,7 +1,7 @@
 //! JumpCloud-like SAML 2.0 Responses for the fakes, and the HTML auto-post page around them.
 //!
-//! The XML has the shape of what JumpCloud's AWS connector sends (see
-//! `lab/observed/sample_make_saml_response.xml`): `samlp:Response` › `saml:Assertion` with a
+//! The XML has the shape of what JumpCloud's AWS connector sends (the team's lab sample
+//! `lab/observed/sample_make_saml_response.xml`, outside this repository): `samlp:Response` › `saml:Assertion` with a
 //! bearer `Subject`, `Conditions`, an `AuthnStatement` and an `AttributeStatement` holding the
 //! AWS attributes. It is unsigned: neither moto nor the fake STS checks signatures.
 //!
