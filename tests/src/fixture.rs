@@ -294,6 +294,20 @@ impl Drop for DaemonProcess {
     }
 }
 
+/// Makes `cmd` start in a session of its own: no controlling terminal, so a samld client
+/// behaves as under an AWS tool or a service (it cannot prompt on `/dev/tty`), whatever
+/// terminal the test runner has.
+pub fn without_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    }
+}
+
 /// stdout of a finished command as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

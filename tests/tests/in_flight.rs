@@ -20,7 +20,7 @@ use samld_tests::fake_jumpcloud::{
     DEFAULT_APP, FakeJumpCloud, FakeJumpCloudConfig, FakeJumpCloudStats, FakeUser, PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
-use samld_tests::fixture::{failed, failed_silently, succeeded};
+use samld_tests::fixture::{failed, failed_silently, succeeded, without_terminal};
 use support::World;
 use support::flows::credential_document;
 
@@ -77,13 +77,7 @@ fn spawn(w: &World, bin: &str, args: &[&str]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    without_terminal(&mut cmd);
     cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"))
 }
 

@@ -5,7 +5,6 @@
 //! Each test has a world of its own (fakes, temp dir, daemon), so they run in parallel.
 
 use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use samld_tests::fake_jumpcloud::{
     FakeJumpCloudConfig, FakeJumpCloudStats, FakeUser, Fault, PushBehavior, RetryAfter,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
-use samld_tests::fixture::{DaemonProcess, TestEnv, failed_silently, succeeded};
+use samld_tests::fixture::{DaemonProcess, TestEnv, failed_silently, succeeded, without_terminal};
 
 const ACCOUNT: &str = "work";
 const EMAIL: &str = "carol@example.com";
@@ -99,13 +98,7 @@ impl World {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        without_terminal(&mut cmd);
         let mut child = cmd.spawn().expect("spawn samlctl");
         // It may exit without reading; a broken pipe is then expected.
         let _ = child

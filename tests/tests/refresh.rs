@@ -22,7 +22,7 @@ use samld_tests::fake_jumpcloud::{
     FakeUser, PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig, FakeStsFault, IssuedCredentials};
-use samld_tests::fixture::{failed_silently, succeeded};
+use samld_tests::fixture::{failed_silently, succeeded, without_terminal};
 use support::World;
 use support::flows::credential_document;
 use time::OffsetDateTime;
@@ -471,7 +471,6 @@ struct GatedHelpers {
 
 impl GatedHelpers {
     fn spawn(w: &World, account: &str, n: usize) -> Self {
-        use std::os::unix::process::CommandExt as _;
         let (reader, gate) = std::io::pipe().expect("pipe");
         let helper = w.env.command("samld-helper");
         let children = (0..n)
@@ -489,13 +488,7 @@ impl GatedHelpers {
                     .stdin(reader.try_clone().expect("dup the pipe"))
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped());
-                // SAFETY: setsid is async-signal-safe; no terminal to prompt on.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::setsid();
-                        Ok(())
-                    });
-                }
+                without_terminal(&mut cmd);
                 cmd.spawn().expect("spawn a gated samld-helper")
             })
             .collect();
