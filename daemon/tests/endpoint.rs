@@ -1,6 +1,8 @@
 //! The loopback credential endpoint in-process: tokens, Host and path binding, revocation,
 //! hostile clients, and botocore's container provider as a real consumer.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -8,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
 use samld::clock::SystemClock;
 use samld::future::BoxFuture;
 use samld::http::{Endpoint, EndpointOptions, Lease};
@@ -40,15 +41,9 @@ struct LiveIdp;
 impl IdentityProvider for LiveIdp {
     fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
         Box::pin(async {
-            let values: String = [ADMIN, READ]
-                .iter()
-                .map(|r| format!("<saml:AttributeValue>{r},{PROVIDER}</saml:AttributeValue>"))
-                .collect();
-            let xml = format!(
-                r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role">{values}</saml:Attribute></saml:AttributeStatement></saml:Assertion></samlp:Response>"#
-            );
-            Ok(Secret::new(
-                base64::engine::general_purpose::STANDARD.encode(xml),
+            Ok(common::assertion(
+                &[(ADMIN, PROVIDER), (READ, PROVIDER)],
+                None,
             ))
         })
     }

@@ -1,12 +1,13 @@
 //! The background scheduler on a multi-threaded runtime, as samld runs it: it must re-arm
 //! after every flight, whichever worker thread the flight ends on.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
 use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
@@ -21,10 +22,7 @@ const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/JumpCloud";
 const LIFETIME: Duration = Duration::from_secs(3600);
 
 fn assertion() -> Secret {
-    let xml = format!(
-        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role"><saml:AttributeValue>{ROLE},{PROVIDER}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion></samlp:Response>"#
-    );
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+    common::assertion(&[(ROLE, PROVIDER)], None)
 }
 
 /// A JumpCloud whose session never ends.

@@ -1,13 +1,14 @@
 //! The session manager with scripted IdP and STS doubles and a manual clock: single flight,
 //! session reuse, role choice, duration fallback, stale assertions, logout and freshness.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
 use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
@@ -23,21 +24,8 @@ const READ: &str = "arn:aws:iam::123456789012:role/ReadOnly";
 const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/JumpCloud";
 
 fn assertion(roles: &[&str], session_duration: Option<u32>) -> Secret {
-    let values: String = roles
-        .iter()
-        .map(|r| format!("<saml:AttributeValue>{r},{PROVIDER}</saml:AttributeValue>"))
-        .collect();
-    let duration = session_duration
-        .map(|d| {
-            format!(
-                r#"<saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/SessionDuration"><saml:AttributeValue>{d}</saml:AttributeValue></saml:Attribute>"#
-            )
-        })
-        .unwrap_or_default();
-    let xml = format!(
-        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role">{values}</saml:Attribute>{duration}</saml:AttributeStatement></saml:Assertion></samlp:Response>"#
-    );
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+    let pairs: Vec<(&str, &str)> = roles.iter().map(|r| (*r, PROVIDER)).collect();
+    common::assertion(&pairs, session_duration)
 }
 
 /// An IdP whose session can be alive or not, counting what it is asked.

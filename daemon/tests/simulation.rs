@@ -14,12 +14,13 @@
 //! A long soak of seeds: `SAMLD_SIM_SEEDS=200000 cargo test --release -p samld --test
 //! simulation` (`SAMLD_SIM_STEPS` sets the steps per seed).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
 use samld::idp::{Contact, IdentityProvider, IdpError, LoginInteraction};
@@ -93,20 +94,12 @@ fn account_of_role(arn: &str) -> &'static str {
 }
 
 fn assertion(account: &str) -> Secret {
-    let values: String = ["Admin", "ReadOnly"]
-        .iter()
-        .map(|r| {
-            format!(
-                "<saml:AttributeValue>{},arn:aws:iam::{}:saml-provider/JumpCloud</saml:AttributeValue>",
-                role_arn(account, r),
-                &role_arn(account, "")[13..25]
-            )
-        })
-        .collect();
-    let xml = format!(
-        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role">{values}</saml:Attribute></saml:AttributeStatement></saml:Assertion></samlp:Response>"#
+    let provider = format!(
+        "arn:aws:iam::{}:saml-provider/JumpCloud",
+        &role_arn(account, "")[13..25]
     );
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+    let roles = [role_arn(account, "Admin"), role_arn(account, "ReadOnly")];
+    common::assertion(&[(&roles[0], &provider), (&roles[1], &provider)], None)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,28 @@
+//! What the daemon's integration tests share: the SAML assertion their scripted IdPs hand
+//! out. One builder, so that every fake IdP here answers in the shape samld parses (the
+//! end-to-end fakes use `tests/src/saml_builder.rs`, which also signs and wraps in HTML).
+
+use base64::Engine;
+use samld_proto::Secret;
+
+/// A base64 SAMLResponse offering each `(role ARN, SAML provider ARN)` pair, with a
+/// SessionDuration attribute when `session_duration` is given.
+pub fn assertion(roles: &[(&str, &str)], session_duration: Option<u32>) -> Secret {
+    let values: String = roles
+        .iter()
+        .map(|(role, provider)| {
+            format!("<saml:AttributeValue>{role},{provider}</saml:AttributeValue>")
+        })
+        .collect();
+    let duration = session_duration
+        .map(|d| {
+            format!(
+                r#"<saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/SessionDuration"><saml:AttributeValue>{d}</saml:AttributeValue></saml:Attribute>"#
+            )
+        })
+        .unwrap_or_default();
+    let xml = format!(
+        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role">{values}</saml:Attribute>{duration}</saml:AttributeStatement></saml:Assertion></samlp:Response>"#
+    );
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+}
