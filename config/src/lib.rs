@@ -51,6 +51,14 @@ pub const MIN_LOGIN_WAIT: Duration = Duration::from_secs(1);
 /// The longest `login_wait`. Bounded so that `now + login_wait` can never overflow an
 /// `Instant`, whatever the file says.
 pub const MAX_LOGIN_WAIT: Duration = Duration::from_secs(60 * 60);
+/// How long one request to the IdP may take, redirects and body included, when
+/// `request_timeout` is not set.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shortest `request_timeout`.
+pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest `request_timeout`: past this a hung IdP holds a login (and the helpers waiting
+/// for it) for longer than anyone waits.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// `jumpcloud_console_url` when not set.
 pub const DEFAULT_JUMPCLOUD_CONSOLE_URL: &str = "https://console.jumpcloud.com";
 /// `federation_url` when not set.
@@ -171,6 +179,9 @@ pub struct Account {
     /// `login_wait`: how long a request waits for a login or refresh already under way for
     /// the account (default 2m: long enough to approve a push).
     pub login_wait: Duration,
+    /// `request_timeout`: how long one request to the IdP may take (default 30s; connecting
+    /// is capped at 10s or this, whichever is shorter).
+    pub request_timeout: Duration,
 }
 
 /// Which IdP sign-in an account uses: one per provider, console and user. Accounts with the

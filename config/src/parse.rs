@@ -18,8 +18,9 @@ use crate::duration::{self, DurationError};
 use crate::error::{ConfigError, ErrorKind, Source};
 use crate::{
     Account, Config, DEFAULT_FEDERATION_URL, DEFAULT_JUMPCLOUD_CONSOLE_URL, DEFAULT_LOGIN_WAIT,
-    DEFAULT_REFRESH_BEFORE, DEFAULT_SESSION_DURATION, MAX_LOGIN_WAIT, MAX_SESSION_DURATION,
-    MIN_LOGIN_WAIT, MIN_REFRESH_BEFORE, MIN_SESSION_DURATION, MfaMode, Provider,
+    DEFAULT_REFRESH_BEFORE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SESSION_DURATION, MAX_LOGIN_WAIT,
+    MAX_REQUEST_TIMEOUT, MAX_SESSION_DURATION, MIN_LOGIN_WAIT, MIN_REFRESH_BEFORE,
+    MIN_REQUEST_TIMEOUT, MIN_SESSION_DURATION, MfaMode, Provider,
 };
 
 const TOP_LEVEL_KEYS: &[&str] = &["defaults", "accounts"];
@@ -86,6 +87,7 @@ account_keys! {
     federation_url: String => federation_url,
     notifications: bool => boolean,
     login_wait: Duration => login_wait,
+    request_timeout: Duration => request_timeout,
 }
 
 pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -246,6 +248,8 @@ fn resolve(
             .unwrap_or_else(|| DEFAULT_FEDERATION_URL.to_owned()),
         notifications: value(&own.notifications, &defaults.notifications).unwrap_or(true),
         login_wait: value(&own.login_wait, &defaults.login_wait).unwrap_or(DEFAULT_LOGIN_WAIT),
+        request_timeout: value(&own.request_timeout, &defaults.request_timeout)
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         name,
     })
 }
@@ -654,6 +658,18 @@ fn login_wait(value: &DeValue<'_>) -> Result<Duration, Problem> {
     )
 }
 
+/// Long enough for a slow proxy, short enough that a hung IdP fails a login in human time.
+fn request_timeout(value: &DeValue<'_>) -> Result<Duration, Problem> {
+    bounded_duration(
+        value,
+        (MIN_REQUEST_TIMEOUT, ""),
+        (
+            MAX_REQUEST_TIMEOUT,
+            "a hung IdP would hold logins and the helpers waiting for them",
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,7 +687,7 @@ mod tests {
             Some("jumpcloud_console_url")
         );
         assert_eq!(suggest("default", TOP_LEVEL_KEYS), Some("defaults"));
-        assert_eq!(suggest("timeout", ACCOUNT_KEYS), None);
+        assert_eq!(suggest("timeout", ACCOUNT_KEYS), Some("request_timeout"));
         assert_eq!(suggest("foo", ACCOUNT_KEYS), None);
         // "command" ends two keys: no single guess.
         assert_eq!(suggest("command", ACCOUNT_KEYS), None);

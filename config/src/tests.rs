@@ -101,6 +101,7 @@ url = "https://sso.jumpcloud.com/saml2/acme-dev"
             federation_url: "https://signin.aws.amazon.com/federation".into(),
             notifications: true,
             login_wait: crate::DEFAULT_LOGIN_WAIT,
+            request_timeout: crate::DEFAULT_REQUEST_TIMEOUT,
         }
     );
 
@@ -125,6 +126,7 @@ url = "https://sso.jumpcloud.com/saml2/acme-dev"
             federation_url: "http://127.0.0.1:9091/federation".into(),
             notifications: false,
             login_wait: crate::DEFAULT_LOGIN_WAIT,
+            request_timeout: crate::DEFAULT_REQUEST_TIMEOUT,
         }
     );
     assert!(config.account("nope").is_none());
@@ -152,6 +154,7 @@ fn built_in_defaults() {
             federation_url: "https://signin.aws.amazon.com/federation".into(),
             notifications: true,
             login_wait: crate::DEFAULT_LOGIN_WAIT,
+            request_timeout: crate::DEFAULT_REQUEST_TIMEOUT,
         }
     );
 }
@@ -246,11 +249,11 @@ fn unknown_keys_suggest_the_nearest_known_key() {
     );
     // Nothing close: no guess.
     assert_error(
-        "[defaults]\ntimeout = 5\n",
+        "[defaults]\nverbose = 5\n",
         ErrorKind::UnknownKey,
         2,
         1,
-        "defaults.timeout: unknown key",
+        "defaults.verbose: unknown key",
     );
     // An account key outside any table.
     assert_error(
@@ -769,6 +772,31 @@ fn every_duration_has_bounds() {
         5,
         14,
         "accounts.prod.login_wait: must be at least 1s, got 0s",
+    );
+    // request_timeout: 1s to 5m, 30s when not set.
+    assert_eq!(
+        parse_ok(&with("")).account("prod").unwrap().request_timeout,
+        Duration::from_secs(30)
+    );
+    let config = parse_ok(&with("request_timeout = \"2m\""));
+    assert_eq!(
+        config.account("prod").unwrap().request_timeout,
+        Duration::from_secs(120)
+    );
+    assert_error(
+        &with("request_timeout = \"6m\""),
+        ErrorKind::InvalidValue,
+        5,
+        19,
+        "accounts.prod.request_timeout: must be at most 5m (a hung IdP would hold logins and \
+         the helpers waiting for them), got 6m",
+    );
+    assert_error(
+        &with("request_timeout = \"0s\""),
+        ErrorKind::InvalidValue,
+        5,
+        19,
+        "accounts.prod.request_timeout: must be at least 1s, got 0s",
     );
     // refresh_before: at least 1s, and under session_duration (checked elsewhere), so at
     // most 12h.

@@ -54,7 +54,7 @@ const LONG_LIFETIME: Duration = Duration::from_secs(3600);
 /// The bound on waiting for a background event (a refresh due about 31 s after a login,
 /// then a 3 s timeout), with room for a loaded machine.
 const EVENT_DEADLINE: Duration = Duration::from_secs(90);
-/// samld's JumpCloud request timeout in these tests (`SAMLD_HTTP_TIMEOUT_SECS`), instead of
+/// samld's JumpCloud request timeout in these tests (`request_timeout`), instead of
 /// 30 s, so that a JumpCloud that never answers fails a refresh while the old credentials are
 /// still good.
 const JC_TIMEOUT_SECS: u64 = 3;
@@ -127,7 +127,9 @@ impl World {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let mut toml = String::from("[defaults]\nregion = \"us-east-1\"\n");
+        let mut toml = format!(
+            "[defaults]\nregion = \"us-east-1\"\nrequest_timeout = \"{JC_TIMEOUT_SECS}s\"\n"
+        );
         let mut lanes = Vec::new();
         for spec in specs {
             let email = spec.user.email.clone();
@@ -156,11 +158,7 @@ impl World {
                 sts,
             });
         }
-        let mut env = TestEnv::new(&toml);
-        env.extra_env.push((
-            "SAMLD_HTTP_TIMEOUT_SECS".into(),
-            JC_TIMEOUT_SECS.to_string(),
-        ));
+        let env = TestEnv::new(&toml);
         let daemon = env.start_daemon();
         World {
             daemon: Some(daemon),

@@ -50,7 +50,7 @@ impl World {
             )
         });
         let toml = format!(
-            "[defaults]\nregion = \"us-east-1\"\n\n[accounts.{ACCOUNT}]\nurl = \"{url}\"\n\
+            "[defaults]\nregion = \"us-east-1\"\nrequest_timeout = \"20s\"\n\n[accounts.{ACCOUNT}]\nurl = \"{url}\"\n\
              username = \"{email}\"\njumpcloud_console_url = \"{console}\"\n\
              sts_endpoint = \"{sts}\"\n{extra}",
             url = jc.app_url(&app_name),
@@ -58,9 +58,7 @@ impl World {
             console = jc.base_url(),
             sts = sts.endpoint_url(),
         );
-        let mut env = TestEnv::new(&toml);
-        env.extra_env
-            .push(("SAMLD_HTTP_TIMEOUT_SECS".into(), "20".into()));
+        let env = TestEnv::new(&toml);
         let daemon = env.start_daemon();
         Self {
             daemon,

@@ -89,25 +89,23 @@ impl JumpCloudSettings {
         }
     }
 
-    /// The settings of a configured account, with the default timeouts (the request timeout
-    /// overridden by [`TIMEOUT_ENV`] when it is set).
+    /// The settings of a configured account: its `request_timeout` bounds each request
+    /// (and connecting, which takes at most the default 10 s).
     pub fn from_account(account: &samld_config::Account) -> Self {
+        let defaults = JumpCloudTimeouts::default();
         Self {
             console_url: account.jumpcloud_console_url.clone(),
             app_url: account.url.clone(),
             username: account.username.clone(),
             mfa: account.mfa,
-            timeouts: JumpCloudTimeouts::from_env(),
+            timeouts: JumpCloudTimeouts {
+                request: account.request_timeout,
+                connect: defaults.connect.min(account.request_timeout),
+                ..defaults
+            },
         }
     }
 }
-
-/// Overrides the JumpCloud request timeout, in whole seconds (connect is capped by it too).
-///
-/// For tests only, so that an end-to-end test of a JumpCloud that never answers finishes in
-/// seconds rather than 30: deliberately not documented for users, who have no reason to wait
-/// less (a real outage is retried with backoff either way).
-pub const TIMEOUT_ENV: &str = "SAMLD_HTTP_TIMEOUT_SECS";
 
 /// Timeouts and the push polling pace. The defaults suit the real service; tests shrink them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,23 +119,6 @@ pub struct JumpCloudTimeouts {
     /// The longest a push is waited for, in case JumpCloud sends no usable `expiresAt`
     /// (default 3 min).
     pub push_max_wait: Duration,
-}
-
-impl JumpCloudTimeouts {
-    /// The defaults, with the request timeout from [`TIMEOUT_ENV`] when it holds a positive
-    /// number of seconds (anything else is ignored).
-    fn from_env() -> Self {
-        let mut timeouts = Self::default();
-        let secs = std::env::var(TIMEOUT_ENV)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .filter(|&s| s > 0);
-        if let Some(secs) = secs {
-            timeouts.request = Duration::from_secs(secs);
-            timeouts.connect = timeouts.connect.min(timeouts.request);
-        }
-        timeouts
-    }
 }
 
 impl Default for JumpCloudTimeouts {
