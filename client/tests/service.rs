@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use samld_client::ConnectOptions;
-use samld_client::service::{
+use samld_client::lifecycle::service::{
     CommandOutput, CommandRunner, LAUNCHD_LABEL, Manager, SYSTEMD_SOCKET_UNIT, Service,
     ServiceCommand, ServiceEnv, render_launchd_plist,
 };

@@ -11,10 +11,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use samld_client::service::{Service, ServiceEnv, ServiceStatus, SystemRunner};
-use samld_client::{
-    Client, ClientError, ConnectOptions, PromptError, SecretPrompter, autostart, timestamp,
-};
+use samld_client::lifecycle::autostart;
+use samld_client::lifecycle::service::{Service, ServiceEnv, ServiceStatus, SystemRunner};
+use samld_client::{Client, ClientError, ConnectOptions, PromptError, SecretPrompter, timestamp};
 use samld_proto::{
     AccountState, AccountStatus, ErrorCode, IdpSessionState, IdpSessionStatus, LoginOutcome,
     LoginRequest, PROTOCOL_VERSION, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
@@ -608,7 +607,7 @@ fn daemon(
     // Without HOME there is no service to consult; status, start and stop still work
     // directly on the socket.
     let mut service = env.map(|env| Service::new(env, &mut runner));
-    let service_error = |e: samld_client::service::ServiceError| Failure(e.to_string());
+    let service_error = |e: samld_client::lifecycle::service::ServiceError| Failure(e.to_string());
     match command {
         DaemonCommand::Install { dry_run } => {
             let samld = autostart::find_samld().map_err(|e| Failure(e.to_string()))?;
@@ -634,7 +633,8 @@ fn daemon(
         },
         DaemonCommand::Stop => match &mut service {
             Ok(service) => service.stop(opts, out).map_err(service_error)?,
-            Err(_) => samld_client::service::stop_and_report(opts, out).map_err(service_error)?,
+            Err(_) => samld_client::lifecycle::service::stop_and_report(opts, out)
+                .map_err(service_error)?,
         },
         DaemonCommand::Status { json } => {
             let status = service.as_mut().ok().and_then(Service::status);

@@ -22,16 +22,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::autostart::{self, AutostartError, Started};
+use super::autostart::{self, AutostartError, Started};
 use crate::files::{self, FileMode};
 use crate::{ClientError, ConnectOptions};
 
 /// The systemd service unit; `@SAMLD_BIN@` stands for the samld path.
-pub const SYSTEMD_SERVICE_TEMPLATE: &str = include_str!("../../systemd/samld.service");
+pub const SYSTEMD_SERVICE_TEMPLATE: &str = include_str!("../../../systemd/samld.service");
 /// The systemd socket unit, installed as it is.
-pub const SYSTEMD_SOCKET_UNIT: &str = include_str!("../../systemd/samld.socket");
+pub const SYSTEMD_SOCKET_UNIT: &str = include_str!("../../../systemd/samld.socket");
 /// The launchd agent; `@SAMLD_BIN@`, `@SAMLD_SOCKET@`, `@HOME@` and `@PATH@` are filled in.
-pub const LAUNCHD_PLIST_TEMPLATE: &str = include_str!("../../launchd/com.samld.samld.plist");
+pub const LAUNCHD_PLIST_TEMPLATE: &str = include_str!("../../../launchd/com.samld.samld.plist");
 /// The launchd job label (and the plist's file name without `.plist`).
 pub const LAUNCHD_LABEL: &str = "com.samld.samld";
 /// The systemd service unit's name.

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use samld_proto::{PrivateDirError, prepare_private_dir, socket_dir_for};
 
-use crate::service::{self, ServiceEnv};
+use super::service::{self, ServiceEnv};
 
 /// Set to `1` to turn autostart off (the tests' fixtures do, and so can scripts that want a
 /// plain "not running" error).
