@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use samld_client::lifecycle::autostart;
-use samld_client::lifecycle::service::{Service, ServiceEnv, ServiceStatus, SystemRunner};
+use samld_client::lifecycle::env::{ServiceEnv, SystemRunner};
+use samld_client::lifecycle::service::{Service, ServiceError, ServiceStatus};
 use samld_client::{ClientError, ConnectOptions};
 use samld_proto::PROTOCOL_VERSION;
 use serde::Serialize;
@@ -23,12 +24,12 @@ pub(crate) fn run(
     opts: &ConnectOptions,
     out: &mut impl Write,
 ) -> Result<ExitCode, Failure> {
-    let env = ServiceEnv::from_env(opts.socket().to_owned());
+    let env = ServiceEnv::from_env(opts.socket().to_owned()).map_err(ServiceError::from);
     let mut runner = SystemRunner;
     // Without HOME there is no service to consult; status, start and stop still work
     // directly on the socket.
     let mut service = env.map(|env| Service::new(env, &mut runner));
-    let service_error = |e: samld_client::lifecycle::service::ServiceError| Failure(e.to_string());
+    let service_error = |e: ServiceError| Failure(e.to_string());
     match command {
         DaemonCommand::Install { dry_run } => {
             let samld = autostart::find_samld().map_err(|e| Failure(e.to_string()))?;
