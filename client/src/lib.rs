@@ -7,8 +7,8 @@
 //! [`Response::NeedSecret`] (answered through a [`SecretPrompter`]).
 //!
 //! [`ConnectOptions::from_env`] (and so [`Client::connect`]) starts samld when nobody
-//! answers, unless `SAMLD_NO_AUTOSTART=1` ([`autostart`](lifecycle::autostart)); [`service`](lifecycle::service) installs it under
-//! systemd or launchd instead.
+//! answers, unless `SAMLD_NO_AUTOSTART=1` ([`autostart`]); [`service`](lifecycle::service)
+//! installs it under systemd or launchd instead.
 //!
 //! The library uses only `std`, `serde_json` (through the proto crate) and `libc`, so that
 //! `samld-helper`, which starts on every AWS CLI call, stays small and quick.
