@@ -7,8 +7,8 @@
 //! [`Response::NeedSecret`] (answered through a [`SecretPrompter`]).
 //!
 //! [`ConnectOptions::from_env`] (and so [`Client::connect`]) starts samld when nobody
-//! answers, unless `SAMLD_NO_AUTOSTART=1` ([`autostart`]); [`service`] installs it under
-//! systemd or launchd instead.
+//! answers, unless `SAMLD_NO_AUTOSTART=1` ([`autostart`]); [`service`](lifecycle::service)
+//! installs it under systemd or launchd instead.
 //!
 //! The library uses only `std`, `serde_json` (through the proto crate) and `libc`, so that
 //! `samld-helper`, which starts on every AWS CLI call, stays small and quick.
@@ -33,7 +33,8 @@ use samld_proto::{
     read_frame, write_frame,
 };
 
-pub mod autostart;
+use crate::lifecycle::autostart;
+
 pub mod awsconfig;
 pub mod console;
 pub mod env;
@@ -41,7 +42,7 @@ pub mod exec;
 mod files;
 pub mod import;
 mod ini;
-pub mod service;
+pub mod lifecycle;
 pub mod timestamp;
 pub mod tty;
 

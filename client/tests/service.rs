@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use samld_client::ConnectOptions;
-use samld_client::service::{
-    CommandOutput, CommandRunner, LAUNCHD_LABEL, Manager, SYSTEMD_SOCKET_UNIT, Service,
-    ServiceCommand, ServiceEnv, render_launchd_plist,
+use samld_client::lifecycle::env::{
+    CommandOutput, CommandRunner, Manager, ServiceCommand, ServiceEnv,
 };
+use samld_client::lifecycle::service::Service;
+use samld_client::lifecycle::units::{LAUNCHD_LABEL, SYSTEMD_SOCKET_UNIT, render_launchd_plist};
 use samld_proto::{PROTOCOL_VERSION, Response, write_frame};
 
 /// Records every command; answers from a script (first matching prefix wins), success with

@@ -275,7 +275,7 @@ fn an_enabled_systemd_socket_is_left_to_systemd() {
     std::fs::create_dir_all(&wants).unwrap();
     std::fs::write(
         units.join("samld.socket"),
-        samld_client::service::SYSTEMD_SOCKET_UNIT,
+        samld_client::lifecycle::units::SYSTEMD_SOCKET_UNIT,
     )
     .unwrap();
     std::os::unix::fs::symlink(units.join("samld.socket"), wants.join("samld.socket")).unwrap();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use samld_client::service::{
+use samld_client::lifecycle::units::{
     LAUNCHD_PLIST_TEMPLATE, SYSTEMD_SOCKET_UNIT, render_launchd_plist, render_systemd_service,
 };
 use samld_proto::{Response, read_frame};

@@ -12,259 +12,34 @@
 //!
 //! Every command goes through a [`CommandRunner`], so tests (and `--dry-run`) see exactly
 //! what would run without a service manager.
+//!
+//! The environment and the commands are in [`super::env`], the unit files' text in
+//! [`super::units`]; this module writes the files, runs the commands, and reads the
+//! managers' answers (`systemctl show`, `launchctl print`).
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::autostart::{self, AutostartError, Started};
+use super::autostart::{self, AutostartError, Started};
+use super::env::{
+    CommandOutput, CommandRunner, EnvError, Manager, ServiceCommand, ServiceEnv, launchd_kickstart,
+};
+use super::units::{
+    LAUNCHD_LABEL, SYSTEMD_SERVICE, SYSTEMD_SOCKET, SYSTEMD_SOCKET_UNIT, UnitError,
+    render_launchd_plist, render_systemd_service,
+};
 use crate::files::{self, FileMode};
 use crate::{ClientError, ConnectOptions};
-
-/// The systemd service unit; `@SAMLD_BIN@` stands for the samld path.
-pub const SYSTEMD_SERVICE_TEMPLATE: &str = include_str!("../../systemd/samld.service");
-/// The systemd socket unit, installed as it is.
-pub const SYSTEMD_SOCKET_UNIT: &str = include_str!("../../systemd/samld.socket");
-/// The launchd agent; `@SAMLD_BIN@`, `@SAMLD_SOCKET@`, `@HOME@` and `@PATH@` are filled in.
-pub const LAUNCHD_PLIST_TEMPLATE: &str = include_str!("../../launchd/com.samld.samld.plist");
-/// The launchd job label (and the plist's file name without `.plist`).
-pub const LAUNCHD_LABEL: &str = "com.samld.samld";
-/// The systemd service unit's name.
-pub const SYSTEMD_SERVICE: &str = "samld.service";
-/// The systemd socket unit's name.
-pub const SYSTEMD_SOCKET: &str = "samld.socket";
 
 /// How long `stop` waits for the daemon to go away after it acknowledged.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 /// How long each "is it still there?" probe of `stop` may take.
 const STOP_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The service managers samld can be installed under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Manager {
-    /// systemd's per-user instance (`systemctl --user`).
-    Systemd,
-    /// launchd's per-user GUI domain.
-    Launchd,
-}
-
-impl Manager {
-    /// The manager of the platform this was built for.
-    pub fn native() -> Self {
-        if cfg!(target_os = "macos") {
-            Manager::Launchd
-        } else {
-            Manager::Systemd
-        }
-    }
-}
-
-impl fmt::Display for Manager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Manager::Systemd => "systemd",
-            Manager::Launchd => "launchd",
-        })
-    }
-}
-
-/// Everything the service code reads from the environment, gathered once so that tests can
-/// point it at a temp dir.
-#[derive(Debug, Clone)]
-pub struct ServiceEnv {
-    /// Which manager to use.
-    pub manager: Manager,
-    /// `$HOME`.
-    pub home: PathBuf,
-    /// `$XDG_CONFIG_HOME`, else `~/.config`.
-    pub config_home: PathBuf,
-    /// `$XDG_RUNTIME_DIR` (systemd's `%t`), if set.
-    pub runtime_dir: Option<PathBuf>,
-    /// Our uid (launchd's `gui/UID` domain).
-    pub uid: u32,
-    /// The socket the clients of this process use.
-    pub socket: PathBuf,
-    /// `$PATH`, copied into the launchd agent.
-    pub path_var: Option<String>,
-}
-
-impl ServiceEnv {
-    /// The environment of this process, for clients of `socket`.
-    pub fn from_env(socket: PathBuf) -> Result<Self, ServiceError> {
-        let abs = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-        };
-        let home = abs("HOME").ok_or_else(|| {
-            ServiceError::Invalid("HOME is not set (or not an absolute path)".into())
-        })?;
-        Ok(Self {
-            manager: Manager::native(),
-            config_home: abs("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config")),
-            home,
-            runtime_dir: abs("XDG_RUNTIME_DIR"),
-            // SAFETY: getuid has no preconditions and cannot fail.
-            uid: unsafe { libc::getuid() },
-            socket,
-            path_var: std::env::var("PATH").ok(),
-        })
-    }
-
-    /// `$XDG_CONFIG_HOME/systemd/user`.
-    pub fn systemd_unit_dir(&self) -> PathBuf {
-        self.config_home.join("systemd").join("user")
-    }
-
-    /// Where systemd listens once `samld.socket` runs (`%t/samld/samld.sock`).
-    pub fn systemd_socket_path(&self) -> Option<PathBuf> {
-        self.runtime_dir
-            .as_ref()
-            .map(|d| d.join("samld").join("samld.sock"))
-    }
-
-    /// `~/Library/LaunchAgents/com.samld.samld.plist`.
-    pub fn launchd_plist(&self) -> PathBuf {
-        self.home
-            .join("Library/LaunchAgents")
-            .join(format!("{LAUNCHD_LABEL}.plist"))
-    }
-
-    /// `~/Library/Logs/samld.log`, the agent's stderr.
-    pub fn launchd_log(&self) -> PathBuf {
-        self.home.join("Library/Logs/samld.log")
-    }
-
-    /// The files `install` writes.
-    pub fn service_files(&self) -> Vec<PathBuf> {
-        match self.manager {
-            Manager::Systemd => vec![
-                self.systemd_unit_dir().join(SYSTEMD_SERVICE),
-                self.systemd_unit_dir().join(SYSTEMD_SOCKET),
-            ],
-            Manager::Launchd => vec![self.launchd_plist()],
-        }
-    }
-
-    /// Are samld's service files in place?
-    pub fn is_installed(&self) -> bool {
-        self.service_files().iter().any(|f| f.exists())
-    }
-
-    /// Is the installed service the one serving [`ServiceEnv::socket`]?
-    pub fn manages_socket(&self) -> bool {
-        match self.manager {
-            Manager::Systemd => {
-                self.is_installed() && self.systemd_socket_path().as_ref() == Some(&self.socket)
-            }
-            Manager::Launchd => self.launchd_serves_socket(),
-        }
-    }
-
-    /// Does systemd own the socket path, so that nobody else may listen there? True when
-    /// `samld.socket` is enabled (for this user, or globally) and the socket is its path.
-    /// Cheap: a few `stat`s, no D-Bus.
-    pub fn systemd_owns_socket(&self) -> bool {
-        self.manager == Manager::Systemd
-            && self.systemd_socket_path().as_ref() == Some(&self.socket)
-            && [
-                self.systemd_unit_dir().join("sockets.target.wants"),
-                PathBuf::from("/etc/systemd/user/sockets.target.wants"),
-            ]
-            .iter()
-            // exists() follows the link: a dangling one is no longer enabled.
-            .any(|wants| wants.join(SYSTEMD_SOCKET).exists())
-    }
-
-    /// Is the launchd agent installed for this very socket (it is pinned in the plist)?
-    pub fn launchd_serves_socket(&self) -> bool {
-        self.manager == Manager::Launchd
-            && fs::read_to_string(self.launchd_plist()).is_ok_and(|plist| {
-                xml_escape(&self.socket.to_string_lossy())
-                    .is_ok_and(|s| plist.contains(&format!("<string>{s}</string>")))
-            })
-    }
-
-    fn launchd_target(&self) -> String {
-        format!("gui/{}/{LAUNCHD_LABEL}", self.uid)
-    }
-}
-
-/// A command for the service manager.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceCommand {
-    /// The program (`systemctl`, `launchctl`).
-    pub program: String,
-    /// Its arguments.
-    pub args: Vec<String>,
-}
-
-impl ServiceCommand {
-    fn new(program: &str, args: &[&str]) -> Self {
-        Self {
-            program: program.to_owned(),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-        }
-    }
-
-    fn systemctl(args: &[&str]) -> Self {
-        let mut all = vec!["--user"];
-        all.extend_from_slice(args);
-        Self::new("systemctl", &all)
-    }
-}
-
-impl fmt::Display for ServiceCommand {
-    /// As a shell would need it typed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&shell_quote(&self.program))?;
-        for a in &self.args {
-            write!(f, " {}", shell_quote(a))?;
-        }
-        Ok(())
-    }
-}
-
-/// What a [`ServiceCommand`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommandOutput {
-    /// It exited 0.
-    pub success: bool,
-    /// Its standard output.
-    pub stdout: String,
-    /// Its standard error.
-    pub stderr: String,
-}
-
-/// Runs service-manager commands; tests substitute one that records and answers.
-pub trait CommandRunner {
-    /// Runs `command` to completion.
-    fn run(&mut self, command: &ServiceCommand) -> io::Result<CommandOutput>;
-}
-
-/// Runs commands for real.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemRunner;
-
-impl CommandRunner for SystemRunner {
-    fn run(&mut self, command: &ServiceCommand) -> io::Result<CommandOutput> {
-        let out = Command::new(&command.program)
-            .args(&command.args)
-            .stdin(Stdio::null())
-            .output()?;
-        Ok(CommandOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-}
 
 /// Why a service operation failed. The messages are for the user as they are.
 #[derive(Debug)]
@@ -332,6 +107,21 @@ impl std::error::Error for ServiceError {
 impl From<ClientError> for ServiceError {
     fn from(e: ClientError) -> Self {
         ServiceError::Client(e)
+    }
+}
+
+impl From<EnvError> for ServiceError {
+    fn from(e: EnvError) -> Self {
+        match e {
+            EnvError::NoHome => ServiceError::Invalid(e.to_string()),
+            EnvError::Command { command, detail } => ServiceError::Command { command, detail },
+        }
+    }
+}
+
+impl From<UnitError> for ServiceError {
+    fn from(e: UnitError) -> Self {
+        ServiceError::Invalid(e.to_string())
     }
 }
 
@@ -924,113 +714,6 @@ impl<'r> Service<'r> {
     }
 }
 
-/// Asks launchd to start the agent now (no-op if it runs).
-pub fn launchd_kickstart(
-    env: &ServiceEnv,
-    runner: &mut dyn CommandRunner,
-) -> Result<(), ServiceError> {
-    let cmd = ServiceCommand::new("launchctl", &["kickstart", &env.launchd_target()]);
-    match runner.run(&cmd) {
-        Ok(o) if o.success => Ok(()),
-        Ok(o) => Err(ServiceError::Command {
-            command: cmd.to_string(),
-            detail: o.stderr.trim().to_owned(),
-        }),
-        Err(e) => Err(ServiceError::Command {
-            command: cmd.to_string(),
-            detail: e.to_string(),
-        }),
-    }
-}
-
-/// `samld.service` with `ExecStart=` pointing at `samld`.
-pub fn render_systemd_service(samld: &Path) -> Result<String, ServiceError> {
-    // Only on the ExecStart line: the comments name the placeholder for people.
-    let exec = format!("ExecStart={}", systemd_exec_path(samld)?);
-    Ok(SYSTEMD_SERVICE_TEMPLATE.replace("ExecStart=@SAMLD_BIN@", &exec))
-}
-
-/// The launchd agent for `samld` serving `socket`, logging under `home`, with `path` as
-/// its `PATH`.
-pub fn render_launchd_plist(
-    samld: &Path,
-    socket: &Path,
-    home: &Path,
-    path: &str,
-) -> Result<String, ServiceError> {
-    fn text(p: &Path) -> Result<&str, ServiceError> {
-        p.to_str()
-            .ok_or_else(|| ServiceError::Invalid(format!("{} is not valid UTF-8", p.display())))
-    }
-    // Only inside <string> elements: the comment names the placeholders for people.
-    let value = |v: &str| -> Result<String, ServiceError> {
-        Ok(format!("<string>{}</string>", xml_escape(v)?))
-    };
-    Ok(LAUNCHD_PLIST_TEMPLATE
-        .replace("<string>@SAMLD_BIN@</string>", &value(text(samld)?)?)
-        .replace("<string>@SAMLD_SOCKET@</string>", &value(text(socket)?)?)
-        .replace(
-            "<string>@HOME@/Library/Logs/samld.log</string>",
-            &value(&format!("{}/Library/Logs/samld.log", text(home)?))?,
-        )
-        .replace("<string>@PATH@</string>", &value(path)?))
-}
-
-/// A path as the first word of `ExecStart=`: quoted when needed, with systemd's specifier
-/// (`%`) and variable (`$`) characters escaped.
-fn systemd_exec_path(path: &Path) -> Result<String, ServiceError> {
-    let s = path
-        .to_str()
-        .ok_or_else(|| ServiceError::Invalid(format!("{} is not valid UTF-8", path.display())))?;
-    if s.chars().any(char::is_control) {
-        return Err(ServiceError::Invalid(format!(
-            "{s:?} contains control characters and cannot go in a unit file"
-        )));
-    }
-    let plain = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._+-@,:".contains(c));
-    if plain {
-        return Ok(s.to_owned());
-    }
-    let mut quoted = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '\\' => quoted.push_str("\\\\"),
-            '"' => quoted.push_str("\\\""),
-            '%' => quoted.push_str("%%"),
-            '$' => quoted.push_str("$$"),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    Ok(quoted)
-}
-
-fn xml_escape(s: &str) -> Result<String, ServiceError> {
-    if s.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(ServiceError::Invalid(format!(
-            "{s:?} contains control characters and cannot go in a property list"
-        )));
-    }
-    Ok(s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;"))
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._+-=@,:%".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// Writes through a temp file and a rename, so a unit is never seen half-written (and a unit
 /// symlinked from a dotfile repository stays a symlink).
 fn write_atomically(path: &Path, contents: &str) -> Result<(), ServiceError> {
@@ -1090,29 +773,6 @@ fn parse_launchctl_print(stdout: &str) -> UnitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_paths_are_quoted_only_when_needed() {
-        assert_eq!(
-            systemd_exec_path(Path::new("/usr/local/bin/samld")).unwrap(),
-            "/usr/local/bin/samld"
-        );
-        assert_eq!(
-            systemd_exec_path(Path::new("/home/a b/100%/$x/\"q\"/samld")).unwrap(),
-            r#""/home/a b/100%%/$$x/\"q\"/samld""#
-        );
-        assert!(systemd_exec_path(Path::new("/a\nb")).is_err());
-    }
-
-    #[test]
-    fn shell_quoting_for_printed_commands() {
-        let c = ServiceCommand::new("launchctl", &["bootstrap", "gui/501", "/Users/a b/x.plist"]);
-        assert_eq!(
-            c.to_string(),
-            "launchctl bootstrap gui/501 '/Users/a b/x.plist'"
-        );
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn systemctl_show_is_parsed_per_unit() {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use samld_proto::{PrivateDirError, prepare_private_dir, socket_dir_for};
 
-use crate::service::{self, ServiceEnv};
+use super::env::{ServiceEnv, SystemRunner, launchd_kickstart};
 
 /// Set to `1` to turn autostart off (the tests' fixtures do, and so can scripts that want a
 /// plain "not running" error).
@@ -218,7 +218,7 @@ pub fn start_daemon(socket: &Path) -> Result<Started, AutostartError> {
     }
     if let Some(env) = &env
         && env.launchd_serves_socket()
-        && service::launchd_kickstart(env, &mut service::SystemRunner).is_ok()
+        && launchd_kickstart(env, &mut SystemRunner).is_ok()
     {
         return wait_until_answers(socket).map(|()| Started::Launchd);
     }

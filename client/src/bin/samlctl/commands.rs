@@ -1,0 +1,357 @@
+//! One function per `samlctl` subcommand (the `daemon` ones are in [`crate::daemon`]): each
+//! talks to samld or reads the files it needs, and writes its result to `out`.
+//!
+//! [`crate::run`] resolves the socket and connects; what a command prints is rendered by
+//! [`crate::render`], and `login` asks its questions through [`crate::prompt`].
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::CommandFactory;
+use samld_client::{Client, ClientError, ConnectOptions, PromptError};
+use samld_proto::{ErrorCode, LoginRequest, RoleInfo, Secret};
+use serde::Serialize;
+
+use crate::prompt::{LoginPrompter, Tty, read_code_line, read_password_line};
+use crate::render::{render_login, render_role_expiry, render_roles, render_status};
+use crate::{Cli, ExecArgs, Failure, LoginArgs};
+
+/// Writes `value` as pretty-printed JSON and a newline.
+pub(crate) fn print_json(out: &mut impl Write, value: &impl Serialize) -> Result<(), Failure> {
+    serde_json::to_writer_pretty(&mut *out, value)
+        .map_err(|e| Failure(format!("cannot write the output: {e}")))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `samlctl status [ACCOUNT] [--json]`.
+pub(crate) fn status(
+    client: Client,
+    account: Option<&str>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let report = client.status(account)?;
+    if json {
+        print_json(out, &report)?;
+    } else {
+        out.write_all(render_status(&report, SystemTime::now()).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `samlctl login ACCOUNT`: sends what was piped in or given, and answers samld's questions.
+pub(crate) fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Failure> {
+    let tty = Tty::open();
+    // A password piped in is sent with the request: samld uses a password it is given before
+    // `password_command`, which may print a stale one (the user is typing the new one here).
+    // Whatever feeds the pipe runs anyway, so reading it when the session lives costs nothing.
+    let password = if args.password_stdin {
+        match read_password_line(io::stdin().lock()) {
+            Ok(password) => Some(password),
+            // Nothing piped in: that is an error only if samld turns out to need a password,
+            // and the prompter says so then.
+            Err(PromptError::Unavailable(_)) => None,
+            Err(e) => return Err(Failure(format!("--password-stdin: {e}"))),
+        }
+    } else {
+        None
+    };
+    // The code follows the password, so that one pipe can carry both. Like the password, a
+    // missing code is an error only if JumpCloud asks for one.
+    let mfa_code = if args.mfa_code_stdin {
+        read_code_line(io::stdin().lock()).map_err(|e| Failure(format!("--mfa-code-stdin: {e}")))?
+    } else {
+        args.mfa_code.map(Secret::from)
+    };
+    let mut prompter = LoginPrompter {
+        password_stdin: args.password_stdin,
+        stdin_used: password.is_some(),
+        mfa_code_stdin: args.mfa_code_stdin.then_some(mfa_code.is_some()),
+        tty,
+    };
+    let request = LoginRequest {
+        account: args.account,
+        password,
+        mfa_code,
+        // Whether samld may ask us at all; what we cannot answer fails with a clear message.
+        interactive: prompter.tty.is_some() || args.password_stdin || args.mfa_code_stdin,
+        // A reused session asks for no password, so there would be nothing to save.
+        force: args.force || args.save_password,
+        save_password: args.save_password,
+    };
+    let outcome = client.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
+    out.write_all(render_login(&outcome).as_bytes())?;
+    Ok(())
+}
+
+/// `samlctl logout ACCOUNT|--all`.
+pub(crate) fn logout(
+    client: Client,
+    account: Option<&str>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let accounts = client.logout(account)?;
+    if accounts.is_empty() {
+        writeln!(out, "Nothing to log out: no account was logged in.")?;
+    }
+    for a in accounts {
+        writeln!(out, "Logged out of {a}.")?;
+    }
+    Ok(())
+}
+
+/// `samlctl password forget ACCOUNT`.
+pub(crate) fn forget_password(
+    client: Client,
+    account: &str,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let removed = client.forget_password(account).map_err(|e| match e {
+        // A daemon older than this command does not know the request.
+        ClientError::Daemon(w) if w.code == ErrorCode::BadRequest => Failure(format!(
+            "the running samld does not know `password forget` (it is older than \
+             this samlctl); restart it (`samlctl daemon stop`, then start it again) \
+             and retry: {}",
+            w.message
+        )),
+        other => Failure::from(other),
+    })?;
+    if removed {
+        writeln!(
+            out,
+            "Removed the saved password of {account} from the OS keyring; samld will \
+             no longer log in with it by itself."
+        )?;
+    } else {
+        writeln!(
+            out,
+            "No password was saved for {account}; nothing to forget."
+        )?;
+    }
+    Ok(())
+}
+
+/// `samlctl refresh ACCOUNT`.
+pub(crate) fn refresh(client: Client, account: &str, out: &mut impl Write) -> Result<(), Failure> {
+    let roles = client.refresh(account)?;
+    writeln!(out, "Refreshed {account}.")?;
+    out.write_all(render_role_expiry(&roles, SystemTime::now()).as_bytes())?;
+    Ok(())
+}
+
+/// `samlctl roles ACCOUNT [--json]`.
+pub(crate) fn roles(
+    client: Client,
+    account: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let roles = client.roles(account)?;
+    if json {
+        #[derive(Serialize)]
+        struct Roles<'a> {
+            account: &'a str,
+            roles: &'a [RoleInfo],
+        }
+        print_json(
+            out,
+            &Roles {
+                account,
+                roles: &roles,
+            },
+        )?;
+    } else {
+        out.write_all(render_roles(&roles).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `samlctl config check`: needs no daemon and no socket.
+pub(crate) fn config_check(cli_path: Option<&Path>, out: &mut impl Write) -> Result<(), Failure> {
+    let path = samld_config::resolve_config_path(cli_path)
+        .map_err(|e| Failure(format!("cannot locate the config file: {e}")))?;
+    // `{:#}` adds the offending line with a caret under the error.
+    let config = samld_config::load(&path).map_err(|e| Failure(format!("{e:#}")))?;
+    let names: Vec<&str> = config.accounts.keys().map(String::as_str).collect();
+    match names.len() {
+        0 => writeln!(
+            out,
+            "{}: valid, but it configures no account",
+            path.display()
+        )?,
+        1 => writeln!(out, "{}: valid (1 account: {})", path.display(), names[0])?,
+        n => writeln!(
+            out,
+            "{}: valid ({n} accounts: {})",
+            path.display(),
+            names.join(", ")
+        )?,
+    }
+    Ok(())
+}
+
+/// `samlctl exec ACCOUNT [COMMAND…]`: runs the command and exits like it. `opts` is called
+/// only after the warnings, as late as possible.
+pub(crate) fn exec(
+    args: ExecArgs,
+    opts: impl FnOnce() -> Result<ConnectOptions, Failure>,
+) -> Result<ExitCode, Failure> {
+    let options = samld_client::exec::ExecOptions {
+        account: args.account,
+        role: args.role,
+        static_credentials: args.static_credentials,
+        force: args.force,
+        command: args.command,
+    };
+    if !options.static_credentials
+        && let Some(warning) = samld_client::awsconfig::default_profile_warning()
+    {
+        eprintln!("samlctl: warning: {warning}");
+    }
+    match samld_client::exec::run(&opts()?, &options) {
+        Ok(status) => Ok(samld_client::exec::exit_like(status)),
+        Err(e) => {
+            eprintln!("samlctl: {e}");
+            Ok(ExitCode::from(e.exit_code()))
+        }
+    }
+}
+
+/// `samlctl env ACCOUNT`: shell commands that export the credentials.
+pub(crate) fn env(
+    client: Client,
+    account: &str,
+    role: Option<&str>,
+    shell: samld_client::env::Shell,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let creds = client.get_credentials(
+        account,
+        role,
+        false,
+        &mut samld_client::NoPrompter,
+        &mut |_| {},
+    )?;
+    let vars = samld_client::exec::static_vars(&creds);
+    out.write_all(samld_client::env::render(shell, &vars).as_bytes())?;
+    Ok(())
+}
+
+/// `samlctl console ACCOUNT`: opens the sign-in URL, or prints it with `print`.
+pub(crate) fn console(
+    client: Client,
+    account: &str,
+    role: Option<&str>,
+    print: bool,
+    duration: Option<u32>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let signin = client.console_url(account, role, duration)?;
+    if print {
+        writeln!(out, "{}", signin.url.expose())?;
+    } else {
+        samld_client::console::open_in_browser(&signin.url).map_err(Failure)?;
+        eprintln!(
+            "Opened the AWS console for {} in your browser.",
+            signin.role_arn
+        );
+    }
+    Ok(())
+}
+
+/// `samlctl import saml2aws`: fails (after printing the report) when every account was
+/// skipped.
+pub(crate) fn import_saml2aws(
+    file: Option<PathBuf>,
+    force: bool,
+    config: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<ExitCode, Failure> {
+    let source = match file.or_else(|| std::env::var_os("SAML2AWS_CONFIGFILE").map(PathBuf::from)) {
+        Some(path) => path,
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".saml2aws"))
+            .ok_or_else(|| Failure("no HOME; name the saml2aws file".into()))?,
+    };
+    let target = samld_config::resolve_config_path(config)
+        .map_err(|e| Failure(format!("cannot locate the config file: {e}")))?;
+    let report = samld_client::import::import_saml2aws(&source, &target, force)
+        .map_err(|e| Failure(e.to_string()))?;
+    write!(out, "{report}")?;
+    out.flush()?;
+    if !report.imported_any() && !report.skipped.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `samlctl aws-config ACCOUNT`: prints the profile, or with `write` adds it to the AWS
+/// config file.
+pub(crate) fn aws_config(
+    account: &str,
+    role: Option<&str>,
+    profile: Option<&str>,
+    write: bool,
+    config: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    use samld_client::awsconfig;
+    let path = samld_config::resolve_config_path(config)
+        .map_err(|e| Failure(format!("cannot locate the config file: {e}")))?;
+    let samld = samld_config::load(&path).map_err(|e| Failure(format!("{e:#}")))?;
+    let settings = samld.account(account).ok_or_else(|| {
+        Failure(format!(
+            "unknown account `{account}` (not in {})",
+            path.display()
+        ))
+    })?;
+    let profile = awsconfig::Profile::new(
+        account,
+        role,
+        profile,
+        settings.region.as_deref(),
+        &awsconfig::helper_command(),
+    )
+    .map_err(|e| Failure(e.to_string()))?;
+    if write {
+        let file = awsconfig::config_file()
+            .ok_or_else(|| Failure("no HOME and no AWS_CONFIG_FILE".into()))?;
+        match awsconfig::write_profile(&file, &profile).map_err(|e| Failure(e.to_string()))? {
+            awsconfig::WriteOutcome::Unchanged => writeln!(
+                out,
+                "{} already has [{}].",
+                file.display(),
+                profile.section()
+            )?,
+            awsconfig::WriteOutcome::Created => writeln!(
+                out,
+                "Created {} with [{}].",
+                file.display(),
+                profile.section()
+            )?,
+            awsconfig::WriteOutcome::Updated { backup } => writeln!(
+                out,
+                "Wrote [{}] to {} (the previous file is {}).",
+                profile.section(),
+                file.display(),
+                backup.display()
+            )?,
+        }
+    } else {
+        out.write_all(profile.stanza().as_bytes())?;
+    }
+    if let Some(warning) = awsconfig::credentials_file()
+        .and_then(|f| awsconfig::static_keys_warning(&f, &profile.name))
+    {
+        eprintln!("samlctl: warning: {warning}");
+    }
+    Ok(())
+}
+
+/// `samlctl completions SHELL`.
+pub(crate) fn completions(shell: clap_complete::Shell, out: &mut impl Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "samlctl", out);
+}
