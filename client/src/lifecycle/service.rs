@@ -695,7 +695,7 @@ impl<'r> Service<'r> {
             }
             return Ok(());
         }
-        write_atomically(path, contents)?;
+        write_unit_file(path, contents)?;
         writeln!(out, "Wrote {}", path.display()).map_err(output_error)
     }
 
@@ -716,7 +716,7 @@ impl<'r> Service<'r> {
 
 /// Writes through a temp file and a rename, so a unit is never seen half-written (and a unit
 /// symlinked from a dotfile repository stays a symlink).
-fn write_atomically(path: &Path, contents: &str) -> Result<(), ServiceError> {
+fn write_unit_file(path: &Path, contents: &str) -> Result<(), ServiceError> {
     let io_err = |what: &str, source| ServiceError::Io {
         what: format!("{what} {}", path.display()),
         source,
