@@ -53,9 +53,19 @@ impl Tty {
         self.ask(prompt)
     }
 
-    /// Asks for an answer that may be seen as it is typed (a one-time code).
+    /// Asks for an answer that may be seen as it is typed (a one-time code), without the
+    /// blanks around it. Blank or end of input (Ctrl-D) is [`PromptError::Cancelled`].
     pub fn read_visible(&self, prompt: &str) -> Result<Secret, PromptError> {
-        self.ask(prompt)
+        let answer = self.ask(prompt)?;
+        let code = answer.expose().trim();
+        if code.is_empty() {
+            return Err(PromptError::Cancelled);
+        }
+        Ok(if code.len() == answer.expose().len() {
+            answer
+        } else {
+            Secret::new(code)
+        })
     }
 
     fn ask(&self, prompt: &str) -> Result<Secret, PromptError> {

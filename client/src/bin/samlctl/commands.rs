@@ -14,9 +14,10 @@ use samld_client::{Client, ClientError, ConnectOptions, PromptError};
 use samld_proto::{ErrorCode, LoginRequest, RoleInfo, Secret};
 use serde::Serialize;
 
-use crate::prompt::{LoginPrompter, Tty, read_code_line, read_password_line};
+use crate::prompt::{LoginPrompter, read_code_line, read_password_line};
 use crate::render::{render_login, render_role_expiry, render_roles, render_status};
 use crate::{Cli, ExecArgs, Failure, LoginArgs};
+use samld_client::tty::Tty;
 
 /// Writes `value` as pretty-printed JSON and a newline.
 pub(crate) fn print_json(out: &mut impl Write, value: &impl Serialize) -> Result<(), Failure> {

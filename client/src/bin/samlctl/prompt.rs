@@ -1,45 +1,11 @@
 //! How `samlctl login` answers samld's questions: the password and the MFA code from stdin
 //! (`--password-stdin`, `--mfa-code-stdin`) or from the controlling terminal.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead};
 
+use samld_client::tty::{Tty, prompt_text};
 use samld_client::{PromptError, SecretPrompter};
 use samld_proto::{Secret, SecretKind};
-
-/// The controlling terminal, for prompts that must work even with stdin and stdout redirected.
-pub(crate) struct Tty {
-    file: File,
-}
-
-impl Tty {
-    /// Opens `/dev/tty`; `None` when there is no controlling terminal.
-    pub(crate) fn open() -> Option<Tty> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .ok()
-            .map(|file| Tty { file })
-    }
-
-    /// Asks with echo (MFA codes are short-lived and not worth hiding).
-    fn ask(&mut self, prompt: &str) -> Result<Secret, PromptError> {
-        self.file
-            .write_all(prompt.as_bytes())
-            .and_then(|()| self.file.flush())
-            .map_err(PromptError::Io)?;
-        let mut line = String::new();
-        BufReader::new(&self.file)
-            .read_line(&mut line)
-            .map_err(PromptError::Io)?;
-        let code = line.trim();
-        if code.is_empty() {
-            return Err(PromptError::Cancelled);
-        }
-        Ok(Secret::new(code))
-    }
-}
 
 /// Answers samld's questions during `samlctl login`.
 pub(crate) struct LoginPrompter {
@@ -70,19 +36,14 @@ impl SecretPrompter for LoginPrompter {
                 read_password_line(io::stdin().lock())
             }
             SecretKind::Password => {
-                if self.tty.is_none() {
+                let Some(tty) = &self.tty else {
                     return Err(PromptError::Unavailable(
                         "samld needs the JumpCloud password, but there is no terminal to ask on; \
                          pipe it in with --password-stdin"
                             .into(),
                     ));
-                }
-                match rpassword::prompt_password(&prompt) {
-                    Ok(p) if p.is_empty() => Err(PromptError::Cancelled),
-                    Ok(p) => Ok(Secret::from(p)),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(PromptError::Cancelled),
-                    Err(e) => Err(PromptError::Io(e)),
-                }
+                };
+                tty.read_secret(&prompt)
             }
             SecretKind::MfaCode if self.mfa_code_stdin.is_some() => {
                 let line = if self.password_stdin {
@@ -104,8 +65,8 @@ impl SecretPrompter for LoginPrompter {
                     },
                 ))
             }
-            SecretKind::MfaCode => match &mut self.tty {
-                Some(tty) => tty.ask(&prompt),
+            SecretKind::MfaCode => match &self.tty {
+                Some(tty) => tty.read_visible(&prompt),
                 None => Err(PromptError::Unavailable(
                     "samld needs an MFA code, but there is no terminal to ask on; pipe it in \
                      with --mfa-code-stdin"
@@ -145,16 +106,6 @@ pub(crate) fn read_code_line(mut input: impl BufRead) -> Result<Option<Secret>, 
     Ok((!code.is_empty()).then_some(code))
 }
 
-/// The daemon's prompt, ending in ": ".
-fn prompt_text(prompt: &str) -> String {
-    let p = prompt.trim_end();
-    if p.ends_with(':') || p.ends_with('?') {
-        format!("{p} ")
-    } else {
-        format!("{p}: ")
-    }
-}
-
 /// What a [`SecretKind`] is called in messages.
 pub(crate) fn secret_noun(kind: SecretKind) -> &'static str {
     match kind {
@@ -177,14 +128,5 @@ mod tests {
         );
         assert!(read_password_line(&b"\n"[..]).is_err());
         assert!(read_password_line(&b""[..]).is_err());
-    }
-
-    #[test]
-    fn prompts_end_with_a_colon() {
-        assert_eq!(
-            prompt_text("JumpCloud password for a@b"),
-            "JumpCloud password for a@b: "
-        );
-        assert_eq!(prompt_text("MFA code: "), "MFA code: ");
     }
 }
