@@ -152,6 +152,19 @@ pub async fn serve_with_replacements(
     Ok(())
 }
 
+/// What a request gets: an answer, or (for an exec endpoint token) a connection held open
+/// for as long as the token is valid.
+enum Answer {
+    /// One response, then the connection closes.
+    Now(Response),
+    /// Issue a token for the account and role, and hold the connection until the client
+    /// lets go of it.
+    EndpointToken {
+        account: String,
+        role: Option<String>,
+    },
+}
+
 /// The most a refused client's leftover bytes are read for, before the connection closes.
 const LINGER_TIME: Duration = Duration::from_millis(250);
 
@@ -187,13 +200,13 @@ impl Connection {
                 return Ok(());
             }
         };
-        if let Request::IssueEndpointToken { account, role } = request {
-            return self
-                .endpoint_token(daemon, &account, role.as_deref(), stop)
-                .await;
+        match self.dispatch(daemon, request, stop).await {
+            Answer::Now(response) => self.send(&response).await,
+            Answer::EndpointToken { account, role } => {
+                self.endpoint_token(daemon, &account, role.as_deref(), stop)
+                    .await
+            }
         }
-        let response = self.dispatch(daemon, request, stop).await;
-        self.send(&response).await
     }
 
     async fn dispatch(
@@ -201,8 +214,8 @@ impl Connection {
         daemon: &Arc<Manager>,
         request: Request,
         stop: &watch::Sender<bool>,
-    ) -> Response {
-        match request {
+    ) -> Answer {
+        Answer::Now(match request {
             Request::Status { account } => match daemon.status(account.as_deref()) {
                 Ok(report) => Response::Status(report),
                 Err(e) => Response::Error(e),
@@ -278,11 +291,11 @@ impl Connection {
                 Ok(signin) => Response::ConsoleUrl(signin),
                 Err(e) => Response::Error(e),
             },
-            Request::IssueEndpointToken { .. } => Response::error(
-                ErrorCode::Internal,
-                "endpoint tokens are issued by Connection::endpoint_token",
-            ),
-        }
+            // Not one answer: the token lives as long as this connection.
+            Request::IssueEndpointToken { account, role } => {
+                return Answer::EndpointToken { account, role };
+            }
+        })
     }
 
     /// After refusing a frame, lets the client read why. Closing a Unix socket with bytes
