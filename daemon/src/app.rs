@@ -10,7 +10,7 @@ use samld_config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::clock::SystemClock;
-use crate::http::{Endpoint, EndpointOptions};
+use crate::exec_endpoint::{Endpoint, EndpointOptions};
 use crate::listener::{ListenerOrigin, bind_socket};
 use crate::manager::{DaemonOptions, Manager};
 use crate::providers::DefaultProviders;

@@ -1,13 +1,29 @@
 //! samld: the per-user daemon that holds the JumpCloud session in memory and serves AWS
 //! credentials over a Unix socket.
+//!
+//! The modules, by what they are for (ARCHITECTURE.md has the path of a request through
+//! them):
+//!
+//! - The daemon's life: [`app`] (start, signals, shutdown), [`listener`] (the socket and
+//!   systemd activation), [`watch`] (the config file and the socket file), [`harden`] (no core
+//!   dumps, no ptrace), [`logging`].
+//! - Serving clients: [`server`] (the socket protocol), [`exec_endpoint`] (the loopback
+//!   endpoint of `samlctl exec`) and [`peer`] (who owns a loopback connection),
+//!   [`federation`] (console sign-in URLs).
+//! - Deciding what to do: [`manager`] (accounts, the shared IdP sessions, the retry policy,
+//!   the schedule).
+//! - Talking to the outside: [`idp`] and [`providers`] (JumpCloud), [`saml`] (the assertion),
+//!   [`sts`] (AssumeRoleWithSAML), [`keyring`] (saved passwords), [`notify`] (desktop
+//!   notifications).
+//! - Shared pieces: [`clock`] (wall time, real or manual), [`future`], [`error_chain`].
 
 pub mod app;
 pub mod clock;
 pub mod error_chain;
+pub mod exec_endpoint;
 pub mod federation;
 pub mod future;
 pub mod harden;
-pub mod http;
 pub mod idp;
 pub mod keyring;
 pub mod listener;

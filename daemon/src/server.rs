@@ -19,8 +19,8 @@ use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
+use crate::exec_endpoint::{Endpoint, EndpointOptions};
 use crate::future::BoxFuture;
-use crate::http::{Endpoint, EndpointOptions};
 use crate::idp::IdpError;
 use crate::manager::{ClientChannel, LoginSecrets, Manager};
 

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use samld::clock::SystemClock;
+use samld::exec_endpoint::{Endpoint, EndpointOptions, Lease};
 use samld::future::BoxFuture;
-use samld::http::{Endpoint, EndpointOptions, Lease};
 use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
 use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};

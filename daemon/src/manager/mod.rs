@@ -1,15 +1,15 @@
 //! The session manager: the accounts and IdP sessions as explicit state machines, and the
 //! operations behind every request the socket server passes in.
 //!
-//! - [`state`]: what is held per account ([`state::AccountSlot`]) and per IdP session
-//!   ([`state::SessionSlot`], one per user and console, shared by that user's accounts);
+//! - `state.rs`: what is held per account (`AccountSlot`) and per IdP session
+//!   (`SessionSlot`, one per user and console, shared by that user's accounts);
 //! - [`policy`]: the one pure function that decides what happens after a trip, tested as a
 //!   table, and the rules it enforces;
-//! - [`trip`]: one trip to the IdP and STS (a *flight*: at most one per account, and at most
+//! - `trip.rs`: one trip to the IdP and STS (a *flight*: at most one per account, and at most
 //!   one login per IdP session), returning typed outcomes;
-//! - [`schedule`]: the background refresher;
-//! - [`secrets`]: where a login's password and code come from;
-//! - [`status`]: the state as `samlctl status` shows it.
+//! - `schedule.rs`: the background refresher;
+//! - `secrets.rs`: where a login's password and code come from;
+//! - `status.rs`: the state as `samlctl status` shows it.
 //!
 //! Every request that needs a trip while one runs joins it and shares its outcome instead of
 //! starting another login.
