@@ -278,11 +278,20 @@ struct Lab {
 }
 
 impl Lab {
-    fn start(runtime: &Runtime, daemon_env: Vec<(String, String)>) -> Lab {
-        let user = FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)
-            .with_factor("push", "available")
-            // Approved on the first poll: a login costs its requests, not a wait for a phone.
-            .with_push(PushBehavior::AcceptAfterPolls(1));
+    fn start(runtime: &Runtime, daemon_env: Vec<(String, String)>, bursts: &[usize]) -> Lab {
+        let user = |email: &str| {
+            FakeUser::new(email, DEFAULT_PASSWORD)
+                .with_factor("push", "available")
+                // Approved on the first poll: a login costs its requests, not a wait for a
+                // phone.
+                .with_push(PushBehavior::AcceptAfterPolls(1))
+        };
+        // Each must-log-in burst account is its own JumpCloud user: samld shares one
+        // JumpCloud session among a user's accounts, so another account's login would
+        // otherwise serve it.
+        let users = std::iter::once(user(DEFAULT_EMAIL))
+            .chain(bursts.iter().map(|n| user(&burst_user(&burst_account(*n)))))
+            .collect();
         let role = |name: &str| format!("arn:aws:iam::123456789012:role/{name}");
         let roles: Vec<(String, &str)> = ROLES
             .iter()
@@ -294,7 +303,8 @@ impl Lab {
                 FakeApp::new(APP, &pairs),
                 FakeApp::new(APP_ONE_ROLE, &pairs[..1]),
             ],
-            ..FakeJumpCloudConfig::with_user(user)
+            users,
+            ..FakeJumpCloudConfig::default()
         };
         Lab {
             jumpcloud: runtime.block_on(FakeJumpCloud::start(config)),
@@ -329,8 +339,21 @@ fn config_toml(jumpcloud: &FakeJumpCloud, sts_url: &str, app: &str, accounts: &[
             "\n[accounts.{name}]\nurl = \"{url}\"\nrole = \"{}\"\n",
             ROLES[0]
         );
+        if name.starts_with("login-") {
+            let _ = writeln!(text, "username = \"{}\"", burst_user(name));
+        }
     }
     text
+}
+
+/// The account of the must-log-in burst of `n` helpers.
+fn burst_account(n: usize) -> String {
+    format!("login-{n}")
+}
+
+/// The JumpCloud user of a must-log-in burst account.
+fn burst_user(account: &str) -> String {
+    format!("{account}@example.com")
 }
 
 fn account_names(prefix: &str, n: usize) -> Vec<String> {
@@ -537,7 +560,7 @@ fn run(runtime: &Runtime, options: &Options) -> Result<(String, Vec<String>), St
     let header = header(options);
     progress(&format!("load average at start: {}", loadavg()));
 
-    let lab = Lab::start(runtime, options.daemon_env.clone());
+    let lab = Lab::start(runtime, options.daemon_env.clone(), &options.bursts);
     let sts_url = lab.sts.endpoint_url();
 
     progress("starting the daemons and logging their accounts in");
@@ -783,7 +806,7 @@ fn bursts(
     report: &mut Report,
 ) -> Result<String, String> {
     let mut accounts = vec![CACHED.to_owned()];
-    accounts.extend(options.bursts.iter().map(|n| format!("login-{n}")));
+    accounts.extend(options.bursts.iter().map(|n| burst_account(*n)));
     let mut daemon = Daemon::start("bursts", lab, sts_url, accounts)?;
     // Only `cached` is logged in first; the login-N accounts have no session at all.
     helper_ok(&mut daemon.helper(CACHED, None))?;
@@ -803,7 +826,7 @@ fn bursts(
     let mut all_failures = 0;
     let mut login_counts_ok = true;
     for &n in &options.bursts {
-        for account in [CACHED.to_owned(), format!("login-{n}")] {
+        for account in [CACHED.to_owned(), burst_account(n)] {
             let logins = lab.logins();
             let sts_calls = lab.sts.calls();
             let (wall, failures, first_error) = burst(&daemon, &account, n, &stderr_file)?;
