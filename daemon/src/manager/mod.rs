@@ -794,7 +794,7 @@ fn resolve_role(
         None => saml::default_role(roles, account.role.as_deref()),
     };
     picked
-        .map(|p| Some(p.role_arn.clone()))
+        .map(|p| Some(p.role_arn.to_string()))
         .map_err(|e| WireError::new(ErrorCode::UnknownRole, format!("{}: {e}", account.name)))
 }
 
