@@ -3,7 +3,7 @@
 //! Two steps, kept apart so each fails with its own message: [`extract_saml_response`] finds
 //! the base64 blob in the IdP's auto-post page, and [`parse_saml_response`] reads what samld
 //! needs from it (the roles on offer, SessionDuration, RoleSessionName, the expiry).
-//! [`select_role`] and [`default_role`] then pick the role to assume.
+//! [`select_role`], [`default_role`] and [`resolve_role`] then pick the role to assume.
 //!
 //! Nothing here verifies the signature or the validity window: STS does both when it gets the
 //! assertion, and a second opinion on the client side could only disagree with it. The parser
@@ -844,6 +844,33 @@ pub fn default_role<'a>(
     }
 }
 
+/// The role ARN a request means, if the roles known so far can tell: the role `asked` for
+/// (an ARN or a name), else the `configured` one, else the only one on offer.
+///
+/// `roles` is empty until an assertion has been read. An ARN needs no assertion to be
+/// recognised, only to be checked, so it is the answer then; a name, or no role at all, is
+/// `None` until an assertion says what it means.
+pub fn resolve_role(
+    roles: &[RolePair],
+    asked: Option<&str>,
+    configured: Option<&str>,
+) -> Result<Option<String>, SamlError> {
+    if let Some(wanted) = asked.or(configured)
+        && wanted.starts_with("arn:")
+        && (roles.is_empty() || roles.iter().any(|pair| pair.role_arn == wanted))
+    {
+        return Ok(Some(wanted.to_owned()));
+    }
+    if roles.is_empty() {
+        return Ok(None);
+    }
+    let picked = match asked {
+        Some(wanted) => select_role(roles, wanted),
+        None => default_role(roles, configured),
+    };
+    picked.map(|pair| Some(pair.role_arn.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1575,6 +1602,51 @@ mod tests {
             default_role(&[], None).unwrap_err(),
             SamlError::NoRoleAttribute
         );
+    }
+
+    #[test]
+    fn resolve_role_before_and_after_an_assertion() {
+        let admin = "arn:aws:iam::222222222222:role/Admin";
+        let unknown = "arn:aws:iam::333333333333:role/Admin";
+        // No assertion yet: an ARN is taken at its word, a name waits for one.
+        assert_eq!(
+            resolve_role(&[], Some(unknown), None),
+            Ok(Some(unknown.into()))
+        );
+        assert_eq!(resolve_role(&[], None, Some(admin)), Ok(Some(admin.into())));
+        assert_eq!(resolve_role(&[], Some("Admin"), Some(admin)), Ok(None));
+        assert_eq!(resolve_role(&[], None, None), Ok(None));
+
+        let roles = multi_roles();
+        assert_eq!(
+            resolve_role(&roles, Some(admin), None),
+            Ok(Some(admin.into()))
+        );
+        // What is asked for wins over the configured role.
+        assert_eq!(
+            resolve_role(&roles, Some("ReadOnly"), Some(admin)),
+            Ok(Some("arn:aws:iam::111111111111:role/ReadOnly".into()))
+        );
+        assert_eq!(
+            resolve_role(&roles, None, Some(admin)),
+            Ok(Some(admin.into()))
+        );
+        assert!(matches!(
+            resolve_role(&roles, Some(unknown), Some(admin)),
+            Err(SamlError::RoleNotInAssertion { .. })
+        ));
+        assert!(matches!(
+            resolve_role(&roles, None, Some(unknown)),
+            Err(SamlError::RoleNotInAssertion { .. })
+        ));
+        assert!(matches!(
+            resolve_role(&roles, Some("Admin"), None),
+            Err(SamlError::AmbiguousRole { .. })
+        ));
+        assert!(matches!(
+            resolve_role(&roles, None, None),
+            Err(SamlError::RoleChoiceNeeded { .. })
+        ));
     }
 
     // ---- secrecy ----
