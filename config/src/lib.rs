@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod arn;
 mod duration;
 mod error;
 mod parse;
@@ -26,6 +27,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::Duration;
 
+pub use arn::{Partition, RoleArn, RoleArnError, is_saml_provider_arn};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ErrorKind, Location};
 pub use paths::{

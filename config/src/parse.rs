@@ -14,6 +14,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 use url::Url;
 
+use crate::arn::{RoleArn, is_role_name};
 use crate::duration::{self, DurationError};
 use crate::error::{ConfigError, ErrorKind, Source};
 use crate::{
@@ -493,7 +494,7 @@ fn role(value: &DeValue<'_>) -> Result<String, Problem> {
     const EXPECTED: &str = "a role ARN like \"arn:aws:iam::123456789012:role/Name\" or a role name";
     let text = string(value, EXPECTED)?;
     let valid = if text.starts_with("arn:") {
-        is_role_arn(text)
+        text.parse::<RoleArn>().is_ok()
     } else {
         is_role_name(text)
     };
@@ -502,34 +503,6 @@ fn role(value: &DeValue<'_>) -> Result<String, Problem> {
     } else {
         Err(invalid(format!("expected {EXPECTED}, got {text:?}")))
     }
-}
-
-/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
-fn is_role_arn(text: &str) -> bool {
-    let parts: Vec<&str> = text.splitn(6, ':').collect();
-    let [_, partition, service, region, account, resource] = parts[..] else {
-        return false;
-    };
-    let Some(path_and_name) = resource.strip_prefix("role/") else {
-        return false;
-    };
-    !partition.is_empty()
-        && partition
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && service == "iam"
-        && region.is_empty()
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && path_and_name.rsplit('/').next().is_some_and(is_role_name)
-}
-
-/// IAM role names: 1 to 64 of letters, digits and `+=,.@_-`.
-fn is_role_name(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
 fn region(value: &DeValue<'_>) -> Result<String, Problem> {
@@ -721,6 +694,9 @@ mod tests {
             "arn:aws:iam::012345678987:user/Admin",
             "arn:aws:iam::012345678987:role/",
             "arn::iam::012345678987:role/Admin",
+            // The assertion parser never accepted these; the config now refuses them too.
+            "arn:azure:iam::012345678987:role/Admin",
+            "arn:aws:iam::012345678987:role/o ps/Admin",
             "Ad min",
             long.as_str(),
         ] {

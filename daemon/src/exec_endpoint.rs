@@ -45,6 +45,7 @@ use axum::{Router, middleware};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use samld_config::RoleArn;
 use samld_proto::{Credentials, ErrorCode, Secret, WireError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -751,8 +752,8 @@ impl Handler {
 fn names_role(segment: &str, role_arn: &str) -> bool {
     segment == role_arn
         || role_arn
-            .rsplit_once('/')
-            .is_some_and(|(_, name)| name == segment)
+            .parse::<RoleArn>()
+            .is_ok_and(|arn| arn.name() == segment)
 }
 
 fn credentials_response(creds: &Credentials) -> Response {
@@ -878,7 +879,7 @@ mod tests {
 
     #[test]
     fn a_role_is_named_by_its_arn_or_its_name() {
-        let arn = "arn:aws:iam::1:role/team/Admin";
+        let arn = "arn:aws:iam::111111111111:role/team/Admin";
         assert!(names_role(arn, arn));
         assert!(names_role("Admin", arn));
         assert!(!names_role("ReadOnly", arn));

@@ -13,7 +13,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use samld_config::DEFAULT_FEDERATION_URL;
+use samld_config::{DEFAULT_FEDERATION_URL, Partition};
 use samld_proto::{ConsoleSignin, Credentials, ErrorCode, Secret, WireError};
 use url::Url;
 
@@ -27,46 +27,6 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// How long the federation endpoint may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The AWS partition of a role, which decides the console (and the default sign-in endpoint).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Partition {
-    /// `aws`: the commercial regions.
-    Aws,
-    /// `aws-us-gov`: AWS GovCloud (US).
-    UsGov,
-    /// `aws-cn`: the China regions.
-    China,
-}
-
-impl Partition {
-    /// The partition named by an ARN (`arn:PARTITION:...`); anything unknown is `aws`.
-    pub fn of_arn(arn: &str) -> Self {
-        match arn.split(':').nth(1) {
-            Some("aws-us-gov") => Partition::UsGov,
-            Some("aws-cn") => Partition::China,
-            _ => Partition::Aws,
-        }
-    }
-
-    /// The sign-in federation endpoint of this partition.
-    pub fn federation_url(self) -> &'static str {
-        match self {
-            Partition::Aws => DEFAULT_FEDERATION_URL,
-            Partition::UsGov => "https://signin.amazonaws-us-gov.com/federation",
-            Partition::China => "https://signin.amazonaws.cn/federation",
-        }
-    }
-
-    /// The console's home page in this partition.
-    pub fn console_url(self) -> &'static str {
-        match self {
-            Partition::Aws => "https://console.aws.amazon.com/",
-            Partition::UsGov => "https://console.amazonaws-us-gov.com/",
-            Partition::China => "https://console.amazonaws.cn/",
-        }
-    }
-}
 
 /// A console sign-in URL for `role` (or the default role) of `account`.
 ///
@@ -94,7 +54,7 @@ pub async fn console_url(
             format!("the account `{account}` was removed from the config"),
         )
     })?;
-    let partition = Partition::of_arn(&creds.role_arn);
+    let partition = Partition::of_role_arn(&creds.role_arn);
     // The configured URL wins, except the built-in default, which only suits the commercial
     // partition: a GovCloud or China role gets its own partition's endpoint.
     let federation = if settings.federation_url == DEFAULT_FEDERATION_URL {
@@ -250,28 +210,6 @@ fn login_url(federation: &Url, destination: &str, token: &Secret) -> Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partitions_come_from_the_arn() {
-        assert_eq!(Partition::of_arn("arn:aws:iam::1:role/A"), Partition::Aws);
-        assert_eq!(
-            Partition::of_arn("arn:aws-us-gov:iam::1:role/A"),
-            Partition::UsGov
-        );
-        assert_eq!(
-            Partition::of_arn("arn:aws-cn:iam::1:role/A"),
-            Partition::China
-        );
-        assert_eq!(Partition::of_arn("garbage"), Partition::Aws);
-        assert_eq!(
-            Partition::UsGov.console_url(),
-            "https://console.amazonaws-us-gov.com/"
-        );
-        assert_eq!(
-            Partition::China.console_url(),
-            "https://console.amazonaws.cn/"
-        );
-    }
 
     #[test]
     fn destination_lands_in_the_region() {

@@ -3,7 +3,7 @@
 //! Two steps, kept apart so each fails with its own message: [`extract_saml_response`] finds
 //! the base64 blob in the IdP's auto-post page, and [`parse_saml_response`] reads what samld
 //! needs from it (the roles on offer, SessionDuration, RoleSessionName, the expiry).
-//! [`select_role`] and [`default_role`] then pick the role to assume.
+//! [`select_role`], [`default_role`] and [`resolve_role`] then pick the role to assume.
 //!
 //! Nothing here verifies the signature or the validity window: STS does both when it gets the
 //! assertion, and a second opinion on the client side could only disagree with it. The parser
@@ -21,6 +21,7 @@ use html5gum::{DefaultEmitter, Token, Tokenizer};
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
+use samld_config::{RoleArn, is_saml_provider_arn};
 use samld_proto::Secret;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -38,24 +39,10 @@ const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 /// One `role ARN, SAML provider ARN` pair from the Role attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolePair {
-    /// `arn:PARTITION:iam::ACCOUNT:role/NAME`.
-    pub role_arn: String,
+    /// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`; its name is what users usually type.
+    pub role_arn: RoleArn,
     /// `arn:PARTITION:iam::ACCOUNT:saml-provider/NAME`.
     pub principal_arn: String,
-}
-
-impl RolePair {
-    /// The role's name: the last segment of the ARN's resource (`Deploy` for
-    /// `arn:aws:iam::123456789012:role/ops/Deploy`), which is what users usually type.
-    pub fn role_name(&self) -> &str {
-        // Parsing validated the shape, so the resource always has a non-empty last segment.
-        self.role_arn.rsplit('/').next().unwrap_or(&self.role_arn)
-    }
-
-    /// The 12-digit AWS account ID the role lives in.
-    pub fn account_id(&self) -> &str {
-        self.role_arn.split(':').nth(4).unwrap_or_default()
-    }
 }
 
 /// What samld needs from an assertion.
@@ -746,53 +733,19 @@ fn timestamp(
         .map_err(|_| StartError::Saml(SamlError::InvalidTimestamp { element, value }))
 }
 
-/// The resource type of an IAM ARN in a Role value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an ARN in a Role value names.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum IamResource {
-    Role,
+    Role(RoleArn),
     SamlProvider,
 }
 
-/// Classifies `arn:PARTITION:iam::ACCOUNT:role/…` and `…:saml-provider/NAME`; anything else,
-/// including a malformed partition or account, is `None`.
+/// A role ARN or a SAML provider ARN; anything else, including a malformed partition or
+/// account, is `None`.
 fn classify_arn(arn: &str) -> Option<IamResource> {
-    let mut fields = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return None;
-    };
-    // aws, aws-us-gov, aws-cn, aws-iso, aws-iso-b, … : new partitions keep the `aws-` prefix.
-    let partition_ok = partition == "aws"
-        || partition.strip_prefix("aws-").is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .bytes()
-                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
-        });
-    let account_ok = account.len() == 12 && account.bytes().all(|byte| byte.is_ascii_digit());
-    if !partition_ok || !account_ok {
-        return None;
-    }
-    let name_ok = |name: &str| {
-        !name.is_empty()
-            && !name
-                .bytes()
-                .any(|byte| byte.is_ascii_whitespace() || byte == b',')
-    };
-    if let Some(path_and_name) = resource.strip_prefix("role/") {
-        // `role/NAME` or `role/PATH/NAME`: the name is the last segment.
-        let name = path_and_name.rsplit('/').next().unwrap_or_default();
-        (name_ok(name) && name_ok(path_and_name)).then_some(IamResource::Role)
-    } else if let Some(name) = resource.strip_prefix("saml-provider/") {
-        (name_ok(name) && !name.contains('/')).then_some(IamResource::SamlProvider)
-    } else {
-        None
+    match arn.parse::<RoleArn>() {
+        Ok(role) => Some(IamResource::Role(role)),
+        Err(_) => is_saml_provider_arn(arn).then_some(IamResource::SamlProvider),
     }
 }
 
@@ -811,15 +764,15 @@ fn parse_role_pair(value: &str) -> Result<RolePair, SamlError> {
         return Err(invalid("expected exactly two ARNs separated by a comma"));
     };
     match (classify_arn(first), classify_arn(second)) {
-        (Some(IamResource::Role), Some(IamResource::SamlProvider)) => Ok(RolePair {
-            role_arn: first.to_owned(),
+        (Some(IamResource::Role(role_arn)), Some(IamResource::SamlProvider)) => Ok(RolePair {
+            role_arn,
             principal_arn: second.to_owned(),
         }),
-        (Some(IamResource::SamlProvider), Some(IamResource::Role)) => Ok(RolePair {
-            role_arn: second.to_owned(),
+        (Some(IamResource::SamlProvider), Some(IamResource::Role(role_arn))) => Ok(RolePair {
+            role_arn,
             principal_arn: first.to_owned(),
         }),
-        (Some(IamResource::Role), Some(IamResource::Role)) => Err(invalid(
+        (Some(IamResource::Role(_)), Some(IamResource::Role(_))) => Err(invalid(
             "both ARNs are roles; one must be the SAML provider",
         )),
         (Some(IamResource::SamlProvider), Some(IamResource::SamlProvider)) => {
@@ -836,8 +789,8 @@ fn parse_role_pair(value: &str) -> Result<RolePair, SamlError> {
 fn role_arns<'a>(roles: impl IntoIterator<Item = &'a RolePair>) -> Vec<String> {
     let mut arns: Vec<String> = Vec::new();
     for role in roles {
-        if !arns.contains(&role.role_arn) {
-            arns.push(role.role_arn.clone());
+        if !arns.iter().any(|arn| role.role_arn == *arn) {
+            arns.push(role.role_arn.to_string());
         }
     }
     arns
@@ -859,7 +812,7 @@ pub fn select_role<'a>(roles: &'a [RolePair], wanted: &str) -> Result<&'a RolePa
             .find(|role| role.role_arn == wanted)
             .ok_or_else(not_found);
     }
-    let mut matches = roles.iter().filter(|role| role.role_name() == wanted);
+    let mut matches = roles.iter().filter(|role| role.role_arn.name() == wanted);
     let first = matches.next().ok_or_else(not_found)?;
     // The same role under two providers is still one role.
     if matches.all(|role| role.role_arn == first.role_arn) {
@@ -867,7 +820,7 @@ pub fn select_role<'a>(roles: &'a [RolePair], wanted: &str) -> Result<&'a RolePa
     } else {
         Err(SamlError::AmbiguousRole {
             wanted: wanted.to_owned(),
-            candidates: role_arns(roles.iter().filter(|role| role.role_name() == wanted)),
+            candidates: role_arns(roles.iter().filter(|role| role.role_arn.name() == wanted)),
         })
     }
 }
@@ -889,6 +842,33 @@ pub fn default_role<'a>(
             available: role_arns(roles),
         }),
     }
+}
+
+/// The role ARN a request means, if the roles known so far can tell: the role `asked` for
+/// (an ARN or a name), else the `configured` one, else the only one on offer.
+///
+/// `roles` is empty until an assertion has been read. An ARN needs no assertion to be
+/// recognised, only to be checked, so it is the answer then; a name, or no role at all, is
+/// `None` until an assertion says what it means.
+pub fn resolve_role(
+    roles: &[RolePair],
+    asked: Option<&str>,
+    configured: Option<&str>,
+) -> Result<Option<String>, SamlError> {
+    if let Some(wanted) = asked.or(configured)
+        && wanted.starts_with("arn:")
+        && (roles.is_empty() || roles.iter().any(|pair| pair.role_arn == wanted))
+    {
+        return Ok(Some(wanted.to_owned()));
+    }
+    if roles.is_empty() {
+        return Ok(None);
+    }
+    let picked = match asked {
+        Some(wanted) => select_role(roles, wanted),
+        None => default_role(roles, configured),
+    };
+    picked.map(|pair| Some(pair.role_arn.to_string()))
 }
 
 #[cfg(test)]
@@ -914,7 +894,7 @@ mod tests {
 
     fn pair(role_arn: &str, principal_arn: &str) -> RolePair {
         RolePair {
-            role_arn: role_arn.to_owned(),
+            role_arn: role_arn.parse().expect("a role ARN"),
             principal_arn: principal_arn.to_owned(),
         }
     }
@@ -996,8 +976,8 @@ mod tests {
                 "arn:aws:iam::210987654321:saml-provider/JumpCloud"
             )]
         );
-        assert_eq!(assertion.roles[0].role_name(), "Deploy");
-        assert_eq!(assertion.roles[0].account_id(), "210987654321");
+        assert_eq!(assertion.roles[0].role_arn.name(), "Deploy");
+        assert_eq!(assertion.roles[0].role_arn.account_id(), "210987654321");
         assert_eq!(assertion.session_duration, Some(3600));
         assert_eq!(
             assertion.role_session_name.as_deref(),
@@ -1092,7 +1072,7 @@ mod tests {
         );
         let names: Vec<String> = roles_of(&response(&attributes))
             .iter()
-            .map(|r| r.role_name().to_owned())
+            .map(|r| r.role_arn.name().to_owned())
             .collect();
         assert_eq!(names, ["A", "B", "C"]);
     }
@@ -1438,7 +1418,9 @@ mod tests {
         let secret = extract_saml_response(JUMPCLOUD_PAGE).unwrap();
         assert_eq!(secret.expose(), b64(SIGNED_ASSERTION));
         assert_eq!(
-            parse_saml_response(secret.expose()).unwrap().roles[0].role_name(),
+            parse_saml_response(secret.expose()).unwrap().roles[0]
+                .role_arn
+                .name(),
             "JumpCloud-Admin"
         );
     }
@@ -1572,7 +1554,7 @@ mod tests {
             let message = error.to_string();
             assert!(message.contains(&format!("`{wanted}`")), "{message}");
             for role in &roles {
-                assert!(message.contains(&role.role_arn), "{message}");
+                assert!(message.contains(role.role_arn.as_str()), "{message}");
             }
         }
     }
@@ -1620,6 +1602,51 @@ mod tests {
             default_role(&[], None).unwrap_err(),
             SamlError::NoRoleAttribute
         );
+    }
+
+    #[test]
+    fn resolve_role_before_and_after_an_assertion() {
+        let admin = "arn:aws:iam::222222222222:role/Admin";
+        let unknown = "arn:aws:iam::333333333333:role/Admin";
+        // No assertion yet: an ARN is taken at its word, a name waits for one.
+        assert_eq!(
+            resolve_role(&[], Some(unknown), None),
+            Ok(Some(unknown.into()))
+        );
+        assert_eq!(resolve_role(&[], None, Some(admin)), Ok(Some(admin.into())));
+        assert_eq!(resolve_role(&[], Some("Admin"), Some(admin)), Ok(None));
+        assert_eq!(resolve_role(&[], None, None), Ok(None));
+
+        let roles = multi_roles();
+        assert_eq!(
+            resolve_role(&roles, Some(admin), None),
+            Ok(Some(admin.into()))
+        );
+        // What is asked for wins over the configured role.
+        assert_eq!(
+            resolve_role(&roles, Some("ReadOnly"), Some(admin)),
+            Ok(Some("arn:aws:iam::111111111111:role/ReadOnly".into()))
+        );
+        assert_eq!(
+            resolve_role(&roles, None, Some(admin)),
+            Ok(Some(admin.into()))
+        );
+        assert!(matches!(
+            resolve_role(&roles, Some(unknown), Some(admin)),
+            Err(SamlError::RoleNotInAssertion { .. })
+        ));
+        assert!(matches!(
+            resolve_role(&roles, None, Some(unknown)),
+            Err(SamlError::RoleNotInAssertion { .. })
+        ));
+        assert!(matches!(
+            resolve_role(&roles, Some("Admin"), None),
+            Err(SamlError::AmbiguousRole { .. })
+        ));
+        assert!(matches!(
+            resolve_role(&roles, None, None),
+            Err(SamlError::RoleChoiceNeeded { .. })
+        ));
     }
 
     // ---- secrecy ----

@@ -28,12 +28,12 @@ use aws_sdk_sts::operation::assume_role_with_saml::{
 };
 use aws_smithy_http_client::tls;
 use aws_smithy_types::body::SdkBody;
+use samld_config::Partition;
 use samld_proto::Secret;
 use time::OffsetDateTime;
 use tracing::debug;
 
 use crate::error_chain::error_chain;
-use crate::federation::Partition;
 use crate::future::BoxFuture;
 
 /// Where to send the call.
@@ -59,14 +59,10 @@ impl StsTarget {
         if self.region.is_some() || self.endpoint.is_some() {
             return self.clone();
         }
-        let region = match Partition::of_arn(role_arn) {
-            Partition::Aws => None,
-            // The partitions' first regions, whose STS endpoints are always active.
-            Partition::UsGov => Some("us-gov-west-1".to_owned()),
-            Partition::China => Some("cn-north-1".to_owned()),
-        };
         StsTarget {
-            region,
+            region: Partition::of_role_arn(role_arn)
+                .default_sts_region()
+                .map(str::to_owned),
             endpoint: None,
         }
     }

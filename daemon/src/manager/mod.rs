@@ -775,30 +775,13 @@ async fn wait_flight(mut rx: FlightWatch, wait: Duration, account: &str) -> Flig
     }
 }
 
-/// The role ARN a request means, if the roles known so far can tell.
+/// [`saml::resolve_role`] for `account`, failing the way the daemon answers a request.
 fn resolve_role(
     account: &Account,
     roles: &[RolePair],
     asked: Option<&str>,
 ) -> Result<Option<String>, WireError> {
-    let wanted = asked.or(account.role.as_deref());
-    if let Some(w) = wanted
-        && w.starts_with("arn:")
-    {
-        // An ARN needs no assertion to be recognised, only to be checked.
-        if roles.is_empty() || roles.iter().any(|p| p.role_arn == w) {
-            return Ok(Some(w.to_string()));
-        }
-    }
-    if roles.is_empty() {
-        return Ok(None);
-    }
-    let picked = match asked {
-        Some(r) => saml::select_role(roles, r),
-        None => saml::default_role(roles, account.role.as_deref()),
-    };
-    picked
-        .map(|p| Some(p.role_arn.clone()))
+    saml::resolve_role(roles, asked, account.role.as_deref())
         .map_err(|e| WireError::new(ErrorCode::UnknownRole, format!("{}: {e}", account.name)))
 }
 

@@ -86,11 +86,11 @@ fn session_status(session: &SessionSlot, accounts: Vec<String>) -> IdpSessionSta
 pub(super) fn role_infos(account: &Account, roles: &[RolePair]) -> Vec<RoleInfo> {
     let default = saml::default_role(roles, account.role.as_deref())
         .ok()
-        .map(|p| p.role_arn.clone());
+        .map(|p| p.role_arn.to_string());
     roles
         .iter()
         .map(|p| RoleInfo {
-            role_arn: p.role_arn.clone(),
+            role_arn: p.role_arn.to_string(),
             principal_arn: p.principal_arn.clone(),
             default: default.as_deref() == Some(p.role_arn.as_str()),
         })
@@ -104,7 +104,7 @@ pub(super) fn role_statuses(
 ) -> Vec<RoleStatus> {
     let default = saml::default_role(&data.roles, account.role.as_deref())
         .ok()
-        .map(|p| p.role_arn.clone());
+        .map(|p| p.role_arn.to_string());
     let scheduled = match data.phase {
         Phase::Active { refresh_at } => refresh_at,
         Phase::Backoff { retry_at, .. } => Some(retry_at),

@@ -201,14 +201,14 @@ impl Manager {
                     if failure == Failure::Refused {
                         // Not asked again until a person acts; other roles go on.
                         data.refused.insert(
-                            pair.role_arn.clone(),
+                            pair.role_arn.to_string(),
                             ErrorInfo {
                                 code: error.code,
                                 message: error.message.clone(),
                                 at: rfc3339(now),
                             },
                         );
-                        data.wanted.remove(&pair.role_arn);
+                        data.wanted.remove(pair.role_arn.as_str());
                     }
                     let transient = matches!(failure, Failure::Transient { .. });
                     first_failure.get_or_insert(TripError::new(failure, error));
@@ -505,14 +505,18 @@ impl Manager {
         saml_response: &Secret,
         assertion: &Assertion,
     ) -> Result<AwsCredentials, StsError> {
-        let learnt = slot.data().max_duration.get(&pair.role_arn).copied();
+        let learnt = slot
+            .data()
+            .max_duration
+            .get(pair.role_arn.as_str())
+            .copied();
         let duration = choose_duration(
             slot.account.session_duration.as_secs(),
             assertion.session_duration,
             learnt,
         );
         let mut request = AssumeRequest {
-            role_arn: pair.role_arn.clone(),
+            role_arn: pair.role_arn.to_string(),
             principal_arn: pair.principal_arn.clone(),
             saml_assertion: saml_response.clone(),
             duration_seconds: duration,
@@ -526,7 +530,7 @@ impl Manager {
                 );
                 slot.data()
                     .max_duration
-                    .insert(pair.role_arn.clone(), SAFE_DURATION_SECS);
+                    .insert(pair.role_arn.to_string(), SAFE_DURATION_SECS);
                 request.duration_seconds = SAFE_DURATION_SECS;
                 self.sts.assume_role_with_saml(target, &request).await
             }
@@ -635,11 +639,11 @@ fn store(
         refresh = %rfc3339(refresh_at),
         "credentials obtained"
     );
-    data.refused.remove(&pair.role_arn);
+    data.refused.remove(pair.role_arn.as_str());
     // A role obtained is a role in use: it is kept fresh from now on.
-    data.wanted.insert(pair.role_arn.clone());
+    data.wanted.insert(pair.role_arn.to_string());
     data.creds.insert(
-        pair.role_arn.clone(),
+        pair.role_arn.to_string(),
         HeldCredentials {
             creds,
             obtained_at: now,
@@ -673,12 +677,12 @@ fn choose_targets(
     let creds = &data.creds;
     let refused = &data.refused;
     let mut add = |pair: &RolePair| {
-        let due = match (renew_before, creds.get(&pair.role_arn)) {
+        let due = match (renew_before, creds.get(pair.role_arn.as_str())) {
             (Some(by), Some(held)) => held.refresh_at <= by,
             _ => true,
         };
         if due
-            && !refused.contains_key(&pair.role_arn)
+            && !refused.contains_key(pair.role_arn.as_str())
             && !targets.iter().any(|t| t.role_arn == pair.role_arn)
         {
             targets.push(pair.clone());

@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 use samld_client::timestamp;
+use samld_config::RoleArn;
 use samld_proto::{
     AccountState, AccountStatus, IdpSessionState, IdpSessionStatus, LoginOutcome, RoleInfo,
     RoleStatus, StatusReport,
@@ -269,39 +270,24 @@ fn refresh_text(at: Option<&str>, now: SystemTime) -> String {
 }
 
 /// Short names for role ARNs: the role name, qualified with the AWS account id when two
-/// roles of the list share a name.
+/// roles of the list share a name. Anything that is not a role ARN is shown whole.
 fn role_names<'a>(arns: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let parts: Vec<(Option<&str>, &str)> = arns.map(split_role_arn).collect();
-    parts
+    let roles: Vec<(&str, Option<RoleArn>)> = arns.map(|arn| (arn, arn.parse().ok())).collect();
+    let names: Vec<&str> = roles
         .iter()
-        .map(|&(account, name)| {
-            let clash = parts.iter().filter(|(_, n)| *n == name).count() > 1;
-            match account {
-                Some(acct) if clash => format!("{acct}/{name}"),
+        .map(|(arn, role)| role.as_ref().map_or(*arn, RoleArn::name))
+        .collect();
+    roles
+        .iter()
+        .zip(&names)
+        .map(|((_, role), &name)| {
+            let clash = names.iter().filter(|&&other| other == name).count() > 1;
+            match role {
+                Some(role) if clash => format!("{}/{name}", role.account_id()),
                 _ => name.to_owned(),
             }
         })
         .collect()
-}
-
-/// `arn:aws:iam::123456789012:role/path/Name` → (`123456789012`, `Name`); anything else is
-/// shown whole.
-fn split_role_arn(arn: &str) -> (Option<&str>, &str) {
-    let mut fields = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("iam"), Some(_), Some(account), Some(resource)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return (None, arn);
-    };
-    match resource.strip_prefix("role/") {
-        Some(path) => (Some(account), path.rsplit('/').next().unwrap_or(path)),
-        None => (None, arn),
-    }
 }
 
 /// Left-aligned columns separated by two spaces, without trailing blanks.
@@ -350,6 +336,11 @@ mod tests {
                 "not-an-arn"
             ]
         );
+        // What the daemon's RoleArn would refuse (an account of one digit) is not guessed at.
+        assert_eq!(
+            role_names(["arn:aws:iam::1:role/Admin"].into_iter()),
+            ["arn:aws:iam::1:role/Admin"]
+        );
     }
 
     fn t(secs: u64) -> String {
@@ -380,7 +371,7 @@ mod tests {
         });
         prod.roles = vec![
             RoleStatus {
-                role_arn: "arn:aws:iam::1:role/Admin".into(),
+                role_arn: "arn:aws:iam::111111111111:role/Admin".into(),
                 assumed_role_arn: None,
                 expires_at: Some(t(base + 58 * 60)),
                 next_refresh_at: Some(t(base + 38 * 60)),
@@ -388,7 +379,7 @@ mod tests {
                 warning: None,
             },
             RoleStatus {
-                role_arn: "arn:aws:iam::1:role/ReadOnly".into(),
+                role_arn: "arn:aws:iam::111111111111:role/ReadOnly".into(),
                 assumed_role_arn: None,
                 expires_at: Some(t(base - 120)),
                 next_refresh_at: Some(t(base - 60)),
