@@ -190,8 +190,8 @@ fn initial_config(path: &Path) -> (Config, Option<String>) {
     }
 }
 
-fn spawn_config_watcher(daemon: &Arc<Manager>, path: &Path) -> Option<crate::watch::ConfigWatcher> {
-    let (watcher, mut changes) = match crate::watch::watch_config(path) {
+fn spawn_config_watcher(daemon: &Arc<Manager>, path: &Path) -> Option<crate::watch::FileWatcher> {
+    let (watcher, mut changes) = match crate::watch::watch_file(path) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(config = %path.display(), error = %e, "cannot watch the config file; changes need a restart");
@@ -287,8 +287,8 @@ fn guard_socket(
     path: PathBuf,
     identity: Arc<Mutex<Option<(u64, u64)>>>,
     replace: tokio::sync::mpsc::Sender<tokio::net::UnixListener>,
-) -> Option<crate::watch::ConfigWatcher> {
-    let (watcher, mut changes) = match crate::watch::watch_config(&path) {
+) -> Option<crate::watch::FileWatcher> {
+    let (watcher, mut changes) = match crate::watch::watch_file(&path) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(socket = %path.display(), error = %e, "cannot watch the socket file");

@@ -9,7 +9,7 @@
 //!   dumps, no ptrace), [`logging`].
 //! - Serving clients: [`server`] (the socket protocol), [`exec_endpoint`] (the loopback
 //!   endpoint of `samlctl exec`) and [`peer`] (who owns a loopback connection),
-//!   [`federation`] (console sign-in URLs).
+//!   [`console`] (console sign-in URLs, through AWS federation).
 //! - Deciding what to do: [`manager`] (accounts, the shared IdP sessions, the retry policy,
 //!   the schedule).
 //! - Talking to the outside: [`idp`] and [`providers`] (JumpCloud), [`saml`] (the assertion),
@@ -19,9 +19,9 @@
 
 pub mod app;
 pub mod clock;
+pub mod console;
 pub mod error_chain;
 pub mod exec_endpoint;
-pub mod federation;
 pub mod future;
 pub mod harden;
 pub mod idp;

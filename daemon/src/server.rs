@@ -280,7 +280,7 @@ impl Connection {
                 account,
                 role,
                 session_duration,
-            } => match crate::federation::console_url(
+            } => match crate::console::console_url(
                 daemon,
                 &account,
                 role.as_deref(),

@@ -1,4 +1,5 @@
-//! Tells the daemon when the configuration file may have changed.
+//! Tells the daemon when a file it depends on may have changed: the configuration file, and
+//! the socket file (which the daemon re-creates when it is deleted or replaced).
 //!
 //! Watching the file itself breaks as soon as an editor replaces it (write a temporary file,
 //! rename it over; vim's rename-to-backup dance), because the watch follows the old inode.
@@ -37,14 +38,14 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 /// How many symbolic links to follow from the configuration path.
 const MAX_LINKS: usize = 8;
 
-/// Keeps the configuration file watched; dropping it stops the watch and closes the
+/// Keeps a file watched; dropping it stops the watch and closes the
 /// notification channel.
 #[derive(Debug)]
-pub struct ConfigWatcher {
+pub struct FileWatcher {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for ConfigWatcher {
+impl Drop for FileWatcher {
     fn drop(&mut self) {
         // The task owns the notify watcher, so this also stops notify's thread.
         self.task.abort();
@@ -57,7 +58,7 @@ impl Drop for ConfigWatcher {
 /// The watch is in place when this returns, so a caller that loads the file *after* calling
 /// this misses no change. Must be called within a Tokio runtime. Fails if notify cannot
 /// start (inotify limits reached, for example) or the directory cannot be watched.
-pub fn watch_config(path: &Path) -> io::Result<(ConfigWatcher, mpsc::Receiver<()>)> {
+pub fn watch_file(path: &Path) -> io::Result<(FileWatcher, mpsc::Receiver<()>)> {
     let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
     let config = std::path::absolute(path)?;
     let filter = Arc::new(Mutex::new(Filter::default()));
@@ -86,7 +87,7 @@ pub fn watch_config(path: &Path) -> io::Result<(ConfigWatcher, mpsc::Receiver<()
     // Capacity 1: a pending notification already says "reload", so more can be dropped.
     let (notify_tx, notify_rx) = mpsc::channel(1);
     let task = runtime.spawn(debounce(watch, events_rx, notify_tx));
-    Ok((ConfigWatcher { task }, notify_rx))
+    Ok((FileWatcher { task }, notify_rx))
 }
 
 /// What an event means for the watch.
@@ -367,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_notifies() {
         let f = fixture(true);
-        let (_watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (_watcher, mut rx) = watch_file(&f.config).unwrap();
         fs::write(&f.config, "[defaults]\n").unwrap();
         next(&mut rx).await;
     }
@@ -375,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn a_rename_over_the_file_notifies() {
         let f = fixture(true);
-        let (_watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (_watcher, mut rx) = watch_file(&f.config).unwrap();
         let temp = f.root.join(".config.toml.tmp");
         fs::write(&temp, "[defaults]\n").unwrap();
         fs::rename(&temp, &f.config).unwrap();
@@ -388,7 +389,7 @@ mod tests {
     #[tokio::test]
     async fn delete_then_create_notifies_each_time() {
         let f = fixture(true);
-        let (_watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (_watcher, mut rx) = watch_file(&f.config).unwrap();
         fs::remove_file(&f.config).unwrap();
         next(&mut rx).await;
         fs::write(&f.config, "[accounts]\n").unwrap();
@@ -398,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn vim_style_backup_and_rewrite_notifies() {
         let f = fixture(true);
-        let (_watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (_watcher, mut rx) = watch_file(&f.config).unwrap();
         let backup = f.root.join("config.toml~");
         fs::rename(&f.config, &backup).unwrap();
         fs::write(&f.config, "[defaults]\n").unwrap();
@@ -413,7 +414,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_writes_gives_one_notification() {
         let f = fixture(true);
-        let (_watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (_watcher, mut rx) = watch_file(&f.config).unwrap();
         let config = f.config.clone();
         let writer = tokio::spawn(async move {
             // Spread over about 150 ms, as a tool writing in steps would; every gap is far
@@ -441,7 +442,7 @@ mod tests {
     #[tokio::test]
     async fn other_files_and_reads_do_not_notify() {
         let f = fixture(true);
-        let (_watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (_watcher, mut rx) = watch_file(&f.config).unwrap();
         fs::write(f.root.join("other.toml"), "x").unwrap();
         fs::write(f.root.join("config.toml.bak"), "x").unwrap();
         fs::rename(f.root.join("other.toml"), f.root.join("other2.toml")).unwrap();
@@ -458,7 +459,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_that_does_not_exist_yet() {
         let f = fixture(false);
-        let (_watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (_watcher, mut rx) = watch_file(&f.config).unwrap();
         fs::write(&f.config, "[accounts]\n").unwrap();
         next(&mut rx).await;
     }
@@ -467,7 +468,7 @@ mod tests {
     async fn directories_that_do_not_exist_yet() {
         let f = fixture(false);
         let config = f.root.join("a").join("b").join("config.toml");
-        let (_watcher, mut rx) = watch_config(&config).unwrap();
+        let (_watcher, mut rx) = watch_file(&config).unwrap();
         // Unrelated files next to the missing directory are ignored.
         fs::write(f.root.join("noise"), "x").unwrap();
         silent(&mut rx).await;
@@ -489,7 +490,7 @@ mod tests {
         let config = dir.join("config.toml");
         fs::create_dir(&dir).unwrap();
         fs::write(&config, "[accounts]\n").unwrap();
-        let (_watcher, mut rx) = watch_config(&config).unwrap();
+        let (_watcher, mut rx) = watch_file(&config).unwrap();
 
         fs::remove_dir_all(&dir).unwrap();
         next(&mut rx).await;
@@ -505,7 +506,7 @@ mod tests {
         let dir = f.root.join("samld");
         let config = dir.join("config.toml");
         fs::create_dir(&dir).unwrap();
-        let (_watcher, mut rx) = watch_config(&config).unwrap();
+        let (_watcher, mut rx) = watch_file(&config).unwrap();
 
         let staged = f.root.join("staged");
         fs::create_dir(&staged).unwrap();
@@ -530,7 +531,7 @@ mod tests {
         fs::create_dir(&config_dir).unwrap();
         let config = config_dir.join("config.toml");
         symlink("../dotfiles/samld.toml", &config).unwrap();
-        let (_watcher, mut rx) = watch_config(&config).unwrap();
+        let (_watcher, mut rx) = watch_file(&config).unwrap();
 
         fs::write(&real, "[defaults]\n").unwrap();
         next(&mut rx).await;
@@ -551,7 +552,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_watcher_closes_the_channel() {
         let f = fixture(true);
-        let (watcher, mut rx) = watch_config(&f.config).unwrap();
+        let (watcher, mut rx) = watch_file(&f.config).unwrap();
         drop(watcher);
         assert_eq!(timeout(WAIT, rx.recv()).await, Ok(None));
     }
