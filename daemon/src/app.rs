@@ -141,14 +141,11 @@ pub async fn run(startup: Startup) -> Result<(), AppError> {
     };
     // The listener is bound, so connections from here on are queued and served.
     sd_notify("READY=1");
-    let options = ServerOptions {
-        endpoint,
-        ..ServerOptions::default()
-    };
     let served = serve_with_replacements(
         listener,
         daemon,
-        options,
+        endpoint,
+        ServerOptions::default(),
         async move {
             shutdown.await;
             sd_notify("STOPPING=1");

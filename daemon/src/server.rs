@@ -19,7 +19,7 @@ use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
-use crate::exec_endpoint::{Endpoint, EndpointOptions};
+use crate::exec_endpoint::Endpoint;
 use crate::future::BoxFuture;
 use crate::idp::IdpError;
 use crate::manager::{ClientChannel, LoginSecrets, Manager};
@@ -33,9 +33,6 @@ pub struct ServerOptions {
     pub secret_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
-    /// The loopback credential endpoint that [`Request::IssueEndpointToken`] hands out
-    /// tokens for; it listens only while a token exists.
-    pub endpoint: Arc<Endpoint>,
 }
 
 impl Default for ServerOptions {
@@ -44,23 +41,25 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(10),
             secret_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
-            endpoint: Endpoint::new(EndpointOptions::default()),
         }
     }
 }
 
 /// Serves `listener` until `shutdown` completes or a client sends [`Request::Shutdown`].
+/// `endpoint` is the loopback credential endpoint that [`Request::IssueEndpointToken`] hands
+/// out tokens for (it listens only while a token exists).
 ///
 /// The listener is bound by the caller (or handed over by systemd), so tests can run the
 /// server in-process on a socket of their own. The socket file is the caller's to remove.
 pub async fn serve(
     listener: UnixListener,
     daemon: Arc<Manager>,
+    endpoint: Arc<Endpoint>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (_keep, replacements) = mpsc::channel(1);
-    serve_with_replacements(listener, daemon, options, shutdown, replacements).await
+    serve_with_replacements(listener, daemon, endpoint, options, shutdown, replacements).await
 }
 
 /// [`serve`], taking over each listener sent on `replacements` in place of the current one:
@@ -68,6 +67,7 @@ pub async fn serve(
 pub async fn serve_with_replacements(
     mut listener: UnixListener,
     daemon: Arc<Manager>,
+    endpoint: Arc<Endpoint>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
     mut replacements: mpsc::Receiver<UnixListener>,
@@ -118,6 +118,7 @@ pub async fn serve_with_replacements(
         }
         let daemon = daemon.clone();
         let options = options.clone();
+        let endpoint = endpoint.clone();
         let stop_tx = stop_tx.clone();
         let alive = alive_tx.clone();
         tokio::spawn(async move {
@@ -126,6 +127,7 @@ pub async fn serve_with_replacements(
                 reader,
                 writer,
                 options,
+                endpoint,
             };
             if let Err(e) = conn.handle(&daemon, &stop_tx).await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -138,7 +140,7 @@ pub async fn serve_with_replacements(
     drop(listener);
     // Connections holding an endpoint token wait for this to let go of it.
     let _ = stop_tx.send(true);
-    options.endpoint.shutdown();
+    endpoint.shutdown();
     drop(alive_tx);
     if tokio::time::timeout(options.shutdown_grace, alive_rx.recv())
         .await
@@ -175,6 +177,7 @@ struct Connection {
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     options: Arc<ServerOptions>,
+    endpoint: Arc<Endpoint>,
 }
 
 impl Connection {
@@ -353,7 +356,6 @@ impl Connection {
             Err(e) => return self.send(&Response::Error(e)).await,
         };
         let lease = match self
-            .options
             .endpoint
             .issue(daemon, &creds.account, &creds.role_arn)
             .await

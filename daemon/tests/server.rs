@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samld::clock::SystemClock;
+use samld::exec_endpoint::{Endpoint, EndpointOptions};
 use samld::future::BoxFuture;
 use samld::idp::{IdentityProvider, IdpError};
 use samld::keyring::{InMemoryStore, KeyringError, PasswordStore};
@@ -83,7 +84,8 @@ impl Server {
             Arc::new(NoIdp),
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, daemon, options, async {
+        let endpoint = Endpoint::new(EndpointOptions::default());
+        let task = tokio::spawn(serve(listener, daemon, endpoint, options, async {
             let _ = stopped.await;
         }));
         Server {
