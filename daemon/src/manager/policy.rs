@@ -75,6 +75,7 @@ pub fn classify_idp(error: &IdpError) -> Failure {
         | IdpError::PasswordUnavailable { .. }
         | IdpError::MfaUnsupported { .. }
         | IdpError::NoUsableFactor { .. }
+        | IdpError::MfaUnnamed { .. }
         | IdpError::Cancelled => Failure::NeedsPerson,
         // A page without the SAML form is what an outage or maintenance page looks like;
         // asking again later costs the person nothing.
@@ -655,6 +656,14 @@ mod tests {
             ),
             (
                 E::MfaCodeUnavailable { reason: "x".into() },
+                Failure::NeedsPerson,
+            ),
+            // JumpCloud asked for a second factor without naming it, and no code was at hand.
+            (
+                E::MfaUnnamed {
+                    configured: "auto".into(),
+                    reason: None,
+                },
                 Failure::NeedsPerson,
             ),
             (
