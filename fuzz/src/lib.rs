@@ -24,8 +24,7 @@ pub fn check_assertion(outcome: &Result<Assertion, SamlError>) {
                 );
                 // Every role on offer can be chosen by its ARN, and its name either picks a
                 // role of that name or is reported as ambiguous.
-                let by_arn =
-                    select_role(&assertion.roles, pair.role_arn.as_str()).expect("by ARN");
+                let by_arn = select_role(&assertion.roles, pair.role_arn.as_str()).expect("by ARN");
                 assert_eq!(by_arn.role_arn, pair.role_arn);
                 // (RoleArn refuses a name with a colon, so no name passes for an ARN.)
                 match select_role(&assertion.roles, pair.role_arn.name()) {
