@@ -30,6 +30,7 @@ use std::time::Duration;
 pub use arn::{Partition, RoleArn, RoleArnError, is_saml_provider_arn};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ErrorKind, Location};
+pub use parse::is_loopback;
 pub use paths::{
     CONFIG_ENV, ConfigPathError, default_config_path, resolve_config_path, resolve_config_path_from,
 };

@@ -472,8 +472,9 @@ fn https_url(value: &DeValue<'_>, in_clear: &str) -> Result<String, Problem> {
 
 /// Whether `url` names this machine: 127.0.0.0/8, ::1 or `localhost` (which resolvers keep
 /// on loopback). No DNS lookup: a name that merely resolves to 127.0.0.1 today is not
-/// trusted, since whoever controls its zone can point it elsewhere tomorrow.
-fn is_loopback(url: &Url) -> bool {
+/// trusted, since whoever controls its zone can point it elsewhere tomorrow. The one rule for
+/// where plain `http://` is allowed, in the config check and in the daemon alike.
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -165,7 +165,7 @@ pub(super) fn parse_url(key: &str, value: &str) -> Result<Url, IdpError> {
         .map_err(|e| IdpError::Config(format!("`{key}` = {value:?} is not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
-        "http" if is_loopback(&url) => {}
+        "http" if samld_config::is_loopback(&url) => {}
         "http" => {
             return Err(IdpError::Config(format!(
                 "`{key}` = {value:?} uses plain http; use https (the password would travel \
@@ -182,16 +182,6 @@ pub(super) fn parse_url(key: &str, value: &str) -> Result<Url, IdpError> {
         return Err(IdpError::Config(format!("`{key}` = {value:?} has no host")));
     }
     Ok(url)
-}
-
-/// Whether the URL's host is a loopback address or `localhost`.
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// `redirectTo` for the password POST: the app URL's path without its leading `/`, query
