@@ -222,34 +222,6 @@ impl IdpError {
         }
     }
 
-    /// Whether retrying without the user can help (network trouble, a 5xx), as opposed to
-    /// errors that need the user (wrong password, denied push).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            IdpError::Network { .. } | IdpError::Throttled { .. } => true,
-            IdpError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
-            IdpError::UnexpectedHtml { status, .. } => *status >= 500,
-            // Spelled out, so that a new variant has to be decided here.
-            IdpError::AuthFailed { .. }
-            | IdpError::MfaCodeRejected { .. }
-            | IdpError::PushDenied
-            | IdpError::PushExpired
-            | IdpError::MfaCodeUnavailable { .. }
-            | IdpError::PasswordUnavailable { .. }
-            | IdpError::MfaUnsupported { .. }
-            | IdpError::NoUsableFactor { .. }
-            | IdpError::SessionExpired
-            | IdpError::Saml(_)
-            | IdpError::Config(_)
-            | IdpError::Cancelled
-            | IdpError::MfaUnnamed { .. }
-            | IdpError::JumpCloudError { .. }
-            | IdpError::SentToLoginPage { .. }
-            | IdpError::BrowserRequired { .. }
-            | IdpError::TooLarge { .. } => false,
-        }
-    }
-
     /// How long the IdP asked to be left alone before the next try (HTTP 429 with
     /// `Retry-After`); `None` when it did not say, or for any other error.
     pub fn retry_after(&self) -> Option<Duration> {
@@ -524,11 +496,15 @@ mod tests {
 
     #[test]
     fn throttling_is_transient_and_says_how_long() {
+        use crate::manager::policy::{Failure, classify_idp};
         let throttled = |secs: Option<u64>| IdpError::Throttled {
             request: "GET /userconsole/xsrf".to_owned(),
             retry_after: secs.map(Duration::from_secs),
         };
-        assert!(throttled(None).is_transient());
+        assert!(matches!(
+            classify_idp(&throttled(None)),
+            Failure::Transient { .. }
+        ));
         assert_eq!(throttled(None).retry_after(), None);
         assert_eq!(
             throttled(Some(42)).retry_after(),
@@ -555,6 +531,7 @@ mod tests {
 
     #[test]
     fn answers_that_need_the_user_are_not_transient() {
+        use crate::manager::policy::{Failure, classify_idp};
         for e in [
             IdpError::BrowserRequired {
                 request: "GET /saml2/x".to_owned(),
@@ -578,7 +555,10 @@ mod tests {
                 kind: "a page",
             },
         ] {
-            assert!(!e.is_transient(), "{e:?}");
+            assert!(
+                !matches!(classify_idp(&e), Failure::Transient { .. }),
+                "{e:?}"
+            );
             assert_eq!(e.retry_after(), None);
         }
         let big = IdpError::TooLarge {

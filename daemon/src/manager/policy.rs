@@ -60,13 +60,21 @@ pub enum Failure {
     SessionEnded,
 }
 
-/// Classifies an IdP failure.
+/// Classifies an IdP failure: the one place that decides, for every kind of IdP error,
+/// whether samld may try again by itself. Every variant is spelled out, so that a new one
+/// has to be decided here.
 pub fn classify_idp(error: &IdpError) -> Failure {
+    let transient = Failure::Transient {
+        retry_after: error.retry_after(),
+    };
     match error {
         IdpError::SessionExpired => Failure::SessionEnded,
-        e if e.is_transient() => Failure::Transient {
-            retry_after: e.retry_after(),
-        },
+        IdpError::Network { .. } | IdpError::Throttled { .. } => transient,
+        IdpError::UnexpectedStatus { status, .. } if *status >= 500 || *status == 429 => transient,
+        IdpError::UnexpectedHtml { status, .. } if *status >= 500 => transient,
+        // A page without the SAML form is what an outage or maintenance page looks like;
+        // asking again later costs the person nothing.
+        IdpError::Saml(SamlError::NoSamlResponse | SamlError::EmptySamlResponse) => transient,
         IdpError::AuthFailed { .. }
         | IdpError::MfaCodeRejected { .. }
         | IdpError::PushDenied
@@ -77,12 +85,14 @@ pub fn classify_idp(error: &IdpError) -> Failure {
         | IdpError::NoUsableFactor { .. }
         | IdpError::MfaUnnamed { .. }
         | IdpError::Cancelled => Failure::NeedsPerson,
-        // A page without the SAML form is what an outage or maintenance page looks like;
-        // asking again later costs the person nothing.
-        IdpError::Saml(SamlError::NoSamlResponse | SamlError::EmptySamlResponse) => {
-            Failure::Transient { retry_after: None }
-        }
-        _ => Failure::Refused,
+        IdpError::UnexpectedStatus { .. }
+        | IdpError::UnexpectedHtml { .. }
+        | IdpError::Saml(_)
+        | IdpError::Config(_)
+        | IdpError::JumpCloudError { .. }
+        | IdpError::SentToLoginPage { .. }
+        | IdpError::BrowserRequired { .. }
+        | IdpError::TooLarge { .. } => Failure::Refused,
     }
 }
 
