@@ -483,14 +483,17 @@ mod tests {
     #[test]
     fn partitions_pick_their_hosts_and_unknown_ones_fall_back_to_aws() {
         let of = Partition::of_role_arn;
-        assert_eq!(of("arn:aws:iam::123456789012:role/A"), Partition::Aws);
-        assert_eq!(
-            of("arn:aws-us-gov:iam::123456789012:role/A"),
-            Partition::UsGov
-        );
-        assert_eq!(of("arn:aws-cn:iam::123456789012:role/A"), Partition::China);
-        assert_eq!(of("arn:aws-iso:iam::123456789012:role/A"), Partition::Aws);
-        assert_eq!(of("garbage"), Partition::Aws);
+        // (role ARN, the partition it is in)
+        const CASES: &[(&str, Partition)] = &[
+            ("arn:aws:iam::123456789012:role/A", Partition::Aws),
+            ("arn:aws-us-gov:iam::123456789012:role/A", Partition::UsGov),
+            ("arn:aws-cn:iam::123456789012:role/A", Partition::China),
+            ("arn:aws-iso:iam::123456789012:role/A", Partition::Aws),
+            ("garbage", Partition::Aws),
+        ];
+        for &(arn, want) in CASES {
+            assert_eq!(of(arn), want, "{arn:?}");
+        }
         assert_eq!(Partition::Aws.federation_url(), DEFAULT_FEDERATION_URL);
         assert_eq!(
             Partition::UsGov.console_url(),

@@ -130,23 +130,35 @@ mod tests {
 
     #[test]
     fn parses_single_units() {
-        assert_eq!(parse_duration("1h"), Ok(secs(3600)));
-        assert_eq!(parse_duration("20m"), Ok(secs(1200)));
-        assert_eq!(parse_duration("45s"), Ok(secs(45)));
-        assert_eq!(parse_duration("90s"), Ok(secs(90)));
-        assert_eq!(parse_duration("0s"), Ok(secs(0)));
-        assert_eq!(parse_duration("0"), Ok(secs(0)));
-        assert_eq!(parse_duration("007m"), Ok(secs(420)));
+        // (input, expected seconds)
+        const CASES: &[(&str, u64)] = &[
+            ("1h", 3600),
+            ("20m", 1200),
+            ("45s", 45),
+            ("90s", 90),
+            ("0s", 0),
+            ("0", 0),
+            ("007m", 420),
+        ];
+        for &(input, want) in CASES {
+            assert_eq!(parse_duration(input), Ok(secs(want)), "{input:?}");
+        }
     }
 
     #[test]
     fn parses_compound_and_bare_seconds() {
-        assert_eq!(parse_duration("1h30m"), Ok(secs(5400)));
-        assert_eq!(parse_duration("1h0m5s"), Ok(secs(3605)));
-        assert_eq!(parse_duration("2h15s"), Ok(secs(7215)));
-        assert_eq!(parse_duration("3600"), Ok(secs(3600)));
-        // Components need not be normalised: 90m is a fine way to say 1h30m.
-        assert_eq!(parse_duration("90m"), Ok(secs(5400)));
+        // (input, expected seconds)
+        const CASES: &[(&str, u64)] = &[
+            ("1h30m", 5400),
+            ("1h0m5s", 3605),
+            ("2h15s", 7215),
+            ("3600", 3600),
+            // Components need not be normalised: 90m is a fine way to say 1h30m.
+            ("90m", 5400),
+        ];
+        for &(input, want) in CASES {
+            assert_eq!(parse_duration(input), Ok(secs(want)), "{input:?}");
+        }
     }
 
     #[test]
@@ -161,22 +173,25 @@ mod tests {
 
     #[test]
     fn error_messages_say_what_is_wrong() {
-        assert_eq!(
-            parse_duration("5x").unwrap_err(),
-            "invalid duration \"5x\": unknown unit 'x'; use h, m or s"
-        );
-        assert_eq!(
-            parse_duration("").unwrap_err(),
-            "invalid duration \"\": it is empty"
-        );
-        assert_eq!(
-            parse_duration("1h30").unwrap_err(),
-            "invalid duration \"1h30\": \"30\" has no unit; use h, m or s"
-        );
-        assert_eq!(
-            parse_duration("30m1h").unwrap_err(),
-            "invalid duration \"30m1h\": units must appear once each, in the order h, m, s"
-        );
+        // (input, the whole error message)
+        const CASES: &[(&str, &str)] = &[
+            (
+                "5x",
+                "invalid duration \"5x\": unknown unit 'x'; use h, m or s",
+            ),
+            ("", "invalid duration \"\": it is empty"),
+            (
+                "1h30",
+                "invalid duration \"1h30\": \"30\" has no unit; use h, m or s",
+            ),
+            (
+                "30m1h",
+                "invalid duration \"30m1h\": units must appear once each, in the order h, m, s",
+            ),
+        ];
+        for &(input, want) in CASES {
+            assert_eq!(parse_duration(input).unwrap_err(), want, "{input:?}");
+        }
     }
 
     #[test]
@@ -196,16 +211,22 @@ mod tests {
 
     #[test]
     fn formats_compactly() {
-        assert_eq!(format_duration(secs(0)), "0s");
-        assert_eq!(format_duration(Duration::from_millis(999)), "0s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1s");
-        assert_eq!(format_duration(secs(45)), "45s");
-        assert_eq!(format_duration(secs(90)), "1m30s");
-        assert_eq!(format_duration(secs(3600)), "1h");
-        assert_eq!(format_duration(secs(5400)), "1h30m");
-        assert_eq!(format_duration(secs(3605)), "1h5s");
-        assert_eq!(format_duration(secs(43200)), "12h");
-        assert_eq!(format_duration(secs(u64::MAX)), "5124095576030431h15s");
+        // (duration, its compact text)
+        let cases = [
+            (secs(0), "0s"),
+            (Duration::from_millis(999), "0s"),
+            (Duration::from_millis(1500), "1s"),
+            (secs(45), "45s"),
+            (secs(90), "1m30s"),
+            (secs(3600), "1h"),
+            (secs(5400), "1h30m"),
+            (secs(3605), "1h5s"),
+            (secs(43200), "12h"),
+            (secs(u64::MAX), "5124095576030431h15s"),
+        ];
+        for (duration, want) in cases {
+            assert_eq!(format_duration(duration), want, "{duration:?}");
+        }
     }
 
     #[test]

@@ -255,15 +255,21 @@ mod tests {
                 .location()
                 .unwrap()
         };
-        assert_eq!(at(0), Location { line: 1, column: 1 });
-        assert_eq!(at(4), Location { line: 1, column: 5 });
-        assert_eq!(at(5), Location { line: 1, column: 6 }); // the newline itself
-        assert_eq!(at(6), Location { line: 2, column: 1 });
-        // "bé = " is 6 bytes but 5 characters.
-        assert_eq!(at(6 + 6), Location { line: 2, column: 6 });
-        assert_eq!(at(text.len() - 2), Location { line: 4, column: 3 });
-        // The end of the file (where "unexpected end" errors point) is still a position.
-        assert_eq!(at(text.len()), Location { line: 4, column: 5 });
+        // (byte offset, line, column)
+        let cases = [
+            (0, 1, 1),
+            (4, 1, 5),
+            (5, 1, 6), // the newline itself
+            (6, 2, 1),
+            // "bé = " is 6 bytes but 5 characters.
+            (6 + 6, 2, 6),
+            (text.len() - 2, 4, 3),
+            // The end of the file (where "unexpected end" errors point) is still a position.
+            (text.len(), 4, 5),
+        ];
+        for (offset, line, column) in cases {
+            assert_eq!(at(offset), Location { line, column }, "offset {offset}");
+        }
     }
 
     #[test]

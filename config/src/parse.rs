@@ -650,29 +650,38 @@ mod tests {
 
     #[test]
     fn suggestions_only_when_close() {
-        assert_eq!(suggest("regon", ACCOUNT_KEYS), Some("region"));
-        assert_eq!(suggest("Region", ACCOUNT_KEYS), Some("region"));
-        assert_eq!(suggest("user", ACCOUNT_KEYS), Some("username"));
-        assert_eq!(suggest("notification", ACCOUNT_KEYS), Some("notifications"));
-        assert_eq!(suggest("mfa_cmd", ACCOUNT_KEYS), Some("mfa_command"));
-        assert_eq!(suggest("duration", ACCOUNT_KEYS), Some("session_duration"));
-        assert_eq!(
-            suggest("console_url", ACCOUNT_KEYS),
-            Some("jumpcloud_console_url")
-        );
-        assert_eq!(suggest("default", TOP_LEVEL_KEYS), Some("defaults"));
-        assert_eq!(suggest("timeout", ACCOUNT_KEYS), Some("request_timeout"));
-        assert_eq!(suggest("foo", ACCOUNT_KEYS), None);
-        // "command" ends two keys: no single guess.
-        assert_eq!(suggest("command", ACCOUNT_KEYS), None);
+        // (what was written, the keys it could mean, the suggestion)
+        let cases: &[(&str, &[&str], Option<&str>)] = &[
+            ("regon", ACCOUNT_KEYS, Some("region")),
+            ("Region", ACCOUNT_KEYS, Some("region")),
+            ("user", ACCOUNT_KEYS, Some("username")),
+            ("notification", ACCOUNT_KEYS, Some("notifications")),
+            ("mfa_cmd", ACCOUNT_KEYS, Some("mfa_command")),
+            ("duration", ACCOUNT_KEYS, Some("session_duration")),
+            ("console_url", ACCOUNT_KEYS, Some("jumpcloud_console_url")),
+            ("default", TOP_LEVEL_KEYS, Some("defaults")),
+            ("timeout", ACCOUNT_KEYS, Some("request_timeout")),
+            ("foo", ACCOUNT_KEYS, None),
+            // "command" ends two keys: no single guess.
+            ("command", ACCOUNT_KEYS, None),
+        ];
+        for &(input, keys, want) in cases {
+            assert_eq!(suggest(input, keys), want, "{input:?}");
+        }
     }
 
     #[test]
     fn key_paths_quote_what_is_not_a_bare_key() {
-        assert_eq!(key_path("accounts", "prod"), "accounts.prod");
-        assert_eq!(key_path("accounts", "a.b"), "accounts.\"a.b\"");
-        assert_eq!(key_path("accounts", ""), "accounts.\"\"");
-        assert_eq!(key_path("", "x y"), "\"x y\"");
+        // (parent path, key, the joined path)
+        const CASES: &[(&str, &str, &str)] = &[
+            ("accounts", "prod", "accounts.prod"),
+            ("accounts", "a.b", "accounts.\"a.b\""),
+            ("accounts", "", "accounts.\"\""),
+            ("", "x y", "\"x y\""),
+        ];
+        for &(parent, key, want) in CASES {
+            assert_eq!(key_path(parent, key), want, "{parent:?} {key:?}");
+        }
     }
 
     #[test]

@@ -108,23 +108,25 @@ mod tests {
     #[test]
     fn cli_beats_env_beats_default() {
         let env = Some(OsStr::new("/from/env.toml"));
-        assert_eq!(
-            resolve_config_path_from(Some(Path::new("/from/cli.toml")), env, default),
-            Ok(PathBuf::from("/from/cli.toml"))
-        );
-        assert_eq!(
-            resolve_config_path_from(None, env, default),
-            Ok(PathBuf::from("/from/env.toml"))
-        );
-        assert_eq!(
-            resolve_config_path_from(None, None, default),
-            Ok(default().unwrap())
-        );
-        // An empty variable counts as unset, as shells make it easy to export one by mistake.
-        assert_eq!(
-            resolve_config_path_from(None, Some(OsStr::new("")), default),
-            Ok(default().unwrap())
-        );
+        // (the command-line path, the environment variable, the path chosen)
+        let cases = [
+            (
+                Some(Path::new("/from/cli.toml")),
+                env,
+                PathBuf::from("/from/cli.toml"),
+            ),
+            (None, env, PathBuf::from("/from/env.toml")),
+            (None, None, default().unwrap()),
+            // An empty variable counts as unset, as shells make it easy to export one by mistake.
+            (None, Some(OsStr::new("")), default().unwrap()),
+        ];
+        for (cli, env, want) in cases {
+            assert_eq!(
+                resolve_config_path_from(cli, env, default),
+                Ok(want),
+                "{cli:?} {env:?}"
+            );
+        }
     }
 
     #[test]

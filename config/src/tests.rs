@@ -25,14 +25,23 @@ fn parse_err(text: &str) -> ConfigError {
 #[track_caller]
 fn assert_error(text: &str, kind: ErrorKind, line: usize, column: usize, display: &str) {
     let error = parse_err(text);
-    assert_eq!(error.kind(), kind, "{error}");
-    assert_eq!(error.location(), Some(Location { line, column }), "{error}");
+    assert_eq!(error.kind(), kind, "{text:?}: {error}");
+    assert_eq!(
+        error.location(),
+        Some(Location { line, column }),
+        "{text:?}: {error}"
+    );
     assert_eq!(
         error.to_string(),
-        format!("{PATH}:{line}:{column}: {display}")
+        format!("{PATH}:{line}:{column}: {display}"),
+        "{text:?}"
     );
-    assert_eq!(error.path(), Path::new(PATH));
+    assert_eq!(error.path(), Path::new(PATH), "{text:?}");
 }
+
+/// One [`assert_error`] case in a table: the file text, the kind, the line, the column and
+/// the whole one-line message.
+type ErrorCase<'a> = (&'a str, ErrorKind, usize, usize, &'a str);
 
 const MINIMAL: &str = r#"
 [accounts.prod]
@@ -226,104 +235,116 @@ fn syntax_errors_have_positions() {
 
 #[test]
 fn unknown_keys_suggest_the_nearest_known_key() {
-    assert_error(
-        "[accounts.prod]\nurl = \"https://x.example\"\nusername = \"a\"\n\n\n\nregon = \"us-east-1\"\n",
-        ErrorKind::UnknownKey,
-        7,
-        1,
-        "accounts.prod.regon: unknown key; did you mean `region`?",
-    );
-    assert_error(
-        "[defaults]\n  sesion_duration = \"1h\"\n",
-        ErrorKind::UnknownKey,
-        2,
-        3,
-        "defaults.sesion_duration: unknown key; did you mean `session_duration`?",
-    );
-    assert_error(
-        "[default]\nregion = \"us-east-1\"\n",
-        ErrorKind::UnknownKey,
-        1,
-        2,
-        "default: unknown key; did you mean `defaults`?",
-    );
-    // Nothing close: no guess.
-    assert_error(
-        "[defaults]\nverbose = 5\n",
-        ErrorKind::UnknownKey,
-        2,
-        1,
-        "defaults.verbose: unknown key",
-    );
-    // An account key outside any table.
-    assert_error(
-        "region = \"us-east-1\"\n",
-        ErrorKind::UnknownKey,
-        1,
-        1,
-        "region: unknown key; account settings belong in [defaults] or [accounts.NAME]",
-    );
-    // A sub-table inside an account is an unknown key too.
-    assert_error(
-        &format!("{MINIMAL}[accounts.prod.extra]\nx = 1\n"),
-        ErrorKind::UnknownKey,
-        5,
-        16,
-        "accounts.prod.extra: unknown key",
-    );
+    // (text, kind, line, column, the whole one-line message)
+    let cases: &[ErrorCase] = &[
+        (
+            "[accounts.prod]\nurl = \"https://x.example\"\nusername = \"a\"\n\n\n\nregon = \"us-east-1\"\n",
+            ErrorKind::UnknownKey,
+            7,
+            1,
+            "accounts.prod.regon: unknown key; did you mean `region`?",
+        ),
+        (
+            "[defaults]\n  sesion_duration = \"1h\"\n",
+            ErrorKind::UnknownKey,
+            2,
+            3,
+            "defaults.sesion_duration: unknown key; did you mean `session_duration`?",
+        ),
+        (
+            "[default]\nregion = \"us-east-1\"\n",
+            ErrorKind::UnknownKey,
+            1,
+            2,
+            "default: unknown key; did you mean `defaults`?",
+        ),
+        // Nothing close: no guess.
+        (
+            "[defaults]\nverbose = 5\n",
+            ErrorKind::UnknownKey,
+            2,
+            1,
+            "defaults.verbose: unknown key",
+        ),
+        // An account key outside any table.
+        (
+            "region = \"us-east-1\"\n",
+            ErrorKind::UnknownKey,
+            1,
+            1,
+            "region: unknown key; account settings belong in [defaults] or [accounts.NAME]",
+        ),
+        // A sub-table inside an account is an unknown key too.
+        (
+            &format!("{MINIMAL}[accounts.prod.extra]\nx = 1\n"),
+            ErrorKind::UnknownKey,
+            5,
+            16,
+            "accounts.prod.extra: unknown key",
+        ),
+    ];
+    for &(text, kind, line, column, display) in cases {
+        assert_error(text, kind, line, column, display);
+    }
 }
 
 #[test]
 fn type_errors() {
-    assert_error(
-        "[accounts.prod]\nurl = 5\n",
-        ErrorKind::InvalidType,
-        2,
-        7,
-        "accounts.prod.url: expected an https:// URL, got an integer",
-    );
-    assert_error(
-        "[defaults]\nnotifications = \"yes\"\n",
-        ErrorKind::InvalidType,
-        2,
-        17,
-        "defaults.notifications: expected true or false, got a string",
-    );
-    assert_error(
-        "[defaults]\nsession_duration = 1.5\n",
-        ErrorKind::InvalidType,
-        2,
-        20,
-        "defaults.session_duration: expected a duration like \"1h\" or \"20m\", got a float",
-    );
-    assert_error(
-        "[defaults]\nregion = [\"us-east-1\"]\n",
-        ErrorKind::InvalidType,
-        2,
-        10,
-        "defaults.region: expected an AWS region like \"us-east-1\", got an array",
-    );
-    assert_error(
-        "defaults = 1\n",
-        ErrorKind::InvalidType,
-        1,
-        12,
-        "defaults: expected a table of settings, got an integer",
-    );
-    assert_error(
-        "accounts = \"prod\"\n",
-        ErrorKind::InvalidType,
-        1,
-        12,
-        "accounts: expected a table of accounts, got a string",
-    );
-    assert_error(
-        "[[accounts.prod]]\nurl = \"https://x.example\"\n",
-        ErrorKind::InvalidType,
-        1,
-        1,
-        "accounts.prod: expected a table of account settings, got an array",
-    );
+    // (text, kind, line, column, the whole one-line message)
+    let cases: &[ErrorCase] = &[
+        (
+            "[accounts.prod]\nurl = 5\n",
+            ErrorKind::InvalidType,
+            2,
+            7,
+            "accounts.prod.url: expected an https:// URL, got an integer",
+        ),
+        (
+            "[defaults]\nnotifications = \"yes\"\n",
+            ErrorKind::InvalidType,
+            2,
+            17,
+            "defaults.notifications: expected true or false, got a string",
+        ),
+        (
+            "[defaults]\nsession_duration = 1.5\n",
+            ErrorKind::InvalidType,
+            2,
+            20,
+            "defaults.session_duration: expected a duration like \"1h\" or \"20m\", got a float",
+        ),
+        (
+            "[defaults]\nregion = [\"us-east-1\"]\n",
+            ErrorKind::InvalidType,
+            2,
+            10,
+            "defaults.region: expected an AWS region like \"us-east-1\", got an array",
+        ),
+        (
+            "defaults = 1\n",
+            ErrorKind::InvalidType,
+            1,
+            12,
+            "defaults: expected a table of settings, got an integer",
+        ),
+        (
+            "accounts = \"prod\"\n",
+            ErrorKind::InvalidType,
+            1,
+            12,
+            "accounts: expected a table of accounts, got a string",
+        ),
+        (
+            "[[accounts.prod]]\nurl = \"https://x.example\"\n",
+            ErrorKind::InvalidType,
+            1,
+            1,
+            "accounts.prod: expected a table of account settings, got an array",
+        ),
+    ];
+    for &(text, kind, line, column, display) in cases {
+        assert_error(text, kind, line, column, display);
+    }
 }
 
 #[test]
@@ -521,35 +542,41 @@ fn account_names() {
             format!("[accounts.\"{good}\"]\nurl = \"https://x.example\"\nusername = \"a\"\n");
         assert!(parse_ok(&text).account(good).is_some(), "{good}");
     }
-    assert_error(
-        "[accounts.\"\"]\n",
-        ErrorKind::InvalidValue,
-        1,
-        11,
-        "accounts.\"\": an account name must not be empty",
-    );
-    assert_error(
-        "[accounts.\"my prod\"]\n",
-        ErrorKind::InvalidValue,
-        1,
-        11,
-        "accounts.\"my prod\": an account name may only contain letters, digits, '.', '_' and '-'",
-    );
-    assert_error(
-        "[accounts.\"prød\"]\n",
-        ErrorKind::InvalidValue,
-        1,
-        11,
-        "accounts.\"prød\": an account name may only contain letters, digits, '.', '_' and '-'",
-    );
-    assert_error(
-        "[accounts.-rm]\n",
-        ErrorKind::InvalidValue,
-        1,
-        11,
-        "accounts.-rm: an account name must not start with '-' (it would read as a \
+    // (text, kind, line, column, the whole one-line message)
+    let cases: &[ErrorCase] = &[
+        (
+            "[accounts.\"\"]\n",
+            ErrorKind::InvalidValue,
+            1,
+            11,
+            "accounts.\"\": an account name must not be empty",
+        ),
+        (
+            "[accounts.\"my prod\"]\n",
+            ErrorKind::InvalidValue,
+            1,
+            11,
+            "accounts.\"my prod\": an account name may only contain letters, digits, '.', '_' and '-'",
+        ),
+        (
+            "[accounts.\"prød\"]\n",
+            ErrorKind::InvalidValue,
+            1,
+            11,
+            "accounts.\"prød\": an account name may only contain letters, digits, '.', '_' and '-'",
+        ),
+        (
+            "[accounts.-rm]\n",
+            ErrorKind::InvalidValue,
+            1,
+            11,
+            "accounts.-rm: an account name must not start with '-' (it would read as a \
          command-line option)",
-    );
+        ),
+    ];
+    for &(text, kind, line, column, display) in cases {
+        assert_error(text, kind, line, column, display);
+    }
 }
 
 #[test]
@@ -783,39 +810,45 @@ fn every_duration_has_bounds() {
         config.account("prod").unwrap().request_timeout,
         Duration::from_secs(120)
     );
-    assert_error(
-        &with("request_timeout = \"6m\""),
-        ErrorKind::InvalidValue,
-        5,
-        19,
-        "accounts.prod.request_timeout: must be at most 5m (a hung IdP would hold logins and \
+    // (text, kind, line, column, the whole one-line message)
+    let cases: &[ErrorCase] = &[
+        (
+            &with("request_timeout = \"6m\""),
+            ErrorKind::InvalidValue,
+            5,
+            19,
+            "accounts.prod.request_timeout: must be at most 5m (a hung IdP would hold logins and \
          the helpers waiting for them), got 6m",
-    );
-    assert_error(
-        &with("request_timeout = \"0s\""),
-        ErrorKind::InvalidValue,
-        5,
-        19,
-        "accounts.prod.request_timeout: must be at least 1s, got 0s",
-    );
-    // refresh_before: at least 1s, and under session_duration (checked elsewhere), so at
-    // most 12h.
-    assert_error(
-        &with("refresh_before = \"0s\""),
-        ErrorKind::InvalidValue,
-        5,
-        18,
-        "accounts.prod.refresh_before: must be at least 1s (credentials would be refreshed \
+        ),
+        (
+            &with("request_timeout = \"0s\""),
+            ErrorKind::InvalidValue,
+            5,
+            19,
+            "accounts.prod.request_timeout: must be at least 1s, got 0s",
+        ),
+        // refresh_before: at least 1s, and under session_duration (checked elsewhere), so at
+        // most 12h.
+        (
+            &with("refresh_before = \"0s\""),
+            ErrorKind::InvalidValue,
+            5,
+            18,
+            "accounts.prod.refresh_before: must be at least 1s (credentials would be refreshed \
          only once expired), got 0s",
-    );
-    assert_error(
-        &with("refresh_before = \"5124095576030431h\""),
-        ErrorKind::InvalidValue,
-        5,
-        18,
-        "accounts.prod.refresh_before: must be at most 12h (the longest session), got \
+        ),
+        (
+            &with("refresh_before = \"5124095576030431h\""),
+            ErrorKind::InvalidValue,
+            5,
+            18,
+            "accounts.prod.refresh_before: must be at most 12h (the longest session), got \
          5124095576030431h",
-    );
+        ),
+    ];
+    for &(text, kind, line, column, display) in cases {
+        assert_error(text, kind, line, column, display);
+    }
     let config = parse_ok(&with("refresh_before = \"1s\""));
     assert_eq!(
         config.account("prod").unwrap().refresh_before,
