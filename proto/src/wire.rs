@@ -780,10 +780,16 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&c.to_credential_process_json()).unwrap();
         assert_eq!(v["Version"], 1);
-        assert_eq!(v["AccessKeyId"], "ASIA1");
-        assert_eq!(v["SecretAccessKey"], "sk");
-        assert_eq!(v["SessionToken"], "tok");
-        assert_eq!(v["Expiration"], "2026-11-28T12:00:00Z");
+        // (field the AWS SDKs read, its value)
+        const FIELDS: &[(&str, &str)] = &[
+            ("AccessKeyId", "ASIA1"),
+            ("SecretAccessKey", "sk"),
+            ("SessionToken", "tok"),
+            ("Expiration", "2026-11-28T12:00:00Z"),
+        ];
+        for &(field, want) in FIELDS {
+            assert_eq!(v[field], want, "{field:?}");
+        }
         assert!(
             !format!("{c:?}").contains("sk\""),
             "Debug must not show the secret key"
