@@ -97,22 +97,16 @@ mod tests {
     #[test]
     fn quotes_backslashes_and_dollars_stay_literal() {
         let tricky = r#"it's "$HOME" \n `x` $(id)"#;
-        assert_eq!(
-            quote(Shell::Sh, tricky),
-            r#"'it'\''s "$HOME" \n `x` $(id)'"#
-        );
-        assert_eq!(
-            quote(Shell::Fish, tricky),
-            r#"'it\'s "$HOME" \\n `x` $(id)'"#
-        );
-        assert_eq!(
-            quote(Shell::Powershell, tricky),
-            r#"'it''s "$HOME" \n `x` $(id)'"#
-        );
-        assert_eq!(
-            quote(Shell::Powershell, "a\u{2019}b"),
-            "'a\u{2019}\u{2019}b'"
-        );
+        // (shell, value, the quoted word)
+        let cases = [
+            (Shell::Sh, tricky, r#"'it'\''s "$HOME" \n `x` $(id)'"#),
+            (Shell::Fish, tricky, r#"'it\'s "$HOME" \\n `x` $(id)'"#),
+            (Shell::Powershell, tricky, r#"'it''s "$HOME" \n `x` $(id)'"#),
+            (Shell::Powershell, "a\u{2019}b", "'a\u{2019}\u{2019}b'"),
+        ];
+        for (shell, value, want) in cases {
+            assert_eq!(quote(shell, value), want, "{shell:?} {value:?}");
+        }
     }
 
     #[test]

@@ -168,18 +168,21 @@ mod tests {
     fn parses_the_forms_samld_and_sts_write() {
         // 2026-11-28T11:16:07Z, checked with `date -u -d 2026-11-28T11:16:07Z +%s`.
         let t = 1_795_864_567;
-        assert_eq!(parse_rfc3339("2026-11-28T11:16:07Z"), Some(at(t)));
-        assert_eq!(
-            parse_rfc3339("2026-11-28T11:16:07.847634Z"),
-            Some(at(t) + Duration::from_nanos(847_634_000))
-        );
-        assert_eq!(parse_rfc3339("2026-11-28T13:16:07+02:00"), Some(at(t)));
-        assert_eq!(parse_rfc3339("2026-11-28T06:16:07-05:00"), Some(at(t)));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
-        assert_eq!(
-            parse_rfc3339("2024-02-29T00:00:00Z"),
-            Some(at(1_709_164_800))
-        );
+        // (text, the instant it names)
+        let cases = [
+            ("2026-11-28T11:16:07Z", at(t)),
+            (
+                "2026-11-28T11:16:07.847634Z",
+                at(t) + Duration::from_nanos(847_634_000),
+            ),
+            ("2026-11-28T13:16:07+02:00", at(t)),
+            ("2026-11-28T06:16:07-05:00", at(t)),
+            ("1970-01-01T00:00:00Z", UNIX_EPOCH),
+            ("2024-02-29T00:00:00Z", at(1_709_164_800)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_rfc3339(text), Some(want), "{text:?}");
+        }
     }
 
     #[test]
@@ -214,18 +217,21 @@ mod tests {
     #[test]
     fn relative_times_read_naturally() {
         let now = at(1_000_000);
-        assert_eq!(relative(at(1_000_000), now), "now");
-        assert_eq!(relative(now + Duration::from_millis(300), now), "now");
-        assert_eq!(relative(at(1_000_045), now), "in 45s");
-        assert_eq!(relative(at(1_000_000 + 43 * 60 + 10), now), "in 43m");
-        assert_eq!(relative(at(1_000_000 + 3600 + 5 * 60), now), "in 1h 5m");
-        assert_eq!(relative(at(1_000_000 + 2 * 3600), now), "in 2h");
-        assert_eq!(
-            relative(at(1_000_000 + 2 * 86_400 + 3 * 3600 + 59), now),
-            "in 2d 3h"
-        );
-        assert_eq!(relative(at(1_000_000 + 86_400 + 120), now), "in 1d");
-        assert_eq!(relative(at(1_000_000 - 5 * 60), now), "5m ago");
-        assert_eq!(relative(at(1_000_000 - 90_000), now), "1d 1h ago");
+        // (the instant, how it reads relative to now)
+        let cases = [
+            (at(1_000_000), "now"),
+            (now + Duration::from_millis(300), "now"),
+            (at(1_000_045), "in 45s"),
+            (at(1_000_000 + 43 * 60 + 10), "in 43m"),
+            (at(1_000_000 + 3600 + 5 * 60), "in 1h 5m"),
+            (at(1_000_000 + 2 * 3600), "in 2h"),
+            (at(1_000_000 + 2 * 86_400 + 3 * 3600 + 59), "in 2d 3h"),
+            (at(1_000_000 + 86_400 + 120), "in 1d"),
+            (at(1_000_000 - 5 * 60), "5m ago"),
+            (at(1_000_000 - 90_000), "1d 1h ago"),
+        ];
+        for (when, want) in cases {
+            assert_eq!(relative(when, now), want, "{when:?}");
+        }
     }
 }

@@ -236,22 +236,22 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_forms() {
-        assert_eq!(parse(&["prod"]), Ok(fetch("prod", None)));
-        assert_eq!(
-            parse(&["prod", "--role", "Admin"]),
-            Ok(fetch("prod", Some("Admin")))
-        );
-        assert_eq!(
-            parse(&["--role", "Admin", "prod"]),
-            Ok(fetch("prod", Some("Admin")))
-        );
-        assert_eq!(
-            parse(&["prod", "--role=arn:aws:iam::1:role/A"]),
-            Ok(fetch("prod", Some("arn:aws:iam::1:role/A")))
-        );
-        assert_eq!(parse(&["--", "-odd-name"]), Ok(fetch("-odd-name", None)));
-        assert_eq!(parse(&["prod", "--help"]), Ok(Command::Help));
-        assert_eq!(parse(&["-V"]), Ok(Command::Version));
+        // (arguments, the command they mean)
+        let cases: [(&[&str], Command); 7] = [
+            (&["prod"], fetch("prod", None)),
+            (&["prod", "--role", "Admin"], fetch("prod", Some("Admin"))),
+            (&["--role", "Admin", "prod"], fetch("prod", Some("Admin"))),
+            (
+                &["prod", "--role=arn:aws:iam::1:role/A"],
+                fetch("prod", Some("arn:aws:iam::1:role/A")),
+            ),
+            (&["--", "-odd-name"], fetch("-odd-name", None)),
+            (&["prod", "--help"], Command::Help),
+            (&["-V"], Command::Version),
+        ];
+        for (args, want) in cases {
+            assert_eq!(parse(args), Ok(want), "{args:?}");
+        }
     }
 
     #[test]
