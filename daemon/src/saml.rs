@@ -1609,13 +1609,20 @@ mod tests {
         let admin = "arn:aws:iam::222222222222:role/Admin";
         let unknown = "arn:aws:iam::333333333333:role/Admin";
         // No assertion yet: an ARN is taken at its word, a name waits for one.
-        assert_eq!(
-            resolve_role(&[], Some(unknown), None),
-            Ok(Some(unknown.into()))
-        );
-        assert_eq!(resolve_role(&[], None, Some(admin)), Ok(Some(admin.into())));
-        assert_eq!(resolve_role(&[], Some("Admin"), Some(admin)), Ok(None));
-        assert_eq!(resolve_role(&[], None, None), Ok(None));
+        // (role asked for, configured role, the ARN resolved without an assertion)
+        let cases = [
+            (Some(unknown), None, Some(unknown)),
+            (None, Some(admin), Some(admin)),
+            (Some("Admin"), Some(admin), None),
+            (None, None, None),
+        ];
+        for (asked, configured, want) in cases {
+            assert_eq!(
+                resolve_role(&[], asked, configured),
+                Ok(want.map(Into::into)),
+                "{asked:?} {configured:?}"
+            );
+        }
 
         let roles = multi_roles();
         assert_eq!(
@@ -1631,22 +1638,25 @@ mod tests {
             resolve_role(&roles, None, Some(admin)),
             Ok(Some(admin.into()))
         );
-        assert!(matches!(
-            resolve_role(&roles, Some(unknown), Some(admin)),
-            Err(SamlError::RoleNotInAssertion { .. })
-        ));
-        assert!(matches!(
-            resolve_role(&roles, None, Some(unknown)),
-            Err(SamlError::RoleNotInAssertion { .. })
-        ));
-        assert!(matches!(
-            resolve_role(&roles, Some("Admin"), None),
-            Err(SamlError::AmbiguousRole { .. })
-        ));
-        assert!(matches!(
-            resolve_role(&roles, None, None),
-            Err(SamlError::RoleChoiceNeeded { .. })
-        ));
+        // Which error a refusal must be.
+        type Is = fn(&SamlError) -> bool;
+        let not_in_assertion: Is = |e| matches!(e, SamlError::RoleNotInAssertion { .. });
+        let ambiguous: Is = |e| matches!(e, SamlError::AmbiguousRole { .. });
+        let choice_needed: Is = |e| matches!(e, SamlError::RoleChoiceNeeded { .. });
+        // (role asked for, configured role, the error it must be)
+        let refused = [
+            (Some(unknown), Some(admin), not_in_assertion),
+            (None, Some(unknown), not_in_assertion),
+            (Some("Admin"), None, ambiguous),
+            (None, None, choice_needed),
+        ];
+        for (asked, configured, is_expected) in refused {
+            let got = resolve_role(&roles, asked, configured);
+            assert!(
+                got.as_ref().is_err_and(is_expected),
+                "{asked:?} {configured:?}: {got:?}"
+            );
+        }
     }
 
     // ---- secrecy ----

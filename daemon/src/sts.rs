@@ -628,10 +628,20 @@ mod tests {
 
     #[test]
     fn duration_is_capped_by_the_assertion_and_by_a_learnt_maximum() {
-        assert_eq!(choose_duration(43_200, Some(28_800), None), 28_800);
-        assert_eq!(choose_duration(43_200, None, Some(3600)), 3600);
-        assert_eq!(choose_duration(43_200, Some(28_800), Some(7200)), 7200);
-        assert_eq!(choose_duration(3600, Some(28_800), Some(7200)), 3600);
+        // (configured seconds, the assertion's SessionDuration, a learnt cap, what is asked for)
+        const CASES: &[(u64, Option<u32>, Option<u32>, u32)] = &[
+            (43_200, Some(28_800), None, 28_800),
+            (43_200, None, Some(3600), 3600),
+            (43_200, Some(28_800), Some(7200), 7200),
+            (3600, Some(28_800), Some(7200), 3600),
+        ];
+        for &(configured, assertion, learnt, want) in CASES {
+            assert_eq!(
+                choose_duration(configured, assertion, learnt),
+                want,
+                "{configured} {assertion:?} {learnt:?}"
+            );
+        }
     }
 
     #[test]
@@ -680,10 +690,16 @@ mod tests {
 
     #[test]
     fn throttling_server_errors_and_network_trouble_are_transient() {
-        assert!(service("Throttling", "Rate exceeded", 400).is_transient());
-        assert!(service("InternalFailure", "", 500).is_transient());
-        assert!(service("ServiceUnavailable", "", 503).is_transient());
-        assert!(service("HTTP 502", "not an STS error document", 502).is_transient());
+        // (code, message, HTTP status) of a transient STS answer
+        const TRANSIENT: &[(&str, &str, u16)] = &[
+            ("Throttling", "Rate exceeded", 400),
+            ("InternalFailure", "", 500),
+            ("ServiceUnavailable", "", 503),
+            ("HTTP 502", "not an STS error document", 502),
+        ];
+        for &(code, message, status) in TRANSIENT {
+            assert!(service(code, message, status).is_transient(), "{code:?}");
+        }
         let network = StsError::Network {
             endpoint: "https://sts.amazonaws.com".into(),
             reason: "refused".into(),
@@ -761,27 +777,22 @@ mod tests {
 
     #[tokio::test]
     async fn endpoints_follow_the_region_and_its_partition() {
-        // No region: the partition-global endpoint, as saml2aws with an empty region.
-        assert_eq!(
-            resolve_endpoint(&Region::new(GLOBAL_REGION)).await,
-            "https://sts.amazonaws.com"
-        );
-        assert_eq!(
-            resolve_endpoint(&Region::new("eu-west-1")).await,
-            "https://sts.eu-west-1.amazonaws.com"
-        );
-        assert_eq!(
-            resolve_endpoint(&Region::new("us-gov-west-1")).await,
-            "https://sts.us-gov-west-1.amazonaws.com"
-        );
-        assert_eq!(
-            resolve_endpoint(&Region::new("cn-north-1")).await,
-            "https://sts.cn-north-1.amazonaws.com.cn"
-        );
-        assert_eq!(
-            resolve_endpoint(&Region::new("not a region")).await,
-            "STS in region not a region"
-        );
+        // (region, the endpoint resolved for it)
+        const CASES: &[(&str, &str)] = &[
+            // No region: the partition-global endpoint, as saml2aws with an empty region.
+            (GLOBAL_REGION, "https://sts.amazonaws.com"),
+            ("eu-west-1", "https://sts.eu-west-1.amazonaws.com"),
+            ("us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com"),
+            ("cn-north-1", "https://sts.cn-north-1.amazonaws.com.cn"),
+            ("not a region", "STS in region not a region"),
+        ];
+        for &(region, want) in CASES {
+            assert_eq!(
+                resolve_endpoint(&Region::new(region)).await,
+                want,
+                "{region:?}"
+            );
+        }
     }
 
     #[test]
@@ -791,16 +802,19 @@ mod tests {
             endpoint: None,
         };
         let region = |arn: &str| unset.for_role(arn).region;
-        assert_eq!(
-            region("arn:aws-us-gov:iam::123456789012:role/Dev").as_deref(),
-            Some("us-gov-west-1")
-        );
-        assert_eq!(
-            region("arn:aws-cn:iam::123456789012:role/Dev").as_deref(),
-            Some("cn-north-1")
-        );
-        assert_eq!(region("arn:aws:iam::123456789012:role/Dev"), None);
-        assert_eq!(region("not an arn"), None);
+        // (role ARN, the region its STS target gets)
+        const CASES: &[(&str, Option<&str>)] = &[
+            (
+                "arn:aws-us-gov:iam::123456789012:role/Dev",
+                Some("us-gov-west-1"),
+            ),
+            ("arn:aws-cn:iam::123456789012:role/Dev", Some("cn-north-1")),
+            ("arn:aws:iam::123456789012:role/Dev", None),
+            ("not an arn", None),
+        ];
+        for &(arn, want) in CASES {
+            assert_eq!(region(arn).as_deref(), want, "{arn:?}");
+        }
 
         let configured = [
             StsTarget {

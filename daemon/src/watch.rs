@@ -573,29 +573,37 @@ mod tests {
         let config = dir.join("config.toml");
         let modify = EventKind::Modify(ModifyKind::Any);
 
-        assert_eq!(filter.classify(&event(modify, &config)), Some(Signal::File));
-        assert_eq!(
-            filter.classify(&event(EventKind::Remove(RemoveKind::File), &config)),
-            Some(Signal::File)
-        );
         let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
-        assert_eq!(filter.classify(&event(read, &config)), None);
-        assert_eq!(filter.classify(&event(modify, &dir.join("other"))), None);
-        assert_eq!(
-            filter.classify(&event(modify, Path::new("/home/a/config.toml"))),
-            None
-        );
-        assert_eq!(
-            filter.classify(&event(
+        let other = dir.join("other");
+        // (event kind, its path, the signal it gives)
+        let cases = [
+            (modify, config.as_path(), Some(Signal::File)),
+            (
+                EventKind::Remove(RemoveKind::File),
+                config.as_path(),
+                Some(Signal::File),
+            ),
+            (read, config.as_path(), None),
+            (modify, other.as_path(), None),
+            (modify, Path::new("/home/a/config.toml"), None),
+            (
                 EventKind::Create(CreateKind::Folder),
-                Path::new("/home/a/dotfiles")
-            )),
-            Some(Signal::Layout)
-        );
-        assert_eq!(
-            filter.classify(&event(EventKind::Remove(RemoveKind::Folder), &dir)),
-            Some(Signal::Layout)
-        );
+                Path::new("/home/a/dotfiles"),
+                Some(Signal::Layout),
+            ),
+            (
+                EventKind::Remove(RemoveKind::Folder),
+                dir.as_path(),
+                Some(Signal::Layout),
+            ),
+        ];
+        for (kind, path, want) in cases {
+            assert_eq!(
+                filter.classify(&event(kind, path)),
+                want,
+                "{kind:?} {path:?}"
+            );
+        }
         let rescan = Ok(Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan));
         assert_eq!(filter.classify(&rescan), Some(Signal::Layout));
         assert_eq!(

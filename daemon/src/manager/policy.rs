@@ -616,24 +616,22 @@ mod tests {
     fn refresh_deadlines_are_floored_and_never_overflow() {
         let hour = secs(3600);
         let twenty = Duration::from_secs(20 * 60);
-        assert_eq!(
-            floored_refresh(NOW, hour, twenty, time::Duration::ZERO),
-            secs(2400)
-        );
-        // Short sessions refresh at two thirds of their life...
-        assert_eq!(
-            floored_refresh(NOW, secs(900), twenty, time::Duration::ZERO),
-            secs(600)
-        );
-        // ...but never sooner than the floor, even for credentials that die at once.
-        assert_eq!(
-            floored_refresh(NOW, secs(1), twenty, time::Duration::ZERO),
-            secs(10)
-        );
-        assert_eq!(
-            floored_refresh(NOW, secs(-60), twenty, time::Duration::ZERO),
-            secs(10)
-        );
+        // (expiration, the refresh deadline), obtained NOW with refresh_before 20m, no jitter
+        let cases = [
+            (hour, secs(2400)),
+            // Short sessions refresh at two thirds of their life...
+            (secs(900), secs(600)),
+            // ...but never sooner than the floor, even for credentials that die at once.
+            (secs(1), secs(10)),
+            (secs(-60), secs(10)),
+        ];
+        for (expiration, want) in cases {
+            assert_eq!(
+                floored_refresh(NOW, expiration, twenty, time::Duration::ZERO),
+                want,
+                "{expiration}"
+            );
+        }
         assert!(short_lived(NOW, secs(1), twenty));
         assert!(!short_lived(NOW, hour, twenty));
         // Absurd settings saturate instead of panicking.
@@ -711,17 +709,17 @@ mod tests {
             message: "m".into(),
             status: Some(status),
         };
-        assert_eq!(classify_sts(&sts("AccessDenied", 403)), Failure::Refused);
-        assert_eq!(
-            classify_sts(&sts("InvalidIdentityToken", 400)),
-            Failure::Refused
-        );
-        assert_eq!(
-            classify_sts(&sts("IDPRejectedClaim", 403)),
-            Failure::Refused
-        );
-        assert_eq!(classify_sts(&sts("Throttling", 400)), transient());
-        assert_eq!(classify_sts(&sts("InternalFailure", 500)), transient());
+        // (STS error code, HTTP status, what the failure means)
+        let cases = [
+            ("AccessDenied", 403, Failure::Refused),
+            ("InvalidIdentityToken", 400, Failure::Refused),
+            ("IDPRejectedClaim", 403, Failure::Refused),
+            ("Throttling", 400, transient()),
+            ("InternalFailure", 500, transient()),
+        ];
+        for (code, status, expected) in cases {
+            assert_eq!(classify_sts(&sts(code, status)), expected, "{code:?}");
+        }
         assert_eq!(
             classify_sts(&StsError::Network {
                 endpoint: "e".into(),
