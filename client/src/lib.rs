@@ -479,6 +479,7 @@ impl Client {
             account: account.to_owned(),
             role: role.map(str::to_owned),
             interactive,
+            via: None,
         };
         match self.exchange(&request, prompter, progress)? {
             Response::Credentials(creds) => Ok(creds),
@@ -656,6 +657,9 @@ fn response_type(r: &Response) -> &'static str {
         Response::ShuttingDown => "shutting_down",
         Response::EndpointToken(_) => "endpoint_token",
         Response::ConsoleUrl(_) => "console_url",
+        Response::Audit { .. } => "audit",
+        Response::AuditFollowing { .. } => "audit_following",
+        Response::AuditEvent(_) => "audit_event",
         Response::Error(_) => "error",
     }
 }

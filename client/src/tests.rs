@@ -214,7 +214,8 @@ fn daemon_error_keeps_its_code_and_message() {
         [Request::GetCredentials {
             account: "production".into(),
             role: Some("Admin".into()),
-            interactive: false
+            interactive: false,
+            via: None,
         }]
     );
 }

@@ -77,6 +77,7 @@ fn success_prints_exactly_one_credential_process_document() {
             account: "production".into(),
             role: Some("Admin".into()),
             interactive: false,
+            via: None,
         }]
     );
 }
@@ -99,7 +100,8 @@ fn daemon_error_goes_to_stderr_and_nothing_to_stdout() {
         [Request::GetCredentials {
             account: "production".into(),
             role: None,
-            interactive: false
+            interactive: false,
+            via: None,
         }]
     );
 }

@@ -157,6 +157,7 @@ fn interactive_request() -> Request {
         account: "production".into(),
         role: None,
         interactive: true,
+        via: None,
     }
 }
 
@@ -322,6 +323,7 @@ fn without_a_terminal_the_daemon_is_told_not_to_ask() {
             account: "production".into(),
             role: None,
             interactive: false,
+            via: None,
         }]
     );
 }
@@ -358,6 +360,7 @@ fn a_background_job_does_not_ask_on_the_terminal() {
             account: "production".into(),
             role: None,
             interactive: false,
+            via: None,
         }]
     );
 }

@@ -84,6 +84,7 @@ fn status_json_is_the_daemons_report() {
                 next_refresh_at: Some("2026-11-28T11:40:00Z".into()),
                 default: true,
                 warning: None,
+                last_used: None,
             }],
             last_error: None,
             next_retry_at: None,

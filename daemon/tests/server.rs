@@ -293,6 +293,7 @@ async fn unknown_account_lists_the_known_ones() {
                 account: "nope".into(),
                 role: None,
                 interactive: false,
+                via: None,
             },
         )
     })

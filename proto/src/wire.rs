@@ -32,6 +32,9 @@ pub enum Request {
         /// The client can answer [`Response::NeedSecret`] (it has a terminal).
         #[serde(default)]
         interactive: bool,
+        /// Why the client wants them, for the audit; `None` is `samld-helper`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<Handout>,
     },
     /// Answered by [`Response::LoggedIn`], after any [`Response::Progress`] and
     /// [`Response::NeedSecret`] exchanges.
@@ -91,6 +94,20 @@ pub enum Request {
         /// `SessionDuration`, 900 to 43200); `None` lets AWS decide.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_duration: Option<u32>,
+    },
+    /// Answered by [`Response::Audit`]: the daemon's record of who got which credentials,
+    /// oldest first. With `follow`, answered by [`Response::AuditFollowing`] and then one
+    /// [`Response::AuditEvent`] per new event, for as long as the client keeps the connection.
+    Audit {
+        /// Only this account's events; `None` for all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+        /// Only events of the last this many seconds; `None` for all that are kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_secs: Option<u64>,
+        /// Keep the connection and stream new events.
+        #[serde(default)]
+        follow: bool,
     },
 }
 
@@ -191,6 +208,24 @@ pub enum Response {
     EndpointToken(EndpointToken),
     /// Answers [`Request::ConsoleUrl`].
     ConsoleUrl(ConsoleSignin),
+    /// Answers [`Request::Audit`] without `follow`.
+    Audit {
+        /// The events asked for, oldest first.
+        events: Vec<AuditEvent>,
+        /// How many events the daemon's bounded record has dropped (the oldest first) since
+        /// it started.
+        dropped: u64,
+    },
+    /// Answers [`Request::Audit`] with `follow`: the events so far; more follow as
+    /// [`Response::AuditEvent`].
+    AuditFollowing {
+        /// The events asked for, oldest first.
+        events: Vec<AuditEvent>,
+        /// As in [`Response::Audit`].
+        dropped: u64,
+    },
+    /// One new event, after [`Response::AuditFollowing`].
+    AuditEvent(AuditEvent),
     /// Any request can end with an error.
     Error(WireError),
 }
@@ -200,7 +235,11 @@ impl Response {
     pub fn is_final(&self) -> bool {
         !matches!(
             self,
-            Response::Progress { .. } | Response::NeedSecret { .. } | Response::Hello { .. }
+            Response::Progress { .. }
+                | Response::NeedSecret { .. }
+                | Response::Hello { .. }
+                | Response::AuditFollowing { .. }
+                | Response::AuditEvent(_)
         )
     }
 
@@ -208,6 +247,145 @@ impl Response {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Response::Error(WireError::new(code, message))
     }
+}
+
+/// How credentials left the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handout {
+    /// `samld-helper` (`credential_process`).
+    Helper,
+    /// The loopback endpoint of `samlctl exec`.
+    ExecEndpoint,
+    /// `samlctl env`, or `samlctl exec --static`.
+    Env,
+    /// `samlctl console` (the credentials went to the AWS federation endpoint).
+    Console,
+}
+
+impl Handout {
+    /// The kebab-case name shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handout::Helper => "helper",
+            Handout::ExecEndpoint => "exec-endpoint",
+            Handout::Env => "env",
+            Handout::Console => "console",
+        }
+    }
+}
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditKind {
+    /// Credentials were handed out (or a request for them failed).
+    Handout,
+    /// A person's login (`samlctl login`, or a helper that prompted on a terminal).
+    Login,
+    /// A logout.
+    Logout,
+    /// A refresh asked for by a person (`samlctl refresh`).
+    Refresh,
+    /// A trip samld made by itself: a scheduled refresh, or an unattended login.
+    Unattended,
+}
+
+impl AuditKind {
+    /// The kebab-case name shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Handout => "handout",
+            AuditKind::Login => "login",
+            AuditKind::Logout => "logout",
+            AuditKind::Refresh => "refresh",
+            AuditKind::Unattended => "unattended",
+        }
+    }
+}
+
+/// Where handed-out credentials came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialSource {
+    /// Held in memory, fresh.
+    Memory,
+    /// A refresh ran (or was joined) first.
+    Refresh,
+    /// A login ran (or was joined) first.
+    Login,
+}
+
+impl CredentialSource {
+    /// The kebab-case name shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialSource::Memory => "memory",
+            CredentialSource::Refresh => "refresh",
+            CredentialSource::Login => "login",
+        }
+    }
+}
+
+/// One process in the chain that asked, as the audit records it. Command lines are bounded
+/// and the values of options that can hold secrets (`--mfa-code 123456`) are masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Its process id.
+    pub pid: u32,
+    /// Its name (the kernel's short command name).
+    pub name: String,
+    /// The path of its executable, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// Its command line, bounded and masked, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+}
+
+/// One entry of the daemon's audit: never a credential, token, password, code or cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Its number: one more than the event before it.
+    pub seq: u64,
+    /// When it happened, RFC 3339.
+    pub at: String,
+    /// What happened.
+    pub kind: AuditKind,
+    /// The account, when the event concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The role, for a hand-out or a trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// How the credentials left, for a hand-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Handout>,
+    /// Where the credentials came from, for a hand-out that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CredentialSource>,
+    /// Why it failed; `None` when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The process that asked (the socket's peer; for the exec endpoint, the
+    /// `samlctl exec` that holds the token), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessInfo>,
+    /// Its parent, grandparent and so on, nearest first, up to a few levels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestry: Vec<ProcessInfo>,
+}
+
+/// When a role's credentials were last handed out, and to what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastUse {
+    /// When, RFC 3339.
+    pub at: String,
+    /// How.
+    pub via: Handout,
+    /// The program that wanted them: for `samld-helper`, the tool that ran it (its parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<ProcessInfo>,
 }
 
 /// The outcome of a successful login.
@@ -479,6 +657,9 @@ pub struct RoleStatus {
     /// life than `refresh_before`, for example).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// When they were last handed out, and to what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<LastUse>,
 }
 
 /// The last error of an account.
@@ -630,6 +811,7 @@ mod tests {
                     account: "prod".into(),
                     role: Some("Admin".into()),
                     interactive: false,
+                    via: None,
                 },
                 r#"{"type":"get_credentials","account":"prod","role":"Admin","interactive":false}"#,
             ),

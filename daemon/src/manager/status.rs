@@ -123,6 +123,7 @@ pub(super) fn role_statuses(
                 .filter(|_| !data.refused.contains_key(arn))
                 .map(|at| rfc3339(held.refresh_at.max(at))),
             default: default.as_deref() == Some(arn.as_str()),
+            last_used: None,
             warning: held.short_lived.then(|| {
                 format!(
                     "STS issued these credentials with {}s of life, less than refresh_before ({}s): check this machine's clock, any proxy, and the role's MaxSessionDuration; samld refreshes them at most every {}s",

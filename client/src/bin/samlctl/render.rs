@@ -377,6 +377,7 @@ mod tests {
                 next_refresh_at: Some(t(base + 38 * 60)),
                 default: true,
                 warning: None,
+                last_used: None,
             },
             RoleStatus {
                 role_arn: "arn:aws:iam::111111111111:role/ReadOnly".into(),
@@ -385,6 +386,7 @@ mod tests {
                 next_refresh_at: Some(t(base - 60)),
                 default: false,
                 warning: Some("STS issued these credentials with 5s of life".into()),
+                last_used: None,
             },
         ];
         let sign_in =
