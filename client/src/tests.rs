@@ -167,7 +167,7 @@ fn a_secret_nobody_can_provide_fails_and_hangs_up_without_answering() {
     ]);
     let err = Client::connect_to(&daemon.socket)
         .unwrap()
-        .get_credentials("prod", None, false, &mut NoPrompter, &mut |_| {})
+        .get_credentials("prod", None, false, None, &mut NoPrompter, &mut |_| {})
         .unwrap_err();
     assert!(
         matches!(
@@ -202,6 +202,7 @@ fn daemon_error_keeps_its_code_and_message() {
             "production",
             Some("Admin"),
             false,
+            None,
             &mut NoPrompter,
             &mut |_| {},
         )

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use clap::CommandFactory;
 use samld_client::{Client, ClientError, ConnectOptions, PromptError};
-use samld_proto::{ErrorCode, LoginRequest, RoleInfo, Secret};
+use samld_proto::{ErrorCode, Handout, LoginRequest, RoleInfo, Secret};
 use serde::Serialize;
 
 use crate::prompt::{LoginPrompter, read_code_line, read_password_line};
@@ -233,6 +233,7 @@ pub(crate) fn env(
         account,
         role,
         false,
+        Some(Handout::Env),
         &mut samld_client::NoPrompter,
         &mut |_| {},
     )?;
