@@ -75,6 +75,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show who got which credentials: samld's record of hand-outs, logins, logouts and
+    /// refreshes (kept in memory, the last 10,000 events)
+    Audit {
+        /// Only this account (adds a count of hand-outs per program)
+        account: Option<String>,
+        /// Only the events of the last DURATION, e.g. 1h or 30m [default: all kept events]
+        #[arg(long, value_name = "DURATION", value_parser = since_duration)]
+        since: Option<(std::time::Duration, String)>,
+        /// Print one JSON object per event and line
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events as they happen, until samld stops or Ctrl-C
+        #[arg(long)]
+        follow: bool,
+    },
     /// Work with the configuration file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -185,6 +200,15 @@ fn console_duration(text: &str) -> Result<u32, String> {
         Ok(secs) if (900..=43_200).contains(&secs) => Ok(secs),
         _ => Err("a console session lasts 15m to 12h".into()),
     }
+}
+
+/// `--since`: a duration, kept with its text for the messages.
+fn since_duration(text: &str) -> Result<(std::time::Duration, String), String> {
+    let d = samld_config::parse_duration(text)?;
+    if d.is_zero() {
+        return Err("--since needs a duration longer than 0s, such as 1h or 30m".into());
+    }
+    Ok((d, text.to_owned()))
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +347,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Refresh { account } => commands::refresh(connect()?, &account, &mut out)?,
         Command::Roles { account, json } => {
             commands::roles(connect()?, &account, json, &mut out)?;
+        }
+        Command::Audit {
+            account,
+            since,
+            json,
+            follow,
+        } => {
+            let args = commands::AuditArgs {
+                account: account.as_deref(),
+                since: since.as_ref().map(|(d, text)| (*d, text.as_str())),
+                json,
+                follow,
+            };
+            commands::audit(connect()?, &args, &mut out)?;
         }
         Command::Config(ConfigCommand::Check { config }) => {
             commands::config_check(config.as_deref(), &mut out)?;
