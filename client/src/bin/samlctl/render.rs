@@ -431,16 +431,27 @@ pub(crate) fn dropped_footer(dropped: u64) -> String {
 }
 
 fn audit_rows(events: &[AuditEvent], clock: &Clock<'_>) -> Vec<[String; 6]> {
-    // Short role names over the whole list, so that two `Admin`s of different AWS accounts
-    // are told apart.
-    let mut names = role_names(events.iter().filter_map(|e| e.role_arn.as_deref())).into_iter();
+    // Short role names over the distinct roles of the list, so that two `Admin`s of
+    // different AWS accounts are told apart.
+    let mut arns: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.role_arn.as_deref())
+        .collect();
+    arns.sort_unstable();
+    arns.dedup();
+    let names: BTreeMap<&str, String> = arns
+        .iter()
+        .copied()
+        .zip(role_names(arns.iter().copied()))
+        .collect();
     events
         .iter()
         .map(|e| {
-            let role = match &e.role_arn {
-                Some(_) => names.next().unwrap_or_default(),
-                None => "-".into(),
-            };
+            let role = e
+                .role_arn
+                .as_deref()
+                .and_then(|arn| names.get(arn).cloned())
+                .unwrap_or_else(|| "-".into());
             let what = match (e.kind, e.via) {
                 (kind, Some(via)) => format!("{} ({})", kind.as_str(), via.as_str()),
                 (kind, None) => kind.as_str().to_owned(),
@@ -644,7 +655,16 @@ mod tests {
                 next_refresh_at: Some(t(base - 60)),
                 default: false,
                 warning: Some("STS issued these credentials with 5s of life".into()),
-                last_used: None,
+                last_used: Some(samld_proto::LastUse {
+                    at: t(base - 120),
+                    via: Handout::Helper,
+                    by: Some(ProcessInfo {
+                        pid: 4711,
+                        name: "terraform".into(),
+                        exe: Some("/usr/bin/terraform".into()),
+                        command_line: Some("terraform apply".into()),
+                    }),
+                }),
             },
         ];
         let sign_in =
@@ -705,6 +725,7 @@ stage    needs-login  stage@example.com  -                   -                - 
 
 stage: last error 5m ago (needs-login): the JumpCloud session expired; run: samlctl login stage
 prod (ReadOnly): warning: STS issued these credentials with 5s of life
+prod (ReadOnly): last used 2m ago by terraform (pid 4711) through the helper
 
 JumpCloud sign-ins:
   prod@example.com (https://console.jumpcloud.com): live for 1h 2m, serves dev, prod
@@ -732,5 +753,167 @@ JumpCloud sign-ins:
         );
         o.reused_session = false;
         assert!(render_login(&o).starts_with("Logged in to prod as a@b\n"));
+    }
+
+    fn process(pid: u32, name: &str) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            name: name.into(),
+            exe: Some(format!("/usr/bin/{name}")),
+            command_line: Some(name.into()),
+        }
+    }
+
+    /// A successful hand-out to `chain` (the asking process, then its ancestors).
+    fn handout(seq: u64, at: &str, via: Handout, chain: &[(u32, &str)]) -> AuditEvent {
+        let mut chain = chain.iter().map(|&(pid, name)| process(pid, name));
+        AuditEvent {
+            seq,
+            at: at.into(),
+            kind: AuditKind::Handout,
+            account: Some("prod".into()),
+            role_arn: Some("arn:aws:iam::111111111111:role/Admin".into()),
+            via: Some(via),
+            source: Some(samld_proto::CredentialSource::Memory),
+            error: None,
+            process: chain.next(),
+            ancestry: chain.collect(),
+        }
+    }
+
+    fn audit_events() -> Vec<AuditEvent> {
+        let helper = [
+            (4711, "samld-helper"),
+            (4710, "aws"),
+            (4700, "terraform"),
+            (12, "zsh"),
+        ];
+        let mut failed = handout(3, "2026-11-28T11:40:00Z", Handout::Helper, &helper[..2]);
+        failed.source = None;
+        failed.error = Some(
+            "prod is not logged in; run: samlctl login prod (the JumpCloud session ended)".into(),
+        );
+        let mut refreshed = handout(4, "2026-11-28T11:50:00Z", Handout::Env, &[(900, "samlctl")]);
+        refreshed.source = Some(samld_proto::CredentialSource::Refresh);
+        vec![
+            AuditEvent {
+                seq: 1,
+                at: "2026-11-27T22:59:59Z".into(),
+                kind: AuditKind::Login,
+                account: Some("prod".into()),
+                role_arn: None,
+                via: None,
+                source: None,
+                error: None,
+                process: Some(process(800, "samlctl")),
+                ancestry: vec![process(12, "zsh")],
+            },
+            handout(2, "2026-11-28T11:30:00Z", Handout::Helper, &helper),
+            failed,
+            refreshed,
+            handout(
+                5,
+                "2026-11-28T11:59:00Z",
+                Handout::Helper,
+                &[(4720, "samld-helper"), (4719, "aws")],
+            ),
+            handout(
+                6,
+                "2026-11-28T11:59:30Z",
+                Handout::Helper,
+                &[(4730, "samld-helper"), (4729, "terraform")],
+            ),
+        ]
+    }
+
+    /// Noon UTC on 2026-11-28, shown one hour east of UTC.
+    fn audit_clock() -> Clock<'static> {
+        Clock {
+            now: timestamp::parse_rfc3339("2026-11-28T12:00:00Z").unwrap(),
+            offset: &|_| 3600,
+        }
+    }
+
+    #[test]
+    fn audit_table_shows_local_times_ancestry_errors_a_summary_and_the_dropped_footer() {
+        let scope = AuditScope {
+            account: Some("prod"),
+            since: Some("1d"),
+            follow: false,
+        };
+        let expected = "\
+TIME                 ACCOUNT  ROLE   WHAT              FROM                                             PROCESS
+2026-11-27 23:59:59  prod     -      login             -                                                samlctl (800) ← zsh (12)
+12:30:00             prod     Admin  handout (helper)  memory                                           samld-helper (4711) ← aws (4710) ← terraform (4700) ← zsh (12)
+12:40:00             prod     Admin  handout (helper)  error: prod is not logged in; run: samlctl log…  samld-helper (4711) ← aws (4710)
+12:50:00             prod     Admin  handout (env)     refresh                                          samlctl (900)
+12:59:00             prod     Admin  handout (helper)  memory                                           samld-helper (4720) ← aws (4719)
+12:59:30             prod     Admin  handout (helper)  memory                                           samld-helper (4730) ← terraform (4729)
+
+prod: 4 hand-outs in the last 1d: aws 2, samlctl 1, terraform 1; 1 failed
+3 older events were dropped (samld keeps the last 10,000)
+";
+        assert_eq!(
+            render_audit(&audit_events(), 3, &scope, &audit_clock()),
+            expected
+        );
+    }
+
+    #[test]
+    fn audit_without_events_says_so_and_follow_drops_the_summary() {
+        let mut scope = AuditScope {
+            account: Some("prod"),
+            since: None,
+            follow: false,
+        };
+        assert_eq!(
+            render_audit(&[], 0, &scope, &audit_clock()),
+            "No audit events for prod in the kept record.\n"
+        );
+        scope.follow = true;
+        scope.since = Some("30m");
+        assert_eq!(
+            render_audit(&[], 1, &scope, &audit_clock()),
+            "No audit events for prod in the last 30m; waiting for new ones (Ctrl-C to stop).\n\
+             1 older event was dropped (samld keeps the last 10,000)\n"
+        );
+        let events = audit_events();
+        let followed = render_audit(&events[1..2], 0, &scope, &audit_clock());
+        assert!(!followed.contains("hand-outs"), "{followed}");
+        assert_eq!(
+            render_audit_line(&events[4], &audit_clock()),
+            "12:59:00  prod  Admin  handout (helper)  memory  samld-helper (4720) ← aws (4719)\n"
+        );
+    }
+
+    #[test]
+    fn audit_summary_counts_the_tool_behind_the_helper_most_first() {
+        let events = audit_events();
+        let scope = AuditScope {
+            account: Some("prod"),
+            since: None,
+            follow: false,
+        };
+        assert_eq!(
+            audit_summary("prod", &events[4..], &scope),
+            "prod: 2 hand-outs in the kept record: aws 1, terraform 1\n"
+        );
+        assert_eq!(
+            audit_summary("prod", &events[..1], &scope),
+            "prod: 0 hand-outs in the kept record\n"
+        );
+    }
+
+    #[test]
+    fn audit_json_is_the_event_as_serialized() {
+        let event = &audit_events()[2];
+        let line = serde_json::to_string(event).unwrap();
+        assert_eq!(
+            serde_json::from_str::<AuditEvent>(&line).unwrap(),
+            *event,
+            "{line}"
+        );
+        assert!(line.starts_with(r#"{"seq":3,"at":"2026-11-28T11:40:00Z","kind":"handout""#));
+        assert!(!line.contains('\n'));
     }
 }
