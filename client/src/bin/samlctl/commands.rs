@@ -451,3 +451,27 @@ pub(crate) fn aws_config(
 pub(crate) fn completions(shell: clap_complete::Shell, out: &mut impl Write) {
     clap_complete::generate(shell, &mut Cli::command(), "samlctl", out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samld_proto::WireError;
+
+    #[test]
+    fn an_older_daemon_is_told_apart_from_other_errors() {
+        let bad_request = ClientError::Daemon(WireError::new(
+            ErrorCode::BadRequest,
+            "unknown variant `audit`",
+        ));
+        let Failure(message) = older_daemon("audit", bad_request);
+        assert_eq!(
+            message,
+            "the running samld does not know `audit` (it is older than this samlctl); restart \
+             it (`samlctl daemon stop`, then start it again) and retry: unknown variant `audit`"
+        );
+        let other =
+            ClientError::Daemon(WireError::new(ErrorCode::UnknownAccount, "no such account"));
+        let Failure(message) = older_daemon("audit", other);
+        assert_eq!(message, "no such account");
+    }
+}

@@ -461,6 +461,44 @@ mod tests {
     }
 
     #[test]
+    fn audit_since_takes_a_duration_and_says_what_is_wrong() {
+        assert_eq!(
+            since_duration("1h"),
+            Ok((std::time::Duration::from_secs(3600), "1h".into()))
+        );
+        assert_eq!(since_duration("30m").map(|(d, _)| d.as_secs()), Ok(1800));
+        let err = since_duration("yesterday").unwrap_err();
+        assert!(err.starts_with("invalid duration \"yesterday\": "), "{err}");
+        assert_eq!(
+            since_duration("0s").unwrap_err(),
+            "--since needs a duration longer than 0s, such as 1h or 30m"
+        );
+        let err = Cli::try_parse_from(["samlctl", "audit", "--since", "soon"]).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid duration \"soon\""),
+            "{err}"
+        );
+        match Cli::try_parse_from([
+            "samlctl", "audit", "prod", "--since", "1h", "--json", "--follow",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::Audit {
+                account,
+                since,
+                json,
+                follow,
+            } => {
+                assert_eq!(account.as_deref(), Some("prod"));
+                assert_eq!(since.map(|(d, _)| d.as_secs()), Some(3600));
+                assert!(json && follow);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn logout_needs_an_account_or_all_but_not_both() {
         // (command line, whether it parses)
         const CASES: &[(&[&str], bool)] = &[
