@@ -350,7 +350,10 @@ pub(crate) fn local_utc_offset(t: SystemTime) -> i64 {
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call; localtime_r is the reentrant form.
     let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if ok { i64::from(tm.tm_gmtoff) } else { 0 }
+    // `c_long` is i32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let offset = i64::from(tm.tm_gmtoff);
+    if ok { offset } else { 0 }
 }
 
 /// What `samlctl audit` asked for, for the sentences around the table.
@@ -516,7 +519,7 @@ fn audit_summary(account: &str, events: &[AuditEvent], scope: &AuditScope<'_>) -
     if total > 0 {
         let mut by: Vec<(&str, usize)> = counts.into_iter().collect();
         // Most first; ties in name order (the map's).
-        by.sort_by(|a, b| b.1.cmp(&a.1));
+        by.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
         let by: Vec<String> = by.iter().map(|(name, n)| format!("{name} {n}")).collect();
         s.push_str(&format!(": {}", by.join(", ")));
     }
