@@ -22,7 +22,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, ExitStatus};
 use std::time::Duration;
 
-use samld_proto::{Credentials, EndpointToken, Request, Response};
+use samld_proto::{Credentials, EndpointToken, Handout, Request, Response};
 
 use crate::{Client, ClientError, ConnectOptions, NoPrompter};
 
@@ -231,6 +231,7 @@ pub fn run(connect: &ConnectOptions, options: &ExecOptions) -> Result<ExitStatus
             &options.account,
             options.role.as_deref(),
             false,
+            Some(Handout::Env),
             &mut NoPrompter,
             &mut |_| {},
         )?;

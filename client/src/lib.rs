@@ -16,7 +16,7 @@
 //! ```no_run
 //! use samld_client::{Client, NoPrompter};
 //!
-//! let creds = Client::connect()?.get_credentials("production", None, false, &mut NoPrompter, &mut |_| {})?;
+//! let creds = Client::connect()?.get_credentials("production", None, false, None, &mut NoPrompter, &mut |_| {})?;
 //! println!("{}", creds.to_credential_process_json());
 //! # Ok::<(), samld_client::ClientError>(())
 //! ```
@@ -28,13 +28,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use samld_proto::{
-    Credentials, ErrorCode, FrameError, LoginOutcome, LoginRequest, PROTOCOL_VERSION, Request,
-    Response, RoleInfo, RoleStatus, Secret, SecretKind, SocketPathError, StatusReport, WireError,
-    read_frame, write_frame,
+    Credentials, ErrorCode, FrameError, Handout, LoginOutcome, LoginRequest, PROTOCOL_VERSION,
+    Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, SocketPathError, StatusReport,
+    WireError, read_frame, write_frame,
 };
 
+pub use crate::audit::AuditFollow;
 use crate::lifecycle::autostart;
 
+pub mod audit;
 pub mod awsconfig;
 pub mod console;
 pub mod env;
@@ -466,12 +468,15 @@ impl Client {
     /// AWS credentials for `role` (or the default role) of `account`.
     ///
     /// With `interactive`, the daemon may log in first and ask for secrets through
-    /// `prompter`, reporting progress through `progress`.
+    /// `prompter`, reporting progress through `progress`. `via` tells the daemon's audit how
+    /// the credentials leave: `None` is `samld-helper`, [`Handout::Env`] is `samlctl env`
+    /// and `samlctl exec --static`.
     pub fn get_credentials(
         self,
         account: &str,
         role: Option<&str>,
         interactive: bool,
+        via: Option<Handout>,
         prompter: &mut dyn SecretPrompter,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Credentials, ClientError> {
@@ -479,7 +484,7 @@ impl Client {
             account: account.to_owned(),
             role: role.map(str::to_owned),
             interactive,
-            via: None,
+            via,
         };
         match self.exchange(&request, prompter, progress)? {
             Response::Credentials(creds) => Ok(creds),

@@ -167,7 +167,7 @@ fn a_secret_nobody_can_provide_fails_and_hangs_up_without_answering() {
     ]);
     let err = Client::connect_to(&daemon.socket)
         .unwrap()
-        .get_credentials("prod", None, false, &mut NoPrompter, &mut |_| {})
+        .get_credentials("prod", None, false, None, &mut NoPrompter, &mut |_| {})
         .unwrap_err();
     assert!(
         matches!(
@@ -202,6 +202,7 @@ fn daemon_error_keeps_its_code_and_message() {
             "production",
             Some("Admin"),
             false,
+            None,
             &mut NoPrompter,
             &mut |_| {},
         )
@@ -417,4 +418,157 @@ fn any_version_lets_an_incompatible_daemon_be_inspected_and_stopped() {
     assert_eq!(client.hello().protocol_version, 2);
     client.shutdown().unwrap();
     assert_eq!(daemon.requests(), [Request::Shutdown]);
+}
+
+fn audit_event(seq: u64) -> samld_proto::AuditEvent {
+    samld_proto::AuditEvent {
+        seq,
+        at: "2026-11-28T11:30:00Z".into(),
+        kind: samld_proto::AuditKind::Handout,
+        account: Some("prod".into()),
+        role_arn: Some("arn:aws:iam::111111111111:role/Admin".into()),
+        via: Some(samld_proto::Handout::Helper),
+        source: Some(samld_proto::CredentialSource::Memory),
+        error: None,
+        process: None,
+        ancestry: vec![],
+    }
+}
+
+#[test]
+fn audit_sends_the_filters_and_returns_the_events_and_the_drop_count() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::Audit {
+            events: vec![audit_event(7)],
+            dropped: 3,
+        }),
+        Conn::new().answer(Response::error(
+            ErrorCode::BadRequest,
+            "unknown variant `audit`",
+        )),
+    ]);
+    let (events, dropped) = Client::connect_to(&daemon.socket)
+        .unwrap()
+        .audit(Some("prod"), Some(Duration::from_secs(3600)))
+        .unwrap();
+    assert_eq!((events, dropped), (vec![audit_event(7)], 3));
+    // An older daemon does not know the request; samlctl turns this into "restart it".
+    let err = Client::connect_to(&daemon.socket)
+        .unwrap()
+        .audit(None, None)
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    assert_eq!(
+        daemon.requests(),
+        [
+            Request::Audit {
+                account: Some("prod".into()),
+                since_secs: Some(3600),
+                follow: false,
+            },
+            Request::Audit {
+                account: None,
+                since_secs: None,
+                follow: false,
+            },
+        ]
+    );
+}
+
+#[test]
+fn get_credentials_sends_how_the_credentials_leave() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::error(ErrorCode::NotLoggedIn, "log in")),
+    ]);
+    let _ = Client::connect_to(&daemon.socket).unwrap().get_credentials(
+        "prod",
+        None,
+        false,
+        Some(samld_proto::Handout::Env),
+        &mut NoPrompter,
+        &mut |_| {},
+    );
+    assert_eq!(
+        daemon.requests(),
+        [Request::GetCredentials {
+            account: "prod".into(),
+            role: None,
+            interactive: false,
+            via: Some(samld_proto::Handout::Env),
+        }]
+    );
+}
+
+#[test]
+fn a_followed_audit_waits_past_the_timeout_and_ends_at_eof() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("samld.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        samld_proto::write_frame(&mut stream, &hello(PROTOCOL_VERSION)).unwrap();
+        let request: Request = samld_proto::read_frame(&mut stream).unwrap().unwrap();
+        samld_proto::write_frame(
+            &mut stream,
+            &Response::AuditFollowing {
+                events: vec![audit_event(1)],
+                dropped: 0,
+            },
+        )
+        .unwrap();
+        // Longer than the client's timeout: following must not give up.
+        std::thread::sleep(Duration::from_millis(400));
+        samld_proto::write_frame(&mut stream, &Response::AuditEvent(audit_event(2))).unwrap();
+        request
+    });
+    let mut follow = ConnectOptions::new(&socket)
+        .timeout(Some(Duration::from_millis(100)))
+        .connect()
+        .unwrap()
+        .follow_audit(Some("prod"), None)
+        .unwrap();
+    assert_eq!(follow.events(), [audit_event(1)]);
+    assert_eq!(follow.dropped(), 0);
+    assert_eq!(follow.next_event().unwrap(), Some(audit_event(2)));
+    // The server thread ends and its stream closes: that is the end of the audit.
+    assert_eq!(follow.next_event().unwrap(), None);
+    assert!(follow.next().is_none());
+    assert_eq!(
+        server.join().unwrap(),
+        Request::Audit {
+            account: Some("prod".into()),
+            since_secs: None,
+            follow: true,
+        }
+    );
+}
+
+#[test]
+fn a_followed_audit_reports_a_daemon_error() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new()
+            .recv()
+            .send(Response::AuditFollowing {
+                events: vec![],
+                dropped: 2,
+            })
+            .send(Response::error(
+                ErrorCode::ShuttingDown,
+                "samld is stopping",
+            )),
+        Conn::new().answer(Response::error(ErrorCode::BadRequest, "unknown variant")),
+    ]);
+    let mut follow = Client::connect_to(&daemon.socket)
+        .unwrap()
+        .follow_audit(None, None)
+        .unwrap();
+    assert_eq!(follow.dropped(), 2);
+    let err = follow.next_event().unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ShuttingDown));
+    assert_eq!(follow.next_event().unwrap(), None);
+    let err = Client::connect_to(&daemon.socket)
+        .unwrap()
+        .follow_audit(None, None)
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
 }

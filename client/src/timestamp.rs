@@ -87,6 +87,23 @@ pub fn format_rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// The wall-clock date and time of `t` at `utc_offset_secs` east of UTC, as
+/// (`YYYY-MM-DD`, `HH:MM:SS`): `samlctl audit` shows the time, and the date when it is not
+/// today. The offset comes from the caller (the local zone, or a fixed one in tests).
+pub fn wall_clock(t: SystemTime, utc_offset_secs: i64) -> (String, String) {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+        + utc_offset_secs;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60),
+    )
+}
+
 /// Says how far `when` is from `now` the way people say it: `in 43m`, `in 1h 5m`,
 /// `2d 3h ago`, `now`. Precision drops as the distance grows, since "in 5h 12m 7s" is noise.
 pub fn relative(when: SystemTime, now: SystemTime) -> String {
@@ -232,6 +249,24 @@ mod tests {
         ];
         for (when, want) in cases {
             assert_eq!(relative(when, now), want, "{when:?}");
+        }
+    }
+
+    #[test]
+    fn wall_clock_applies_the_offset_across_midnight() {
+        // 2026-11-28T23:30:05Z
+        let t = parse_rfc3339("2026-11-28T23:30:05Z").unwrap();
+        let cases: [(i64, (&str, &str)); 3] = [
+            (0, ("2026-11-28", "23:30:05")),
+            (3600, ("2026-11-29", "00:30:05")),
+            (-5 * 3600, ("2026-11-28", "18:30:05")),
+        ];
+        for (offset, (date, time)) in cases {
+            assert_eq!(
+                wall_clock(t, offset),
+                (date.into(), time.into()),
+                "{offset}"
+            );
         }
     }
 }

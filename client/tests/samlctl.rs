@@ -422,3 +422,123 @@ fn password_forget_sends_the_request_and_says_what_happened() {
         ]
     );
 }
+
+fn audit_event(seq: u64, process: &str) -> samld_proto::AuditEvent {
+    samld_proto::AuditEvent {
+        seq,
+        at: "2026-11-28T11:30:00Z".into(),
+        kind: samld_proto::AuditKind::Handout,
+        account: Some("production".into()),
+        role_arn: Some("arn:aws:iam::012345678987:role/Admin".into()),
+        via: Some(samld_proto::Handout::ExecEndpoint),
+        source: Some(samld_proto::CredentialSource::Memory),
+        error: None,
+        process: Some(samld_proto::ProcessInfo {
+            pid: 4711,
+            name: process.into(),
+            exe: None,
+            command_line: None,
+        }),
+        ancestry: vec![],
+    }
+}
+
+#[test]
+fn audit_prints_json_lines_a_table_follows_and_asks_to_restart_an_older_daemon() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::Audit {
+            events: vec![audit_event(1, "samlctl"), audit_event(2, "samlctl")],
+            dropped: 5,
+        }),
+        Conn::new().answer(Response::Audit {
+            events: vec![audit_event(1, "samlctl")],
+            dropped: 0,
+        }),
+        Conn::new().answer(Response::Audit {
+            events: vec![],
+            dropped: 0,
+        }),
+        Conn::new()
+            .recv()
+            .send(Response::AuditFollowing {
+                events: vec![],
+                dropped: 0,
+            })
+            .send(Response::AuditEvent(audit_event(3, "samlctl"))),
+        Conn::new().answer(Response::error(
+            ErrorCode::BadRequest,
+            "unknown variant `audit`",
+        )),
+    ]);
+    let out = samlctl(&daemon.socket, &["audit", "--json"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, seq) in lines.iter().zip([1, 2]) {
+        let event: samld_proto::AuditEvent = serde_json::from_str(line).unwrap();
+        assert_eq!(event, audit_event(seq, "samlctl"));
+    }
+    assert!(text(&out.stderr).contains("5 older events were dropped"));
+
+    let out = samlctl(
+        &daemon.socket,
+        &["audit", "production", "--since", "1h"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("TIME "), "{stdout}");
+    assert!(
+        stdout.contains("handout (exec-endpoint)  memory  samlctl (4711)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("\nproduction: 1 hand-out in the last 1h: samlctl 1\n"),
+        "{stdout}"
+    );
+
+    let out = samlctl(&daemon.socket, &["audit"], "");
+    assert_eq!(text(&out.stdout), "No audit events in the kept record.\n");
+
+    let out = samlctl(&daemon.socket, &["audit", "--follow", "--json"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let event: samld_proto::AuditEvent = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(event.seq, 3);
+    assert!(text(&out.stderr).contains("samld closed the connection"));
+
+    let out = samlctl(&daemon.socket, &["audit"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("does not know `audit`"), "{err}");
+    assert!(err.contains("samlctl daemon stop"), "{err}");
+    let requests = daemon.requests();
+    assert_eq!(
+        requests[1],
+        Request::Audit {
+            account: Some("production".into()),
+            since_secs: Some(3600),
+            follow: false,
+        }
+    );
+    assert!(matches!(requests[3], Request::Audit { follow: true, .. }));
+}
+
+#[test]
+fn env_tells_the_daemon_the_credentials_go_to_the_environment() {
+    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::error(
+        ErrorCode::NotLoggedIn,
+        "production is not logged in",
+    ))]);
+    let out = samlctl(&daemon.socket, &["env", "production"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        daemon.requests(),
+        [Request::GetCredentials {
+            account: "production".into(),
+            role: None,
+            interactive: false,
+            via: Some(samld_proto::Handout::Env),
+        }]
+    );
+}

@@ -154,6 +154,7 @@ fn main() -> ExitCode {
                 &account,
                 role.as_deref(),
                 tty.is_some(),
+                None,
                 prompter,
                 &mut progress,
             )

@@ -7,15 +7,18 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use clap::CommandFactory;
 use samld_client::{Client, ClientError, ConnectOptions, PromptError};
-use samld_proto::{ErrorCode, LoginRequest, RoleInfo, Secret};
+use samld_proto::{ErrorCode, Handout, LoginRequest, RoleInfo, Secret};
 use serde::Serialize;
 
 use crate::prompt::{LoginPrompter, read_code_line, read_password_line};
-use crate::render::{render_login, render_role_expiry, render_roles, render_status};
+use crate::render::{
+    AuditScope, Clock, audit_header, dropped_footer, local_utc_offset, render_audit,
+    render_audit_line, render_login, render_role_expiry, render_roles, render_status,
+};
 use crate::{Cli, ExecArgs, Failure, LoginArgs};
 use samld_client::tty::Tty;
 
@@ -110,16 +113,9 @@ pub(crate) fn forget_password(
     account: &str,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    let removed = client.forget_password(account).map_err(|e| match e {
-        // A daemon older than this command does not know the request.
-        ClientError::Daemon(w) if w.code == ErrorCode::BadRequest => Failure(format!(
-            "the running samld does not know `password forget` (it is older than \
-             this samlctl); restart it (`samlctl daemon stop`, then start it again) \
-             and retry: {}",
-            w.message
-        )),
-        other => Failure::from(other),
-    })?;
+    let removed = client
+        .forget_password(account)
+        .map_err(|e| older_daemon("password forget", e))?;
     if removed {
         writeln!(
             out,
@@ -132,6 +128,104 @@ pub(crate) fn forget_password(
             "No password was saved for {account}; nothing to forget."
         )?;
     }
+    Ok(())
+}
+
+/// The failure for `e`; a daemon older than `command` does not know its request and
+/// answers `bad-request`, which says to restart it.
+fn older_daemon(command: &str, e: ClientError) -> Failure {
+    match e {
+        ClientError::Daemon(w) if w.code == ErrorCode::BadRequest => Failure(format!(
+            "the running samld does not know `{command}` (it is older than this samlctl); \
+             restart it (`samlctl daemon stop`, then start it again) and retry: {}",
+            w.message
+        )),
+        other => Failure::from(other),
+    }
+}
+
+/// The options of `samlctl audit`.
+pub(crate) struct AuditArgs<'a> {
+    /// Only this account.
+    pub(crate) account: Option<&'a str>,
+    /// Only the last this long, parsed and as written.
+    pub(crate) since: Option<(Duration, &'a str)>,
+    /// One JSON object per line.
+    pub(crate) json: bool,
+    /// Keep printing new events.
+    pub(crate) follow: bool,
+}
+
+/// `samlctl audit [ACCOUNT] [--since DURATION] [--json] [--follow]`.
+pub(crate) fn audit(
+    client: Client,
+    args: &AuditArgs<'_>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let since = args.since.map(|(d, _)| d);
+    let scope = AuditScope {
+        account: args.account,
+        since: args.since.map(|(_, text)| text),
+        follow: args.follow,
+    };
+    let clock = |now| Clock {
+        now,
+        offset: &local_utc_offset,
+    };
+    if !args.follow {
+        let (events, dropped) = client
+            .audit(args.account, since)
+            .map_err(|e| older_daemon("audit", e))?;
+        if args.json {
+            for event in &events {
+                json_line(out, event)?;
+            }
+            // stdout carries only events; the footer goes where people look.
+            eprint!("{}", dropped_footer(dropped));
+        } else {
+            let text = render_audit(&events, dropped, &scope, &clock(SystemTime::now()));
+            out.write_all(text.as_bytes())?;
+        }
+        return Ok(());
+    }
+
+    let mut follow = client
+        .follow_audit(args.account, since)
+        .map_err(|e| older_daemon("audit", e))?;
+    let events = follow.take_events();
+    let mut header_due = events.is_empty();
+    if args.json {
+        for event in &events {
+            json_line(out, event)?;
+        }
+        eprint!("{}", dropped_footer(follow.dropped()));
+    } else {
+        let text = render_audit(&events, follow.dropped(), &scope, &clock(SystemTime::now()));
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    while let Some(event) = follow.next_event()? {
+        if args.json {
+            json_line(out, &event)?;
+        } else {
+            if header_due {
+                out.write_all(audit_header().as_bytes())?;
+                header_due = false;
+            }
+            let line = render_audit_line(&event, &clock(SystemTime::now()));
+            out.write_all(line.as_bytes())?;
+        }
+        out.flush()?;
+    }
+    eprintln!("samlctl: samld closed the connection (it stopped); no more events");
+    Ok(())
+}
+
+/// Writes `value` as one line of JSON.
+fn json_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), Failure> {
+    serde_json::to_writer(&mut *out, value)
+        .map_err(|e| Failure(format!("cannot write the output: {e}")))?;
+    writeln!(out)?;
     Ok(())
 }
 
@@ -233,6 +327,7 @@ pub(crate) fn env(
         account,
         role,
         false,
+        Some(Handout::Env),
         &mut samld_client::NoPrompter,
         &mut |_| {},
     )?;
@@ -355,4 +450,28 @@ pub(crate) fn aws_config(
 /// `samlctl completions SHELL`.
 pub(crate) fn completions(shell: clap_complete::Shell, out: &mut impl Write) {
     clap_complete::generate(shell, &mut Cli::command(), "samlctl", out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samld_proto::WireError;
+
+    #[test]
+    fn an_older_daemon_is_told_apart_from_other_errors() {
+        let bad_request = ClientError::Daemon(WireError::new(
+            ErrorCode::BadRequest,
+            "unknown variant `audit`",
+        ));
+        let Failure(message) = older_daemon("audit", bad_request);
+        assert_eq!(
+            message,
+            "the running samld does not know `audit` (it is older than this samlctl); restart \
+             it (`samlctl daemon stop`, then start it again) and retry: unknown variant `audit`"
+        );
+        let other =
+            ClientError::Daemon(WireError::new(ErrorCode::UnknownAccount, "no such account"));
+        let Failure(message) = older_daemon("audit", other);
+        assert_eq!(message, "no such account");
+    }
 }

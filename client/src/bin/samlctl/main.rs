@@ -75,6 +75,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show who got which credentials: samld's record of hand-outs, logins, logouts and
+    /// refreshes (kept in memory, the last 10,000 events)
+    Audit {
+        /// Only this account (adds a count of hand-outs per program)
+        account: Option<String>,
+        /// Only the events of the last DURATION, e.g. 1h or 30m [default: all kept events]
+        #[arg(long, value_name = "DURATION", value_parser = since_duration)]
+        since: Option<(std::time::Duration, String)>,
+        /// Print one JSON object per event and line
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events as they happen, until samld stops or Ctrl-C
+        #[arg(long)]
+        follow: bool,
+    },
     /// Work with the configuration file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -185,6 +200,15 @@ fn console_duration(text: &str) -> Result<u32, String> {
         Ok(secs) if (900..=43_200).contains(&secs) => Ok(secs),
         _ => Err("a console session lasts 15m to 12h".into()),
     }
+}
+
+/// `--since`: a duration, kept with its text for the messages.
+fn since_duration(text: &str) -> Result<(std::time::Duration, String), String> {
+    let d = samld_config::parse_duration(text)?;
+    if d.is_zero() {
+        return Err("--since needs a duration longer than 0s, such as 1h or 30m".into());
+    }
+    Ok((d, text.to_owned()))
 }
 
 #[derive(Debug, Args)]
@@ -324,6 +348,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Roles { account, json } => {
             commands::roles(connect()?, &account, json, &mut out)?;
         }
+        Command::Audit {
+            account,
+            since,
+            json,
+            follow,
+        } => {
+            let args = commands::AuditArgs {
+                account: account.as_deref(),
+                since: since.as_ref().map(|(d, text)| (*d, text.as_str())),
+                json,
+                follow,
+            };
+            commands::audit(connect()?, &args, &mut out)?;
+        }
         Command::Config(ConfigCommand::Check { config }) => {
             commands::config_check(config.as_deref(), &mut out)?;
         }
@@ -420,6 +458,44 @@ mod tests {
         assert_eq!(console_duration("1h"), Ok(3600));
         assert!(console_duration("5m").is_err());
         assert!(console_duration("13h").is_err());
+    }
+
+    #[test]
+    fn audit_since_takes_a_duration_and_says_what_is_wrong() {
+        assert_eq!(
+            since_duration("1h"),
+            Ok((std::time::Duration::from_secs(3600), "1h".into()))
+        );
+        assert_eq!(since_duration("30m").map(|(d, _)| d.as_secs()), Ok(1800));
+        let err = since_duration("yesterday").unwrap_err();
+        assert!(err.starts_with("invalid duration \"yesterday\": "), "{err}");
+        assert_eq!(
+            since_duration("0s").unwrap_err(),
+            "--since needs a duration longer than 0s, such as 1h or 30m"
+        );
+        let err = Cli::try_parse_from(["samlctl", "audit", "--since", "soon"]).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid duration \"soon\""),
+            "{err}"
+        );
+        match Cli::try_parse_from([
+            "samlctl", "audit", "prod", "--since", "1h", "--json", "--follow",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::Audit {
+                account,
+                since,
+                json,
+                follow,
+            } => {
+                assert_eq!(account.as_deref(), Some("prod"));
+                assert_eq!(since.map(|(d, _)| d.as_secs()), Some(3600));
+                assert!(json && follow);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

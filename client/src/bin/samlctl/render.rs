@@ -1,14 +1,15 @@
 //! The human text of `samlctl`'s answers: the status table, the login and refresh
-//! summaries, the role lists. Pure functions of the daemon's report and the time, so that
+//! summaries, the role lists, the audit table. Pure functions of the daemon's report and the time, so that
 //! the tests can pin the exact output.
 
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use samld_client::timestamp;
 use samld_config::RoleArn;
 use samld_proto::{
-    AccountState, AccountStatus, IdpSessionState, IdpSessionStatus, LoginOutcome, RoleInfo,
-    RoleStatus, StatusReport,
+    AccountState, AccountStatus, AuditEvent, AuditKind, Handout, IdpSessionState, IdpSessionStatus,
+    LoginOutcome, ProcessInfo, RoleInfo, RoleStatus, StatusReport,
 };
 
 /// The answer to `samlctl login`: who is logged in, and the roles.
@@ -144,6 +145,7 @@ pub(crate) fn render_status(report: &StatusReport, now: SystemTime) -> String {
         .iter()
         .filter_map(|a| account_note(a, now))
         .chain(report.accounts.iter().flat_map(role_warnings))
+        .chain(report.accounts.iter().flat_map(|a| last_use_notes(a, now)))
         .collect();
     if !notes.is_empty() {
         s.push('\n');
@@ -202,6 +204,43 @@ fn role_warnings(a: &AccountStatus) -> Vec<String> {
                 .map(|w| format!("{} ({name}): warning: {w}", a.name))
         })
         .collect()
+}
+
+/// When each role was last handed out and to what, one line per role used:
+/// `prod (Admin): last used 2m ago by terraform (pid 4711) through the helper`.
+fn last_use_notes(a: &AccountStatus, now: SystemTime) -> Vec<String> {
+    let names = role_names(a.roles.iter().map(|r| r.role_arn.as_str()));
+    a.roles
+        .iter()
+        .zip(names)
+        .filter_map(|(r, name)| {
+            let used = r.last_used.as_ref()?;
+            let when = timestamp::parse_rfc3339(&used.at).map_or_else(
+                || format!("at {}", used.at),
+                |t| timestamp::relative(t, now),
+            );
+            let by = used
+                .by
+                .as_ref()
+                .map(|p| format!(" by {} (pid {})", p.name, p.pid))
+                .unwrap_or_default();
+            Some(format!(
+                "{} ({name}): last used {when}{by} {}",
+                a.name,
+                handout_phrase(used.via)
+            ))
+        })
+        .collect()
+}
+
+/// How credentials left, as the end of a sentence.
+fn handout_phrase(via: Handout) -> &'static str {
+    match via {
+        Handout::Helper => "through the helper",
+        Handout::ExecEndpoint => "through samlctl exec",
+        Handout::Env => "through samlctl env",
+        Handout::Console => "for the AWS console",
+    }
 }
 
 /// The JumpCloud session's age and when JumpCloud last confirmed it, e.g. `2h 5m, seen 3m ago`.
@@ -267,6 +306,239 @@ fn refresh_text(at: Option<&str>, now: SystemTime) -> String {
             None => s.to_owned(),
         },
     }
+}
+
+/// How many events samld keeps, for the footer of `samlctl audit`.
+const AUDIT_KEPT: &str = "10,000";
+
+/// The column titles of `samlctl audit`.
+const AUDIT_HEADER: [&str; 6] = ["TIME", "ACCOUNT", "ROLE", "WHAT", "FROM", "PROCESS"];
+
+/// The longest error text shown in the FROM column; the JSON has it whole.
+const AUDIT_ERROR_WIDTH: usize = 40;
+
+/// How `samlctl audit` shows times: the local wall clock, with the date when it is not
+/// today. `offset` gives the zone's offset from UTC at a time (the local zone outside tests).
+pub(crate) struct Clock<'a> {
+    /// Now, to tell today from other days.
+    pub(crate) now: SystemTime,
+    /// Seconds east of UTC at a given time.
+    pub(crate) offset: &'a dyn Fn(SystemTime) -> i64,
+}
+
+impl Clock<'_> {
+    fn show(&self, at: &str) -> String {
+        let Some(t) = timestamp::parse_rfc3339(at) else {
+            return at.to_owned();
+        };
+        let (date, time) = timestamp::wall_clock(t, (self.offset)(t));
+        let (today, _) = timestamp::wall_clock(self.now, (self.offset)(self.now));
+        if date == today {
+            time
+        } else {
+            format!("{date} {time}")
+        }
+    }
+}
+
+/// The local zone's offset from UTC at `t`, in seconds east; 0 (UTC) when it cannot be read.
+pub(crate) fn local_utc_offset(t: SystemTime) -> i64 {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| libc::time_t::try_from(d.as_secs()).unwrap_or(0));
+    // SAFETY: `tm` is plain old data for which all zeroes is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is the reentrant form.
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    // `c_long` is i32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let offset = i64::from(tm.tm_gmtoff);
+    if ok { offset } else { 0 }
+}
+
+/// What `samlctl audit` asked for, for the sentences around the table.
+pub(crate) struct AuditScope<'a> {
+    /// Only this account.
+    pub(crate) account: Option<&'a str>,
+    /// Only the last this long, as the user wrote it (`1h`).
+    pub(crate) since: Option<&'a str>,
+    /// New events follow (`--follow`): no summary, since the window has no end.
+    pub(crate) follow: bool,
+}
+
+impl AuditScope<'_> {
+    fn window(&self) -> String {
+        match self.since {
+            Some(since) => format!("in the last {since}"),
+            None => "in the kept record".into(),
+        }
+    }
+}
+
+/// The human `samlctl audit`: a table of the events, a summary of the hand-outs when one
+/// account was asked for, and a footer when samld has dropped older events. No events give
+/// a sentence instead of an empty table.
+pub(crate) fn render_audit(
+    events: &[AuditEvent],
+    dropped: u64,
+    scope: &AuditScope<'_>,
+    clock: &Clock<'_>,
+) -> String {
+    let mut s = if events.is_empty() {
+        let account = scope
+            .account
+            .map(|a| format!(" for {a}"))
+            .unwrap_or_default();
+        let wait = if scope.follow {
+            "; waiting for new ones (Ctrl-C to stop)"
+        } else {
+            ""
+        };
+        format!("No audit events{account} {}{wait}.\n", scope.window())
+    } else {
+        let mut rows = vec![AUDIT_HEADER.map(String::from)];
+        rows.extend(audit_rows(events, clock));
+        let mut s = table(&rows);
+        if let Some(account) = scope.account.filter(|_| !scope.follow) {
+            s.push('\n');
+            s.push_str(&audit_summary(account, events, scope));
+        }
+        s
+    };
+    s.push_str(&dropped_footer(dropped));
+    s
+}
+
+/// The header line `samlctl audit --follow` prints before events that arrive one by one.
+pub(crate) fn audit_header() -> String {
+    table(&[AUDIT_HEADER.map(String::from)])
+}
+
+/// One event as a line of the table, for `samlctl audit --follow` (columns are not aligned
+/// with the lines before: nobody knows the widths of events to come).
+pub(crate) fn render_audit_line(event: &AuditEvent, clock: &Clock<'_>) -> String {
+    let [row] = <[[String; 6]; 1]>::try_from(audit_rows(std::slice::from_ref(event), clock))
+        .expect("one row per event");
+    let mut line = row.join("  ");
+    line.push('\n');
+    line
+}
+
+/// "N older events were dropped", or nothing.
+pub(crate) fn dropped_footer(dropped: u64) -> String {
+    match dropped {
+        0 => String::new(),
+        1 => format!("1 older event was dropped (samld keeps the last {AUDIT_KEPT})\n"),
+        n => format!("{n} older events were dropped (samld keeps the last {AUDIT_KEPT})\n"),
+    }
+}
+
+fn audit_rows(events: &[AuditEvent], clock: &Clock<'_>) -> Vec<[String; 6]> {
+    // Short role names over the distinct roles of the list, so that two `Admin`s of
+    // different AWS accounts are told apart.
+    let mut arns: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.role_arn.as_deref())
+        .collect();
+    arns.sort_unstable();
+    arns.dedup();
+    let names: BTreeMap<&str, String> = arns
+        .iter()
+        .copied()
+        .zip(role_names(arns.iter().copied()))
+        .collect();
+    events
+        .iter()
+        .map(|e| {
+            let role = e
+                .role_arn
+                .as_deref()
+                .and_then(|arn| names.get(arn).cloned())
+                .unwrap_or_else(|| "-".into());
+            let what = match (e.kind, e.via) {
+                (kind, Some(via)) => format!("{} ({})", kind.as_str(), via.as_str()),
+                (kind, None) => kind.as_str().to_owned(),
+            };
+            let from = match (&e.error, e.source) {
+                (Some(error), _) => format!("error: {}", shorten(error, AUDIT_ERROR_WIDTH)),
+                (None, Some(source)) => source.as_str().to_owned(),
+                (None, None) => "-".into(),
+            };
+            [
+                clock.show(&e.at),
+                e.account.clone().unwrap_or_else(|| "-".into()),
+                role,
+                what,
+                from,
+                process_chain(e),
+            ]
+        })
+        .collect()
+}
+
+/// `aws (4711) ← terraform (4700) ← zsh (12)`: the process that asked, then its ancestors.
+fn process_chain(e: &AuditEvent) -> String {
+    let chain: Vec<String> = e
+        .process
+        .iter()
+        .chain(&e.ancestry)
+        .map(|p| format!("{} ({})", p.name, p.pid))
+        .collect();
+    if chain.is_empty() {
+        "-".into()
+    } else {
+        chain.join(" ← ")
+    }
+}
+
+/// The program a hand-out went to: for `samld-helper`, the tool that ran it.
+fn program(e: &AuditEvent) -> Option<&ProcessInfo> {
+    match e.via {
+        Some(Handout::Helper) => e.ancestry.first().or(e.process.as_ref()),
+        _ => e.process.as_ref(),
+    }
+}
+
+/// `prod: 14 hand-outs in the last 1h: terraform 9, aws 5`, and the failures.
+fn audit_summary(account: &str, events: &[AuditEvent], scope: &AuditScope<'_>) -> String {
+    let handouts = events.iter().filter(|e| e.kind == AuditKind::Handout);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let (mut total, mut failed) = (0usize, 0usize);
+    for e in handouts {
+        if e.error.is_some() {
+            failed += 1;
+            continue;
+        }
+        total += 1;
+        *counts
+            .entry(program(e).map_or("unknown", |p| p.name.as_str()))
+            .or_default() += 1;
+    }
+    let noun = if total == 1 { "hand-out" } else { "hand-outs" };
+    let mut s = format!("{account}: {total} {noun} {}", scope.window());
+    if total > 0 {
+        let mut by: Vec<(&str, usize)> = counts.into_iter().collect();
+        // Most first; ties in name order (the map's).
+        by.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let by: Vec<String> = by.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        s.push_str(&format!(": {}", by.join(", ")));
+    }
+    if failed > 0 {
+        s.push_str(&format!("; {failed} failed"));
+    }
+    s.push('\n');
+    s
+}
+
+/// `text` cut to `max` characters with an ellipsis, on one line.
+fn shorten(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Short names for role ARNs: the role name, qualified with the AWS account id when two
@@ -386,7 +658,16 @@ mod tests {
                 next_refresh_at: Some(t(base - 60)),
                 default: false,
                 warning: Some("STS issued these credentials with 5s of life".into()),
-                last_used: None,
+                last_used: Some(samld_proto::LastUse {
+                    at: t(base - 120),
+                    via: Handout::Helper,
+                    by: Some(ProcessInfo {
+                        pid: 4711,
+                        name: "terraform".into(),
+                        exe: Some("/usr/bin/terraform".into()),
+                        command_line: Some("terraform apply".into()),
+                    }),
+                }),
             },
         ];
         let sign_in =
@@ -447,6 +728,7 @@ stage    needs-login  stage@example.com  -                   -                - 
 
 stage: last error 5m ago (needs-login): the JumpCloud session expired; run: samlctl login stage
 prod (ReadOnly): warning: STS issued these credentials with 5s of life
+prod (ReadOnly): last used 2m ago by terraform (pid 4711) through the helper
 
 JumpCloud sign-ins:
   prod@example.com (https://console.jumpcloud.com): live for 1h 2m, serves dev, prod
@@ -474,5 +756,167 @@ JumpCloud sign-ins:
         );
         o.reused_session = false;
         assert!(render_login(&o).starts_with("Logged in to prod as a@b\n"));
+    }
+
+    fn process(pid: u32, name: &str) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            name: name.into(),
+            exe: Some(format!("/usr/bin/{name}")),
+            command_line: Some(name.into()),
+        }
+    }
+
+    /// A successful hand-out to `chain` (the asking process, then its ancestors).
+    fn handout(seq: u64, at: &str, via: Handout, chain: &[(u32, &str)]) -> AuditEvent {
+        let mut chain = chain.iter().map(|&(pid, name)| process(pid, name));
+        AuditEvent {
+            seq,
+            at: at.into(),
+            kind: AuditKind::Handout,
+            account: Some("prod".into()),
+            role_arn: Some("arn:aws:iam::111111111111:role/Admin".into()),
+            via: Some(via),
+            source: Some(samld_proto::CredentialSource::Memory),
+            error: None,
+            process: chain.next(),
+            ancestry: chain.collect(),
+        }
+    }
+
+    fn audit_events() -> Vec<AuditEvent> {
+        let helper = [
+            (4711, "samld-helper"),
+            (4710, "aws"),
+            (4700, "terraform"),
+            (12, "zsh"),
+        ];
+        let mut failed = handout(3, "2026-11-28T11:40:00Z", Handout::Helper, &helper[..2]);
+        failed.source = None;
+        failed.error = Some(
+            "prod is not logged in; run: samlctl login prod (the JumpCloud session ended)".into(),
+        );
+        let mut refreshed = handout(4, "2026-11-28T11:50:00Z", Handout::Env, &[(900, "samlctl")]);
+        refreshed.source = Some(samld_proto::CredentialSource::Refresh);
+        vec![
+            AuditEvent {
+                seq: 1,
+                at: "2026-11-27T22:59:59Z".into(),
+                kind: AuditKind::Login,
+                account: Some("prod".into()),
+                role_arn: None,
+                via: None,
+                source: None,
+                error: None,
+                process: Some(process(800, "samlctl")),
+                ancestry: vec![process(12, "zsh")],
+            },
+            handout(2, "2026-11-28T11:30:00Z", Handout::Helper, &helper),
+            failed,
+            refreshed,
+            handout(
+                5,
+                "2026-11-28T11:59:00Z",
+                Handout::Helper,
+                &[(4720, "samld-helper"), (4719, "aws")],
+            ),
+            handout(
+                6,
+                "2026-11-28T11:59:30Z",
+                Handout::Helper,
+                &[(4730, "samld-helper"), (4729, "terraform")],
+            ),
+        ]
+    }
+
+    /// Noon UTC on 2026-11-28, shown one hour east of UTC.
+    fn audit_clock() -> Clock<'static> {
+        Clock {
+            now: timestamp::parse_rfc3339("2026-11-28T12:00:00Z").unwrap(),
+            offset: &|_| 3600,
+        }
+    }
+
+    #[test]
+    fn audit_table_shows_local_times_ancestry_errors_a_summary_and_the_dropped_footer() {
+        let scope = AuditScope {
+            account: Some("prod"),
+            since: Some("1d"),
+            follow: false,
+        };
+        let expected = "\
+TIME                 ACCOUNT  ROLE   WHAT              FROM                                             PROCESS
+2026-11-27 23:59:59  prod     -      login             -                                                samlctl (800) ← zsh (12)
+12:30:00             prod     Admin  handout (helper)  memory                                           samld-helper (4711) ← aws (4710) ← terraform (4700) ← zsh (12)
+12:40:00             prod     Admin  handout (helper)  error: prod is not logged in; run: samlctl log…  samld-helper (4711) ← aws (4710)
+12:50:00             prod     Admin  handout (env)     refresh                                          samlctl (900)
+12:59:00             prod     Admin  handout (helper)  memory                                           samld-helper (4720) ← aws (4719)
+12:59:30             prod     Admin  handout (helper)  memory                                           samld-helper (4730) ← terraform (4729)
+
+prod: 4 hand-outs in the last 1d: aws 2, samlctl 1, terraform 1; 1 failed
+3 older events were dropped (samld keeps the last 10,000)
+";
+        assert_eq!(
+            render_audit(&audit_events(), 3, &scope, &audit_clock()),
+            expected
+        );
+    }
+
+    #[test]
+    fn audit_without_events_says_so_and_follow_drops_the_summary() {
+        let mut scope = AuditScope {
+            account: Some("prod"),
+            since: None,
+            follow: false,
+        };
+        assert_eq!(
+            render_audit(&[], 0, &scope, &audit_clock()),
+            "No audit events for prod in the kept record.\n"
+        );
+        scope.follow = true;
+        scope.since = Some("30m");
+        assert_eq!(
+            render_audit(&[], 1, &scope, &audit_clock()),
+            "No audit events for prod in the last 30m; waiting for new ones (Ctrl-C to stop).\n\
+             1 older event was dropped (samld keeps the last 10,000)\n"
+        );
+        let events = audit_events();
+        let followed = render_audit(&events[1..2], 0, &scope, &audit_clock());
+        assert!(!followed.contains("hand-outs"), "{followed}");
+        assert_eq!(
+            render_audit_line(&events[4], &audit_clock()),
+            "12:59:00  prod  Admin  handout (helper)  memory  samld-helper (4720) ← aws (4719)\n"
+        );
+    }
+
+    #[test]
+    fn audit_summary_counts_the_tool_behind_the_helper_most_first() {
+        let events = audit_events();
+        let scope = AuditScope {
+            account: Some("prod"),
+            since: None,
+            follow: false,
+        };
+        assert_eq!(
+            audit_summary("prod", &events[4..], &scope),
+            "prod: 2 hand-outs in the kept record: aws 1, terraform 1\n"
+        );
+        assert_eq!(
+            audit_summary("prod", &events[..1], &scope),
+            "prod: 0 hand-outs in the kept record\n"
+        );
+    }
+
+    #[test]
+    fn audit_json_is_the_event_as_serialized() {
+        let event = &audit_events()[2];
+        let line = serde_json::to_string(event).unwrap();
+        assert_eq!(
+            serde_json::from_str::<AuditEvent>(&line).unwrap(),
+            *event,
+            "{line}"
+        );
+        assert!(line.starts_with(r#"{"seq":3,"at":"2026-11-28T11:40:00Z","kind":"handout""#));
+        assert!(!line.contains('\n'));
     }
 }
