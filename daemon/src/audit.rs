@@ -9,6 +9,8 @@
 //! Nothing is written to disk: like the credentials, the record ends with the daemon.
 
 pub mod process;
+#[cfg(test)]
+mod served;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -196,7 +198,7 @@ impl Audit {
 
     /// [`Audit::query`] and a receiver of every event recorded after it, with nothing lost or
     /// repeated in between (`samlctl audit --follow`). The receiver gets every account's
-    /// events: filter them with [`matches`].
+    /// events: filter them with [`matches()`].
     pub fn query_and_subscribe(
         &self,
         account: Option<&str>,

@@ -68,7 +68,7 @@ pub fn ancestry(pid: u32, levels: usize) -> Vec<ProcessInfo> {
     }
 }
 
-/// Joins command-line arguments with spaces, masking the values of [`SECRET_OPTIONS`], and
+/// Joins command-line arguments with spaces, masking the values of the options that can hold secrets, and
 /// keeps at most `limit` bytes (cut on a character boundary, marked with `…`).
 pub fn mask_command_line<S: AsRef<str>>(args: &[S], limit: usize) -> String {
     let mut out = String::new();
