@@ -500,7 +500,12 @@ impl Connection {
             Ok(lease) => lease,
             Err(e) => {
                 let e = WireError::new(ErrorCode::Internal, e.to_string());
-                return self.send(&Response::Error(e)).await;
+                let mut pending = pending;
+                pending.record.source = None;
+                pending.record.error = Some(e.message.clone());
+                let sent = self.send(&Response::Error(e)).await;
+                pending.finish(daemon);
+                return sent;
             }
         };
         self.send(&Response::EndpointToken(samld_proto::EndpointToken {

@@ -121,8 +121,8 @@ fn get(via: Option<Handout>) -> Request {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
+/// A manager logged in to `prod` (with [`PASSWORD`]), holding fresh credentials.
+async fn logged_in() -> Arc<Manager> {
     let clock = Arc::new(ManualClock::new(datetime!(2026-12-01 10:00 UTC)));
     let config = samld_config::parse(CONFIG, Path::new("/test/config.toml")).unwrap();
     let mut options = DaemonOptions::new("/test/config.toml".into());
@@ -139,6 +139,12 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
         ..LoginSecrets::default()
     };
     daemon.login("prod", secrets, false, None).await.unwrap();
+    daemon
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
+    let daemon = logged_in().await;
 
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("samld.sock");
@@ -265,4 +271,76 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
 
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
+}
+
+/// One request to the exec endpoint, written by hand; returns the status code.
+fn endpoint_get(addr: std::net::SocketAddr, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_request_with_a_valid_token_is_recorded_for_its_holder() {
+    let daemon = logged_in().await;
+    let endpoint = Endpoint::new(EndpointOptions::default());
+    let holder = samld_proto::ProcessInfo {
+        pid: 4242,
+        name: "samlctl".into(),
+        exe: None,
+        command_line: Some("samlctl exec prod -- terraform plan".into()),
+    };
+    let lease = endpoint
+        .issue_to(&daemon, "prod", ADMIN, Some(holder.clone()))
+        .await
+        .unwrap();
+    let addr = lease.addr();
+    let token = lease.token().expose().to_owned();
+    let url = lease.url().to_owned();
+    let path = url[url.find("/v1/").unwrap()..].to_owned();
+    let statuses = tokio::task::spawn_blocking(move || {
+        [
+            endpoint_get(addr, &path, &token),
+            endpoint_get(addr, "/v1/credentials/stage", &token),
+            // An unknown token proves nothing: refused, and not an event of the lease.
+            endpoint_get(addr, &path, "not-the-token"),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [200, 403, 401]);
+    let (events, _) = daemon.audit().query(None, None);
+    let handouts: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == AuditKind::Handout)
+        .collect();
+    assert_eq!(handouts.len(), 2, "{handouts:?}");
+    for event in &handouts {
+        assert_eq!(event.via, Some(Handout::ExecEndpoint));
+        assert_eq!(event.account.as_deref(), Some("prod"));
+        assert_eq!(event.role_arn.as_deref(), Some(ADMIN));
+        assert_eq!(event.process.as_ref(), Some(&holder));
+    }
+    assert_eq!(handouts[0].source, Some(CredentialSource::Memory));
+    assert_eq!(handouts[0].error, None);
+    assert!(handouts[1].error.as_deref().unwrap().contains("stage"));
+    let last = daemon.audit().last_use("prod", ADMIN).unwrap();
+    assert_eq!((last.via, last.by), (Handout::ExecEndpoint, Some(holder)));
+    let serialized = serde_json::to_string(&events).unwrap();
+    assert!(!serialized.contains(SECRET_KEY));
+    assert!(!serialized.contains(lease.token().expose()));
+    drop(lease);
 }

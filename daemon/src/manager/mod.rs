@@ -212,6 +212,8 @@ impl Manager {
         }
         for name in accounts.keys().filter(|n| !next.contains_key(*n)) {
             tracing::info!(account = %name, "account removed");
+            // Its events stay in the record; only the per-role map would grow with them.
+            self.audit.forget_account(name);
         }
         for (name, old) in accounts.iter() {
             if !next.get(name).is_some_and(|new| Arc::ptr_eq(new, old))
