@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use samld_config::{DEFAULT_FEDERATION_URL, Partition};
-use samld_proto::{ConsoleSignin, Credentials, ErrorCode, Secret, WireError};
+use samld_proto::{ConsoleSignin, CredentialSource, Credentials, ErrorCode, Secret, WireError};
 use url::Url;
 
 use crate::manager::Manager;
@@ -38,6 +38,19 @@ pub async fn console_url(
     role: Option<&str>,
     session_duration: Option<u32>,
 ) -> Result<ConsoleSignin, WireError> {
+    console_url_traced(daemon, account, role, session_duration, &mut None).await
+}
+
+/// [`console_url`], noting in `handed_out` the role whose credentials went to the federation
+/// endpoint and where they came from, for the audit: set as soon as they are sent, so a
+/// federation call that fails afterwards is still recorded as theirs.
+pub async fn console_url_traced(
+    daemon: &Arc<Manager>,
+    account: &str,
+    role: Option<&str>,
+    session_duration: Option<u32>,
+    handed_out: &mut Option<(String, CredentialSource)>,
+) -> Result<ConsoleSignin, WireError> {
     if let Some(d) = session_duration
         && !(900..=43_200).contains(&d)
     {
@@ -46,7 +59,7 @@ pub async fn console_url(
             format!("a console session lasts 15 minutes to 12 hours, not {d} seconds"),
         ));
     }
-    let creds = daemon.get_credentials(account, role, None).await?;
+    let (creds, source) = daemon.get_credentials_traced(account, role, None).await?;
     let config = daemon.config();
     let settings = config.account(account).ok_or_else(|| {
         WireError::new(
@@ -68,6 +81,7 @@ pub async fn console_url(
             format!("federation_url of {account} is not a URL: {e}"),
         )
     })?;
+    *handed_out = Some((creds.role_arn.clone(), source));
     let token = signin_token(&federation, &creds, session_duration).await?;
     let destination = destination(partition, settings.region.as_deref());
     let url = login_url(&federation, &destination, &token);

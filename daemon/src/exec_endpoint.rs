@@ -46,10 +46,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use samld_config::RoleArn;
-use samld_proto::{Credentials, ErrorCode, Secret, WireError};
+use samld_proto::{Credentials, ErrorCode, Handout, ProcessInfo, Secret, WireError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::audit::Record;
 use crate::manager::Manager;
 
 /// The environment variable that fixes the endpoint's port (default: any free port).
@@ -291,6 +292,8 @@ struct Grant {
     token: Secret,
     account: String,
     role_arn: String,
+    /// The `samlctl exec` that holds the lease, for the audit of each request.
+    holder: Option<ProcessInfo>,
 }
 
 struct Running {
@@ -313,15 +316,19 @@ impl Shared {
         }
     }
 
-    /// The grant whose token is `presented`, as (account, role ARN).
-    fn find(&self, presented: &[u8]) -> Option<(String, String)> {
+    /// The grant whose token is `presented`, as (account, role ARN, holder).
+    fn find(&self, presented: &[u8]) -> Option<(String, String, Option<ProcessInfo>)> {
         let state = self.lock();
         let mut found = None;
         // Every token is compared, each in constant time, so the answer's timing says
         // nothing about how much of a token an attacker guessed right.
         for grant in &state.grants {
             if constant_time_eq(grant.token.expose().as_bytes(), presented) {
-                found = Some((grant.account.clone(), grant.role_arn.clone()));
+                found = Some((
+                    grant.account.clone(),
+                    grant.role_arn.clone(),
+                    grant.holder.clone(),
+                ));
             }
         }
         found
@@ -357,6 +364,18 @@ impl Endpoint {
         account: &str,
         role_arn: &str,
     ) -> io::Result<Lease> {
+        self.issue_to(daemon, account, role_arn, None).await
+    }
+
+    /// [`Endpoint::issue`] for `holder`, the process the audit names for every request made
+    /// with the token (`samlctl exec`: its children use the token, but it is what asked).
+    pub async fn issue_to(
+        &self,
+        daemon: &Arc<Manager>,
+        account: &str,
+        role_arn: &str,
+        holder: Option<ProcessInfo>,
+    ) -> io::Result<Lease> {
         let _gate = self.start_gate.lock().await;
         let stopping = self.shared.lock().stopping.take();
         if let Some(task) = stopping {
@@ -381,6 +400,7 @@ impl Endpoint {
             token: token.clone(),
             account: account.to_owned(),
             role_arn: role_arn.to_owned(),
+            holder,
         });
         tracing::info!(account, role = role_arn, %addr, "endpoint token issued");
         Ok(Lease {
@@ -708,10 +728,15 @@ impl Handler {
                 "the Authorization header is missing",
             );
         };
-        let Some((bound_account, role_arn)) = self.shared.find(presented.as_bytes()) else {
+        let Some((bound_account, role_arn, holder)) = self.shared.find(presented.as_bytes()) else {
             refusals.refused("an unknown or revoked token");
             return refusal(StatusCode::UNAUTHORIZED, "Unauthorized", "invalid token");
         };
+        // From here the token is valid: every answer is a hand-out, or a refused one, of the
+        // lease's account and role, on the record.
+        let mut record = Record::handout(Handout::ExecEndpoint, &bound_account);
+        record.role_arn = Some(role_arn.clone());
+        record.process = holder;
         if account != bound_account || role.is_some_and(|r| !names_role(r, &role_arn)) {
             tracing::debug!(
                 account,
@@ -719,6 +744,11 @@ impl Handler {
                 "endpoint token used for another account or role"
             );
             refusals.refused("a token used for another account or role");
+            record.error = Some(format!(
+                "the token was used for another account or role: {account}/{}",
+                role.unwrap_or("(default)")
+            ));
+            self.daemon.audit().record(record);
             return refusal(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -728,23 +758,32 @@ impl Handler {
         slot.prove();
         let fetched = tokio::time::timeout(
             self.request_timeout,
-            self.daemon.get_credentials(account, Some(&role_arn), None),
+            self.daemon
+                .get_credentials_traced(account, Some(&role_arn), None),
         )
-        .await;
-        match fetched {
-            Ok(Ok(creds)) => {
-                tracing::debug!(account, role = %role_arn, "credentials served over the endpoint");
-                credentials_response(&creds)
-            }
-            Ok(Err(e)) => error_response(&e),
-            Err(_) => error_response(&WireError::new(
+        .await
+        .unwrap_or_else(|_| {
+            Err(WireError::new(
                 ErrorCode::Timeout,
                 format!(
                     "no credentials for {account} within {}s",
                     self.request_timeout.as_secs()
                 ),
-            )),
-        }
+            ))
+        });
+        let response = match &fetched {
+            Ok((creds, source)) => {
+                tracing::debug!(account, role = %role_arn, "credentials served over the endpoint");
+                record.source = Some(*source);
+                credentials_response(creds)
+            }
+            Err(e) => {
+                record.error = Some(e.message.clone());
+                error_response(e)
+            }
+        };
+        self.daemon.audit().record(record);
+        response
     }
 }
 

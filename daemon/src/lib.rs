@@ -15,9 +15,11 @@
 //! - Talking to the outside: [`idp`] and [`providers`] (JumpCloud), [`saml`] (the assertion),
 //!   [`sts`] (AssumeRoleWithSAML), [`keyring`] (saved passwords), [`notify`] (desktop
 //!   notifications).
+//! - Keeping account: [`audit`] (who got which credentials, in memory).
 //! - Shared pieces: [`clock`] (wall time, real or manual), [`future`], [`error_chain`].
 
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod console;
 pub mod error_chain;

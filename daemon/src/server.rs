@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samld_proto::{
-    ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, Secret, SecretKind, WireError,
-    decode_body, decode_header, encode_frame,
+    CredentialSource, ErrorCode, FrameError, Handout, PROTOCOL_VERSION, Request, Response, Secret,
+    SecretKind, WireError, decode_body, decode_header, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::audit::{Record, process};
 use crate::exec_endpoint::Endpoint;
 use crate::future::BoxFuture;
 use crate::idp::IdpError;
@@ -101,8 +102,12 @@ pub async fn serve_with_replacements(
                 continue;
             }
         };
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == own_uid => {}
+        let peer_pid = match stream.peer_cred() {
+            // For the audit: who asked. Taken now, while the peer surely exists.
+            Ok(cred) if cred.uid() == own_uid => cred
+                .pid()
+                .and_then(|pid| u32::try_from(pid).ok())
+                .filter(|pid| *pid > 0),
             Ok(cred) => {
                 tracing::warn!(
                     uid = cred.uid(),
@@ -115,7 +120,7 @@ pub async fn serve_with_replacements(
                 tracing::warn!(error = %e, "refused a connection whose peer is unknown");
                 continue;
             }
-        }
+        };
         let daemon = daemon.clone();
         let options = options.clone();
         let endpoint = endpoint.clone();
@@ -128,6 +133,7 @@ pub async fn serve_with_replacements(
                 writer,
                 options,
                 endpoint,
+                peer_pid,
             };
             if let Err(e) = conn.handle(&daemon, &stop_tx).await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -159,6 +165,13 @@ pub async fn serve_with_replacements(
 enum Answer {
     /// One response, then the connection closes.
     Now(Response),
+    /// One response that hands credentials out (or refuses to), then its audit event.
+    Audited(Response, PendingAudit),
+    /// The audit so far, then each new event until the client closes the connection.
+    AuditFollow {
+        account: Option<String>,
+        since_secs: Option<u64>,
+    },
     /// Issue a token for the account and role, and hold the connection until the client
     /// lets go of it.
     EndpointToken {
@@ -178,6 +191,59 @@ struct Connection {
     writer: OwnedWriteHalf,
     options: Arc<ServerOptions>,
     endpoint: Arc<Endpoint>,
+    /// The peer's process id, when the OS told.
+    peer_pid: Option<u32>,
+}
+
+/// A hand-out's audit event, waiting for the answer to be sent: the peer itself is read
+/// before (`samld-helper` exits as soon as it has the answer, and a zombie's `/proc` entry
+/// has no command line), its parents after (they outlive it, and the client should not wait
+/// for them to be read).
+struct PendingAudit {
+    record: Record,
+    /// The peer's parent, where the ancestry starts.
+    ppid: Option<u32>,
+}
+
+impl PendingAudit {
+    /// Reads the process `pid` into `record` now.
+    fn new(mut record: Record, pid: Option<u32>) -> Self {
+        let peer = pid.and_then(|pid| process::inspect(pid, process::COMMAND_LINE_LIMIT));
+        let ppid = peer.as_ref().map(|p| p.ppid);
+        record.process = peer.map(|p| p.info);
+        Self { record, ppid }
+    }
+
+    /// Reads the ancestry and records the event.
+    fn finish(self, daemon: &Manager) {
+        let mut record = self.record;
+        if let Some(ppid) = self.ppid {
+            record.ancestry = process::ancestry_from(ppid, process::ANCESTRY_LEVELS);
+        }
+        daemon.audit().record(record);
+    }
+}
+
+/// A hand-out event for `account` `via`, from a request's result: the resolved role and the
+/// credentials' source on success, the role asked for and the error's message on failure.
+fn handout_record(
+    via: Handout,
+    account: &str,
+    asked_role: Option<&str>,
+    result: Result<(&str, CredentialSource), &WireError>,
+) -> Record {
+    let mut record = Record::handout(via, account);
+    match result {
+        Ok((role_arn, source)) => {
+            record.role_arn = Some(role_arn.to_owned());
+            record.source = Some(source);
+        }
+        Err(e) => {
+            record.role_arn = asked_role.map(str::to_owned);
+            record.error = Some(e.message.clone());
+        }
+    }
+    record
 }
 
 impl Connection {
@@ -205,6 +271,19 @@ impl Connection {
         };
         match self.dispatch(daemon, request, stop).await {
             Answer::Now(response) => self.send(&response).await,
+            Answer::Audited(response, pending) => {
+                let sent = self.send(&response).await;
+                // Recorded whether or not the client read it: it was handed out.
+                pending.finish(daemon);
+                sent
+            }
+            Answer::AuditFollow {
+                account,
+                since_secs,
+            } => {
+                self.audit_follow(daemon, account.as_deref(), since_secs, stop)
+                    .await
+            }
             Answer::EndpointToken { account, role } => {
                 self.endpoint_token(daemon, &account, role.as_deref(), stop)
                     .await
@@ -227,17 +306,27 @@ impl Connection {
                 account,
                 role,
                 interactive,
-                via: _,
+                via,
             } => {
+                let peer_pid = self.peer_pid;
                 let channel: Option<&mut dyn ClientChannel> =
                     if interactive { Some(self) } else { None };
-                match daemon
-                    .get_credentials(&account, role.as_deref(), channel)
-                    .await
-                {
-                    Ok(creds) => Response::Credentials(creds),
+                let result = daemon
+                    .get_credentials_traced(&account, role.as_deref(), channel)
+                    .await;
+                let record = handout_record(
+                    via.unwrap_or(Handout::Helper),
+                    &account,
+                    role.as_deref(),
+                    result
+                        .as_ref()
+                        .map(|(creds, source)| (creds.role_arn.as_str(), *source)),
+                );
+                let response = match result {
+                    Ok((creds, _)) => Response::Credentials(creds),
                     Err(e) => Response::Error(e),
-                }
+                };
+                return Answer::Audited(response, PendingAudit::new(record, peer_pid));
             }
             Request::Login(login) => {
                 let secrets = LoginSecrets {
@@ -284,21 +373,51 @@ impl Connection {
                 account,
                 role,
                 session_duration,
-            } => match crate::console::console_url(
-                daemon,
-                &account,
-                role.as_deref(),
-                session_duration,
-            )
-            .await
-            {
-                Ok(signin) => Response::ConsoleUrl(signin),
-                Err(e) => Response::Error(e),
-            },
-            Request::Audit { .. } => Response::error(
-                ErrorCode::BadRequest,
-                "the audit is not served yet (work in progress on this branch)",
-            ),
+            } => {
+                let mut handed_out = None;
+                let result = crate::console::console_url_traced(
+                    daemon,
+                    &account,
+                    role.as_deref(),
+                    session_duration,
+                    &mut handed_out,
+                )
+                .await;
+                let mut record = Record::handout(Handout::Console, &account);
+                // The role whose credentials went to the federation endpoint, even when the
+                // sign-in failed after that; else the one asked for.
+                match handed_out {
+                    Some((role_arn, source)) => {
+                        record.role_arn = Some(role_arn);
+                        record.source = Some(source);
+                    }
+                    None => record.role_arn = role,
+                }
+                let record = record.outcome(&result);
+                let response = match result {
+                    Ok(signin) => Response::ConsoleUrl(signin),
+                    Err(e) => Response::Error(e),
+                };
+                return Answer::Audited(response, PendingAudit::new(record, self.peer_pid));
+            }
+            Request::Audit {
+                account,
+                since_secs,
+                follow: true,
+            } => {
+                return Answer::AuditFollow {
+                    account,
+                    since_secs,
+                };
+            }
+            Request::Audit {
+                account,
+                since_secs,
+                follow: false,
+            } => {
+                let (events, dropped) = daemon.audit().query(account.as_deref(), since_secs);
+                Response::Audit { events, dropped }
+            }
             // Not one answer: the token lives as long as this connection.
             Request::IssueEndpointToken { account, role } => {
                 return Answer::EndpointToken { account, role };
@@ -327,9 +446,7 @@ impl Connection {
     }
 
     async fn send(&mut self, response: &Response) -> io::Result<()> {
-        let frame = encode_frame(response).map_err(io::Error::other)?;
-        self.writer.write_all(&frame).await?;
-        self.writer.flush().await
+        write_response(&mut self.writer, response).await
     }
 
     /// Reads one request. `Ok(None)` is a client that closed without sending anything.
@@ -356,19 +473,39 @@ impl Connection {
         role: Option<&str>,
         stop: &watch::Sender<bool>,
     ) -> io::Result<()> {
-        let creds = match daemon.get_credentials(account, role, None).await {
-            Ok(creds) => creds,
-            Err(e) => return self.send(&Response::Error(e)).await,
+        let (creds, source) = match daemon.get_credentials_traced(account, role, None).await {
+            Ok(found) => found,
+            Err(e) => {
+                let record = handout_record(Handout::ExecEndpoint, account, role, Err(&e));
+                let pending = PendingAudit::new(record, self.peer_pid);
+                let sent = self.send(&Response::Error(e)).await;
+                pending.finish(daemon);
+                return sent;
+            }
         };
+        let record = handout_record(
+            Handout::ExecEndpoint,
+            account,
+            role,
+            Ok((&creds.role_arn, source)),
+        );
+        let pending = PendingAudit::new(record, self.peer_pid);
+        // The process of `samlctl exec` is named by every request its children make.
+        let holder = pending.record.process.clone();
         let lease = match self
             .endpoint
-            .issue(daemon, &creds.account, &creds.role_arn)
+            .issue_to(daemon, &creds.account, &creds.role_arn, holder)
             .await
         {
             Ok(lease) => lease,
             Err(e) => {
                 let e = WireError::new(ErrorCode::Internal, e.to_string());
-                return self.send(&Response::Error(e)).await;
+                let mut pending = pending;
+                pending.record.source = None;
+                pending.record.error = Some(e.message.clone());
+                let sent = self.send(&Response::Error(e)).await;
+                pending.finish(daemon);
+                return sent;
             }
         };
         self.send(&Response::EndpointToken(samld_proto::EndpointToken {
@@ -379,6 +516,7 @@ impl Connection {
             region: creds.region.clone(),
         }))
         .await?;
+        pending.finish(daemon);
         let mut stopping = stop.subscribe();
         let mut byte = [0u8; 1];
         tokio::select! {
@@ -388,6 +526,60 @@ impl Connection {
         }
         drop(lease);
         Ok(())
+    }
+}
+
+async fn write_response(writer: &mut OwnedWriteHalf, response: &Response) -> io::Result<()> {
+    let frame = encode_frame(response).map_err(io::Error::other)?;
+    writer.write_all(&frame).await?;
+    writer.flush().await
+}
+
+/// `samlctl audit --follow`: the other request whose connection outlives its first answer.
+impl Connection {
+    /// Sends the events kept, then each new one for `account`, until the client closes the
+    /// connection (or sends anything) or the daemon stops. A follower too slow for the
+    /// events misses some (they stay in the record) and goes on.
+    async fn audit_follow(
+        &mut self,
+        daemon: &Manager,
+        account: Option<&str>,
+        since_secs: Option<u64>,
+        stop: &watch::Sender<bool>,
+    ) -> io::Result<()> {
+        let (events, dropped, mut events_rx) =
+            daemon.audit().query_and_subscribe(account, since_secs);
+        self.send(&Response::AuditFollowing { events, dropped })
+            .await?;
+        let mut stopping = stop.subscribe();
+        // Mapped to `()`: the `Ref` it yields must not be held across the sends below.
+        let stopped = async {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopped);
+        let mut byte = [0u8; 1];
+        // Borrowed apart: the read waits across the loop while the writer sends.
+        let (reader, writer) = (&mut self.reader, &mut self.writer);
+        let closed = reader.read(&mut byte);
+        tokio::pin!(closed);
+        loop {
+            tokio::select! {
+                // EOF, an error or any byte at all: the client is done.
+                _ = &mut closed => return Ok(()),
+                _ = &mut stopped => return Ok(()),
+                event = events_rx.recv() => match event {
+                    Ok(event) => {
+                        if crate::audit::matches(&event, account) {
+                            write_response(writer, &Response::AuditEvent(event)).await?;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "an audit follower fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
     }
 }
 

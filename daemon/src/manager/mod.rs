@@ -27,7 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use samld_config::{Account, Config, MfaMode, SessionKey};
-use samld_proto::{Credentials, ErrorCode, LoginOutcome, RoleInfo, RoleStatus, WireError};
+use samld_proto::{
+    AuditKind, CredentialSource, Credentials, ErrorCode, LoginOutcome, RoleInfo, RoleStatus,
+    WireError,
+};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
@@ -37,6 +40,7 @@ pub use self::secrets::{ClientChannel, LoginSecrets};
 use self::state::{
     AccountData, AccountSlot, FlightKind, FlightResult, FlightWatch, HeldCredentials, SessionSlot,
 };
+use crate::audit::{Audit, Record};
 use crate::clock::{Clock, rfc3339};
 use crate::future::BoxFuture;
 use crate::idp::{IdentityProvider, IdpError, LoginInteraction};
@@ -72,6 +76,9 @@ pub struct DaemonOptions {
     /// How the user is told that an account needs them (a desktop notification in samld);
     /// none: only status and the helpers say it.
     pub notify_user: Option<NotifyUser>,
+    /// How many events the audit keeps ([`crate::audit::DEFAULT_CAPACITY`]; tests use a
+    /// small ring).
+    pub audit_capacity: usize,
 }
 
 impl DaemonOptions {
@@ -83,6 +90,7 @@ impl DaemonOptions {
             command_timeout: Duration::from_secs(60),
             password_store: None,
             notify_user: None,
+            audit_capacity: crate::audit::DEFAULT_CAPACITY,
         }
     }
 }
@@ -95,6 +103,7 @@ impl std::fmt::Debug for DaemonOptions {
             .field("command_timeout", &self.command_timeout)
             .field("password_store", &self.password_store.is_some())
             .field("notify_user", &self.notify_user.is_some())
+            .field("audit_capacity", &self.audit_capacity)
             .finish()
     }
 }
@@ -117,6 +126,8 @@ pub struct Manager {
     accounts: Mutex<BTreeMap<String, Arc<AccountSlot>>>,
     sessions: Mutex<BTreeMap<SessionKey, Arc<SessionSlot>>>,
     started_at: OffsetDateTime,
+    /// Every hand-out and trip, for `samlctl audit` and the last use in `samlctl status`.
+    audit: Arc<Audit>,
     /// Woken whenever a deadline may have moved (new credentials, config change).
     schedule_changed: Notify,
 }
@@ -131,6 +142,7 @@ impl Manager {
         providers: Arc<dyn ProviderFactory>,
     ) -> Arc<Self> {
         let started_at = clock.now();
+        let audit = Arc::new(Audit::new(clock.clone(), options.audit_capacity));
         let manager = Arc::new(Self {
             clock,
             sts,
@@ -145,10 +157,16 @@ impl Manager {
             accounts: Mutex::new(BTreeMap::new()),
             sessions: Mutex::new(BTreeMap::new()),
             started_at,
+            audit,
             schedule_changed: Notify::new(),
         });
         manager.apply_config(config);
         manager
+    }
+
+    /// The audit of hand-outs and trips.
+    pub fn audit(&self) -> &Arc<Audit> {
+        &self.audit
     }
 
     /// The options the manager runs with.
@@ -194,6 +212,8 @@ impl Manager {
         }
         for name in accounts.keys().filter(|n| !next.contains_key(*n)) {
             tracing::info!(account = %name, "account removed");
+            // Its events stay in the record; only the per-role map would grow with them.
+            self.audit.forget_account(name);
         }
         for (name, old) in accounts.iter() {
             if !next.get(name).is_some_and(|new| Arc::ptr_eq(new, old))
@@ -326,6 +346,8 @@ impl Manager {
             data.flight = flight;
             names.push(slot.account.name.clone());
             tracing::info!(account = %slot.account.name, "logged out");
+            self.audit
+                .record(Record::new(AuditKind::Logout, Some(&slot.account.name)));
         }
         // The shared IdP session goes with the last account signed in through it: an account
         // never logged in (idle) does not keep it alive, or logging out of the only account
@@ -362,10 +384,27 @@ impl Manager {
         self: &Arc<Self>,
         account: &str,
         role: Option<&str>,
-        mut channel: Option<&mut dyn ClientChannel>,
+        channel: Option<&mut dyn ClientChannel>,
     ) -> Result<Credentials, WireError> {
+        self.get_credentials_traced(account, role, channel)
+            .await
+            .map(|(creds, _)| creds)
+    }
+
+    /// [`Manager::get_credentials`], and where the credentials came from, for the audit:
+    /// memory when they were held before the request (fresh, or still valid after a refresh
+    /// that failed or was slow), a login when one ran or was joined first, else a refresh.
+    pub async fn get_credentials_traced(
+        self: &Arc<Self>,
+        account: &str,
+        role: Option<&str>,
+        mut channel: Option<&mut dyn ClientChannel>,
+    ) -> Result<(Credentials, CredentialSource), WireError> {
         let slot = self.slot(account)?;
         let mut last_flight: Option<FlightResult> = None;
+        // What the request waited for, if anything: what the credentials found after it
+        // came from.
+        let mut waited: Option<CredentialSource> = None;
         // Each pass either answers or waits for one flight (or one terminal login); four
         // passes cover "a flight for other roles", "a login", then "one for ours".
         for _ in 0..4 {
@@ -382,7 +421,7 @@ impl Manager {
                             Some(held) if now < held.refresh_at && usable(held, now) => {
                                 let answer = wire_credentials(&slot.account, &arn, held);
                                 data.wanted.insert(arn);
-                                return Ok(answer);
+                                return Ok((answer, waited.unwrap_or(CredentialSource::Memory)));
                             }
                             Some(held) if usable(held, now) => Some((arn, held.clone())),
                             Some(held)
@@ -401,6 +440,10 @@ impl Manager {
                     Err(_) => None,
                 };
                 let blocked = self.why_no_trip(&slot, &data, now);
+                let joined = match &data.flight {
+                    Some((FlightKind::Login, _)) => CredentialSource::Login,
+                    _ => CredentialSource::Refresh,
+                };
                 let trip = match (&blocked, &last_flight) {
                     (None, None | Some(Ok(()))) => Some(self.start_trip_locked(
                         &slot,
@@ -410,6 +453,9 @@ impl Manager {
                     )),
                     _ => None,
                 };
+                if trip.is_some() && waited != Some(CredentialSource::Login) {
+                    waited = Some(joined);
+                }
                 (stale, blocked, trip)
             };
             if let Some(blocked) = blocked {
@@ -419,10 +465,14 @@ impl Manager {
                     // The helper's terminal stands in for `samlctl login`.
                     self.login(account, LoginSecrets::default(), false, Some(channel))
                         .await?;
+                    waited = Some(CredentialSource::Login);
                     continue;
                 }
                 return match (stale, last_flight) {
-                    (Some((arn, held)), _) => Ok(wire_credentials(&slot.account, &arn, &held)),
+                    (Some((arn, held)), _) => Ok((
+                        wire_credentials(&slot.account, &arn, &held),
+                        CredentialSource::Memory,
+                    )),
                     // The attempt just made says best what went wrong.
                     (None, Some(Err(e))) => Err(e),
                     (None, _) => Err(blocked),
@@ -431,7 +481,10 @@ impl Manager {
             let Some(rx) = trip else {
                 // The trip already made failed: answer with what is still valid, or why not.
                 return match (stale, last_flight) {
-                    (Some((arn, held)), _) => Ok(wire_credentials(&slot.account, &arn, &held)),
+                    (Some((arn, held)), _) => Ok((
+                        wire_credentials(&slot.account, &arn, &held),
+                        CredentialSource::Memory,
+                    )),
                     (None, Some(Err(e))) => Err(e),
                     (None, _) => Err(WireError::new(
                         ErrorCode::Internal,
@@ -448,7 +501,10 @@ impl Manager {
             if let (Err(_), Some((arn, held))) = (&outcome, &stale) {
                 // Refresh failed or is slow: the old credentials are still valid.
                 if usable(held, self.clock.now()) {
-                    return Ok(wire_credentials(&slot.account, arn, held));
+                    return Ok((
+                        wire_credentials(&slot.account, arn, held),
+                        CredentialSource::Memory,
+                    ));
                 }
             }
             last_flight = Some(outcome);
@@ -587,10 +643,18 @@ impl Manager {
             let _ = wait_flight(rx, slot.account.login_wait, &slot.account.name).await;
         }
         let rx = self.start_trip(&slot, None, true);
-        wait_flight(rx, slot.account.login_wait, &slot.account.name).await?;
+        let outcome = wait_flight(rx, slot.account.login_wait, &slot.account.name).await;
+        self.audit
+            .record(Record::new(AuditKind::Refresh, Some(&slot.account.name)).outcome(&outcome));
+        outcome?;
         let now = self.clock.now();
         let data = slot.data();
-        Ok(status::role_statuses(&slot.account, &data, now))
+        Ok(status::role_statuses(
+            &slot.account,
+            &data,
+            &self.audit,
+            now,
+        ))
     }
 
     /// `samlctl login`: reuses the IdP session when it lives (no secrets needed), otherwise
@@ -651,6 +715,8 @@ impl Manager {
             .await;
         drop(guard);
         let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
+        self.audit
+            .record(Record::new(AuditKind::Login, Some(&slot.account.name)).outcome(&result));
         let reused = result?;
         if let Some(password) = sources.to_save.take() {
             let message = self.save_password(&slot, password).await;
@@ -716,6 +782,12 @@ impl Manager {
             };
             let result = manager.run_trip(&slot, extra_role, None, renew_all).await;
             drop(guard);
+            // `renew_all` is `samlctl refresh`, which records its own event. No role: one
+            // trip renews every role due.
+            if !renew_all {
+                let record = Record::new(AuditKind::Unattended, Some(&slot.account.name));
+                manager.audit.record(record.outcome(&result));
+            }
             let _ = tx.send(Some(result.map(|_| ())));
         });
         data.trip_task = Some(task.abort_handle());

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use super::Manager;
 use super::policy::{Phase, SessionPhase};
 use super::state::{AccountData, AccountSlot, FlightKind, SessionSlot};
+use crate::audit::Audit;
 use crate::clock::rfc3339;
 use crate::saml::{self, RolePair};
 
@@ -21,7 +22,10 @@ impl Manager {
             None => self.all_slots(),
         };
         let now = self.clock.now();
-        let accounts = slots.iter().map(|slot| account_status(slot, now)).collect();
+        let accounts = slots
+            .iter()
+            .map(|slot| account_status(slot, &self.audit, now))
+            .collect();
         let mut sessions: Vec<IdpSessionStatus> = Vec::new();
         for slot in &slots {
             if sessions.iter().any(|s| {
@@ -100,6 +104,7 @@ pub(super) fn role_infos(account: &Account, roles: &[RolePair]) -> Vec<RoleInfo>
 pub(super) fn role_statuses(
     account: &Account,
     data: &AccountData,
+    audit: &Audit,
     now: OffsetDateTime,
 ) -> Vec<RoleStatus> {
     let default = saml::default_role(&data.roles, account.role.as_deref())
@@ -123,7 +128,7 @@ pub(super) fn role_statuses(
                 .filter(|_| !data.refused.contains_key(arn))
                 .map(|at| rfc3339(held.refresh_at.max(at))),
             default: default.as_deref() == Some(arn.as_str()),
-            last_used: None,
+            last_used: audit.last_use(&account.name, arn),
             warning: held.short_lived.then(|| {
                 format!(
                     "STS issued these credentials with {}s of life, less than refresh_before ({}s): check this machine's clock, any proxy, and the role's MaxSessionDuration; samld refreshes them at most every {}s",
@@ -136,14 +141,14 @@ pub(super) fn role_statuses(
         .collect()
 }
 
-fn account_status(slot: &AccountSlot, now: OffsetDateTime) -> AccountStatus {
+fn account_status(slot: &AccountSlot, audit: &Audit, now: OffsetDateTime) -> AccountStatus {
     let account = &slot.account;
     let session = {
         let s = slot.session.data();
         s.times.filter(|_| s.phase == SessionPhase::Live)
     };
     let data = slot.data();
-    let roles = role_statuses(account, &data, now);
+    let roles = role_statuses(account, &data, audit, now);
     let flight = data.flight.as_ref().map(|(kind, _)| *kind);
     // A flight still running after a logout stores nothing: the logout is what stands.
     let flight = flight.filter(|_| data.phase != Phase::LoggedOut);

@@ -1,0 +1,346 @@
+//! The audit through the socket server: hand-outs recorded with the asking process, served
+//! with and without follow, shown as last use by status, and never holding a secret.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use samld_proto::{
+    AuditKind, CredentialSource, Handout, Request, Response, Secret, read_frame, write_frame,
+};
+use time::macros::datetime;
+
+use crate::clock::{Clock, ManualClock};
+use crate::exec_endpoint::{Endpoint, EndpointOptions};
+use crate::future::BoxFuture;
+use crate::idp::{IdentityProvider, IdpError, LoginInteraction};
+use crate::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use crate::server::{ServerOptions, serve};
+use crate::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
+
+const SECRET_KEY: &str = "wJalrXUtnFEMI-K7MDENG-known-secret-key";
+const SESSION_TOKEN: &str = "FwoGZXIvYXdz-known-session-token";
+const PASSWORD: &str = "hunter2-known-password";
+const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
+
+fn assertion() -> Secret {
+    let xml = format!(
+        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role"><saml:AttributeValue>{ADMIN},arn:aws:iam::123456789012:saml-provider/JumpCloud</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion></samlp:Response>"#
+    );
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+}
+
+/// Logs in with the password it is given (so the password passes through the daemon).
+struct Idp;
+impl IdentityProvider for Idp {
+    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
+        Box::pin(async { Ok(assertion()) })
+    }
+    fn login<'a>(
+        &'a self,
+        io: &'a mut dyn LoginInteraction,
+    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        Box::pin(async move {
+            let password = io.password("Password").await?;
+            assert_eq!(password.expose(), PASSWORD);
+            Ok(assertion())
+        })
+    }
+    fn forget_session(&self) {}
+}
+
+struct Factory;
+impl ProviderFactory for Factory {
+    fn provider(
+        &self,
+        _account: &samld_config::Account,
+    ) -> Result<Arc<dyn IdentityProvider>, IdpError> {
+        Ok(Arc::new(Idp))
+    }
+}
+
+struct Sts(Arc<ManualClock>);
+impl StsApi for Sts {
+    fn assume_role_with_saml<'a>(
+        &'a self,
+        _target: &'a StsTarget,
+        request: &'a AssumeRequest,
+    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+        let now = self.0.now();
+        Box::pin(async move {
+            Ok(AwsCredentials {
+                access_key_id: "ASIAAUDITTEST".into(),
+                secret_access_key: Secret::new(SECRET_KEY.to_owned()),
+                session_token: Secret::new(SESSION_TOKEN.to_owned()),
+                expiration: now + time::Duration::hours(1),
+                assumed_role_arn: Some(request.role_arn.replace(":iam:", ":sts:")),
+            })
+        })
+    }
+}
+
+const CONFIG: &str = r#"
+[accounts.prod]
+url = "https://sso.jumpcloud.com/saml2/prod"
+username = "alice@example.com"
+role = "Admin"
+"#;
+
+/// Sends one request on a new connection and returns the final answer.
+fn ask(socket: &Path, request: &Request) -> Response {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let hello: Response = read_frame(&mut stream).unwrap().unwrap();
+    assert!(matches!(hello, Response::Hello { .. }));
+    write_frame(&mut stream, request).unwrap();
+    read_frame(&mut stream).unwrap().unwrap()
+}
+
+/// Waits until the audit holds `n` events: a hand-out is recorded just after its answer is
+/// sent, so the client may see the answer first.
+fn wait_for_events(daemon: &Manager, n: usize) {
+    for _ in 0..1000 {
+        if daemon.audit().query(None, None).0.len() >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("the audit never reached {n} events");
+}
+
+fn get(via: Option<Handout>) -> Request {
+    Request::GetCredentials {
+        account: "prod".into(),
+        role: None,
+        interactive: false,
+        via,
+    }
+}
+
+/// A manager logged in to `prod` (with [`PASSWORD`]), holding fresh credentials.
+async fn logged_in() -> Arc<Manager> {
+    let clock = Arc::new(ManualClock::new(datetime!(2026-12-01 10:00 UTC)));
+    let config = samld_config::parse(CONFIG, Path::new("/test/config.toml")).unwrap();
+    let mut options = DaemonOptions::new("/test/config.toml".into());
+    options.audit_capacity = 100;
+    let daemon = Manager::new(
+        config,
+        options,
+        clock.clone(),
+        Arc::new(Sts(clock.clone())),
+        Arc::new(Factory),
+    );
+    let secrets = LoginSecrets {
+        password: Some(Secret::new(PASSWORD.to_owned())),
+        ..LoginSecrets::default()
+    };
+    daemon.login("prod", secrets, false, None).await.unwrap();
+    daemon
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
+    let daemon = logged_in().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("samld.sock");
+    let listener = crate::listener::bind_socket(&socket).unwrap();
+    let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        daemon.clone(),
+        Endpoint::new(EndpointOptions::default()),
+        ServerOptions::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let client = {
+        let socket = socket.clone();
+        let daemon = daemon.clone();
+        tokio::task::spawn_blocking(move || {
+            // A follower first: it must see the hand-outs that come after it.
+            let mut follower = UnixStream::connect(&socket).unwrap();
+            follower
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _hello: Response = read_frame(&mut follower).unwrap().unwrap();
+            let follow = Request::Audit {
+                account: Some("prod".into()),
+                since_secs: None,
+                follow: true,
+            };
+            write_frame(&mut follower, &follow).unwrap();
+            let Some(Response::AuditFollowing { events, dropped }) =
+                read_frame(&mut follower).unwrap()
+            else {
+                panic!("expected AuditFollowing");
+            };
+            assert_eq!(dropped, 0);
+            assert_eq!(events.len(), 1, "{events:?}");
+            assert_eq!(events[0].kind, AuditKind::Login);
+
+            let Response::Credentials(creds) = ask(&socket, &get(None)) else {
+                panic!("expected credentials");
+            };
+            assert_eq!(creds.secret_access_key.expose(), SECRET_KEY);
+            wait_for_events(&daemon, 2);
+            assert!(matches!(
+                ask(&socket, &get(Some(Handout::Env))),
+                Response::Credentials(_)
+            ));
+            wait_for_events(&daemon, 3);
+            let unknown = Request::GetCredentials {
+                account: "nope".into(),
+                role: Some("Admin".into()),
+                interactive: false,
+                via: None,
+            };
+            assert!(matches!(ask(&socket, &unknown), Response::Error(_)));
+            wait_for_events(&daemon, 4);
+
+            // The follower saw the two hand-outs to prod, not the one to another account.
+            for via in [Handout::Helper, Handout::Env] {
+                let Some(Response::AuditEvent(event)) = read_frame(&mut follower).unwrap() else {
+                    panic!("expected an event");
+                };
+                assert_eq!(event.via, Some(via));
+            }
+            drop(follower);
+
+            let Response::Audit { events, dropped } = ask(
+                &socket,
+                &Request::Audit {
+                    account: None,
+                    since_secs: None,
+                    follow: false,
+                },
+            ) else {
+                panic!("expected the audit");
+            };
+            (events, dropped)
+        })
+    };
+    let (events, dropped) = client.await.unwrap();
+    assert_eq!(dropped, 0);
+    let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.via)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (AuditKind::Login, None),
+            (AuditKind::Handout, Some(Handout::Helper)),
+            (AuditKind::Handout, Some(Handout::Env)),
+            (AuditKind::Handout, Some(Handout::Helper)),
+        ]
+    );
+    let helper = &events[1];
+    assert_eq!(helper.account.as_deref(), Some("prod"));
+    assert_eq!(helper.role_arn.as_deref(), Some(ADMIN));
+    assert_eq!(helper.source, Some(CredentialSource::Memory));
+    assert_eq!(helper.error, None);
+    assert_eq!(helper.at, "2026-12-01T10:00:00Z");
+    // The peer is this very test process.
+    let process = helper.process.as_ref().expect("the peer's process");
+    assert_eq!(process.pid, std::process::id());
+    let failed = &events[3];
+    assert_eq!(failed.role_arn.as_deref(), Some("Admin"));
+    assert!(failed.error.as_deref().unwrap().contains("nope"));
+    assert_eq!(failed.source, None);
+
+    // Status shows the last use: the env hand-out, by this process.
+    let status = daemon.status(Some("prod")).unwrap();
+    let last = status.accounts[0].roles[0].last_used.clone().unwrap();
+    assert_eq!(last.via, Handout::Env);
+    assert_eq!(last.by.unwrap().pid, std::process::id());
+
+    // Nothing secret anywhere in the record.
+    let serialized = serde_json::to_string(&events).unwrap();
+    let assertion = assertion();
+    for secret in [SECRET_KEY, SESSION_TOKEN, PASSWORD, assertion.expose()] {
+        assert!(
+            !serialized.contains(secret),
+            "{secret} leaked: {serialized}"
+        );
+    }
+
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// One request to the exec endpoint, written by hand; returns the status code.
+fn endpoint_get(addr: std::net::SocketAddr, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_request_with_a_valid_token_is_recorded_for_its_holder() {
+    let daemon = logged_in().await;
+    let endpoint = Endpoint::new(EndpointOptions::default());
+    let holder = samld_proto::ProcessInfo {
+        pid: 4242,
+        name: "samlctl".into(),
+        exe: None,
+        command_line: Some("samlctl exec prod -- terraform plan".into()),
+    };
+    let lease = endpoint
+        .issue_to(&daemon, "prod", ADMIN, Some(holder.clone()))
+        .await
+        .unwrap();
+    let addr = lease.addr();
+    let token = lease.token().expose().to_owned();
+    let url = lease.url().to_owned();
+    let path = url[url.find("/v1/").unwrap()..].to_owned();
+    let statuses = tokio::task::spawn_blocking(move || {
+        [
+            endpoint_get(addr, &path, &token),
+            endpoint_get(addr, "/v1/credentials/stage", &token),
+            // An unknown token proves nothing: refused, and not an event of the lease.
+            endpoint_get(addr, &path, "not-the-token"),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [200, 403, 401]);
+    let (events, _) = daemon.audit().query(None, None);
+    let handouts: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == AuditKind::Handout)
+        .collect();
+    assert_eq!(handouts.len(), 2, "{handouts:?}");
+    for event in &handouts {
+        assert_eq!(event.via, Some(Handout::ExecEndpoint));
+        assert_eq!(event.account.as_deref(), Some("prod"));
+        assert_eq!(event.role_arn.as_deref(), Some(ADMIN));
+        assert_eq!(event.process.as_ref(), Some(&holder));
+    }
+    assert_eq!(handouts[0].source, Some(CredentialSource::Memory));
+    assert_eq!(handouts[0].error, None);
+    assert!(handouts[1].error.as_deref().unwrap().contains("stage"));
+    let last = daemon.audit().last_use("prod", ADMIN).unwrap();
+    assert_eq!((last.via, last.by), (Handout::ExecEndpoint, Some(holder)));
+    let serialized = serde_json::to_string(&events).unwrap();
+    assert!(!serialized.contains(SECRET_KEY));
+    assert!(!serialized.contains(lease.token().expose()));
+    drop(lease);
+}
