@@ -120,6 +120,9 @@ impl Config {
 pub struct Config {
     /// Accounts by name, sorted.
     pub accounts: BTreeMap<String, Account>,
+    /// `audit_log`: an absolute path where samld also writes its audit of credential
+    /// hand-outs, one JSON object per line (none: the audit stays in memory).
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 /// Which identity provider an account signs in with (`provider`, case-insensitive).

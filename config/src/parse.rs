@@ -24,7 +24,7 @@ use crate::{
     MIN_REQUEST_TIMEOUT, MIN_SESSION_DURATION, MfaMode, Provider,
 };
 
-const TOP_LEVEL_KEYS: &[&str] = &["defaults", "accounts"];
+const TOP_LEVEL_KEYS: &[&str] = &["defaults", "accounts", "audit_log"];
 
 /// A value that is wrong, before it is given a position: kind and message.
 type Problem = (ErrorKind, String);
@@ -97,6 +97,7 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let mut defaults = Layer::default();
     let mut tables = Vec::new();
+    let mut audit_log = None;
     for (key, value) in in_file_order(root.get_ref()) {
         match key.get_ref().as_ref() {
             "defaults" => {
@@ -116,6 +117,12 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                     tables.push((name.get_ref().to_string(), key_path, value.span(), layer));
                 }
             }
+            "audit_log" => {
+                let path = audit_log_path(value.get_ref()).map_err(|(kind, message)| {
+                    source.error(kind, value.span(), Some("audit_log".to_owned()), message)
+                })?;
+                audit_log = Some(path);
+            }
             other => {
                 let hint = if ACCOUNT_KEYS.contains(&other) {
                     Some("account settings belong in [defaults] or [accounts.NAME]".to_owned())
@@ -132,7 +139,20 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let account = resolve(&source, name, &key_path, header, &layer, &defaults)?;
         accounts.insert(account.name.clone(), account);
     }
-    Ok(Config { accounts })
+    Ok(Config {
+        accounts,
+        audit_log,
+    })
+}
+
+/// `audit_log`: an absolute path (the daemon's working directory is nobody's business).
+fn audit_log_path(value: &DeValue<'_>) -> Result<std::path::PathBuf, Problem> {
+    let text = string(value, "a string (an absolute path)")?;
+    let path = std::path::PathBuf::from(text);
+    if !path.is_absolute() {
+        return Err(invalid(format!("must be an absolute path, got {text:?}")));
+    }
+    Ok(path)
 }
 
 /// A table's entries in the order they appear in the file, so that the first error reported

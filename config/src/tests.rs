@@ -862,3 +862,29 @@ fn every_duration_has_bounds() {
         assert!(error.message().starts_with("must be at most"), "{error}");
     }
 }
+
+#[test]
+fn audit_log_is_an_absolute_path_at_the_top_level() {
+    assert_eq!(parse_ok(MINIMAL).audit_log, None);
+    let config = parse_ok(&format!(
+        "audit_log = \"/home/a/.local/state/samld/audit.jsonl\"\n{MINIMAL}"
+    ));
+    assert_eq!(
+        config.audit_log.as_deref(),
+        Some(Path::new("/home/a/.local/state/samld/audit.jsonl"))
+    );
+    assert_error(
+        &format!("audit_log = \"audit.jsonl\"\n{MINIMAL}"),
+        ErrorKind::InvalidValue,
+        1,
+        13,
+        "audit_log: must be an absolute path, got \"audit.jsonl\"",
+    );
+    assert_error(
+        &format!("audit_log = 3\n{MINIMAL}"),
+        ErrorKind::InvalidType,
+        1,
+        13,
+        "audit_log: expected a string (an absolute path), got an integer",
+    );
+}

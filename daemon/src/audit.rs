@@ -6,8 +6,10 @@
 //! secret: no key, token, password, code or cookie reaches [`Audit::record`], only names,
 //! ARNs, error messages (which never hold secrets either) and masked command lines.
 //!
-//! Nothing is written to disk: like the credentials, the record ends with the daemon.
+//! Nothing is written to disk unless the config names an `audit_log` file
+//! ([`log_file`]); otherwise, like the credentials, the record ends with the daemon.
 
+pub mod log_file;
 pub mod process;
 #[cfg(test)]
 mod served;
@@ -99,6 +101,8 @@ pub struct Audit {
     capacity: usize,
     inner: Mutex<Inner>,
     follow: broadcast::Sender<AuditEvent>,
+    /// The `audit_log` file, when the config names one.
+    file: Mutex<Option<log_file::LogFile>>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -123,6 +127,7 @@ impl Audit {
                 last_use: HashMap::new(),
             }),
             follow: broadcast::channel(FOLLOW_BUFFER).0,
+            file: Mutex::new(None),
         }
     }
 
@@ -185,7 +190,38 @@ impl Audit {
         // not an error: nobody follows.
         let _ = self.follow.send(event.clone());
         drop(inner);
+        self.append_to_file(&event);
         event
+    }
+
+    /// Writes events to `path` from now on (`audit_log` in the config), or to no file with
+    /// `None`. A file that cannot be used is reported in the log and leaves the audit in
+    /// memory only.
+    pub fn set_log_file(&self, path: Option<&std::path::Path>) {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if file.as_ref().map(|f| f.path()) == path {
+            return;
+        }
+        *file = path.and_then(|path| match log_file::LogFile::open(path) {
+            Ok(opened) => {
+                tracing::info!(file = %path.display(), "writing the audit to a file too");
+                Some(opened)
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write the audit to this file; it stays in memory only");
+                None
+            }
+        });
+    }
+
+    fn append_to_file(&self, event: &AuditEvent) {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = file.as_mut()
+            && let Err(e) = log.append(event)
+        {
+            tracing::warn!(file = %log.path().display(), error = %e, "cannot write to the audit file; it stays in memory only");
+            *file = None;
+        }
     }
 
     /// The events kept for `account` (all when `None`) of the last `since_secs` seconds (all

@@ -1,7 +1,6 @@
 //! The socket server in-process, on a socket in a temp dir: framing, hostile clients,
 //! concurrency and shutdown.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -53,14 +52,7 @@ struct Server {
 
 impl Server {
     async fn start(options: ServerOptions) -> Self {
-        Self::start_with(
-            options,
-            Config {
-                accounts: BTreeMap::new(),
-            },
-            None,
-        )
-        .await
+        Self::start_with(options, Config::default(), None).await
     }
 
     /// A server for `config`, with `store` as its keyring (none if `None`).

@@ -31,6 +31,11 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        Self::with_top_level("")
+    }
+
+    /// A world whose config starts with `top` (top-level keys such as `audit_log`).
+    fn with_top_level(top: &str) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -43,7 +48,7 @@ impl World {
             )
         });
         let config = format!(
-            "[defaults]\njumpcloud_console_url = \"{console}\"\nsts_endpoint = \"{sts}\"\n\
+            "{top}[defaults]\njumpcloud_console_url = \"{console}\"\nsts_endpoint = \"{sts}\"\n\
              url = \"{app}\"\nusername = \"{DEFAULT_EMAIL}\"\nrole = \"{DEFAULT_ROLE_ARN}\"\n\
              region = \"us-east-1\"\n\n[accounts.prod]\n",
             console = jumpcloud.base_url(),
@@ -332,5 +337,38 @@ fn secrets_on_a_command_line_are_masked_and_no_credential_is_recorded() {
     ] {
         assert!(!json.contains(secret), "{what} in `samlctl audit --json`");
         assert!(!human.contains(secret), "{what} in `samlctl audit`");
+    }
+}
+
+#[test]
+fn the_audit_log_file_keeps_the_events_privately_and_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let w = World::with_top_level(&format!("audit_log = \"{}\"\n", file.display()));
+    let out = w.env.helper(&["prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (events, _) = w.audit(&[]);
+    let text = std::fs::read_to_string(&file).expect("the audit file");
+    let written: Vec<AuditEvent> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(written, events, "the file holds what samlctl audit shows");
+    assert!(
+        written
+            .iter()
+            .any(|e| e.kind == AuditKind::Handout && e.via == Some(Handout::Helper)),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let issued = w.issued();
+    for secret in [
+        DEFAULT_PASSWORD,
+        issued.access_key_id.as_str(),
+        issued.secret_access_key.as_str(),
+        issued.session_token.as_str(),
+    ] {
+        assert!(!text.contains(secret), "a credential in the audit file");
     }
 }

@@ -149,9 +149,7 @@ impl Manager {
             providers,
             options,
             config: RwLock::new(ConfigState {
-                config: Arc::new(Config {
-                    accounts: BTreeMap::new(),
-                }),
+                config: Arc::new(Config::default()),
                 error: None,
             }),
             accounts: Mutex::new(BTreeMap::new()),
@@ -179,6 +177,7 @@ impl Manager {
     /// IdP session try an unattended login again); removed ones are forgotten. An IdP session
     /// lives while an account uses it.
     pub fn apply_config(&self, config: Config) {
+        self.audit.set_log_file(config.audit_log.as_deref());
         let mut accounts = self.lock_accounts();
         let mut sessions = self.lock_sessions();
         let mut next = BTreeMap::new();
