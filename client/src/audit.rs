@@ -23,9 +23,22 @@ impl Client {
         account: Option<&str>,
         since: Option<Duration>,
     ) -> Result<(Vec<AuditEvent>, u64), ClientError> {
-        match self.simple(&audit_request(account, since, false))? {
-            Response::Audit { events, dropped } => Ok((events, dropped)),
-            other => Err(crate::unexpected("audit", &other)),
+        let mut client = self;
+        client.write(&audit_request(account, since, false))?;
+        let mut events = Vec::new();
+        loop {
+            match client.read()? {
+                Response::AuditEvent(event) => events.push(event),
+                Response::Audit {
+                    events: rest,
+                    dropped,
+                } => {
+                    events.extend(rest);
+                    return Ok((events, dropped));
+                }
+                Response::Error(e) => return Err(ClientError::Daemon(e)),
+                other => return Err(crate::unexpected("audit", &other)),
+            }
         }
     }
 
@@ -38,26 +51,40 @@ impl Client {
         since: Option<Duration>,
     ) -> Result<AuditFollow, ClientError> {
         self.write(&audit_request(account, since, true))?;
-        match self.read()? {
-            Response::AuditFollowing { events, dropped } => {
-                // The daemon may stay silent for hours: waiting is the point now.
-                self.stream
-                    .set_read_timeout(None)
-                    .map_err(|source| ClientError::Io {
-                        socket: self.socket.clone(),
-                        source,
-                    })?;
-                self.timeout = None;
-                Ok(AuditFollow {
-                    client: self,
-                    events,
-                    dropped,
-                    done: false,
-                })
+        let mut so_far = Vec::new();
+        loop {
+            match self.read()? {
+                Response::AuditEvent(event) => so_far.push(event),
+                Response::AuditFollowing { events, dropped } => {
+                    so_far.extend(events);
+                    break self.following(so_far, dropped);
+                }
+                Response::Error(e) => break Err(ClientError::Daemon(e)),
+                other => break Err(crate::unexpected("audit_following", &other)),
             }
-            Response::Error(e) => Err(ClientError::Daemon(e)),
-            other => Err(crate::unexpected("audit_following", &other)),
         }
+    }
+
+    /// The answer to a follow request has arrived: from now on, wait as long as it takes.
+    fn following(
+        mut self,
+        events: Vec<AuditEvent>,
+        dropped: u64,
+    ) -> Result<AuditFollow, ClientError> {
+        // The daemon may stay silent for hours: waiting is the point now.
+        self.stream
+            .set_read_timeout(None)
+            .map_err(|source| ClientError::Io {
+                socket: self.socket.clone(),
+                source,
+            })?;
+        self.timeout = None;
+        Ok(AuditFollow {
+            client: self,
+            events,
+            dropped,
+            done: false,
+        })
     }
 }
 

@@ -167,6 +167,11 @@ enum Answer {
     Now(Response),
     /// One response that hands credentials out (or refuses to), then its audit event.
     Audited(Response, PendingAudit),
+    /// The audit as it is: one frame per event, then the final answer.
+    AuditRecord {
+        account: Option<String>,
+        since_secs: Option<u64>,
+    },
     /// The audit so far, then each new event until the client closes the connection.
     AuditFollow {
         account: Option<String>,
@@ -276,6 +281,18 @@ impl Connection {
                 // Recorded whether or not the client read it: it was handed out.
                 pending.finish(daemon);
                 sent
+            }
+            Answer::AuditRecord {
+                account,
+                since_secs,
+            } => {
+                let (events, dropped) = daemon.audit().query(account.as_deref(), since_secs);
+                self.send_events(events).await?;
+                self.send(&Response::Audit {
+                    events: Vec::new(),
+                    dropped,
+                })
+                .await
             }
             Answer::AuditFollow {
                 account,
@@ -415,8 +432,10 @@ impl Connection {
                 since_secs,
                 follow: false,
             } => {
-                let (events, dropped) = daemon.audit().query(account.as_deref(), since_secs);
-                Response::Audit { events, dropped }
+                return Answer::AuditRecord {
+                    account,
+                    since_secs,
+                };
             }
             // Not one answer: the token lives as long as this connection.
             Request::IssueEndpointToken { account, role } => {
@@ -443,6 +462,15 @@ impl Connection {
             }
         };
         let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    }
+
+    /// Sends audit events one frame each: the whole record (2,000 events of up to a few KiB)
+    /// is far larger than one frame may be.
+    async fn send_events(&mut self, events: Vec<samld_proto::AuditEvent>) -> io::Result<()> {
+        for event in events {
+            self.send(&Response::AuditEvent(event)).await?;
+        }
+        Ok(())
     }
 
     async fn send(&mut self, response: &Response) -> io::Result<()> {
@@ -549,8 +577,12 @@ impl Connection {
     ) -> io::Result<()> {
         let (events, dropped, mut events_rx) =
             daemon.audit().query_and_subscribe(account, since_secs);
-        self.send(&Response::AuditFollowing { events, dropped })
-            .await?;
+        self.send_events(events).await?;
+        self.send(&Response::AuditFollowing {
+            events: Vec::new(),
+            dropped,
+        })
+        .await?;
         let mut stopping = stop.subscribe();
         // Mapped to `()`: the `Ref` it yields must not be held across the sends below.
         let stopped = async {

@@ -95,9 +95,11 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_duration: Option<u32>,
     },
-    /// Answered by [`Response::Audit`]: the daemon's record of who got which credentials,
-    /// oldest first. With `follow`, answered by [`Response::AuditFollowing`] and then one
-    /// [`Response::AuditEvent`] per new event, for as long as the client keeps the connection.
+    /// The daemon's record of who got which credentials, oldest first: one
+    /// [`Response::AuditEvent`] frame per event (the record is larger than a frame may be),
+    /// then [`Response::Audit`]. With `follow`, the events so far, then
+    /// [`Response::AuditFollowing`], then one [`Response::AuditEvent`] per new event, for as
+    /// long as the client keeps the connection.
     Audit {
         /// Only this account's events; `None` for all.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,23 +210,25 @@ pub enum Response {
     EndpointToken(EndpointToken),
     /// Answers [`Request::ConsoleUrl`].
     ConsoleUrl(ConsoleSignin),
-    /// Answers [`Request::Audit`] without `follow`.
+    /// Ends the answer to [`Request::Audit`] without `follow`.
     Audit {
-        /// The events asked for, oldest first.
+        /// Events not already sent as [`Response::AuditEvent`] frames (samld sends none
+        /// here), oldest first.
         events: Vec<AuditEvent>,
         /// How many events the daemon's bounded record has dropped (the oldest first) since
         /// it started.
         dropped: u64,
     },
-    /// Answers [`Request::Audit`] with `follow`: the events so far; more follow as
+    /// With `follow`: the events so far have been sent; new ones follow as
     /// [`Response::AuditEvent`].
     AuditFollowing {
-        /// The events asked for, oldest first.
+        /// As in [`Response::Audit`].
         events: Vec<AuditEvent>,
         /// As in [`Response::Audit`].
         dropped: u64,
     },
-    /// One new event, after [`Response::AuditFollowing`].
+    /// One event of the record (before [`Response::Audit`] or [`Response::AuditFollowing`]),
+    /// or a new one (after [`Response::AuditFollowing`]).
     AuditEvent(AuditEvent),
     /// Any request can end with an error.
     Error(WireError),

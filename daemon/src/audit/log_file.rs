@@ -140,7 +140,10 @@ mod tests {
     fn lines_are_appended_to_a_private_file_and_rotated_once_full() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let mut log = LogFile::open_with_limit(&path, 300).unwrap();
+        // Room for two lines: the third starts a new file.
+        let line = serde_json::to_vec(&event(1)).unwrap().len() as u64 + 1;
+        let limit = 2 * line + line / 2;
+        let mut log = LogFile::open_with_limit(&path, limit).unwrap();
         for seq in 1..=3 {
             log.append(&event(seq)).unwrap();
         }
@@ -153,13 +156,12 @@ mod tests {
                 .map(|l| serde_json::from_str::<AuditEvent>(l).unwrap().seq)
                 .collect()
         };
-        // Each line is about 90 bytes: three do not fit in 300 bytes with room to spare.
         let mut all = seqs(&rotated);
         all.extend(seqs(&current));
         assert_eq!(all, [1, 2, 3], "rotated: {rotated}\ncurrent: {current}");
         assert!(!rotated.is_empty() && !current.is_empty());
         for text in [&current, &rotated] {
-            assert!(text.len() <= 300, "{text}");
+            assert!(text.len() as u64 <= limit, "{text}");
         }
         // Reopened, it appends after what is there.
         let mut again = LogFile::open_with_limit(&path, 10_000).unwrap();

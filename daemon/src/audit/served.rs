@@ -97,7 +97,21 @@ fn ask(socket: &Path, request: &Request) -> Response {
     let hello: Response = read_frame(&mut stream).unwrap().unwrap();
     assert!(matches!(hello, Response::Hello { .. }));
     write_frame(&mut stream, request).unwrap();
-    read_frame(&mut stream).unwrap().unwrap()
+    // The audit comes one frame per event before its final answer.
+    let mut events = Vec::new();
+    loop {
+        match read_frame(&mut stream).unwrap().unwrap() {
+            Response::AuditEvent(event) => events.push(event),
+            Response::Audit {
+                events: rest,
+                dropped,
+            } => {
+                events.extend(rest);
+                return Response::Audit { events, dropped };
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Waits until the audit holds `n` events: a hand-out is recorded just after its answer is
@@ -177,10 +191,19 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
                 follow: true,
             };
             write_frame(&mut follower, &follow).unwrap();
-            let Some(Response::AuditFollowing { events, dropped }) =
-                read_frame(&mut follower).unwrap()
-            else {
-                panic!("expected AuditFollowing");
+            let mut events = Vec::new();
+            let dropped = loop {
+                match read_frame(&mut follower).unwrap() {
+                    Some(Response::AuditEvent(event)) => events.push(event),
+                    Some(Response::AuditFollowing {
+                        events: rest,
+                        dropped,
+                    }) => {
+                        events.extend(rest);
+                        break dropped;
+                    }
+                    other => panic!("expected the events so far: {other:?}"),
+                }
             };
             assert_eq!(dropped, 0);
             assert_eq!(events.len(), 1, "{events:?}");
@@ -343,4 +366,82 @@ async fn each_endpoint_request_with_a_valid_token_is_recorded_for_its_holder() {
     assert!(!serialized.contains(SECRET_KEY));
     assert!(!serialized.contains(lease.token().expose()));
     drop(lease);
+}
+
+/// A full record is far larger than one frame (1 MiB): it still reaches the client whole,
+/// with and without `follow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_record_larger_than_a_frame_is_served_whole() {
+    let daemon = logged_in().await;
+    let capacity = daemon.audit().capacity();
+    // Lines long enough that the harness's ring (a hundred events) outgrows a frame.
+    let long_line = "x".repeat(2 * samld_proto::MAX_FRAME_LEN / capacity);
+    for _ in 0..capacity {
+        let mut record = crate::audit::Record::new(AuditKind::Handout, Some("prod"));
+        record.process = Some(samld_proto::ProcessInfo {
+            pid: 4711,
+            name: "aws".into(),
+            exe: None,
+            command_line: Some(long_line.clone()),
+        });
+        daemon.audit().record(record);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("samld.sock");
+    let listener = crate::listener::bind_socket(&socket).unwrap();
+    let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        daemon.clone(),
+        Endpoint::new(EndpointOptions::default()),
+        ServerOptions::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let asked = tokio::task::spawn_blocking(move || {
+        let once = ask(
+            &socket,
+            &Request::Audit {
+                account: None,
+                since_secs: None,
+                follow: false,
+            },
+        );
+        let mut follower = UnixStream::connect(&socket).unwrap();
+        let _: Response = read_frame(&mut follower).unwrap().unwrap();
+        write_frame(
+            &mut follower,
+            &Request::Audit {
+                account: None,
+                since_secs: None,
+                follow: true,
+            },
+        )
+        .unwrap();
+        let mut followed = 0;
+        let followed = loop {
+            match read_frame(&mut follower).unwrap() {
+                Some(Response::AuditEvent(_)) => followed += 1,
+                Some(Response::AuditFollowing { events, .. }) => break followed + events.len(),
+                other => panic!("expected the events so far: {other:?}"),
+            }
+        };
+        (once, followed)
+    })
+    .await
+    .unwrap();
+    let (once, followed) = asked;
+    let Response::Audit { events, .. } = once else {
+        panic!("expected the audit: {once:?}");
+    };
+    assert_eq!(events.len(), capacity);
+    assert!(
+        serde_json::to_vec(&events).unwrap().len() > samld_proto::MAX_FRAME_LEN,
+        "the record must be larger than a frame for this test to mean anything"
+    );
+    assert_eq!(followed, capacity);
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
 }
