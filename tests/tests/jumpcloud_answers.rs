@@ -379,7 +379,7 @@ fn an_endless_saml_page_is_cut_off_at_the_cap() {
 #[test]
 fn an_oversized_json_answer_is_cut_off_at_the_cap() {
     let w = World::new(World::user(), World::app("aws"), "");
-    w.jc.inject(Endpoint::Xsrf, Fault::Oversized(8 * MIB), 1);
+    w.jc.inject(Endpoint::Xsrf, Fault::Oversized(64 * MIB), 1);
     let text = w.login_fails(&[]);
     assert!(
         text.contains(
@@ -388,9 +388,12 @@ fn an_oversized_json_answer_is_cut_off_at_the_cap() {
         ),
         "{text}"
     );
+    // What the fake handed to the connection, not what samld read: the kernel's loopback
+    // buffers take several MiB on their own (autotuned up to tcp_rmem + tcp_wmem), so the
+    // bound is that samld stopped long before the whole answer, not a byte count.
     let sent = w.stats().oversized_bytes_sent;
     assert!(
-        sent < 4 * MIB,
-        "samld read {sent} bytes of the 8 MiB answer"
+        sent < 16 * MIB,
+        "the fake handed {sent} bytes of the 64 MiB answer to the connection"
     );
 }
