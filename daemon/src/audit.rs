@@ -27,12 +27,13 @@ use crate::clock::{Clock, rfc3339};
 /// per credential lifetime, not per API call.
 ///
 /// An event is typically 0.5–1.5 KiB (an account, an ARN, a time, the process and up to four
-/// parents with bounded command lines; 10,500 helper hand-outs from a shell loop grew the
-/// release daemon's RSS by 14.5 MiB, about 1.4 KiB each); the worst case is about
-/// [`process::COMMAND_LINE_LIMIT`] + 4 × [`process::ANCESTOR_COMMAND_LINE_LIMIT`] + 5 ×
-/// [`process::EXE_LIMIT`] plus names, under 5 KiB. So the ring holds about 1–3 MB in practice
-/// and never more than about 10 MB.
-pub const DEFAULT_CAPACITY: usize = 2_000;
+/// parents with bounded command lines: with longer bounds, 10,500 helper hand-outs from a
+/// shell loop grew the release daemon's RSS by 14.5 MiB, about 1.4 KiB each); the worst case
+/// is about [`process::COMMAND_LINE_LIMIT`] + 4 × [`process::ANCESTOR_COMMAND_LINE_LIMIT`] +
+/// 5 × [`process::EXE_LIMIT`] plus names, under 3 KiB. So the ring holds about 1 MB in
+/// practice and never more than about 3 MB, which keeps the idle daemon under its 15 MB
+/// target after a thousand hand-outs.
+pub const DEFAULT_CAPACITY: usize = 1_000;
 
 /// How many events a slow `samlctl audit --follow` may fall behind before it misses some.
 const FOLLOW_BUFFER: usize = 256;

@@ -464,7 +464,7 @@ impl Connection {
         let _ = tokio::time::timeout(LINGER_TIME, drain).await;
     }
 
-    /// Sends audit events one frame each: the whole record (2,000 events of up to a few KiB)
+    /// Sends audit events one frame each: the whole record (1,000 events of up to a few KiB)
     /// is far larger than one frame may be.
     async fn send_events(&mut self, events: Vec<samld_proto::AuditEvent>) -> io::Result<()> {
         for event in events {

@@ -7,14 +7,14 @@
 use samld_proto::ProcessInfo;
 
 /// The most of a socket peer's command line kept, in bytes.
-pub const COMMAND_LINE_LIMIT: usize = 1024;
+pub const COMMAND_LINE_LIMIT: usize = 512;
 
 /// The most of an ancestor's command line kept, in bytes: the ancestry is up to
 /// [`ANCESTRY_LEVELS`] entries per event, and the ring holds thousands of events.
-pub const ANCESTOR_COMMAND_LINE_LIMIT: usize = 256;
+pub const ANCESTOR_COMMAND_LINE_LIMIT: usize = 128;
 
 /// The most of an executable's path kept, in bytes.
-pub const EXE_LIMIT: usize = 512;
+pub const EXE_LIMIT: usize = 256;
 
 /// How many parents [`ancestry`] walks up.
 pub const ANCESTRY_LEVELS: usize = 4;

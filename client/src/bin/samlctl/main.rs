@@ -76,7 +76,7 @@ enum Command {
         json: bool,
     },
     /// Show who got which credentials: samld's record of hand-outs, logins, logouts and
-    /// refreshes (kept in memory, the last 2,000 events)
+    /// refreshes (kept in memory, the last 1,000 events)
     Audit {
         /// Only this account (adds a count of hand-outs per program)
         account: Option<String>,

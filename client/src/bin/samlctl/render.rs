@@ -309,7 +309,7 @@ fn refresh_text(at: Option<&str>, now: SystemTime) -> String {
 }
 
 /// How many events samld keeps, for the footer of `samlctl audit`.
-const AUDIT_KEPT: &str = "2,000";
+const AUDIT_KEPT: &str = "1,000";
 
 /// The column titles of `samlctl audit`.
 const AUDIT_HEADER: [&str; 6] = ["TIME", "ACCOUNT", "ROLE", "WHAT", "FROM", "PROCESS"];
@@ -854,7 +854,7 @@ TIME                 ACCOUNT  ROLE   WHAT              FROM                     
 12:59:30             prod     Admin  handout (helper)  memory                                           samld-helper (4730) ← terraform (4729)
 
 prod: 4 hand-outs in the last 1d: aws 2, samlctl 1, terraform 1; 1 failed
-3 older events were dropped (samld keeps the last 2,000)
+3 older events were dropped (samld keeps the last 1,000)
 ";
         assert_eq!(
             render_audit(&audit_events(), 3, &scope, &audit_clock()),
@@ -878,7 +878,7 @@ prod: 4 hand-outs in the last 1d: aws 2, samlctl 1, terraform 1; 1 failed
         assert_eq!(
             render_audit(&[], 1, &scope, &audit_clock()),
             "No audit events for prod in the last 30m; waiting for new ones (Ctrl-C to stop).\n\
-             1 older event was dropped (samld keeps the last 2,000)\n"
+             1 older event was dropped (samld keeps the last 1,000)\n"
         );
         let events = audit_events();
         let followed = render_audit(&events[1..2], 0, &scope, &audit_clock());
