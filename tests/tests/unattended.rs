@@ -713,6 +713,22 @@ fn a_denied_push_blocks_every_account_of_the_user() {
     wait_for_jumpcloud(&w, "the unattended re-login's push is denied", |s| {
         s.pushes_denied >= 1
     });
+    // The count starts once samld has taken the denial in and no trip it decided on before
+    // (the other account's refresh, due about when the push was denied, may already have
+    // sent its session probe on a loaded machine) is still under way. Status is sampled
+    // until then; the pause paces the sampling.
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    while idp_session(&w, EMAIL).state != IdpSessionState::NeedsLogin
+        || ["prod", "dev"].iter().any(|a| {
+            matches!(
+                w.account_status(a).state,
+                AccountState::Refreshing | AccountState::LoggingIn
+            )
+        })
+    {
+        assert!(Instant::now() < deadline, "samld never took the denial in");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let at_refusal = w.jc.stats();
     let (after, _) = after_window(&w);
     eprintln!(
