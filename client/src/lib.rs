@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use samld_proto::{
-    Credentials, ErrorCode, FrameError, Handout, LoginOutcome, LoginRequest, PROTOCOL_VERSION,
+    BrowserPlan, Credentials, ErrorCode, FrameError, Handout, LoginOutcome, LoginRequest, PROTOCOL_VERSION,
     Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, SocketPathError, StatusReport,
     WireError, read_frame, write_frame,
 };
@@ -38,6 +38,7 @@ use crate::lifecycle::autostart;
 
 pub mod audit;
 pub mod awsconfig;
+pub mod browser;
 pub mod console;
 pub mod env;
 pub mod exec;
@@ -551,6 +552,18 @@ impl Client {
         }
     }
 
+    /// How the account signs in through a browser: its URL, browser and flags, and whether
+    /// `login = "browser"` makes that the account's way in.
+    pub fn browser_plan(self, account: &str) -> Result<BrowserPlan, ClientError> {
+        let request = Request::BrowserPlan {
+            account: account.to_owned(),
+        };
+        match self.simple(&request)? {
+            Response::BrowserPlan(plan) => Ok(plan),
+            other => Err(unexpected("browser_plan", &other)),
+        }
+    }
+
     /// Asks the daemon to stop. It has acknowledged when this returns; it may take a moment
     /// longer to exit.
     pub fn shutdown(self) -> Result<(), ClientError> {
@@ -655,6 +668,7 @@ fn response_type(r: &Response) -> &'static str {
         Response::NeedSecret { .. } => "need_secret",
         Response::Progress { .. } => "progress",
         Response::LoggedIn(_) => "logged_in",
+        Response::BrowserPlan(_) => "browser_plan",
         Response::LoggedOut { .. } => "logged_out",
         Response::Refreshed { .. } => "refreshed",
         Response::PasswordForgotten { .. } => "password_forgotten",

@@ -130,6 +130,28 @@ pub struct Config {
 pub enum Provider {
     /// JumpCloud SSO.
     JumpCloud,
+    /// Any SAML IdP, signed in to through a browser; refreshed with the browser's cookies.
+    Saml,
+}
+
+/// How a person signs an account in (`login`, case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoginMethod {
+    /// samld posts the password and second factor to JumpCloud's API (`samlctl login`).
+    Api,
+    /// samlctl opens a browser where the person signs in however their organisation requires
+    /// (`samlctl login --browser`).
+    Browser,
+}
+
+impl LoginMethod {
+    /// The name as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Browser => "browser",
+        }
+    }
 }
 
 /// The `mfa` key (case-insensitive): which second factor to use when JumpCloud asks for one.
@@ -154,9 +176,17 @@ pub struct Account {
     pub name: String,
     /// `provider`.
     pub provider: Provider,
+    /// `login`: how a person signs in (default `api` for JumpCloud, `browser` for `saml`).
+    pub login: LoginMethod,
+    /// `browser`: the Chromium-family browser samlctl starts for a browser sign-in (default:
+    /// the first one found in the usual places).
+    pub browser: Option<String>,
+    /// `browser_args`: extra flags for that browser (e.g. `--no-sandbox` as root).
+    pub browser_args: Vec<String>,
     /// `url`: the IdP URL of the AWS app, such as `https://sso.jumpcloud.com/saml2/acme-aws`.
     pub url: String,
-    /// `username`: the JumpCloud email.
+    /// `username`: the JumpCloud email (may be empty for `provider = "saml"`, where the
+    /// browser sign-in says who the person is).
     pub username: String,
     /// `role`: default role, an ARN or a role name.
     pub role: Option<String>,
@@ -211,10 +241,33 @@ impl fmt::Display for SessionKey {
 impl Account {
     /// The IdP session this account signs in through.
     pub fn session_key(&self) -> SessionKey {
+        let console_url = match self.provider {
+            Provider::JumpCloud => self.jumpcloud_console_url.trim_end_matches('/').to_owned(),
+            // The IdP's origin: its cookies are the session, whichever app they open.
+            Provider::Saml => url::Url::parse(&self.url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|_| self.url.clone()),
+        };
         SessionKey {
             provider: self.provider,
-            console_url: self.jumpcloud_console_url.trim_end_matches('/').to_owned(),
+            console_url,
             username: self.username.trim().to_lowercase(),
+        }
+    }
+
+    /// What messages call the account's IdP: `JumpCloud`, or `IdP` for a generic one.
+    pub fn idp_name(&self) -> &'static str {
+        match self.provider {
+            Provider::JumpCloud => "JumpCloud",
+            Provider::Saml => "IdP",
+        }
+    }
+
+    /// The command that signs this account in, as messages tell the person to run it.
+    pub fn login_command(&self) -> String {
+        match self.login {
+            LoginMethod::Api => format!("samlctl login {}", self.name),
+            LoginMethod::Browser => format!("samlctl login {} --browser", self.name),
         }
     }
 }
@@ -224,6 +277,7 @@ impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::JumpCloud => "jumpcloud",
+            Self::Saml => "saml",
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::{
     Account, Config, DEFAULT_FEDERATION_URL, DEFAULT_JUMPCLOUD_CONSOLE_URL, DEFAULT_LOGIN_WAIT,
     DEFAULT_REFRESH_BEFORE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SESSION_DURATION, MAX_LOGIN_WAIT,
     MAX_REQUEST_TIMEOUT, MAX_SESSION_DURATION, MIN_LOGIN_WAIT, MIN_REFRESH_BEFORE,
-    MIN_REQUEST_TIMEOUT, MIN_SESSION_DURATION, MfaMode, Provider,
+    MIN_REQUEST_TIMEOUT, MIN_SESSION_DURATION, LoginMethod, MfaMode, Provider,
 };
 
 const TOP_LEVEL_KEYS: &[&str] = &["defaults", "accounts", "audit_log"];
@@ -89,6 +89,9 @@ account_keys! {
     notifications: bool => boolean,
     login_wait: Duration => login_wait,
     request_timeout: Duration => request_timeout,
+    login: LoginMethod => login_method,
+    browser: String => browser_path,
+    browser_args: Vec<String> => browser_args,
 }
 
 pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -218,7 +221,29 @@ fn resolve(
     };
 
     let url = required(pick(&own.url, &defaults.url), "url")?;
-    let username = required(pick(&own.username, &defaults.username), "username")?;
+    let provider = value(&own.provider, &defaults.provider).unwrap_or(Provider::JumpCloud);
+    // A generic SAML IdP is signed in to in the browser, which knows who the person is.
+    let username = match provider {
+        Provider::JumpCloud => required(pick(&own.username, &defaults.username), "username")?,
+        Provider::Saml => value(&own.username, &defaults.username).unwrap_or_default(),
+    };
+    let login = match (provider, pick(&own.login, &defaults.login)) {
+        (Provider::Saml, Some(s)) if s.value == LoginMethod::Api => {
+            return Err(source.error(
+                ErrorKind::InvalidValue,
+                s.span.clone(),
+                Some(s.key.clone()),
+                format!(
+                    "provider = \"saml\" signs in only through a browser (samld knows no API \
+                     for an arbitrary IdP); set login = \"browser\" or leave it out (for \
+                     account `{name}`)"
+                ),
+            ));
+        }
+        (_, Some(s)) => s.value,
+        (Provider::Saml, None) => LoginMethod::Browser,
+        (Provider::JumpCloud, None) => LoginMethod::Api,
+    };
 
     let session = pick(&own.session_duration, &defaults.session_duration);
     let refresh = pick(&own.refresh_before, &defaults.refresh_before);
@@ -252,7 +277,10 @@ fn resolve(
     }
 
     Ok(Account {
-        provider: value(&own.provider, &defaults.provider).unwrap_or(Provider::JumpCloud),
+        provider,
+        login,
+        browser: value(&own.browser, &defaults.browser),
+        browser_args: value(&own.browser_args, &defaults.browser_args).unwrap_or_default(),
         url,
         username,
         role: value(&own.role, &defaults.role),
@@ -417,14 +445,75 @@ fn invalid(message: String) -> Problem {
 }
 
 fn provider(value: &DeValue<'_>) -> Result<Provider, Problem> {
-    let text = string(value, "a string (\"jumpcloud\")")?;
+    let text = string(value, "a string (\"jumpcloud\" or \"saml\")")?;
     if text.eq_ignore_ascii_case("jumpcloud") {
         Ok(Provider::JumpCloud)
+    } else if text.eq_ignore_ascii_case("saml") {
+        Ok(Provider::Saml)
     } else {
         Err(invalid(format!(
-            "unsupported provider {text:?}; the only provider is \"jumpcloud\""
+            "unsupported provider {text:?}; expected \"jumpcloud\", or \"saml\" for any other \
+             SAML IdP (signed in to through a browser)"
         )))
     }
+}
+
+fn login_method(value: &DeValue<'_>) -> Result<LoginMethod, Problem> {
+    const EXPECTED: &str = "\"api\" or \"browser\"";
+    let text = string(value, &format!("a string ({EXPECTED})"))?;
+    if text.eq_ignore_ascii_case("api") {
+        Ok(LoginMethod::Api)
+    } else if text.eq_ignore_ascii_case("browser") {
+        Ok(LoginMethod::Browser)
+    } else {
+        Err(invalid(format!("expected {EXPECTED}, got {text:?}")))
+    }
+}
+
+/// `browser`: an absolute path, or a program name looked up in `PATH` when samlctl starts
+/// it (a relative path would depend on where samlctl happens to run).
+fn browser_path(value: &DeValue<'_>) -> Result<String, Problem> {
+    let text = string(value, "a string (the browser's path)")?;
+    if text.trim().is_empty() {
+        return Err(invalid("the browser path must not be empty".into()));
+    }
+    if text.contains('/') && !text.starts_with('/') {
+        return Err(invalid(format!(
+            "must be an absolute path or a program name found in PATH, got {text:?}"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// `browser_args`: extra command-line flags for the browser, such as `--no-sandbox`.
+fn browser_args(value: &DeValue<'_>) -> Result<Vec<String>, Problem> {
+    const EXPECTED: &str = "an array of strings (browser flags)";
+    let DeValue::Array(items) = value else {
+        return Err((
+            ErrorKind::InvalidType,
+            format!("expected {EXPECTED}, got {}", type_name(value)),
+        ));
+    };
+    items
+        .iter()
+        .map(|item| match item.get_ref() {
+            // samlctl owns the DevTools pipe and the profile: a flag that moved either would
+            // hand the session to someone else or mix it with the person's own browsing.
+            DeValue::String(s) if s.starts_with("--remote-debugging-pipe") => Err(invalid(
+                "--remote-debugging-pipe is samlctl's own channel to the browser".into(),
+            )),
+            DeValue::String(s) if s.starts_with("--user-data-dir") => Err(invalid(
+                "--user-data-dir is set by samlctl (a profile of samld's own, never the \
+                 browser's main one)"
+                    .into(),
+            )),
+            DeValue::String(s) => Ok(s.to_string()),
+            other => Err((
+                ErrorKind::InvalidType,
+                format!("expected {EXPECTED}, got {} in it", type_name(other)),
+            )),
+        })
+        .collect()
 }
 
 fn mfa_mode(value: &DeValue<'_>) -> Result<MfaMode, Problem> {

@@ -96,6 +96,9 @@ url = "https://sso.jumpcloud.com/saml2/acme-dev"
         &Account {
             name: "production".into(),
             provider: Provider::JumpCloud,
+            login: LoginMethod::Api,
+            browser: None,
+            browser_args: Vec::new(),
             url: "https://sso.jumpcloud.com/saml2/acme-prod-aws-admin".into(),
             username: "wile.e@the-acme-corporation.com".into(),
             role: Some("arn:aws:iam::012345678987:role/AcmeJumpCloudAdminRO".into()),
@@ -121,6 +124,9 @@ url = "https://sso.jumpcloud.com/saml2/acme-dev"
         &Account {
             name: "dev-1_x.y".into(),
             provider: Provider::JumpCloud,
+            login: LoginMethod::Api,
+            browser: None,
+            browser_args: Vec::new(),
             url: "https://sso.jumpcloud.com/saml2/acme-dev".into(),
             username: "road.runner@the-acme-corporation.com".into(),
             role: Some("ReadOnly".into()),
@@ -149,6 +155,9 @@ fn built_in_defaults() {
         &Account {
             name: "prod".into(),
             provider: Provider::JumpCloud,
+            login: LoginMethod::Api,
+            browser: None,
+            browser_args: Vec::new(),
             url: "https://sso.jumpcloud.com/saml2/acme-aws".into(),
             username: "a@example.com".into(),
             role: None,
@@ -373,7 +382,7 @@ fn invalid_values() {
         (
             "provider = \"okta\"",
             12,
-            "provider: unsupported provider \"okta\"; the only provider is \"jumpcloud\"",
+            "provider: unsupported provider \"okta\"; expected \"jumpcloud\", or \"saml\" for any other SAML IdP (signed in to through a browser)",
         ),
         (
             "mfa = \"sms\"",
@@ -887,4 +896,110 @@ fn audit_log_is_an_absolute_path_at_the_top_level() {
         13,
         "audit_log: expected a string (an absolute path), got an integer",
     );
+}
+
+#[test]
+fn browser_sign_in_keys() {
+    let config = parse_ok(
+        r#"
+[defaults]
+browser_args = ["--no-sandbox"]
+
+[accounts.jc]
+url = "https://sso.jumpcloud.com/saml2/aws"
+username = "a@b.c"
+
+[accounts.key]
+url = "https://sso.jumpcloud.com/saml2/aws"
+username = "a@b.c"
+login = "Browser"
+browser = "/usr/bin/chromium"
+
+[accounts.okta]
+provider = "saml"
+url = "https://acme.okta.com/home/amazon_aws/0oa1/272"
+browser = "brave-browser"
+browser_args = []
+"#,
+    );
+    let jc = config.account("jc").unwrap();
+    assert_eq!(
+        (jc.provider, jc.login, jc.browser.as_deref()),
+        (Provider::JumpCloud, LoginMethod::Api, None)
+    );
+    assert_eq!(jc.browser_args, ["--no-sandbox"]);
+    assert_eq!(jc.login_command(), "samlctl login jc");
+    let key = config.account("key").unwrap();
+    assert_eq!(key.login, LoginMethod::Browser);
+    assert_eq!(key.browser.as_deref(), Some("/usr/bin/chromium"));
+    assert_eq!(key.login_command(), "samlctl login key --browser");
+    let okta = config.account("okta").unwrap();
+    assert_eq!((okta.provider, okta.login), (Provider::Saml, LoginMethod::Browser));
+    assert_eq!(okta.username, "");
+    assert!(okta.browser_args.is_empty());
+    assert_eq!(okta.session_key().console_url, "https://acme.okta.com");
+    assert_eq!(okta.login_command(), "samlctl login okta --browser");
+}
+
+#[test]
+fn browser_sign_in_errors() {
+    let cases: &[(&str, ErrorKind, usize, usize, &str)] = &[
+        (
+            "[accounts.a]\nurl = \"https://x.example/s\"\nprovider = \"saml\"\nlogin = \"api\"\n",
+            ErrorKind::InvalidValue,
+            4,
+            9,
+            "accounts.a.login: provider = \"saml\" signs in only through a browser (samld knows \
+             no API for an arbitrary IdP); set login = \"browser\" or leave it out (for account \
+             `a`)",
+        ),
+        (
+            "[accounts.a]\nurl = \"https://x.example/s\"\nusername = \"u\"\nlogin = \"web\"\n",
+            ErrorKind::InvalidValue,
+            4,
+            9,
+            "accounts.a.login: expected \"api\" or \"browser\", got \"web\"",
+        ),
+        (
+            "[accounts.a]\nurl = \"https://x.example/s\"\nusername = \"u\"\nbrowser = \"bin/chrome\"\n",
+            ErrorKind::InvalidValue,
+            4,
+            11,
+            "accounts.a.browser: must be an absolute path or a program name found in PATH, got \
+             \"bin/chrome\"",
+        ),
+        (
+            "[accounts.a]\nurl = \"https://x.example/s\"\nusername = \"u\"\nbrowser_args = \"--x\"\n",
+            ErrorKind::InvalidType,
+            4,
+            16,
+            "accounts.a.browser_args: expected an array of strings (browser flags), got a string",
+        ),
+        (
+            "[accounts.a]\nurl = \"https://x.example/s\"\nusername = \"u\"\nbrowser_args = [\"--user-data-dir=/tmp/x\"]\n",
+            ErrorKind::InvalidValue,
+            4,
+            16,
+            "accounts.a.browser_args: --user-data-dir is set by samlctl (a profile of samld's \
+             own, never the browser's main one)",
+        ),
+        (
+            "[accounts.a]\nurl = \"https://x.example/s\"\nprovider = \"okta\"\n",
+            ErrorKind::InvalidValue,
+            3,
+            12,
+            "accounts.a.provider: unsupported provider \"okta\"; expected \"jumpcloud\", or \
+             \"saml\" for any other SAML IdP (signed in to through a browser)",
+        ),
+        (
+            "[accounts.a]\nurl = \"https://x.example/s\"\n",
+            ErrorKind::MissingKey,
+            1,
+            1,
+            "accounts.a: missing required key `username` (set it in this table or in [defaults])",
+        ),
+    ];
+    for (text, kind, line, column, display) in cases {
+        assert_error(text, *kind, *line, *column, display);
+    }
 }

@@ -6,14 +6,17 @@ use std::sync::{Arc, Mutex};
 use samld_config::{Account, Provider, SessionKey};
 
 use crate::idp::jumpcloud::{JumpCloud, JumpCloudSettings, SharedSession};
+use crate::idp::saml_idp::{GenericSaml, SharedBrowserSession};
 use crate::idp::{IdentityProvider, IdpError};
 use crate::manager::ProviderFactory;
 
 /// Builds real providers from account settings. Accounts of the same user at the same
-/// console get providers that share one JumpCloud session.
+/// console get providers that share one JumpCloud session; accounts at the same generic IdP
+/// share its browser session.
 #[derive(Debug, Default)]
 pub struct DefaultProviders {
     sessions: Mutex<HashMap<SessionKey, SharedSession>>,
+    browser_sessions: Mutex<HashMap<SessionKey, SharedBrowserSession>>,
 }
 
 impl ProviderFactory for DefaultProviders {
@@ -29,6 +32,20 @@ impl ProviderFactory for DefaultProviders {
                     .clone();
                 Ok(Arc::new(JumpCloud::with_session(
                     JumpCloudSettings::from_account(account),
+                    session,
+                )?))
+            }
+            Provider::Saml => {
+                let session = self
+                    .browser_sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(account.session_key())
+                    .or_default()
+                    .clone();
+                Ok(Arc::new(GenericSaml::new(
+                    &account.url,
+                    account.request_timeout,
                     session,
                 )?))
             }

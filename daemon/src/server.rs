@@ -350,6 +350,7 @@ impl Connection {
                     password: login.password,
                     mfa_code: login.mfa_code,
                     save_password: login.save_password,
+                    browser: login.browser,
                 };
                 let channel: Option<&mut dyn ClientChannel> =
                     if login.interactive { Some(self) } else { None };
@@ -375,6 +376,10 @@ impl Connection {
             },
             Request::Refresh { account } => match daemon.refresh(&account).await {
                 Ok(roles) => Response::Refreshed { account, roles },
+                Err(e) => Response::Error(e),
+            },
+            Request::BrowserPlan { account } => match daemon.browser_plan(&account) {
+                Ok(plan) => Response::BrowserPlan(plan),
                 Err(e) => Response::Error(e),
             },
             Request::Roles { account } => match daemon.roles(&account) {

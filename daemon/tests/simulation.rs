@@ -705,6 +705,7 @@ impl Sim {
             password: Some(Secret::new(PASSWORD)),
             mfa_code: Some(Secret::new(CODE)),
             save_password: user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap(),
+            browser: None,
         };
         let result = self.manager.login(account, secrets, force, None).await;
         self.world.lock().person = false;
@@ -868,6 +869,7 @@ impl Sim {
                 password: Some(Secret::new(PASSWORD)),
                 mfa_code: Some(Secret::new(CODE)),
                 save_password: false,
+                browser: None,
             };
             let mut result = self.manager.login(account, secrets, false, None).await;
             if let Err(e) = &result
@@ -879,6 +881,7 @@ impl Sim {
                     password: Some(Secret::new(PASSWORD)),
                     mfa_code: Some(Secret::new(CODE)),
                     save_password: false,
+                    browser: None,
                 };
                 result = self.manager.login(account, secrets, false, None).await;
             }

@@ -111,6 +111,12 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Answered by [`Response::BrowserPlan`]: what `samlctl login` needs to know to sign the
+    /// account in through a browser (or whether it should).
+    BrowserPlan {
+        /// The account name from the config.
+        account: String,
+    },
 }
 
 /// The parameters of [`Request::Login`].
@@ -134,6 +140,59 @@ pub struct LoginRequest {
     /// Store the password in the OS keyring once JumpCloud has accepted it.
     #[serde(default)]
     pub save_password: bool,
+    /// A sign-in the person finished in a browser (`samlctl login --browser`): the daemon
+    /// takes its SAML response and IdP session instead of signing in itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserSignIn>,
+}
+
+/// What a browser sign-in hands the daemon: the SAML response the browser was about to post
+/// to AWS, and the IdP's session cookies, so that later assertions need no browser while the
+/// IdP session lives. Both travel only over the socket and live only in the daemon's memory.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BrowserSignIn {
+    /// The `SAMLResponse` form field (base64), as the browser posted it.
+    pub saml_response: Secret,
+    /// The browser profile's cookies for the IdP (never those of AWS's own sites).
+    #[serde(default)]
+    pub cookies: Vec<BrowserCookie>,
+}
+
+/// One cookie of the browser profile, as the DevTools protocol reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserCookie {
+    /// The cookie's name.
+    pub name: String,
+    /// The cookie's value: a session credential.
+    pub value: Secret,
+    /// The domain: a host (`console.jumpcloud.com`, host-only) or, with a leading `.`, a
+    /// domain and its subdomains.
+    pub domain: String,
+    /// The path it is sent for.
+    pub path: String,
+    /// Sent only over https.
+    #[serde(default)]
+    pub secure: bool,
+    /// When it expires, in seconds since the Unix epoch; `None` for a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+}
+
+/// How `samlctl login --browser` should sign an account in, from the daemon's config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserPlan {
+    /// The account name.
+    pub account: String,
+    /// The URL to open: the account's `url` (the IdP's sign-in URL of the AWS app).
+    pub url: String,
+    /// The account's `login` setting: `api` or `browser`.
+    pub login: String,
+    /// The account's `browser`, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+    /// The account's `browser_args`.
+    #[serde(default)]
+    pub browser_args: Vec<String>,
 }
 
 /// Which secret the daemon needs from the client.
@@ -177,6 +236,8 @@ pub enum Response {
     },
     /// Answers [`Request::Login`].
     LoggedIn(LoginOutcome),
+    /// Answers [`Request::BrowserPlan`].
+    BrowserPlan(BrowserPlan),
     /// Answers [`Request::Logout`].
     LoggedOut {
         /// The accounts that were logged out.

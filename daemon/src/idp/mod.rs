@@ -5,7 +5,10 @@
 //! during a login (password, TOTP code) are asked for lazily through [`LoginInteraction`],
 //! because most logins reuse the JumpCloud session and need none.
 
+pub mod browser_session;
 pub mod jumpcloud;
+pub mod saml_idp;
+pub(crate) mod transport;
 
 use std::fmt;
 use std::time::Duration;
@@ -20,8 +23,10 @@ pub trait IdentityProvider: Send + Sync {
     /// no MFA. Fails with [`IdpError::SessionExpired`] when there is no live session.
     fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>>;
 
-    /// A full login (password, then MFA when asked), ending with a fresh SAMLResponse.
-    /// The session it establishes is kept for [`IdentityProvider::assertion_from_session`].
+    /// A full login, ending with a fresh SAMLResponse: the sign-in the person finished in a
+    /// browser when [`LoginInteraction::browser_sign_in`] has one (its cookies become the held
+    /// session), else the provider's own (password, then MFA when asked). The session it
+    /// establishes is kept for [`IdentityProvider::assertion_from_session`].
     fn login<'a>(
         &'a self,
         io: &'a mut dyn LoginInteraction,
@@ -41,6 +46,12 @@ pub trait LoginInteraction: Send {
 
     /// Something the user should see now ("approve the push on your phone").
     fn progress<'a>(&'a mut self, message: &'a str) -> BoxFuture<'a, ()>;
+
+    /// A sign-in the person already finished in a browser, taken at most once. A provider
+    /// given one adopts it instead of signing in itself.
+    fn browser_sign_in(&mut self) -> Option<samld_proto::BrowserSignIn> {
+        None
+    }
 
     /// Called right before the provider sends something that reaches the person or counts
     /// against their account (a password, a push, a code). The session manager counts these,
@@ -175,6 +186,14 @@ pub enum IdpError {
         /// The app URL for the user to open in a browser (no query string).
         url: String,
     },
+    /// A generic SAML IdP answered a refresh with a server error or 429: it is having
+    /// trouble, and asking again later costs the person nothing.
+    IdpUnavailable {
+        /// Which request.
+        request: String,
+        /// The HTTP status.
+        status: u16,
+    },
     /// An answer was larger than samld reads of its kind; samld stopped reading it.
     TooLarge {
         /// Which request.
@@ -215,6 +234,7 @@ impl IdpError {
                 ErrorCode::AuthFailed
             }
             IdpError::JumpCloudError { .. }
+            | IdpError::IdpUnavailable { .. }
             | IdpError::Throttled { .. }
             | IdpError::TooLarge { .. } => ErrorCode::IdpError,
             // Nothing samld can do about it: the closest code that makes clients stop.
@@ -406,10 +426,16 @@ impl fmt::Display for IdpError {
                 f,
                 "JumpCloud accepted the sign-in but answered {request} with a page that is \
                  neither its login page nor the SAML form: your organisation's policy requires \
-                 signing in to this app through a browser (conditional access or device trust), \
-                 which samld cannot do. Open {url} in a browser to see what JumpCloud asks for; \
-                 if it shows an error or a maintenance notice instead, check that `url` is the \
-                 IdP URL of the AWS app and that you are assigned to it, or try again later."
+                 signing in to this app through a browser (conditional access or device trust): \
+                 sign in with `samlctl login ACCOUNT --browser`, and set login = \"browser\" \
+                 for the account. If {url} shows an error or a maintenance notice in a browser \
+                 instead, check that `url` is the IdP URL of the AWS app and that you are \
+                 assigned to it, or try again later."
+            ),
+            IdpError::IdpUnavailable { request, status } => write!(
+                f,
+                "The IdP answered {request} with HTTP {status}; it seems to be having trouble: \
+                 samld asks again later."
             ),
             IdpError::TooLarge {
                 request,

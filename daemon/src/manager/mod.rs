@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use samld_config::{Account, Config, MfaMode, SessionKey};
+use samld_config::{Account, Config, LoginMethod, MfaMode, SessionKey};
 use samld_proto::{
     AuditKind, CredentialSource, Credentials, ErrorCode, LoginOutcome, RoleInfo, RoleStatus,
     WireError,
@@ -310,6 +310,20 @@ impl Manager {
         Ok(removed)
     }
 
+    /// `samlctl login`: whether the account signs in through a browser, and which browser
+    /// and URL to use when it does.
+    pub fn browser_plan(&self, account: &str) -> Result<samld_proto::BrowserPlan, WireError> {
+        let slot = self.slot(account)?;
+        let account = &slot.account;
+        Ok(samld_proto::BrowserPlan {
+            account: account.name.clone(),
+            url: account.url.clone(),
+            login: account.login.as_str().to_owned(),
+            browser: account.browser.clone(),
+            browser_args: account.browser_args.clone(),
+        })
+    }
+
     /// `samlctl roles`: the roles of the last assertion.
     pub fn roles(&self, account: &str) -> Result<Vec<RoleInfo>, WireError> {
         let slot = self.slot(account)?;
@@ -576,9 +590,9 @@ impl Manager {
                     return Some(WireError::new(
                         ErrorCode::NeedsLogin,
                         format!(
-                            "{why} (samld signs in again at {}; or run: samlctl login {})",
+                            "{why} (samld signs in again at {}; or run: {})",
                             rfc3339(at),
-                            account.name
+                            account.login_command()
                         ),
                     ));
                 }
@@ -594,6 +608,10 @@ impl Manager {
     /// Whether samld may log this account in with nobody at the keyboard: a password it can
     /// get by itself and a second factor that needs no typing (push, or `mfa_command`).
     fn can_login_unattended(&self, account: &Account, data: &AccountData) -> bool {
+        if account.login == LoginMethod::Browser {
+            // Only the person, in the browser, signs such an account in.
+            return false;
+        }
         let password = account.password_command.is_some()
             || (self.options.password_store.as_ref().is_some()
                 && data.saved_password != Some(false));
@@ -701,7 +719,7 @@ impl Manager {
         let passwords = (!secrets.save_password)
             .then(|| self.options.password_store.as_ref().cloned())
             .flatten();
-        let force = force || secrets.save_password;
+        let force = force || secrets.save_password || secrets.browser.is_some();
         let mut sources = SecretSources::new(
             &slot.account,
             secrets,
@@ -802,7 +820,7 @@ impl Manager {
         {
             notify(
                 &format!("samld: {} needs you to log in", account.name),
-                &format!("{reason}\nRun: samlctl login {}", account.name),
+                &format!("{reason}\nRun: {}", account.login_command()),
             );
         }
     }
@@ -877,15 +895,36 @@ fn not_logged_in(account: &Account) -> WireError {
     let name = &account.name;
     WireError::new(
         ErrorCode::NotLoggedIn,
-        format!("{name} is not logged in; run: samlctl login {name}"),
+        format!("{name} is not logged in; run: {}", account.login_command()),
     )
 }
 
 fn session_ended(account: &Account) -> WireError {
-    let name = &account.name;
+    let (name, idp) = (&account.name, account.idp_name());
+    let mut message = format!(
+        "the {idp} session for {name} has ended; run: {}",
+        account.login_command()
+    );
+    if account.login == LoginMethod::Browser {
+        message.push_str(BROWSER_MAY_REMEMBER);
+    }
+    WireError::new(ErrorCode::NeedsLogin, message)
+}
+
+/// Said whenever a browser sign-in is asked for: the profile keeps the IdP's own session.
+const BROWSER_MAY_REMEMBER: &str = " (the browser profile may still be signed in to the IdP, \
+     in which case the browser finishes by itself with no typing)";
+
+/// A person's login for an account that signs in only through a browser, asked for where
+/// no browser can be opened (the helper's terminal, an API login).
+fn browser_login_needed(account: &Account) -> WireError {
     WireError::new(
         ErrorCode::NeedsLogin,
-        format!("the JumpCloud session for {name} has ended; run: samlctl login {name}"),
+        format!(
+            "{} signs in through a browser (login = \"browser\"); run: {}",
+            account.name,
+            account.login_command()
+        ),
     )
 }
 
@@ -895,7 +934,8 @@ fn needs_person(account: &Account, reason: &str) -> WireError {
     WireError::new(
         ErrorCode::NeedsLogin,
         format!(
-            "{name} needs you to log in; samld stopped signing in by itself after: {reason} Run: samlctl login {name}"
+            "{name} needs you to log in; samld stopped signing in by itself after: {reason} Run: {}",
+            account.login_command()
         ),
     )
 }

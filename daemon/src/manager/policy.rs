@@ -69,7 +69,9 @@ pub fn classify_idp(error: &IdpError) -> Failure {
     };
     match error {
         IdpError::SessionExpired => Failure::SessionEnded,
-        IdpError::Network { .. } | IdpError::Throttled { .. } => transient,
+        IdpError::Network { .. } | IdpError::Throttled { .. } | IdpError::IdpUnavailable { .. } => {
+            transient
+        }
         IdpError::UnexpectedStatus { status, .. } if *status >= 500 || *status == 429 => transient,
         IdpError::UnexpectedHtml { status, .. } if *status >= 500 => transient,
         // A page without the SAML form is what an outage or maintenance page looks like;

@@ -33,6 +33,8 @@ pub struct LoginSecrets {
     pub mfa_code: Option<Secret>,
     /// `--save-password`: keep the password in the OS keyring once JumpCloud accepts it.
     pub save_password: bool,
+    /// `--browser`: the person signed in in a browser; the provider adopts that sign-in.
+    pub browser: Option<samld_proto::BrowserSignIn>,
 }
 
 /// Where a login's secrets come from, in order: what the client sent with the request, the
@@ -110,6 +112,10 @@ impl<'a> SecretSources<'a> {
 }
 
 impl LoginInteraction for SecretSources<'_> {
+    fn browser_sign_in(&mut self) -> Option<samld_proto::BrowserSignIn> {
+        self.given.browser.take()
+    }
+
     fn password<'a>(&'a mut self, prompt: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>> {
         Box::pin(async move {
             let mut given = self.given.password.take();

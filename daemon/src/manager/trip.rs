@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use samld_config::Account;
+use samld_config::{Account, LoginMethod};
 use samld_proto::{ErrorCode, ErrorInfo, Secret, WireError};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -33,6 +33,26 @@ pub(super) struct TripError {
 
 impl TripError {
     fn idp(account: &Account, e: IdpError) -> Self {
+        if account.login == LoginMethod::Browser
+            && let IdpError::BrowserRequired { request, .. } = &e
+        {
+            // Expected for such an account: a policy that the IdP checks at every launch of
+            // the app, which only the person, in the browser, passes.
+            return Self {
+                failure: Failure::SessionEnded,
+                error: WireError::new(
+                    ErrorCode::NeedsLogin,
+                    format!(
+                        "{name}: {idp} asked for the browser again when samld fetched the app \
+                         headlessly ({request} answered a page only a browser passes, such as \
+                         a device check); run: {command}",
+                        name = account.name,
+                        idp = account.idp_name(),
+                        command = account.login_command(),
+                    ),
+                ),
+            };
+        }
         Self {
             failure: policy::classify_idp(&e),
             error: WireError::new(e.code(), format!("{}: {e}", account.name)),
@@ -291,6 +311,15 @@ impl Manager {
     ) -> Result<Secret, TripError> {
         let account = &slot.account;
         let session = &slot.session;
+        if let Some((sources, _)) = person.as_ref()
+            && account.login == LoginMethod::Browser
+            && sources.given.browser.is_none()
+        {
+            return Err(TripError::new(
+                Failure::NeedsPerson,
+                super::browser_login_needed(account),
+            ));
+        }
         let (tx, _guard, generation) = loop {
             let now = self.clock.now();
             // Lock order: an account before its session, never the other way round.
@@ -470,8 +499,9 @@ impl Manager {
                         WireError::new(
                             code,
                             format!(
-                                "{name} {state}, and the saved password could not be read: {e} (samld asks the keyring again later; or run: samlctl login {name})",
-                                name = account.name
+                                "{name} {state}, and the saved password could not be read: {e} (samld asks the keyring again later; or run: {command})",
+                                name = account.name,
+                                command = account.login_command(),
                             ),
                         ),
                     ));
@@ -580,10 +610,11 @@ fn may_login_unattended(
         WireError::new(
             ErrorCode::NeedsLogin,
             format!(
-                "the JumpCloud session for {} has ended; samld signs in again at {} (or run: samlctl login {})",
+                "the {} session for {} has ended; samld signs in again at {} (or run: {})",
+                account.idp_name(),
                 account.name,
                 rfc3339(at),
-                account.name
+                account.login_command()
             ),
         ),
     ))

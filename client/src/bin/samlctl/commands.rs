@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::CommandFactory;
 use samld_client::{Client, ClientError, ConnectOptions, PromptError};
-use samld_proto::{ErrorCode, Handout, LoginRequest, RoleInfo, Secret};
+use samld_client::browser::{self, BrowserSettings};
+use samld_proto::{BrowserPlan, ErrorCode, Handout, LoginRequest, RoleInfo, Secret};
 use serde::Serialize;
 
 use crate::prompt::{LoginPrompter, read_code_line, read_password_line};
@@ -46,8 +47,24 @@ pub(crate) fn status(
     Ok(())
 }
 
-/// `samlctl login ACCOUNT`: sends what was piped in or given, and answers samld's questions.
-pub(crate) fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Result<(), Failure> {
+/// `samlctl login ACCOUNT`: through the browser when asked or when the account's
+/// `login = "browser"`; otherwise sends what was piped in or given, and answers samld's
+/// questions.
+pub(crate) fn login(
+    connect: &dyn Fn() -> Result<Client, Failure>,
+    args: LoginArgs,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let plan = match connect()?.browser_plan(&args.account) {
+        Ok(plan) => Some(plan),
+        // A daemon older than browser sign-in knows only the API login.
+        Err(ClientError::Daemon(w)) if w.code == ErrorCode::BadRequest && !args.browser => None,
+        Err(e) => return Err(older_daemon("login --browser", e)),
+    };
+    if let Some(plan) = plan.filter(|p| args.browser || p.login == "browser") {
+        return browser_login(connect, plan, out);
+    }
+    let client = connect()?;
     let tty = Tty::open();
     // A password piped in is sent with the request: samld uses a password it is given before
     // `password_command`, which may print a stale one (the user is typing the new one here).
@@ -85,9 +102,52 @@ pub(crate) fn login(client: Client, args: LoginArgs, out: &mut impl Write) -> Re
         // A reused session asks for no password, so there would be nothing to save.
         force: args.force || args.save_password,
         save_password: args.save_password,
+        browser: None,
     };
     let outcome = client.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
     out.write_all(render_login(&outcome).as_bytes())?;
+    Ok(())
+}
+
+/// `samlctl login ACCOUNT --browser`: the person signs in in a browser samlctl starts; samld
+/// gets the SAML response and the IdP session, and goes on as after any login.
+fn browser_login(
+    connect: &dyn Fn() -> Result<Client, Failure>,
+    plan: BrowserPlan,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let account = plan.account.clone();
+    let settings = BrowserSettings {
+        account: plan.account,
+        url: plan.url,
+        browser: plan.browser,
+        args: plan.browser_args,
+    };
+    let profile = browser::profile_dir().ok_or_else(|| {
+        Failure("cannot place the browser profile: set HOME (or XDG_STATE_HOME)".to_owned())
+    })?;
+    let signed_in = browser::sign_in(&settings, &profile, &mut |m| eprintln!("{m}"))
+        .map_err(|e| Failure(format!("{e}; {account} is as it was")))?;
+    let request = LoginRequest {
+        account,
+        force: true,
+        browser: Some(signed_in),
+        ..LoginRequest::default()
+    };
+    let mut prompter = LoginPrompter {
+        password_stdin: false,
+        stdin_used: false,
+        mfa_code_stdin: None,
+        tty: None,
+    };
+    let outcome = connect()?.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
+    out.write_all(render_login(&outcome).as_bytes())?;
+    eprintln!(
+        "samld refreshes from this sign-in while the IdP session lives. The browser profile \
+         ({}) stays signed in to the IdP too, so the next `samlctl login --browser` may finish \
+         without any typing.",
+        profile.display()
+    );
     Ok(())
 }
 

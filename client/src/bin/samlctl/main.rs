@@ -234,6 +234,14 @@ struct LoginArgs {
     /// re-login (implies --force: only a password login has a password to save)
     #[arg(long)]
     save_password: bool,
+    /// Sign in in a browser (Chrome, Chromium, Edge or Brave, with a profile of samld's
+    /// own): for security keys, passkeys, Duo, device trust, or any SAML IdP. The default
+    /// for accounts with login = "browser"
+    #[arg(
+        long,
+        conflicts_with_all = ["mfa_code", "password_stdin", "mfa_code_stdin", "save_password"]
+    )]
+    browser: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,7 +345,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Status { account, json } => {
             commands::status(connect()?, account.as_deref(), json, &mut out)?;
         }
-        Command::Login(args) => commands::login(connect()?, args, &mut out)?,
+        Command::Login(args) => commands::login(&connect, args, &mut out)?,
         Command::Logout { account, all: _ } => {
             commands::logout(connect()?, account.as_deref(), &mut out)?;
         }

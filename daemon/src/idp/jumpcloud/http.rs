@@ -1,9 +1,8 @@
 //! The HTTP exchange with JumpCloud and what its failures become: sending a request (a 429
 //! becomes [`IdpError::Throttled`]), reading an answer under the size cap of its kind, parsing
-//! JSON, turning an unexpected status or a transport failure into an [`IdpError`], and the one
-//! TLS configuration every JumpCloud client shares.
+//! JSON, turning an unexpected status or a transport failure into an [`IdpError`], and the TLS
+//! configuration from [`crate::idp::transport`].
 
-use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
@@ -14,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use super::{JumpCloud, Session};
-use crate::error_chain::error_chain;
+pub(super) use crate::idp::transport::{network_error, redacted_url, shared_tls_config};
 use crate::idp::IdpError;
 
 /// The most samld reads of a page from JumpCloud (the SAML page of the app). A real SAML page
@@ -98,46 +97,6 @@ impl JumpCloud {
         }
         Ok(request)
     }
-}
-
-/// The TLS configuration of every JumpCloud client in the process.
-///
-/// Left to itself, reqwest builds a new platform verifier for each client, and on Linux that
-/// reads and parses every root certificate of the system and keeps its own copy of them:
-/// about 130 KB held per client (each session has two) and the parsing paid at each login, so a
-/// daemon with 500 accounts held a thousand copies of the same roots. One verifier, shared
-/// through the `Arc` inside the config, serves them all (and so does one TLS session cache).
-/// The roots are read once per process: a CA bundle updated later is seen after a restart.
-pub(super) fn shared_tls_config() -> Result<rustls::ClientConfig, IdpError> {
-    static CONFIG: OnceLock<rustls::ClientConfig> = OnceLock::new();
-    if let Some(config) = CONFIG.get() {
-        return Ok(config.clone());
-    }
-    // Not cached on failure: a later login tries again.
-    let failed = |e: rustls::Error| IdpError::Config(format!("cannot set up TLS: {e}"));
-    install_crypto_provider();
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(failed)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(failed)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    // What reqwest offers when it builds the config itself: it speaks HTTP/1.1 only here.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(CONFIG.get_or_init(|| config).clone())
-}
-
-/// Installs ring as the process-wide rustls provider (reqwest is built without one).
-fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // An error only means some other part of the process installed one first.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// Sends a request; an HTTP 429 becomes [`IdpError::Throttled`], whatever the request.
@@ -290,30 +249,6 @@ pub(super) fn unexpected_status(request: &str, status: StatusCode, body: &[u8]) 
         status: status.as_u16(),
         message: message.or(error),
     }
-}
-
-/// A transport failure, with the URL stripped of its query (which may carry tokens) and the
-/// error's causes spelled out (reqwest's own text is only "error sending request").
-fn network_error(url: &Url, error: reqwest::Error) -> IdpError {
-    let timed_out = error.is_timeout();
-    let mut reason = error_chain(&error.without_url());
-    if timed_out && !reason.contains("timed out") {
-        reason.push_str(" (timed out)");
-    }
-    IdpError::Network {
-        url: redacted_url(url),
-        reason,
-    }
-}
-
-/// The URL without user info, query or fragment.
-pub(super) fn redacted_url(url: &Url) -> String {
-    let mut url = url.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
 }
 
 /// `own` plus those `extra` cookies whose names `own` lacks, as one Cookie header.

@@ -327,7 +327,35 @@ impl JumpCloud {
             .await
     }
 
+    /// Takes in the JumpCloud session the person signed in to in a browser: its cookies
+    /// become the held session, exactly as if samld had signed in itself.
+    fn adopt_browser_session(
+        &self,
+        signed_in: samld_proto::BrowserSignIn,
+    ) -> Result<Secret, IdpError> {
+        let session = Arc::new(self.new_session()?);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let taken = crate::idp::browser_session::adopt_cookies(&session.jar, &signed_in.cookies, now);
+        if session.jar.cookies(&self.console).is_none() {
+            // The assertion still serves this login; refreshes will need the browser again.
+            tracing::warn!(
+                taken,
+                "the browser handed over no cookie for the JumpCloud console: refreshes will need another browser sign-in"
+            );
+        }
+        let mut slot = self.slot();
+        slot.generation += 1;
+        slot.session = Some(session);
+        debug!(taken, "took the browser's JumpCloud session");
+        Ok(signed_in.saml_response.clone())
+    }
+
     async fn full_login(&self, io: &mut dyn LoginInteraction) -> Result<Secret, IdpError> {
+        if let Some(signed_in) = io.browser_sign_in() {
+            return self.adopt_browser_session(signed_in);
+        }
         let generation = self.slot().generation;
         let session = Arc::new(self.new_session()?);
         let password = io

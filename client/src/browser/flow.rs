@@ -1,0 +1,357 @@
+//! The sign-in itself: open the account's URL, wait while the person signs in, and take the
+//! SAML response from the browser's POST to AWS before it leaves the machine.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use samld_proto::{BrowserCookie, BrowserSignIn, Secret};
+use serde_json::{Value, json};
+
+use super::pipe::{Browser, CallError, Incoming};
+use super::{BrowserError, is_aws_host};
+
+/// The AWS sign-in hosts that receive SAML posts, one per partition; regional ones
+/// (`us-east-1.signin.aws.amazon.com`) are their subdomains.
+pub const AWS_SIGNIN_HOSTS: [&str; 3] = [
+    "signin.aws.amazon.com",
+    "signin.amazonaws-us-gov.com",
+    "signin.amazonaws.cn",
+];
+
+/// What the browser shows once samlctl has the SAML response.
+const DONE_PAGE: &str = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Signed in \
+     - samld</title></head><body style=\"font-family:sans-serif;margin:3em\"><h1>Signed \
+     in</h1><p>samld has the sign-in. You can close this window.</p></body></html>";
+
+/// How long a command to the browser may take to be answered.
+const COMMAND_WAIT: Duration = Duration::from_secs(30);
+
+/// Drives the started browser until the SAML POST is caught, the person gives up, or
+/// `deadline` passes.
+pub(super) fn run(
+    browser: &mut Browser,
+    url: &str,
+    deadline: Instant,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BrowserSignIn, BrowserError> {
+    let soon = || (Instant::now() + COMMAND_WAIT).min(deadline);
+    // Attach to every page the browser has or opens (a popup may carry the sign-in), each
+    // paused until its interception is in place.
+    browser
+        .call(
+            "Target.setAutoAttach",
+            json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
+            None,
+            soon(),
+        )
+        .map_err(|e| call_failed(browser, e))?;
+    let mut pages: HashSet<String> = HashSet::new();
+    let mut navigated = false;
+    let mut last_host = String::new();
+    loop {
+        let message = match browser.next(deadline) {
+            Ok(message) => message,
+            Err(CallError::TimedOut) => return Err(BrowserError::TimedOut),
+            Err(e) => return Err(call_failed(browser, e)),
+        };
+        let Incoming::Event {
+            method,
+            params,
+            session,
+        } = message
+        else {
+            continue;
+        };
+        match method.as_str() {
+            "Target.attachedToTarget" => {
+                let Some(session) = params["sessionId"].as_str() else {
+                    continue;
+                };
+                let info = &params["targetInfo"];
+                if info["type"] != "page" {
+                    // Browser UI and workers carry no sign-in: let them run.
+                    let _ = browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
+                    continue;
+                }
+                let target = info["targetId"].as_str().unwrap_or_default().to_owned();
+                pages.insert(target);
+                browser
+                    .call("Fetch.enable", json!({"patterns": patterns()}), Some(session), soon())
+                    .map_err(|e| call_failed(browser, e))?;
+                let _ = browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
+                if !navigated {
+                    navigated = true;
+                    browser
+                        .call("Page.navigate", json!({"url": url}), Some(session), soon())
+                        .map_err(|e| call_failed(browser, e))?;
+                    progress("Waiting for you to sign in in the browser window.");
+                }
+            }
+            "Target.targetInfoChanged" => {
+                let info = &params["targetInfo"];
+                if info["type"] == "page"
+                    && let Some(host) = info["url"].as_str().and_then(origin_of)
+                    && host != last_host
+                    && !host.starts_with("about:")
+                {
+                    progress(&format!("The browser is at {host}"));
+                    last_host = host;
+                }
+            }
+            "Target.detachedFromTarget" | "Target.targetDestroyed" => {
+                if let Some(target) = params["targetId"].as_str()
+                    && pages.remove(target)
+                    && pages.is_empty()
+                    && navigated
+                {
+                    return Err(BrowserError::ClosedByPerson);
+                }
+            }
+            "Fetch.requestPaused" => {
+                let Some(session) = session else { continue };
+                if let Some(saml_response) = caught_saml_post(&params) {
+                    let request_id = params["requestId"].clone();
+                    let body = base64::engine::general_purpose::STANDARD.encode(DONE_PAGE);
+                    let _ = browser.call(
+                        "Fetch.fulfillRequest",
+                        json!({
+                            "requestId": request_id,
+                            "responseCode": 200,
+                            "responseHeaders": [
+                                {"name": "Content-Type", "value": "text/html; charset=utf-8"},
+                                {"name": "Cache-Control", "value": "no-store"},
+                            ],
+                            "body": body,
+                        }),
+                        Some(&session),
+                        soon(),
+                    );
+                    progress("Got the SAML response; closing the browser.");
+                    let cookies = browser
+                        .call("Storage.getCookies", json!({}), None, soon())
+                        .map_err(|e| call_failed(browser, e))?;
+                    let _ = browser.call("Browser.close", json!({}), None, soon());
+                    return Ok(BrowserSignIn {
+                        saml_response,
+                        cookies: idp_cookies(&cookies["cookies"]),
+                    });
+                }
+                // Anything else bound for AWS (a GET of the console, a post without an
+                // assertion) is stopped here: nothing of this sign-in leaves for AWS.
+                let url = params["request"]["url"].as_str().unwrap_or_default();
+                let aws = host_of(url).is_some_and(|h| is_aws_host(&h));
+                let (command, params) = if aws {
+                    (
+                        "Fetch.failRequest",
+                        json!({"requestId": params["requestId"], "errorReason": "BlockedByClient"}),
+                    )
+                } else {
+                    // The pattern is wider than the check (a '*' matches across '/').
+                    ("Fetch.continueRequest", json!({"requestId": params["requestId"]}))
+                };
+                let _ = browser.send(command, params, Some(&session));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Fetch patterns for every AWS sign-in host and its regional subdomains; requests are
+/// paused before they are sent, so nothing reaches the network until samlctl has decided.
+fn patterns() -> Value {
+    AWS_SIGNIN_HOSTS
+        .iter()
+        .flat_map(|host| {
+            [
+                json!({"urlPattern": format!("https://{host}/*"), "requestStage": "Request"}),
+                json!({"urlPattern": format!("https://*.{host}/*"), "requestStage": "Request"}),
+            ]
+        })
+        .collect()
+}
+
+/// The SAMLResponse of a POST to an AWS sign-in host, if this paused request is one.
+fn caught_saml_post(params: &Value) -> Option<Secret> {
+    let request = &params["request"];
+    let host = host_of(request["url"].as_str()?)?;
+    let is_signin = AWS_SIGNIN_HOSTS
+        .iter()
+        .any(|h| host == *h || host.ends_with(&format!(".{h}")));
+    if !is_signin || request["method"] != "POST" {
+        return None;
+    }
+    let body = match request["postData"].as_str() {
+        Some(body) => body.as_bytes().to_vec(),
+        None => request["postDataEntries"]
+            .as_array()?
+            .iter()
+            .filter_map(|entry| entry["bytes"].as_str())
+            .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .flatten()
+            .collect(),
+    };
+    form_field(&body, "SAMLResponse").filter(|v| !v.is_empty())
+}
+
+/// One field of an `application/x-www-form-urlencoded` body, decoded.
+fn form_field(body: &[u8], name: &str) -> Option<Secret> {
+    body.split(|&b| b == b'&').find_map(|pair| {
+        let mut parts = pair.splitn(2, |&b| b == b'=');
+        let key = parts.next()?;
+        (percent_decode(key) == name.as_bytes())
+            .then(|| Secret::new(String::from_utf8_lossy(&percent_decode(parts.next().unwrap_or_default()))))
+    })
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < input.len() => {
+                let hex = std::str::from_utf8(&input[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The cookies a refresh needs: the profile's, minus AWS's own.
+fn idp_cookies(cookies: &Value) -> Vec<BrowserCookie> {
+    let Some(cookies) = cookies.as_array() else {
+        return Vec::new();
+    };
+    cookies
+        .iter()
+        .filter_map(|c| {
+            let domain = c["domain"].as_str()?.to_owned();
+            if is_aws_host(domain.trim_start_matches('.')) {
+                return None;
+            }
+            let session = c["session"].as_bool().unwrap_or(false);
+            let expires = c["expires"].as_f64().filter(|e| !session && *e > 0.0);
+            Some(BrowserCookie {
+                name: c["name"].as_str()?.to_owned(),
+                value: Secret::new(c["value"].as_str()?),
+                domain,
+                path: c["path"].as_str().unwrap_or("/").to_owned(),
+                secure: c["secure"].as_bool().unwrap_or(false),
+                expires: expires.map(|e| e as i64),
+            })
+        })
+        .collect()
+}
+
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// `scheme://host[:port]` of a page, for progress (never its path or query, which may carry
+/// tokens).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    Some(format!("{scheme}://{authority}"))
+}
+
+fn call_failed(browser: &mut Browser, error: CallError) -> BrowserError {
+    match error {
+        CallError::Closed => {
+            let status = browser.finish(Duration::from_secs(2));
+            BrowserError::Exited {
+                status: status.map(|s| s.to_string()),
+                stderr: browser.stderr_tail(),
+            }
+        }
+        CallError::TimedOut => BrowserError::TimedOut,
+        CallError::Protocol { method, message } => BrowserError::Protocol { method, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_saml_post_is_recognised_on_every_partition_and_nothing_else() {
+        let post = |url: &str, body: &str| {
+            json!({"request": {"url": url, "method": "POST", "postData": body}})
+        };
+        let cases = [
+            ("https://signin.aws.amazon.com/saml", "SAMLResponse=PHNhbWw%2BCg%3D%3D&RelayState=", Some("PHNhbWw+Cg==")),
+            ("https://us-east-1.signin.aws.amazon.com/saml", "RelayState=x&SAMLResponse=abc", Some("abc")),
+            ("https://signin.amazonaws-us-gov.com/saml", "SAMLResponse=gov", Some("gov")),
+            ("https://signin.amazonaws.cn/saml", "SAMLResponse=cn", Some("cn")),
+            ("https://evil.example/?x=signin.aws.amazon.com/saml", "SAMLResponse=abc", None),
+            ("https://signin.aws.amazon.com.evil.example/saml", "SAMLResponse=abc", None),
+            ("https://signin.aws.amazon.com/saml", "RelayState=x", None),
+            ("https://signin.aws.amazon.com/saml", "SAMLResponse=", None),
+        ];
+        for (url, body, expected) in cases {
+            let got = caught_saml_post(&post(url, body));
+            assert_eq!(got.as_ref().map(Secret::expose), expected, "{url} {body}");
+        }
+        let get = json!({"request": {"url": "https://signin.aws.amazon.com/saml?SAMLResponse=abc", "method": "GET"}});
+        assert!(caught_saml_post(&get).is_none());
+        let entries = json!({"request": {"url": "https://signin.aws.amazon.com/saml", "method": "POST",
+            "postDataEntries": [{"bytes": base64::engine::general_purpose::STANDARD.encode("SAMLResponse=a%2Bb")}]}});
+        assert_eq!(caught_saml_post(&entries).unwrap().expose(), "a+b");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        let cases: [(&str, &str); 5] = [
+            ("a+b", "a b"),
+            ("%41%2b%2F", "A+/"),
+            ("100%", "100%"),
+            ("%zz", "%zz"),
+            ("%4", "%4"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(percent_decode(input.as_bytes()), expected.as_bytes(), "{input}");
+        }
+    }
+
+    #[test]
+    fn cookies_of_aws_are_left_in_the_browser() {
+        let cookies = json!([
+            {"name": "jc", "value": "s", "domain": "console.jumpcloud.com", "path": "/", "secure": true, "session": true, "expires": -1},
+            {"name": "keep", "value": "k", "domain": ".jumpcloud.com", "path": "/", "secure": true, "session": false, "expires": 1900000000.5},
+            {"name": "aws-creds", "value": "x", "domain": ".signin.aws.amazon.com", "path": "/", "secure": true, "session": true},
+            {"name": "aws-console", "value": "x", "domain": "console.aws.amazon.com", "path": "/", "secure": true, "session": true},
+        ]);
+        let got = idp_cookies(&cookies);
+        let names: Vec<_> = got.iter().map(|c| (c.name.as_str(), c.expires)).collect();
+        assert_eq!(names, [("jc", None), ("keep", Some(1_900_000_000))]);
+    }
+
+    #[test]
+    fn progress_shows_origins_only() {
+        assert_eq!(
+            origin_of("https://console.jumpcloud.com/login?token=secret#x").as_deref(),
+            Some("https://console.jumpcloud.com")
+        );
+        assert_eq!(host_of("https://u:p@Host.Example:8443/x").as_deref(), Some("host.example"));
+    }
+}
