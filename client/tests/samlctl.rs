@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use fake_daemon::{Conn, FAKE_PID, FakeDaemon, hello};
 use samld_proto::{
-    AccountState, AccountStatus, DaemonInfo, ErrorCode, LoginOutcome, LoginRequest, Request,
+    AccountState, BrowserPlan, AccountStatus, DaemonInfo, ErrorCode, LoginOutcome, LoginRequest, Request,
     Response, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
 };
 
@@ -44,6 +44,28 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
+/// The daemon's answer to `samlctl login`'s first question: an account signed in through
+/// the API.
+fn api_plan() -> Conn {
+    Conn::new().answer(Response::BrowserPlan(plan("api", None)))
+}
+
+fn plan(login: &str, browser: Option<&str>) -> BrowserPlan {
+    BrowserPlan {
+        account: "production".into(),
+        url: "https://sso.jumpcloud.com/saml2/acme".into(),
+        login: login.into(),
+        browser: browser.map(str::to_owned),
+        browser_args: Vec::new(),
+    }
+}
+
+fn plan_request() -> Request {
+    Request::BrowserPlan {
+        account: "production".into(),
+    }
+}
+
 fn outcome(reused_session: bool) -> LoginOutcome {
     LoginOutcome {
         account: "production".into(),
@@ -69,6 +91,7 @@ fn status_json_is_the_daemons_report() {
             config_error: None,
         },
         accounts: vec![AccountStatus {
+            login: "api".into(),
             name: "production".into(),
             state: AccountState::Active,
             provider: "jumpcloud".into(),
@@ -108,6 +131,7 @@ fn status_json_is_the_daemons_report() {
 fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
     // Up front, so that samld uses it before `password_command` (which may print a stale one).
     let daemon = FakeDaemon::serve(vec![
+        api_plan(),
         Conn::new()
             .recv()
             .send(Response::Progress {
@@ -135,20 +159,25 @@ fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
     assert_eq!(text(&out.stderr), "verifying the MFA code\n");
     assert_eq!(
         daemon.requests(),
-        [Request::Login(LoginRequest {
+        [
+            plan_request(),
+            Request::Login(LoginRequest {
             account: "production".into(),
             password: Some(Secret::new("correct horse battery staple")),
             mfa_code: Some(Secret::new("123456")),
             interactive: true,
             force: false,
             save_password: false,
-        })]
+            browser: None,
+        })
+        ]
     );
 }
 
 #[test]
 fn login_reads_the_password_then_the_code_from_stdin() {
     let daemon = FakeDaemon::serve(vec![
+        api_plan(),
         Conn::new().recv().send(Response::LoggedIn(outcome(false))),
     ]);
     let out = samlctl(
@@ -164,14 +193,18 @@ fn login_reads_the_password_then_the_code_from_stdin() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         daemon.requests(),
-        [Request::Login(LoginRequest {
+        [
+            plan_request(),
+            Request::Login(LoginRequest {
             account: "production".into(),
             password: Some(Secret::new("correct horse battery staple")),
             mfa_code: Some(Secret::new("123456")),
             interactive: true,
             force: false,
             save_password: false,
-        })]
+            browser: None,
+        })
+        ]
     );
 }
 
@@ -189,7 +222,8 @@ fn mfa_code_and_mfa_code_stdin_conflict() {
 
 #[test]
 fn login_with_a_live_session_needs_nothing() {
-    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::LoggedIn(outcome(true)))]);
+    let daemon = FakeDaemon::serve(vec![
+        api_plan(),Conn::new().answer(Response::LoggedIn(outcome(true)))]);
     let out = samlctl(
         &daemon.socket,
         &["login", "production", "--force", "--save-password"],
@@ -199,7 +233,7 @@ fn login_with_a_live_session_needs_nothing() {
     assert!(text(&out.stdout).starts_with(
         "Logged in to production as road.runner@example.com (session reused, no password needed)\n"
     ));
-    let [Request::Login(req)] = &daemon.requests()[..] else {
+    let [_, Request::Login(req)] = &daemon.requests()[..] else {
         panic!("one login request")
     };
     assert!(req.force && req.save_password);
@@ -212,6 +246,7 @@ fn login_with_a_live_session_needs_nothing() {
 #[test]
 fn login_without_a_terminal_or_stdin_fails_clearly_when_a_password_is_needed() {
     let daemon = FakeDaemon::serve(vec![
+        api_plan(),
         Conn::new()
             .recv()
             .send(Response::NeedSecret {
@@ -228,7 +263,7 @@ fn login_without_a_terminal_or_stdin_fails_clearly_when_a_password_is_needed() {
         "samlctl: samld needs the JumpCloud password, but there is no terminal to ask on; \
          pipe it in with --password-stdin\n"
     );
-    assert_eq!(daemon.requests().len(), 1, "no ProvideSecret was sent");
+    assert_eq!(daemon.requests().len(), 2, "no ProvideSecret was sent");
 }
 
 #[test]
@@ -364,14 +399,15 @@ fn bad_usage_exits_2() {
 #[test]
 fn save_password_asks_for_a_password_login() {
     // Only a login that uses the password can save it; a reused session would save nothing.
-    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::LoggedIn(outcome(false)))]);
+    let daemon = FakeDaemon::serve(vec![
+        api_plan(),Conn::new().answer(Response::LoggedIn(outcome(false)))]);
     let out = samlctl(
         &daemon.socket,
         &["login", "production", "--save-password", "--password-stdin"],
         "correct horse battery staple\n",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let [Request::Login(req)] = &daemon.requests()[..] else {
+    let [_, Request::Login(req)] = &daemon.requests()[..] else {
         panic!("one login request")
     };
     assert!(req.save_password && req.force, "{req:?}");
@@ -541,4 +577,57 @@ fn env_tells_the_daemon_the_credentials_go_to_the_environment() {
             via: Some(samld_proto::Handout::Env),
         }]
     );
+}
+
+#[test]
+fn login_with_an_older_daemon_falls_back_to_the_api_login() {
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::error(
+            ErrorCode::BadRequest,
+            "unknown variant `browser_plan`",
+        )),
+        Conn::new().answer(Response::LoggedIn(outcome(true))),
+    ]);
+    let out = samlctl(&daemon.socket, &["login", "production"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let [_, Request::Login(req)] = &daemon.requests()[..] else {
+        panic!("a plan, then a login")
+    };
+    assert!(req.browser.is_none());
+}
+
+#[test]
+fn a_browser_account_opens_the_browser_and_says_so_when_there_is_none() {
+    // login = "browser" makes the browser the way in, with no --browser on the command line.
+    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::BrowserPlan(plan(
+        "browser",
+        Some("/nonexistent/chromium"),
+    )))]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_samlctl"))
+        .args(["login", "production"])
+        .env("SAMLD_SOCKET", &daemon.socket)
+        .env("HOME", dir.path())
+        .env_remove("XDG_STATE_HOME")
+        .env("SAMLD_NO_AUTOSTART", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "samlctl: the account's browser = \"/nonexistent/chromium\" is not an executable file; \
+         production is as it was\n"
+    );
+    assert_eq!(daemon.requests(), [plan_request()], "no login was sent");
+}
+
+#[test]
+fn browser_and_password_options_conflict() {
+    let out = samlctl(
+        Path::new("/nonexistent"),
+        &["login", "production", "--browser", "--password-stdin"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

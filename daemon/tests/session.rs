@@ -533,7 +533,6 @@ async fn a_secret_from_the_request_wins_and_none_is_asked() {
             LoginSecrets {
                 password: Some(Secret::new("correct horse")),
                 ..LoginSecrets::default()
-                browser: None,
             },
             false,
             Some(&mut client),
@@ -768,7 +767,6 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
             LoginSecrets {
                 password: Some(Secret::new("correct horse")),
                 ..LoginSecrets::default()
-                browser: None,
             },
             false,
             None,
@@ -828,7 +826,6 @@ async fn a_saved_password_lets_samld_log_in_again_by_itself() {
             LoginSecrets {
                 save_password: true,
                 ..LoginSecrets::default()
-                browser: None,
             },
             false,
             Some(&mut client),

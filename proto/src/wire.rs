@@ -659,6 +659,10 @@ impl fmt::Display for AccountState {
     }
 }
 
+fn default_login() -> String {
+    "api".to_owned()
+}
+
 /// One account in [`StatusReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountStatus {
@@ -666,8 +670,12 @@ pub struct AccountStatus {
     pub name: String,
     /// Its state.
     pub state: AccountState,
-    /// The identity provider (`jumpcloud`).
+    /// The identity provider (`jumpcloud`, `saml`).
     pub provider: String,
+    /// How a person signs it in: `api` (`samlctl login`) or `browser`
+    /// (`samlctl login --browser`).
+    #[serde(default = "default_login")]
+    pub login: String,
     /// The JumpCloud user name.
     pub username: String,
     /// The IdP URL of the AWS app.
@@ -1055,6 +1063,7 @@ mod tests {
                 config_error: None,
             },
             accounts: vec![AccountStatus {
+                login: "api".into(),
                 name: "prod".into(),
                 state: AccountState::NeedsLogin,
                 provider: "jumpcloud".into(),

@@ -151,7 +151,6 @@ async fn logged_in() -> Arc<Manager> {
     let secrets = LoginSecrets {
         password: Some(Secret::new(PASSWORD.to_owned())),
         ..LoginSecrets::default()
-        browser: None,
     };
     daemon.login("prod", secrets, false, None).await.unwrap();
     daemon

@@ -178,6 +178,7 @@ fn account_status(slot: &AccountSlot, audit: &Audit, now: OffsetDateTime) -> Acc
         name: account.name.clone(),
         state,
         provider: account.provider.as_str().to_owned(),
+        login: account.login.as_str().to_owned(),
         username: account.username.clone(),
         url: account.url.clone(),
         region: account.region.clone(),

@@ -167,7 +167,11 @@ fn sessions_text(sessions: &[IdpSessionStatus], now: SystemTime) -> String {
     if !sessions.iter().any(|s| worth_a_line(&s)) {
         return String::new();
     }
-    let mut text = String::from("\nJumpCloud sign-ins:\n");
+    let all_jumpcloud = sessions.iter().all(|s| s.provider == "jumpcloud");
+    let mut text = format!(
+        "\n{} sign-ins:\n",
+        if all_jumpcloud { "JumpCloud" } else { "IdP" }
+    );
     for session in sessions.iter().filter(worth_a_line) {
         let age = session
             .session
@@ -269,7 +273,7 @@ fn account_note(a: &AccountStatus, now: SystemTime) -> Option<String> {
             .unwrap_or_default();
         format!("{}: last error{when} ({}): {}", a.name, e.code, e.message)
     } else if a.state == AccountState::NeedsLogin {
-        format!("{}: the JumpCloud session has ended", a.name)
+        format!("{}: the {} session has ended", a.name, idp_name(&a.provider))
     } else {
         return None;
     };
@@ -281,9 +285,27 @@ fn account_note(a: &AccountStatus, now: SystemTime) -> Option<String> {
         note.push_str(&format!("; next retry {}", timestamp::relative(retry, now)));
     }
     if a.state == AccountState::NeedsLogin {
-        note.push_str(&format!("; run: samlctl login {}", a.name));
+        note.push_str(&format!("; run: {}", login_command(a)));
     }
     Some(note)
+}
+
+/// What messages call an IdP: `JumpCloud`, or `IdP` for a generic SAML one.
+fn idp_name(provider: &str) -> &'static str {
+    if provider == "jumpcloud" {
+        "JumpCloud"
+    } else {
+        "IdP"
+    }
+}
+
+/// The command that signs the account in again.
+fn login_command(a: &AccountStatus) -> String {
+    if a.login == "browser" {
+        format!("samlctl login {} --browser", a.name)
+    } else {
+        format!("samlctl login {}", a.name)
+    }
 }
 
 fn expiry_text(at: Option<&str>, now: SystemTime) -> String {
@@ -624,6 +646,7 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let base = 1_800_000_000;
         let account = |name: &str, state| AccountStatus {
+            login: "api".into(),
             name: name.into(),
             state,
             provider: "jumpcloud".into(),
