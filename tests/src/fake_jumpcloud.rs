@@ -1988,3 +1988,370 @@ $("push").addEventListener("click", async () => {
 </body>
 </html>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+
+    const ORIGIN: &str = "http://localhost:4242";
+
+    /// A software security key: signs assertions the way an authenticator does.
+    struct SoftKey {
+        pair: EcdsaKeyPair,
+        id: Vec<u8>,
+        public_key: Vec<u8>,
+    }
+
+    impl SoftKey {
+        fn new() -> Self {
+            let (id, pkcs8, public_key) = crate::browser_person::security_key();
+            let rng = ring::rand::SystemRandom::new();
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &rng)
+                .expect("a key");
+            Self {
+                pair,
+                id,
+                public_key,
+            }
+        }
+
+        /// `(clientDataJSON, authenticatorData, signature)` for a challenge.
+        fn assert(
+            &self,
+            challenge: &[u8],
+            origin: &str,
+            rp_id: &str,
+            flags: u8,
+            count: u32,
+        ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+            let client_data = json!({
+                "type": "webauthn.get",
+                "challenge": B64URL.encode(challenge),
+                "origin": origin,
+                "crossOrigin": false,
+            })
+            .to_string()
+            .into_bytes();
+            let mut auth_data = ring::digest::digest(&ring::digest::SHA256, rp_id.as_bytes())
+                .as_ref()
+                .to_vec();
+            auth_data.push(flags);
+            auth_data.extend(count.to_be_bytes());
+            let hash = ring::digest::digest(&ring::digest::SHA256, &client_data);
+            let signed = [auth_data.as_slice(), hash.as_ref()].concat();
+            let signature = self
+                .pair
+                .sign(&ring::rand::SystemRandom::new(), &signed)
+                .expect("signing")
+                .as_ref()
+                .to_vec();
+            (client_data, auth_data, signature)
+        }
+    }
+
+    fn expect<'a>(key: &'a SoftKey, challenge: &'a [u8]) -> AssertionExpectation<'a> {
+        AssertionExpectation {
+            challenge,
+            origin: ORIGIN,
+            rp_id: "localhost",
+            public_key: &key.public_key,
+            previous_sign_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_good_assertion_passes_and_its_counter_must_grow() {
+        let key = SoftKey::new();
+        let challenge = [7u8; 32];
+        let (c, a, s) = key.assert(&challenge, ORIGIN, "localhost", 0x01, 5);
+        assert_eq!(
+            verify_assertion(&expect(&key, &challenge), &c, &a, &s),
+            Ok(5)
+        );
+        let seen = AssertionExpectation {
+            previous_sign_count: 5,
+            ..expect(&key, &challenge)
+        };
+        let refused = verify_assertion(&seen, &c, &a, &s).unwrap_err();
+        assert!(refused.contains("signCount"), "{refused}");
+        // A key that keeps no counter (always 0) passes every time.
+        let (c, a, s) = key.assert(&challenge, ORIGIN, "localhost", 0x05, 0);
+        assert_eq!(
+            verify_assertion(&expect(&key, &challenge), &c, &a, &s),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn a_wrong_signature_origin_rp_id_challenge_or_presence_is_refused() {
+        let key = SoftKey::new();
+        let other = SoftKey::new();
+        let challenge = [9u8; 32];
+        let expected = expect(&key, &challenge);
+        let cases = [
+            (
+                "signature",
+                other.assert(&challenge, ORIGIN, "localhost", 1, 1),
+            ),
+            (
+                "origin",
+                key.assert(&challenge, "http://localhost:1", "localhost", 1, 1),
+            ),
+            (
+                "rpIdHash",
+                key.assert(&challenge, ORIGIN, "example.com", 1, 1),
+            ),
+            (
+                "challenge",
+                key.assert(&[8u8; 32], ORIGIN, "localhost", 1, 1),
+            ),
+            (
+                "user-present",
+                key.assert(&challenge, ORIGIN, "localhost", 0x04, 1),
+            ),
+        ];
+        for (why, (c, a, s)) in cases {
+            let refused = verify_assertion(&expected, &c, &a, &s).unwrap_err();
+            assert!(refused.contains(why), "{why}: {refused}");
+        }
+        // Garbage is refused, not a panic.
+        let (c, a, s) = key.assert(&challenge, ORIGIN, "localhost", 1, 1);
+        assert!(verify_assertion(&expected, b"{", &a, &s).is_err());
+        assert!(verify_assertion(&expected, &c, &a[..36], &s).is_err());
+        assert!(verify_assertion(&expected, &c, &a, b"").is_err());
+        let create = String::from_utf8(c)
+            .unwrap()
+            .replace("webauthn.get", "webauthn.create");
+        assert!(verify_assertion(&expected, create.as_bytes(), &a, &s).is_err());
+    }
+
+    fn client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client")
+    }
+
+    /// Password accepted, second factor pending: the client, its XSRF token.
+    async fn pending_login(fake: &FakeJumpCloud) -> (reqwest::Client, String) {
+        let http = client();
+        let xsrf: Value = http
+            .get(format!("{}/userconsole/xsrf", fake.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let xsrf = xsrf["xsrf"].as_str().unwrap().to_owned();
+        let answer = http
+            .post(format!("{}/userconsole/auth", fake.base_url()))
+            .header("X-Xsrftoken", &xsrf)
+            .json(&json!({
+                "context": "sso", "email": DEFAULT_EMAIL, "password": DEFAULT_PASSWORD,
+                "redirectTo": "saml2/aws",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["factors"][0]["type"], "webauthn", "{body}");
+        (http, xsrf)
+    }
+
+    async fn post_assertion(
+        fake: &FakeJumpCloud,
+        http: &reqwest::Client,
+        xsrf: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let answer = http
+            .post(format!("{}/userconsole/auth/webauthn", fake.base_url()))
+            .header("X-Xsrftoken", xsrf)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        (status, answer.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_webauthn_login_over_http_and_its_replay() {
+        let key = SoftKey::new();
+        let user = FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)
+            .with_webauthn(key.id.clone(), key.public_key.clone());
+        let fake = FakeJumpCloud::start(FakeJumpCloudConfig::with_user(user).on_localhost()).await;
+        assert!(fake.base_url().starts_with("http://localhost:"));
+        let (http, xsrf) = pending_login(&fake).await;
+
+        let options: Value = http
+            .get(format!("{}/userconsole/auth/webauthn", fake.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let pk = &options["publicKey"];
+        assert_eq!(pk["rpId"], "localhost");
+        assert_eq!(pk["allowCredentials"][0]["id"], B64URL.encode(&key.id));
+        assert_eq!(pk["allowCredentials"][0]["type"], "public-key");
+        assert!(
+            pk["timeout"].is_u64() && pk["userVerification"].is_string(),
+            "{pk}"
+        );
+        let challenge = B64URL.decode(pk["challenge"].as_str().unwrap()).unwrap();
+        let (c, a, s) = key.assert(&challenge, &fake.base_url(), "localhost", 1, 1);
+        let body = json!({
+            "publicKeyCredential": {
+                "id": B64URL.encode(&key.id),
+                "rawId": B64URL.encode(&key.id),
+                "type": "public-key",
+                "response": {
+                    "clientDataJSON": B64URL.encode(&c),
+                    "authenticatorData": B64URL.encode(&a),
+                    "signature": B64URL.encode(&s),
+                    "userHandle": null,
+                },
+            },
+            "token": options["token"],
+        });
+        let (status, answer) = post_assertion(&fake, &http, &xsrf, &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(
+            answer["redirectTo"],
+            format!("{}/saml2/aws", fake.sso_url()).as_str()
+        );
+
+        // The same assertion again: the challenge was single-use.
+        let (status, answer) = post_assertion(&fake, &http, &xsrf, &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer["message"], WEBAUTHN_FAILED);
+        let stats = fake.stats();
+        assert_eq!(
+            (
+                stats.webauthn_challenges,
+                stats.webauthn_accepted,
+                stats.webauthn_refused,
+                stats.logins
+            ),
+            (1, 1, 1, 1),
+            "{stats:?}"
+        );
+        assert!(fake.webauthn_refusals()[0].contains("already used"));
+
+        // Garbage is a 400, never a panic.
+        for garbage in [
+            json!("x"),
+            json!({"publicKeyCredential": {}}),
+            json!({"token": 1}),
+        ] {
+            let (status, _) = post_assertion(&fake, &http, &xsrf, &garbage).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{garbage}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_check_nonce_serves_one_launch_and_a_cookie_client_cannot_pass() {
+        let config = FakeJumpCloudConfig {
+            apps: vec![
+                FakeApp::new(DEFAULT_APP, &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)])
+                    .requiring_a_browser(),
+            ],
+            ..FakeJumpCloudConfig::default()
+        };
+        let fake = FakeJumpCloud::start(config).await;
+        let http = client();
+        let xsrf: Value = http
+            .get(format!("{}/userconsole/xsrf", fake.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let answer = http
+            .post(format!("{}/userconsole/auth", fake.base_url()))
+            .header("X-Xsrftoken", xsrf["xsrf"].as_str().unwrap())
+            .json(&json!({"email": DEFAULT_EMAIL, "password": DEFAULT_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let page = http
+            .get(fake.app_url(DEFAULT_APP))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!page.contains("SAMLResponse"), "{page}");
+        let nonce = page
+            .split("name=\"nonce\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a nonce")
+            .to_owned();
+        let proof = hex(ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes()).as_ref());
+        let check = format!("{}/saml2/{DEFAULT_APP}/device-check", fake.sso_url());
+        let post = |proof: String| {
+            http.post(&check)
+                .form(&[("nonce", nonce.as_str()), ("proof", proof.as_str())])
+                .send()
+        };
+        // A wrong proof uses the nonce up, like any answer.
+        let wrong = post("00".repeat(32)).await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+        let late = post(proof.clone()).await.unwrap();
+        assert_eq!(late.status(), StatusCode::FORBIDDEN);
+
+        // A fresh launch, proved: the SAML form, once.
+        let page = http
+            .get(fake.app_url(DEFAULT_APP))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let nonce = page
+            .split("name=\"nonce\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let proof = hex(ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes()).as_ref());
+        let form = [("nonce", nonce.as_str()), ("proof", proof.as_str())];
+        let passed = http.post(&check).form(&form).send().await.unwrap();
+        assert_eq!(passed.status(), StatusCode::OK);
+        let saml = passed.text().await.unwrap();
+        assert!(saml.contains("name=\"SAMLResponse\""), "{saml}");
+        assert!(saml.contains("document.forms[0].submit()"), "{saml}");
+        assert!(saml.contains(saml_builder::AWS_SAML_ENDPOINT), "{saml}");
+        let replayed = http.post(&check).form(&form).send().await.unwrap();
+        assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
+        // The next launch (a headless refresh replaying cookies) meets the policy again.
+        let again = http.get(fake.app_url(DEFAULT_APP)).send().await.unwrap();
+        assert!(!again.text().await.unwrap().contains("SAMLResponse"));
+        let garbage = http.post(&check).body("%%%").send().await.unwrap();
+        assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+
+        let stats = fake.stats();
+        assert_eq!(
+            (
+                stats.policy_pages,
+                stats.device_checks_passed,
+                stats.device_checks_failed,
+                stats.saml_pages
+            ),
+            (3, 1, 4, 1),
+            "{stats:?}"
+        );
+    }
+}
