@@ -27,6 +27,12 @@
 //! passes ([`FakeApp::requiring_a_browser`]), and as faults an `{"error": ...}` body, a 302 to
 //! the login page, HTTP 429 with `Retry-After`, and bodies of any size ([`Fault`]).
 //!
+//! For browsers (issue 13) it can hand out `http://localhost:PORT` URLs
+//! ([`FakeJumpCloudConfig::host`]); its `/login` is a scripted sign-in page on the same JSON
+//! API; security keys are verified like a relying party does ([`FakeUser::with_webauthn`],
+//! [`verify_assertion`]); and a browser-only app's page carries a single-use device check
+//! that only a browser's script passes, once per app launch.
+//!
 //! Every answer is generated from a single mutex-guarded state, so the counters
 //! ([`FakeJumpCloudStats`]) always agree with what the server did.
 

@@ -14,7 +14,7 @@ use samld_tests::browser_person::{BrowserPerson, security_key};
 use samld_tests::fake_jumpcloud::{
     AUTH_FAILED, DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_PROVIDER_ARN,
     DEFAULT_ROLE_ARN, FakeApp, FakeJumpCloud, FakeJumpCloudConfig, FakeJumpCloudStats, FakeUser,
-    WEBAUTHN_FAILED,
+    PushBehavior, WEBAUTHN_FAILED,
 };
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -249,6 +249,35 @@ fn a_browser_passes_the_device_check_of_a_browser_only_app() {
             stats.device_checks_failed
         ),
         (1, 1, 1, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_person_signs_in_with_a_password_and_a_push() {
+    let user = FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)
+        .with_factor("push", "available")
+        .with_push(PushBehavior::AcceptAfterPolls(2));
+    let world = World::new(user, app());
+    let browser = Chromium::open(&world.fake.app_url(DEFAULT_APP));
+
+    let person = sign_in_with_password(&world, &browser.profile());
+    person.click("#continue").expect("continue");
+    person
+        .wait_for_selector("#push", WAIT)
+        .expect("the push step");
+    person.click("#push").expect("push");
+
+    world.wait_for_stats("the SAML form", |s| s.saml_pages == 1);
+    let stats = world.fake.stats();
+    assert_eq!(
+        (
+            stats.pushes_started,
+            stats.pushes_accepted,
+            stats.push_polls,
+            stats.logins
+        ),
+        (1, 1, 2, 1),
         "{stats:?}"
     );
 }
