@@ -27,6 +27,12 @@
 //! passes ([`FakeApp::requiring_a_browser`]), and as faults an `{"error": ...}` body, a 302 to
 //! the login page, HTTP 429 with `Retry-After`, and bodies of any size ([`Fault`]).
 //!
+//! For browsers (issue 13) it can hand out `http://localhost:PORT` URLs
+//! ([`FakeJumpCloudConfig::host`]); its `/login` is a scripted sign-in page on the same JSON
+//! API; security keys are verified like a relying party does ([`FakeUser::with_webauthn`],
+//! [`verify_assertion`]); and a browser-only app's page carries a single-use device check
+//! that only a browser's script passes, once per app launch.
+//!
 //! Every answer is generated from a single mutex-guarded state, so the counters
 //! ([`FakeJumpCloudStats`]) always agree with what the server did.
 
@@ -39,7 +45,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE;
+use base64::engine::general_purpose::{
+    URL_SAFE, URL_SAFE_NO_PAD as B64URL, URL_SAFE_NO_PAD_INDIFFERENT as B64URL_LENIENT,
+};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, State};
@@ -89,6 +97,17 @@ pub struct FakeUser {
     /// Ask for the second factor with a bare `401 {"message":"MFA required."}`, without the
     /// `factors` list (as in the exchange a JumpCloud engineer posted in saml2aws #230).
     pub bare_mfa: bool,
+    /// Registered security keys (factor `webauthn`).
+    pub security_keys: Vec<FakeSecurityKey>,
+}
+
+/// A security key registered for a user: what a relying party keeps from the registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeSecurityKey {
+    /// The credential id (`allowCredentials[].id`, the assertion's `rawId`).
+    pub credential_id: Vec<u8>,
+    /// The credential's public key: an uncompressed P-256 point (65 bytes, `04 ‖ x ‖ y`).
+    pub public_key: Vec<u8>,
 }
 
 impl FakeUser {
@@ -101,7 +120,22 @@ impl FakeUser {
             totp_codes: Vec::new(),
             push: PushBehavior::AcceptAfterPolls(1),
             bare_mfa: false,
+            security_keys: Vec::new(),
         }
+    }
+
+    /// Registers a security key and offers factor `webauthn` (once, however many keys).
+    /// `public_key` is the uncompressed P-256 point (65 bytes), as
+    /// [`crate::browser_person::security_key`] makes it.
+    pub fn with_webauthn(mut self, credential_id: Vec<u8>, public_key: Vec<u8>) -> Self {
+        if !self.has_available("webauthn") {
+            self = self.with_factor("webauthn", "available");
+        }
+        self.security_keys.push(FakeSecurityKey {
+            credential_id,
+            public_key,
+        });
+        self
     }
 
     /// Asks for the second factor without listing the factors (see [`FakeUser::bare_mfa`]).
@@ -235,6 +269,13 @@ pub struct FakeJumpCloudConfig {
     pub xsrf_lifetime: Duration,
     /// The RelayState of the SAML form.
     pub relay_state: String,
+    /// The host name in the URLs the fake hands out (`base_url`, `sso_url`, `app_url`, the
+    /// login redirect, `redirectTo`) and its WebAuthn RP ID; the listeners bind 127.0.0.1
+    /// whatever it says. `"localhost"` for browser tests: WebAuthn refuses an IP address as
+    /// RP ID, and with one host name for both listeners the browser sends the console's
+    /// cookies to the SSO host (cookies ignore ports), as it sends `.jumpcloud.com` cookies
+    /// from `console.` to `sso.`.
+    pub host: String,
 }
 
 impl Default for FakeJumpCloudConfig {
@@ -251,6 +292,7 @@ impl Default for FakeJumpCloudConfig {
             push_lifetime: Duration::from_secs(60),
             xsrf_lifetime: XSRF_LIFETIME,
             relay_state: String::new(),
+            host: "127.0.0.1".to_owned(),
         }
     }
 }
@@ -261,6 +303,15 @@ impl FakeJumpCloudConfig {
         Self {
             users: vec![user],
             ..Self::default()
+        }
+    }
+
+    /// The same config with URLs on `http://localhost:PORT` (see [`FakeJumpCloudConfig::host`]),
+    /// for a browser.
+    pub fn on_localhost(self) -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            ..self
         }
     }
 }
@@ -322,6 +373,17 @@ pub struct FakeJumpCloudStats {
     pub oversized_bytes_sent: u64,
     /// App pages answered with the browser-only policy page ([`FakeApp::browser_only`]).
     pub policy_pages: u64,
+    /// Device checks of a browser-only app passed (a fresh nonce's proof, computed by the
+    /// policy page's script), each answered with the SAML form.
+    pub device_checks_passed: u64,
+    /// Device check posts refused (unknown or reused nonce, wrong proof, other session).
+    pub device_checks_failed: u64,
+    /// WebAuthn challenges issued (`GET /userconsole/auth/webauthn`).
+    pub webauthn_challenges: u64,
+    /// WebAuthn assertions verified.
+    pub webauthn_accepted: u64,
+    /// WebAuthn assertions refused (see [`FakeJumpCloud::webauthn_refusals`] for why).
+    pub webauthn_refused: u64,
 }
 
 /// An endpoint faults can be injected into.
@@ -341,6 +403,10 @@ pub enum Endpoint {
     SelfProbe,
     /// `GET /saml2/{app}`.
     SamlPage,
+    /// `GET /userconsole/auth/webauthn`.
+    WebAuthnChallenge,
+    /// `POST /userconsole/auth/webauthn`.
+    WebAuthnLogin,
 }
 
 /// What an injected fault does to one request.
@@ -412,8 +478,12 @@ impl FakeJumpCloud {
         let addr = listener.local_addr()?;
         let sso_listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
         let sso_addr = sso_listener.local_addr()?;
-        let base_url = format!("http://{addr}");
-        let sso_url = format!("http://{sso_addr}");
+        let host = match config.host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => config.host.clone(),
+        };
+        let base_url = format!("http://{host}:{}", addr.port());
+        let sso_url = format!("http://{host}:{}", sso_addr.port());
         let users = config
             .users
             .iter()
@@ -423,6 +493,7 @@ impl FakeJumpCloud {
                     UserState {
                         user: u.clone(),
                         used_codes: HashSet::new(),
+                        sign_counts: HashMap::new(),
                     },
                 )
             })
@@ -430,6 +501,7 @@ impl FakeJumpCloud {
         let inner = Arc::new(Inner {
             base_url,
             sso_url,
+            rp_id: config.host.clone(),
             xsrf_key: ring::hmac::Key::generate(
                 ring::hmac::HMAC_SHA256,
                 &ring::rand::SystemRandom::new(),
@@ -450,6 +522,9 @@ impl FakeJumpCloud {
                 stats: FakeJumpCloudStats::default(),
                 cookie_values: Vec::new(),
                 saml_responses: Vec::new(),
+                webauthn: HashMap::new(),
+                webauthn_refusals: Vec::new(),
+                device_checks: HashMap::new(),
             }),
         });
         let console = router(Arc::clone(&inner));
@@ -482,7 +557,8 @@ impl FakeJumpCloud {
         })
     }
 
-    /// `http://127.0.0.1:PORT`: the console URL (`jumpcloud_console_url`).
+    /// `http://127.0.0.1:PORT` (or the [`FakeJumpCloudConfig::host`]): the console URL
+    /// (`jumpcloud_console_url`).
     pub fn base_url(&self) -> String {
         self.inner.base_url.clone()
     }
@@ -492,7 +568,8 @@ impl FakeJumpCloud {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT2`: the SSO host, where the apps' SAML pages are.
+    /// `http://127.0.0.1:PORT2` (or the [`FakeJumpCloudConfig::host`]): the SSO host, where
+    /// the apps' SAML pages are.
     pub fn sso_url(&self) -> String {
         self.inner.sso_url.clone()
     }
@@ -547,6 +624,12 @@ impl FakeJumpCloud {
     /// order: secrets a client must never log or write down.
     pub fn issued_cookie_values(&self) -> Vec<String> {
         self.inner.lock().cookie_values.clone()
+    }
+
+    /// Why each refused WebAuthn assertion was refused, in order (the answer itself says only
+    /// [`WEBAUTHN_FAILED`], like a relying party).
+    pub fn webauthn_refusals(&self) -> Vec<String> {
+        self.inner.lock().webauthn_refusals.clone()
     }
 
     /// Every SAMLResponse (base64) the fake ever served, in order.
@@ -649,6 +732,8 @@ struct Inner {
     base_url: String,
     /// The SSO host.
     sso_url: String,
+    /// The WebAuthn relying party id: the host name of both URLs.
+    rp_id: String,
     /// Signs the `_xsrf` cookie.
     xsrf_key: ring::hmac::Key,
     state: Mutex<ServerState>,
@@ -711,6 +796,25 @@ struct ServerState {
     cookie_values: Vec<String>,
     /// See [`FakeJumpCloud::saml_responses`].
     saml_responses: Vec<String>,
+    /// Issued WebAuthn challenges not yet answered, by their `token`.
+    webauthn: HashMap<String, WebAuthnChallenge>,
+    /// See [`FakeJumpCloud::webauthn_refusals`].
+    webauthn_refusals: Vec<String>,
+    /// Device-check nonces of policy pages not yet answered.
+    device_checks: HashMap<String, DeviceCheck>,
+}
+
+/// A WebAuthn challenge issued to a session waiting for its second factor.
+struct WebAuthnChallenge {
+    sid: String,
+    challenge: Vec<u8>,
+    issued: Instant,
+}
+
+/// The nonce of one policy page: good for one launch of one app by one session.
+struct DeviceCheck {
+    sid: String,
+    app: String,
 }
 
 impl ServerState {
@@ -728,6 +832,8 @@ impl ServerState {
 struct UserState {
     user: FakeUser,
     used_codes: HashSet<String>,
+    /// The last signature counter seen of each security key, by credential id.
+    sign_counts: HashMap<Vec<u8>, u32>,
 }
 
 /// A console session: created by the XSRF request, signed in by a completed login.
@@ -762,6 +868,10 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/userconsole/auth/push", post(push_start))
         .route("/userconsole/auth/push/{id}", get(push_poll))
         .route("/userconsole/auth/push/{id}/login", post(push_login))
+        .route(
+            "/userconsole/auth/webauthn",
+            get(webauthn_challenge).post(webauthn_login),
+        )
         .route("/userconsole/api/self", get(api_self))
         .route("/login", get(login_page))
         .layer(axum::middleware::from_fn_with_state(
@@ -775,6 +885,7 @@ fn router(inner: Arc<Inner>) -> Router {
 fn sso_router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/saml2/{app}", get(saml_page))
+        .route("/saml2/{app}/device-check", post(device_check))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&inner),
             count_request,
@@ -1322,6 +1433,251 @@ async fn push_login(State(inner): Shared, Path(id): Path<String>, headers: Heade
     complete_login(&inner, state, &sid, &push.email, &push.redirect_to)
 }
 
+/// How long a WebAuthn challenge may wait for its assertion.
+pub const WEBAUTHN_CHALLENGE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+/// The fake's answer to a refused WebAuthn assertion (the real wording is not documented).
+pub const WEBAUTHN_FAILED: &str = "Security key verification failed.";
+
+/// The `publicKey.timeout` the fake asks browsers to wait for a touch, in milliseconds.
+const WEBAUTHN_TIMEOUT_MS: u64 = 60_000;
+
+/// R3-WebAuthn, step 1: a fresh challenge for a session whose password was accepted.
+///
+/// Only the session cookie is needed (saml2aws sends no other header here).
+async fn webauthn_challenge(State(inner): Shared, headers: HeaderMap) -> Response {
+    if let Some(r) = fault(&inner, Endpoint::WebAuthnChallenge).await {
+        return r;
+    }
+    let mut guard = inner.lock();
+    let state = &mut *guard;
+    let now = state.now();
+    let Some((sid, email)) = cookie(&headers, SESSION_COOKIE).and_then(|sid| {
+        let session = state.sessions.get(&sid).filter(|s| s.expires_at > now)?;
+        let (email, _) = session.pending.clone()?;
+        Some((sid, email))
+    }) else {
+        return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let Some(user) = state
+        .users
+        .get(&email)
+        .filter(|u| u.user.has_available("webauthn") && !u.user.security_keys.is_empty())
+    else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "WebAuthn is not available for this user.",
+        );
+    };
+    let allow: Vec<Value> = user
+        .user
+        .security_keys
+        .iter()
+        .map(|k| json!({ "type": "public-key", "id": B64URL.encode(&k.credential_id) }))
+        .collect();
+    let mut challenge = vec![0u8; 32];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut challenge).is_err() {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
+    }
+    let token = token(40);
+    let body = json!({
+        "publicKey": {
+            "challenge": B64URL.encode(&challenge),
+            "rpId": inner.rp_id,
+            "allowCredentials": allow,
+            "timeout": WEBAUTHN_TIMEOUT_MS,
+            "userVerification": "discouraged",
+        },
+        "token": token,
+    });
+    state.webauthn.insert(
+        token,
+        WebAuthnChallenge {
+            sid,
+            challenge,
+            issued: now,
+        },
+    );
+    state.stats.webauthn_challenges += 1;
+    Json(body).into_response()
+}
+
+/// R3-WebAuthn, step 3: verifies the assertion like a relying party and signs the session in.
+async fn webauthn_login(State(inner): Shared, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = fault(&inner, Endpoint::WebAuthnLogin).await {
+        return r;
+    }
+    let mut guard = inner.lock();
+    let state = &mut *guard;
+    let sid = match check_xsrf(&inner, state, &headers) {
+        Ok(sid) => sid,
+        Err(why) => return xsrf_refused(state, why),
+    };
+    let Some(posted) = PostedAssertion::parse(&body) else {
+        return message(StatusCode::BAD_REQUEST, "Bad Request");
+    };
+    // Single use: the challenge is gone whatever the outcome.
+    let issued = state.webauthn.remove(&posted.token);
+    let pending = state.sessions.get(&sid).and_then(|s| s.pending.clone());
+    let verdict = (|| -> Result<(String, String), String> {
+        let issued = issued.ok_or("unknown or already used token")?;
+        if issued.sid != sid {
+            return Err("the challenge was issued to another session".to_owned());
+        }
+        if state.now().saturating_duration_since(issued.issued) > WEBAUTHN_CHALLENGE_LIFETIME {
+            return Err("the challenge has expired".to_owned());
+        }
+        let (email, redirect_to) = pending.ok_or("no password accepted in this session")?;
+        let user = state.users.get_mut(&email).ok_or("unknown user")?;
+        let key = user
+            .user
+            .security_keys
+            .iter()
+            .find(|k| k.credential_id == posted.raw_id)
+            .ok_or("unknown credential")?;
+        let previous = user.sign_counts.get(&posted.raw_id).copied().unwrap_or(0);
+        let count = verify_assertion(
+            &AssertionExpectation {
+                challenge: &issued.challenge,
+                origin: &inner.base_url,
+                rp_id: &inner.rp_id,
+                public_key: &key.public_key,
+                previous_sign_count: previous,
+            },
+            &posted.client_data_json,
+            &posted.authenticator_data,
+            &posted.signature,
+        )?;
+        user.sign_counts.insert(posted.raw_id.clone(), count);
+        Ok((email, redirect_to))
+    })();
+    match verdict {
+        Ok((email, redirect_to)) => {
+            state.stats.webauthn_accepted += 1;
+            complete_login(&inner, state, &sid, &email, &redirect_to)
+        }
+        Err(why) => {
+            state.stats.webauthn_refused += 1;
+            state.webauthn_refusals.push(why);
+            message(StatusCode::UNAUTHORIZED, WEBAUTHN_FAILED)
+        }
+    }
+}
+
+/// The fields of a posted assertion, decoded.
+struct PostedAssertion {
+    token: String,
+    raw_id: Vec<u8>,
+    client_data_json: Vec<u8>,
+    authenticator_data: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl PostedAssertion {
+    /// `None` for anything malformed (the 400 of a relying party).
+    fn parse(body: &[u8]) -> Option<Self> {
+        let body: Value = serde_json::from_slice(body).ok()?;
+        let credential = body.get("publicKeyCredential")?;
+        let bytes = |v: Option<&Value>| B64URL_LENIENT.decode(v?.as_str()?).ok();
+        let response = credential.get("response")?;
+        if credential.get("type")?.as_str()? != "public-key" {
+            return None;
+        }
+        let raw_id = bytes(credential.get("rawId"))?;
+        // `id` is the same credential id, base64url: a client that sends two different ones
+        // is broken.
+        if bytes(credential.get("id"))? != raw_id {
+            return None;
+        }
+        Some(Self {
+            token: body.get("token")?.as_str()?.to_owned(),
+            raw_id,
+            client_data_json: bytes(response.get("clientDataJSON"))?,
+            authenticator_data: bytes(response.get("authenticatorData"))?,
+            signature: bytes(response.get("signature"))?,
+        })
+    }
+}
+
+/// What a relying party expects of one WebAuthn assertion.
+#[derive(Debug, Clone, Copy)]
+pub struct AssertionExpectation<'a> {
+    /// The challenge it issued.
+    pub challenge: &'a [u8],
+    /// The origin the browser was on (`http://localhost:PORT`, the console).
+    pub origin: &'a str,
+    /// The RP ID (`localhost`).
+    pub rp_id: &'a str,
+    /// The credential's public key, an uncompressed P-256 point.
+    pub public_key: &'a [u8],
+    /// The signature counter last seen of this credential (0 at first).
+    pub previous_sign_count: u32,
+}
+
+/// Verifies a WebAuthn assertion (WebAuthn Level 2, §7.2 "Verifying an Authentication
+/// Assertion", the steps that concern a security key); the new signature counter, or why it
+/// is refused.
+pub fn verify_assertion(
+    expected: &AssertionExpectation<'_>,
+    client_data_json: &[u8],
+    authenticator_data: &[u8],
+    signature: &[u8],
+) -> Result<u32, String> {
+    let client_data: Value =
+        serde_json::from_slice(client_data_json).map_err(|_| "clientDataJSON is not JSON")?;
+    let field = |name: &str| client_data.get(name).and_then(Value::as_str);
+    if field("type") != Some("webauthn.get") {
+        return Err(format!("clientDataJSON.type is {:?}", field("type")));
+    }
+    let challenge = field("challenge")
+        .and_then(|c| B64URL_LENIENT.decode(c).ok())
+        .ok_or("clientDataJSON.challenge is missing or not base64url")?;
+    if challenge != expected.challenge {
+        return Err("clientDataJSON.challenge is not the one issued".to_owned());
+    }
+    if field("origin") != Some(expected.origin) {
+        return Err(format!(
+            "clientDataJSON.origin is {:?}, not {}",
+            field("origin"),
+            expected.origin
+        ));
+    }
+    // rpIdHash (32) ‖ flags (1) ‖ signCount (4) ‖ extensions.
+    let Some((rp_id_hash, rest)) = authenticator_data.split_at_checked(32) else {
+        return Err("authenticatorData is too short".to_owned());
+    };
+    let Some((&flags, rest)) = rest.split_first() else {
+        return Err("authenticatorData is too short".to_owned());
+    };
+    let count = rest
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .ok_or("authenticatorData is too short")?;
+    if rp_id_hash != ring::digest::digest(&ring::digest::SHA256, expected.rp_id.as_bytes()).as_ref()
+    {
+        return Err(format!("rpIdHash is not SHA-256({})", expected.rp_id));
+    }
+    if flags & 0x01 == 0 {
+        return Err("the user-present flag is not set".to_owned());
+    }
+    // A counter that does not grow betrays a cloned authenticator; 0 means it keeps none.
+    if (count != 0 || expected.previous_sign_count != 0) && count <= expected.previous_sign_count {
+        return Err(format!(
+            "signCount {count} did not grow past {}",
+            expected.previous_sign_count
+        ));
+    }
+    let client_data_hash = ring::digest::digest(&ring::digest::SHA256, client_data_json);
+    let signed = [authenticator_data, client_data_hash.as_ref()].concat();
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        expected.public_key,
+    )
+    .verify(&signed, signature)
+    .map_err(|_| "the signature does not verify".to_owned())?;
+    Ok(count)
+}
+
 /// The signed-in user of the request's session, if it is alive.
 fn signed_in(state: &ServerState, headers: &HeaderMap) -> Option<String> {
     let sid = cookie(headers, SESSION_COOKIE)?;
@@ -1374,9 +1730,22 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
     };
     if app.browser_only {
         state.stats.policy_pages += 1;
-        return Html(POLICY_PAGE).into_response();
+        let Some(sid) = cookie(&headers, SESSION_COOKIE) else {
+            return forbidden();
+        };
+        let nonce = token(32);
+        let page = policy_page(&app.name, &nonce);
+        state
+            .device_checks
+            .insert(nonce, DeviceCheck { sid, app: app.name });
+        return Html(page).into_response();
     }
-    let mut spec = SamlSpec::new(&email, &[]);
+    saml_form(&mut state, &app, &email)
+}
+
+/// The auto-post form with a fresh SAMLResponse for `email`, counted.
+fn saml_form(state: &mut ServerState, app: &FakeApp, email: &str) -> Response {
+    let mut spec = SamlSpec::new(email, &[]);
     spec.roles = app.roles.clone();
     spec.session_duration = app.session_duration;
     spec.session_duration_text = app.session_duration_text.clone();
@@ -1391,20 +1760,604 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
     Html(page).into_response()
 }
 
-/// What a browser-only app (conditional access, device trust) answers a signed-in API
-/// client: a page of the console's single-page app, with neither the login form nor the SAML
-/// form in it.
-const POLICY_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>JumpCloud</title></head>\n\
-     <body><div id=\"root\"><h1>Verify your device</h1><p>Your organization's policy \
-     requires a trusted device to access this application.</p></div>\n\
-     <script src=\"/userportal/app.js\"></script></body></html>\n";
+/// The device check a browser-only app's page (below) posts: its nonce and the proof its
+/// script computed. Passed, it is answered with the SAML form for this launch only: the
+/// nonce is gone, so a client replaying cookies (samld's headless refresh) gets the policy
+/// page again, as from a policy evaluated at each app launch.
+async fn device_check(
+    State(inner): Shared,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut guard = inner.lock();
+    let state = &mut *guard;
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let (Some(nonce), Some(proof)) = (form.get("nonce"), form.get("proof")) else {
+        state.stats.device_checks_failed += 1;
+        return message(StatusCode::BAD_REQUEST, "Bad Request");
+    };
+    let check = state.device_checks.remove(nonce);
+    let email = signed_in(state, &headers);
+    let sid = cookie(&headers, SESSION_COOKIE);
+    let expected = hex(ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes()).as_ref());
+    let app = state.apps.iter().find(|a| a.name == app).cloned();
+    match (check, email, app) {
+        (Some(check), Some(email), Some(app))
+            if Some(&check.sid) == sid.as_ref()
+                && check.app == app.name
+                && proof.eq_ignore_ascii_case(&expected) =>
+        {
+            state.stats.device_checks_passed += 1;
+            saml_form(state, &app, &email)
+        }
+        _ => {
+            state.stats.device_checks_failed += 1;
+            (StatusCode::FORBIDDEN, Html(POLICY_REFUSED)).into_response()
+        }
+    }
+}
 
-/// Where the SAML page sends browsers without a session.
-async fn login_page() -> Html<&'static str> {
-    Html(
-        "<!DOCTYPE html>\n<html><head><title>JumpCloud User Portal</title></head>\n<body>\n\
-         <form method=\"post\" action=\"/userconsole/auth\">\n\
-         <input type=\"email\" name=\"email\" />\n<input type=\"password\" name=\"password\" />\n\
-         <button type=\"submit\">Continue</button>\n</form>\n</body></html>\n",
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a browser-only app (conditional access, device trust) answers a signed-in session
+/// without a passed device check: a page with neither the login form nor the SAML form in
+/// it, whose script proves it runs in a browser (SHA-256 of a single-use nonce, through
+/// `crypto.subtle`, which only a secure context such as `http://localhost` has) and posts the
+/// proof back.
+fn policy_page(app: &str, nonce: &str) -> String {
+    // Form-encoded, the path segment is safe in an HTML attribute too.
+    let path = url::form_urlencoded::byte_serialize(app.as_bytes()).collect::<String>();
+    format!(
+        concat!(
+            "<!DOCTYPE html>\n<html><head><title>JumpCloud</title></head>\n",
+            "<body><div id=\"root\"><h1>Verify your device</h1><p>Your organization's policy ",
+            "requires a trusted device to access this application.</p></div>\n",
+            "<form id=\"device-check\" method=\"post\" action=\"/saml2/{path}/device-check\">",
+            "<input type=\"hidden\" name=\"nonce\" value=\"{nonce}\" />",
+            "<input type=\"hidden\" name=\"proof\" value=\"\" /></form>\n",
+            "<script>\n(async () => {{\n",
+            "  const form = document.getElementById('device-check');\n",
+            "  const nonce = new TextEncoder().encode(form.elements.nonce.value);\n",
+            "  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', nonce));\n",
+            "  form.elements.proof.value = Array.from(digest, ",
+            "b => b.toString(16).padStart(2, '0')).join('');\n",
+            "  form.submit();\n}})();\n</script></body></html>\n",
+        ),
+        path = path,
+        nonce = nonce,
     )
+}
+
+/// The answer to a failed device check.
+const POLICY_REFUSED: &str = "<!DOCTYPE html>\n<html><head><title>JumpCloud</title></head>\n\
+     <body><div id=\"root\"><h1>Access denied</h1><p>This device does not meet your \
+     organization's policy.</p></div></body></html>\n";
+
+/// Where the SAML page sends browsers without a session: the console's sign-in page, a
+/// small single-page app on the same JSON API as samld's API client (R1–R3). Test drivers
+/// rely on its element ids: `#email`, `#password`, `#continue`; `#otp`, `#verify` (TOTP);
+/// `#security-key` (WebAuthn); `#push` (JumpCloud Protect); `#message` (errors).
+async fn login_page() -> Html<&'static str> {
+    Html(LOGIN_PAGE)
+}
+
+const LOGIN_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>JumpCloud User Portal</title>
+</head>
+<body>
+<h1>Sign in to JumpCloud</h1>
+<form id="password-step">
+  <label>Email <input type="email" id="email" autocomplete="username"></label>
+  <label>Password <input type="password" id="password" autocomplete="current-password"></label>
+  <button type="submit" id="continue">Continue</button>
+</form>
+<form id="totp-step" hidden>
+  <label>Verification code <input type="text" id="otp" inputmode="numeric" autocomplete="one-time-code"></label>
+  <button type="submit" id="verify">Verify</button>
+</form>
+<div id="webauthn-step" hidden>
+  <button type="button" id="security-key">Use security key</button>
+</div>
+<div id="push-step" hidden>
+  <button type="button" id="push">Send a push notification</button>
+</div>
+<p id="message" role="alert"></p>
+<script>
+"use strict";
+const redirectTo = new URLSearchParams(location.search).get("redirectTo") || "";
+let xsrf = null;
+let credentials = null;
+const $ = (id) => document.getElementById(id);
+const say = (text) => { $("message").textContent = text; };
+
+async function call(method, path, body) {
+  if (xsrf === null) {
+    const r = await fetch("/userconsole/xsrf", { headers: { Accept: "application/json" } });
+    xsrf = (await r.json()).xsrf;
+  }
+  const init = { method, headers: { Accept: "application/json", "X-Xsrftoken": xsrf } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  let json = {};
+  try { json = await r.json(); } catch (e) { /* not JSON: keep the status */ }
+  return { status: r.status, body: json };
+}
+
+// A 200 with redirectTo ends the sign-in: the browser goes to the app (the SAML form).
+function finish(r) {
+  if (r.status === 200 && r.body.redirectTo) {
+    location.assign(r.body.redirectTo);
+    return;
+  }
+  say(r.body.message || r.body.error || ("Sign-in failed (HTTP " + r.status + ")."));
+}
+
+async function auth(otp) {
+  const body = { context: "sso", email: credentials.email, password: credentials.password,
+                 redirectTo };
+  if (otp !== undefined) body.otp = otp;
+  return call("POST", "/userconsole/auth", body);
+}
+
+$("password-step").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  say("");
+  credentials = { email: $("email").value, password: $("password").value };
+  const r = await auth();
+  if (r.status === 401 && (r.body.factors || r.body.message === "MFA required.")) {
+    // A bare "MFA required." lists no factors: a code is what such clients send.
+    const factors = (r.body.factors || [{ type: "totp", status: "available" }])
+      .filter((f) => f.status === "available").map((f) => f.type);
+    $("password-step").hidden = true;
+    $("totp-step").hidden = !factors.includes("totp");
+    $("webauthn-step").hidden = !factors.includes("webauthn");
+    $("push-step").hidden = !factors.includes("push");
+    return;
+  }
+  finish(r);
+});
+
+$("totp-step").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  say("");
+  finish(await auth($("otp").value));
+});
+
+const fromB64url = (text) => {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const bin = atob(b64 + "===".slice((b64.length + 3) % 4));
+  return Uint8Array.from(bin, (c) => c.charCodeAt(0)).buffer;
+};
+const toB64url = (buffer) => btoa(String.fromCharCode(...new Uint8Array(buffer)))
+  .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+$("security-key").addEventListener("click", async () => {
+  say("");
+  const options = await call("GET", "/userconsole/auth/webauthn");
+  if (options.status !== 200) { finish(options); return; }
+  const pk = options.body.publicKey;
+  const publicKey = {
+    challenge: fromB64url(pk.challenge),
+    rpId: pk.rpId,
+    timeout: pk.timeout,
+    userVerification: pk.userVerification,
+    allowCredentials: (pk.allowCredentials || []).map((c) => ({ type: c.type, id: fromB64url(c.id) })),
+  };
+  let credential;
+  try {
+    credential = await navigator.credentials.get({ publicKey });
+  } catch (e) {
+    say("The security key did not answer: " + e.name + ": " + e.message);
+    return;
+  }
+  const response = credential.response;
+  finish(await call("POST", "/userconsole/auth/webauthn", {
+    publicKeyCredential: {
+      id: credential.id,
+      rawId: toB64url(credential.rawId),
+      type: "public-key",
+      response: {
+        clientDataJSON: toB64url(response.clientDataJSON),
+        authenticatorData: toB64url(response.authenticatorData),
+        signature: toB64url(response.signature),
+        userHandle: null,
+      },
+    },
+    token: options.body.token,
+  }));
+});
+
+$("push").addEventListener("click", async () => {
+  say("Waiting for the push to be accepted…");
+  const started = await call("POST", "/userconsole/auth/push", {});
+  if (started.status !== 200) { finish(started); return; }
+  const id = started.body.id;
+  const poll = async () => {
+    const r = await call("GET", "/userconsole/auth/push/" + encodeURIComponent(id));
+    if (r.status !== 200) { finish(r); return; }
+    if (r.body.status === "pending") { setTimeout(poll, 500); return; }
+    if (r.body.status !== "accepted") { say("Push " + r.body.status + "."); return; }
+    finish(await call("POST", "/userconsole/auth/push/" + encodeURIComponent(id) + "/login", {}));
+  };
+  poll();
+});
+</script>
+</body>
+</html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+
+    const ORIGIN: &str = "http://localhost:4242";
+
+    /// A software security key: signs assertions the way an authenticator does.
+    struct SoftKey {
+        pair: EcdsaKeyPair,
+        id: Vec<u8>,
+        public_key: Vec<u8>,
+    }
+
+    impl SoftKey {
+        fn new() -> Self {
+            let (id, pkcs8, public_key) = crate::browser_person::security_key();
+            let rng = ring::rand::SystemRandom::new();
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &rng)
+                .expect("a key");
+            Self {
+                pair,
+                id,
+                public_key,
+            }
+        }
+
+        /// `(clientDataJSON, authenticatorData, signature)` for a challenge.
+        fn assert(
+            &self,
+            challenge: &[u8],
+            origin: &str,
+            rp_id: &str,
+            flags: u8,
+            count: u32,
+        ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+            let client_data = json!({
+                "type": "webauthn.get",
+                "challenge": B64URL.encode(challenge),
+                "origin": origin,
+                "crossOrigin": false,
+            })
+            .to_string()
+            .into_bytes();
+            let mut auth_data = ring::digest::digest(&ring::digest::SHA256, rp_id.as_bytes())
+                .as_ref()
+                .to_vec();
+            auth_data.push(flags);
+            auth_data.extend(count.to_be_bytes());
+            let hash = ring::digest::digest(&ring::digest::SHA256, &client_data);
+            let signed = [auth_data.as_slice(), hash.as_ref()].concat();
+            let signature = self
+                .pair
+                .sign(&ring::rand::SystemRandom::new(), &signed)
+                .expect("signing")
+                .as_ref()
+                .to_vec();
+            (client_data, auth_data, signature)
+        }
+    }
+
+    fn expect<'a>(key: &'a SoftKey, challenge: &'a [u8]) -> AssertionExpectation<'a> {
+        AssertionExpectation {
+            challenge,
+            origin: ORIGIN,
+            rp_id: "localhost",
+            public_key: &key.public_key,
+            previous_sign_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_good_assertion_passes_and_its_counter_must_grow() {
+        let key = SoftKey::new();
+        let challenge = [7u8; 32];
+        let (c, a, s) = key.assert(&challenge, ORIGIN, "localhost", 0x01, 5);
+        assert_eq!(
+            verify_assertion(&expect(&key, &challenge), &c, &a, &s),
+            Ok(5)
+        );
+        let seen = AssertionExpectation {
+            previous_sign_count: 5,
+            ..expect(&key, &challenge)
+        };
+        let refused = verify_assertion(&seen, &c, &a, &s).unwrap_err();
+        assert!(refused.contains("signCount"), "{refused}");
+        // A key that keeps no counter (always 0) passes every time.
+        let (c, a, s) = key.assert(&challenge, ORIGIN, "localhost", 0x05, 0);
+        assert_eq!(
+            verify_assertion(&expect(&key, &challenge), &c, &a, &s),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn a_wrong_signature_origin_rp_id_challenge_or_presence_is_refused() {
+        let key = SoftKey::new();
+        let other = SoftKey::new();
+        let challenge = [9u8; 32];
+        let expected = expect(&key, &challenge);
+        let cases = [
+            (
+                "signature",
+                other.assert(&challenge, ORIGIN, "localhost", 1, 1),
+            ),
+            (
+                "origin",
+                key.assert(&challenge, "http://localhost:1", "localhost", 1, 1),
+            ),
+            (
+                "rpIdHash",
+                key.assert(&challenge, ORIGIN, "example.com", 1, 1),
+            ),
+            (
+                "challenge",
+                key.assert(&[8u8; 32], ORIGIN, "localhost", 1, 1),
+            ),
+            (
+                "user-present",
+                key.assert(&challenge, ORIGIN, "localhost", 0x04, 1),
+            ),
+        ];
+        for (why, (c, a, s)) in cases {
+            let refused = verify_assertion(&expected, &c, &a, &s).unwrap_err();
+            assert!(refused.contains(why), "{why}: {refused}");
+        }
+        // Garbage is refused, not a panic.
+        let (c, a, s) = key.assert(&challenge, ORIGIN, "localhost", 1, 1);
+        assert!(verify_assertion(&expected, b"{", &a, &s).is_err());
+        assert!(verify_assertion(&expected, &c, &a[..36], &s).is_err());
+        assert!(verify_assertion(&expected, &c, &a, b"").is_err());
+        let create = String::from_utf8(c)
+            .unwrap()
+            .replace("webauthn.get", "webauthn.create");
+        assert!(verify_assertion(&expected, create.as_bytes(), &a, &s).is_err());
+    }
+
+    fn client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client")
+    }
+
+    /// Password accepted, second factor pending: the client, its XSRF token.
+    async fn pending_login(fake: &FakeJumpCloud) -> (reqwest::Client, String) {
+        let http = client();
+        let xsrf: Value = http
+            .get(format!("{}/userconsole/xsrf", fake.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let xsrf = xsrf["xsrf"].as_str().unwrap().to_owned();
+        let answer = http
+            .post(format!("{}/userconsole/auth", fake.base_url()))
+            .header("X-Xsrftoken", &xsrf)
+            .json(&json!({
+                "context": "sso", "email": DEFAULT_EMAIL, "password": DEFAULT_PASSWORD,
+                "redirectTo": "saml2/aws",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["factors"][0]["type"], "webauthn", "{body}");
+        (http, xsrf)
+    }
+
+    async fn post_assertion(
+        fake: &FakeJumpCloud,
+        http: &reqwest::Client,
+        xsrf: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let answer = http
+            .post(format!("{}/userconsole/auth/webauthn", fake.base_url()))
+            .header("X-Xsrftoken", xsrf)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        (status, answer.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_webauthn_login_over_http_and_its_replay() {
+        let key = SoftKey::new();
+        let user = FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)
+            .with_webauthn(key.id.clone(), key.public_key.clone());
+        let fake = FakeJumpCloud::start(FakeJumpCloudConfig::with_user(user).on_localhost()).await;
+        assert!(fake.base_url().starts_with("http://localhost:"));
+        let (http, xsrf) = pending_login(&fake).await;
+
+        let options: Value = http
+            .get(format!("{}/userconsole/auth/webauthn", fake.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let pk = &options["publicKey"];
+        assert_eq!(pk["rpId"], "localhost");
+        assert_eq!(pk["allowCredentials"][0]["id"], B64URL.encode(&key.id));
+        assert_eq!(pk["allowCredentials"][0]["type"], "public-key");
+        assert!(
+            pk["timeout"].is_u64() && pk["userVerification"].is_string(),
+            "{pk}"
+        );
+        let challenge = B64URL.decode(pk["challenge"].as_str().unwrap()).unwrap();
+        let (c, a, s) = key.assert(&challenge, &fake.base_url(), "localhost", 1, 1);
+        let body = json!({
+            "publicKeyCredential": {
+                "id": B64URL.encode(&key.id),
+                "rawId": B64URL.encode(&key.id),
+                "type": "public-key",
+                "response": {
+                    "clientDataJSON": B64URL.encode(&c),
+                    "authenticatorData": B64URL.encode(&a),
+                    "signature": B64URL.encode(&s),
+                    "userHandle": null,
+                },
+            },
+            "token": options["token"],
+        });
+        let (status, answer) = post_assertion(&fake, &http, &xsrf, &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(
+            answer["redirectTo"],
+            format!("{}/saml2/aws", fake.sso_url()).as_str()
+        );
+
+        // The same assertion again: the challenge was single-use.
+        let (status, answer) = post_assertion(&fake, &http, &xsrf, &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer["message"], WEBAUTHN_FAILED);
+        let stats = fake.stats();
+        assert_eq!(
+            (
+                stats.webauthn_challenges,
+                stats.webauthn_accepted,
+                stats.webauthn_refused,
+                stats.logins
+            ),
+            (1, 1, 1, 1),
+            "{stats:?}"
+        );
+        assert!(fake.webauthn_refusals()[0].contains("already used"));
+
+        // Garbage is a 400, never a panic.
+        for garbage in [
+            json!("x"),
+            json!({"publicKeyCredential": {}}),
+            json!({"token": 1}),
+        ] {
+            let (status, _) = post_assertion(&fake, &http, &xsrf, &garbage).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{garbage}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_check_nonce_serves_one_launch_and_a_cookie_client_cannot_pass() {
+        let config = FakeJumpCloudConfig {
+            apps: vec![
+                FakeApp::new(DEFAULT_APP, &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)])
+                    .requiring_a_browser(),
+            ],
+            ..FakeJumpCloudConfig::default()
+        };
+        let fake = FakeJumpCloud::start(config).await;
+        let http = client();
+        let xsrf: Value = http
+            .get(format!("{}/userconsole/xsrf", fake.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let answer = http
+            .post(format!("{}/userconsole/auth", fake.base_url()))
+            .header("X-Xsrftoken", xsrf["xsrf"].as_str().unwrap())
+            .json(&json!({"email": DEFAULT_EMAIL, "password": DEFAULT_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let page = http
+            .get(fake.app_url(DEFAULT_APP))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!page.contains("SAMLResponse"), "{page}");
+        let nonce = page
+            .split("name=\"nonce\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a nonce")
+            .to_owned();
+        let proof = hex(ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes()).as_ref());
+        let check = format!("{}/saml2/{DEFAULT_APP}/device-check", fake.sso_url());
+        let post = |proof: String| {
+            http.post(&check)
+                .form(&[("nonce", nonce.as_str()), ("proof", proof.as_str())])
+                .send()
+        };
+        // A wrong proof uses the nonce up, like any answer.
+        let wrong = post("00".repeat(32)).await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+        let late = post(proof.clone()).await.unwrap();
+        assert_eq!(late.status(), StatusCode::FORBIDDEN);
+
+        // A fresh launch, proved: the SAML form, once.
+        let page = http
+            .get(fake.app_url(DEFAULT_APP))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let nonce = page
+            .split("name=\"nonce\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let proof = hex(ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes()).as_ref());
+        let form = [("nonce", nonce.as_str()), ("proof", proof.as_str())];
+        let passed = http.post(&check).form(&form).send().await.unwrap();
+        assert_eq!(passed.status(), StatusCode::OK);
+        let saml = passed.text().await.unwrap();
+        assert!(saml.contains("name=\"SAMLResponse\""), "{saml}");
+        assert!(saml.contains("document.forms[0].submit()"), "{saml}");
+        assert!(saml.contains(saml_builder::AWS_SAML_ENDPOINT), "{saml}");
+        let replayed = http.post(&check).form(&form).send().await.unwrap();
+        assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
+        // The next launch (a headless refresh replaying cookies) meets the policy again.
+        let again = http.get(fake.app_url(DEFAULT_APP)).send().await.unwrap();
+        assert!(!again.text().await.unwrap().contains("SAMLResponse"));
+        let garbage = http.post(&check).body("%%%").send().await.unwrap();
+        assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+
+        let stats = fake.stats();
+        assert_eq!(
+            (
+                stats.policy_pages,
+                stats.device_checks_passed,
+                stats.device_checks_failed,
+                stats.saml_pages
+            ),
+            (3, 1, 4, 1),
+            "{stats:?}"
+        );
+    }
 }
