@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use samld_proto::{
-    BrowserPlan, Credentials, ErrorCode, FrameError, Handout, LoginOutcome, LoginRequest, PROTOCOL_VERSION,
-    Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, SocketPathError, StatusReport,
-    WireError, read_frame, write_frame,
+    BrowserPlan, Credentials, ErrorCode, FrameError, Handout, LoginOutcome, LoginRequest,
+    PROTOCOL_VERSION, Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, SocketPathError,
+    StatusReport, WireError, read_frame, write_frame,
 };
 
 pub use crate::audit::AuditFollow;

@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use fake_daemon::{Conn, FAKE_PID, FakeDaemon, hello};
 use samld_proto::{
-    AccountState, BrowserPlan, AccountStatus, DaemonInfo, ErrorCode, LoginOutcome, LoginRequest, Request,
-    Response, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
+    AccountState, AccountStatus, BrowserPlan, DaemonInfo, ErrorCode, LoginOutcome, LoginRequest,
+    Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
 };
 
 /// Runs samlctl with `stdin` piped in, detached from any controlling terminal (`setsid`) so
@@ -162,14 +162,14 @@ fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
         [
             plan_request(),
             Request::Login(LoginRequest {
-            account: "production".into(),
-            password: Some(Secret::new("correct horse battery staple")),
-            mfa_code: Some(Secret::new("123456")),
-            interactive: true,
-            force: false,
-            save_password: false,
-            browser: None,
-        })
+                account: "production".into(),
+                password: Some(Secret::new("correct horse battery staple")),
+                mfa_code: Some(Secret::new("123456")),
+                interactive: true,
+                force: false,
+                save_password: false,
+                browser: None,
+            })
         ]
     );
 }
@@ -196,14 +196,14 @@ fn login_reads_the_password_then_the_code_from_stdin() {
         [
             plan_request(),
             Request::Login(LoginRequest {
-            account: "production".into(),
-            password: Some(Secret::new("correct horse battery staple")),
-            mfa_code: Some(Secret::new("123456")),
-            interactive: true,
-            force: false,
-            save_password: false,
-            browser: None,
-        })
+                account: "production".into(),
+                password: Some(Secret::new("correct horse battery staple")),
+                mfa_code: Some(Secret::new("123456")),
+                interactive: true,
+                force: false,
+                save_password: false,
+                browser: None,
+            })
         ]
     );
 }
@@ -223,7 +223,9 @@ fn mfa_code_and_mfa_code_stdin_conflict() {
 #[test]
 fn login_with_a_live_session_needs_nothing() {
     let daemon = FakeDaemon::serve(vec![
-        api_plan(),Conn::new().answer(Response::LoggedIn(outcome(true)))]);
+        api_plan(),
+        Conn::new().answer(Response::LoggedIn(outcome(true))),
+    ]);
     let out = samlctl(
         &daemon.socket,
         &["login", "production", "--force", "--save-password"],
@@ -400,7 +402,9 @@ fn bad_usage_exits_2() {
 fn save_password_asks_for_a_password_login() {
     // Only a login that uses the password can save it; a reused session would save nothing.
     let daemon = FakeDaemon::serve(vec![
-        api_plan(),Conn::new().answer(Response::LoggedIn(outcome(false)))]);
+        api_plan(),
+        Conn::new().answer(Response::LoggedIn(outcome(false))),
+    ]);
     let out = samlctl(
         &daemon.socket,
         &["login", "production", "--save-password", "--password-stdin"],

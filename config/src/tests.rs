@@ -934,7 +934,10 @@ browser_args = []
     assert_eq!(key.browser.as_deref(), Some("/usr/bin/chromium"));
     assert_eq!(key.login_command(), "samlctl login key --browser");
     let okta = config.account("okta").unwrap();
-    assert_eq!((okta.provider, okta.login), (Provider::Saml, LoginMethod::Browser));
+    assert_eq!(
+        (okta.provider, okta.login),
+        (Provider::Saml, LoginMethod::Browser)
+    );
     assert_eq!(okta.username, "");
     assert!(okta.browser_args.is_empty());
     assert_eq!(okta.session_key().console_url, "https://acme.okta.com");

@@ -585,14 +585,12 @@ fn connect_when_listening(
     let mut watching: Option<PathBuf> = None;
     let mut last_error = None;
     loop {
-        // Watch the directory itself once it exists; its parent before.
-        let wanted = if profile_dir.is_dir() {
-            profile_dir
-        } else {
-            profile_dir
-                .parent()
-                .ok_or_else(|| format!("{} has no parent to watch", profile_dir.display()))?
-        };
+        // Watch the directory itself once it exists; before that, the nearest of its
+        // ancestors that does (samlctl creates the whole chain when it starts).
+        let wanted = profile_dir
+            .ancestors()
+            .find(|dir| dir.is_dir())
+            .ok_or_else(|| format!("no ancestor of {} to watch", profile_dir.display()))?;
         if watching.as_deref() != Some(wanted) {
             if let Some(old) = watching.take() {
                 let _ = watcher.unwatch(&old);

@@ -512,6 +512,7 @@ impl FakeJumpCloud {
                 users,
                 apps: config.apps.clone(),
                 session_lifetime: config.session_lifetime,
+                remember_browsers: false,
                 push_lifetime: config.push_lifetime,
                 xsrf_lifetime: config.xsrf_lifetime,
                 clock_offset: Duration::ZERO,
@@ -655,6 +656,13 @@ impl FakeJumpCloud {
             .count()
     }
 
+    /// Makes the session cookie of sessions started from now on persistent (`Max-Age`), so
+    /// that a browser profile stays signed in across restarts, as with an IdP's "keep me
+    /// signed in".
+    pub fn remember_browsers(&self) {
+        self.inner.lock().remember_browsers = true;
+    }
+
     /// Sets the lifetime of sessions signed in from now on.
     pub fn set_session_lifetime(&self, lifetime: Duration) {
         self.inner.lock().session_lifetime = lifetime;
@@ -783,6 +791,9 @@ struct ServerState {
     users: HashMap<String, UserState>,
     apps: Vec<FakeApp>,
     session_lifetime: Duration,
+    /// The session cookie carries `Max-Age` (the session lifetime) and so outlives the
+    /// browser, as an IdP's "keep me signed in" cookie does.
+    remember_browsers: bool,
     push_lifetime: Duration,
     xsrf_lifetime: Duration,
     /// How far [`FakeJumpCloud::advance_clock`] moved the clock.
@@ -1123,7 +1134,7 @@ async fn xsrf(State(inner): Shared) -> Response {
         return r;
     }
     let (sid, xsrf) = (token(40), token(32));
-    let xsrf_cookie = {
+    let (xsrf_cookie, remember) = {
         let mut state = inner.lock();
         let expires_at = state.now() + state.xsrf_lifetime;
         let signed = signed_xsrf(&inner.xsrf_key, &xsrf, state.wall_now());
@@ -1139,12 +1150,15 @@ async fn xsrf(State(inner): Shared) -> Response {
         state
             .cookie_values
             .extend([sid.clone(), xsrf.clone(), signed.clone()]);
-        signed
+        let remember = state
+            .remember_browsers
+            .then(|| format!("; Max-Age={}", state.session_lifetime.as_secs()));
+        (signed, remember.unwrap_or_default())
     };
     (
         AppendHeaders([
             (SET_COOKIE, format!("{XSRF_COOKIE}={xsrf_cookie}; Path=/")),
-            (SET_COOKIE, session_cookie(&sid)),
+            (SET_COOKIE, session_cookie(&sid) + &remember),
         ]),
         Json(json!({ "xsrf": xsrf })),
     )

@@ -1,5 +1,11 @@
 //! Browser sign-in (`samlctl login --browser`) with Debian's Chromium, headless, reaching
-//! nothing beyond 127.0.0.1.
+//! nothing beyond 127.0.0.1: the real `samld`, `samlctl` and `samld-helper`, the fake
+//! JumpCloud's sign-in page (the console's own JSON API, TOTP, a WebAuthn security key, a
+//! device check only a browser passes) and the fake STS. The test plays the person at the
+//! browser through a second DevTools channel ([`BrowserPerson`]); samlctl drives the browser
+//! over its pipe, as it does for a user.
+
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -7,7 +13,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+
 use samld_client::browser::{self, BrowserError, BrowserSettings};
+use samld_proto::AccountState;
+use samld_tests::browser_person::{BrowserPerson, security_key};
+use samld_tests::fake_jumpcloud::{
+    DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_PROVIDER_ARN, DEFAULT_ROLE_ARN, FakeApp,
+    FakeJumpCloud, FakeJumpCloudConfig, FakeUser,
+};
+use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
+use samld_tests::fixture::{failed, stderr, succeeded};
+use support::World;
 
 /// Flags every test browser runs with: headless as root, and unable to resolve any name but
 /// loopback, so that the POST to the real AWS host name is proven caught before anything
@@ -30,7 +48,10 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Serves one page at every path and records the request lines it got.
 fn serve(page: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}/app", listener.local_addr().unwrap().port());
+    let url = format!(
+        "http://127.0.0.1:{}/app",
+        listener.local_addr().unwrap().port()
+    );
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
     thread::spawn(move || {
@@ -94,11 +115,17 @@ fn the_saml_post_to_aws_is_caught_with_the_idp_cookies() {
         .iter()
         .find(|c| c.name == "idp_session")
         .expect("the IdP's cookie");
-    assert_eq!((cookie.value.expose(), cookie.domain.as_str()), ("s3cr3t", "127.0.0.1"));
+    assert_eq!(
+        (cookie.value.expose(), cookie.domain.as_str()),
+        ("s3cr3t", "127.0.0.1")
+    );
     assert_eq!(*seen.lock().unwrap(), ["GET /app HTTP/1.1"]);
     assert!(heard.iter().any(|m| m.contains("sign in")), "{heard:?}");
     let mode = std::fs::metadata(&profile).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o700);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -109,7 +136,12 @@ fn a_browser_that_dies_gives_a_clear_error() {
     s.browser = Some("/bin/false".into());
     let error = browser::sign_in(&s, &profile, &mut |_| {}).unwrap_err();
     assert!(matches!(error, BrowserError::Exited { .. }), "{error:?}");
-    assert!(error.to_string().contains("the browser exited before the sign-in finished"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("the browser exited before the sign-in finished"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -121,5 +153,425 @@ fn a_missing_browser_says_where_it_looked() {
     assert_eq!(
         error.to_string(),
         "the account's browser = \"/nonexistent/chrome\" is not an executable file"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end: samlctl login --browser, samld, the fakes.
+
+/// How long the person waits for a page or an element: a cold Chromium on a loaded 2-core
+/// machine takes a few seconds to start.
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// A TOTP code the fake accepts (once).
+const CODE: &str = "246810";
+
+/// `--remote-debugging-port=0` lets the person in through a second DevTools channel; the
+/// rest keeps the browser on 127.0.0.1.
+fn browser_args_toml() -> String {
+    let mut args = offline_args();
+    args.push("--remote-debugging-port=0".into());
+    let quoted: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// One account, `prod`, signing in through the browser at the fake's app `app`.
+fn browser_account(jc: &FakeJumpCloud, sts: &FakeSts, app: &str, extra: &str) -> String {
+    format!(
+        "[accounts.prod]\nurl = \"{url}\"\nusername = \"{DEFAULT_EMAIL}\"\nlogin = \"browser\"\n\
+         jumpcloud_console_url = \"{console}\"\nsts_endpoint = \"{sts}\"\nregion = \"us-east-1\"\n\
+         browser = \"{CHROMIUM}\"\nbrowser_args = {args}\n{extra}",
+        url = jc.app_url(app),
+        console = jc.base_url(),
+        sts = sts.endpoint_url(),
+        args = browser_args_toml(),
+    )
+}
+
+fn world(users: Vec<FakeUser>, apps: Vec<FakeApp>, extra: &'static str) -> World {
+    world_with_sts(users, apps, extra, FakeStsConfig::default())
+}
+
+fn world_with_sts(
+    users: Vec<FakeUser>,
+    apps: Vec<FakeApp>,
+    extra: &'static str,
+    sts: FakeStsConfig,
+) -> World {
+    let app = apps[0].name.clone();
+    let jc = FakeJumpCloudConfig {
+        users,
+        apps,
+        ..FakeJumpCloudConfig::default()
+    }
+    .on_localhost();
+    World::with_setup(
+        jc,
+        sts,
+        move |jc, sts, _| browser_account(jc, sts, &app, extra),
+        None,
+    )
+}
+
+fn default_app() -> FakeApp {
+    FakeApp::new(DEFAULT_APP, &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)])
+}
+
+/// samld's browser profile in this world (`$HOME/.local/state/samld/browser`).
+fn profile_of(w: &World) -> PathBuf {
+    w.env.path().join(".local/state/samld/browser")
+}
+
+/// Starts `samlctl ARGS`, which waits for the browser sign-in.
+fn start_samlctl(w: &World, args: &[&str]) -> Child {
+    w.env
+        .command("samlctl")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start samlctl")
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().expect("samlctl's output")
+}
+
+/// The person at the browser samlctl opened, on the JumpCloud login page.
+fn person_at_login_page(w: &World) -> BrowserPerson {
+    let person = BrowserPerson::attach(&profile_of(w), PAGE_WAIT).expect("attach to the browser");
+    person
+        .wait_for_url("/login", PAGE_WAIT)
+        .expect("the login page");
+    person
+        .wait_for_selector("#email", PAGE_WAIT)
+        .expect("the email field");
+    person
+}
+
+/// Types the email and password and presses Continue.
+fn enter_password(person: &BrowserPerson) {
+    person.fill("#email", DEFAULT_EMAIL).unwrap();
+    person.fill("#password", DEFAULT_PASSWORD).unwrap();
+    person.click("#continue").unwrap();
+}
+
+/// The SAML response STS got is the one the fake's page put in the form the browser posted.
+fn assert_sts_got_the_browsers_assertion(w: &World) {
+    let handed_out = w.jc.saml_responses();
+    let used = w.sts.last_assertion().expect("an AssumeRoleWithSAML call");
+    assert!(
+        handed_out.contains(&used),
+        "STS got an assertion the fake never served"
+    );
+}
+
+#[test]
+fn browser_login_with_totp_then_headless_refresh_from_the_browser_session() {
+    let user = FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)
+        .with_factor("totp", "available")
+        .with_totp_codes(&[CODE]);
+    let w = world(vec![user], vec![default_app()], "");
+    let login = start_samlctl(&w, &["login", "prod"]);
+    let person = person_at_login_page(&w);
+    enter_password(&person);
+    person
+        .wait_for_selector("#otp", PAGE_WAIT)
+        .expect("the TOTP step");
+    person.fill("#otp", CODE).unwrap();
+    person.click("#verify").unwrap();
+    let out = finish(login);
+    let text = succeeded(&out, "samlctl login prod (browser)");
+    assert!(
+        text.starts_with("Logged in to prod as alice@example.com"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("Waiting for you to sign in in the browser window"),
+        "{}",
+        stderr(&out)
+    );
+    let after_login = w.jc.stats();
+    assert_eq!(after_login.totp_accepted, 1);
+    assert_eq!(w.sts.calls(), 1);
+    assert_sts_got_the_browsers_assertion(&w);
+
+    // The helper answers from memory: nothing more reaches JumpCloud or STS.
+    let creds = succeeded(&w.helper(&["prod"]), "helper");
+    assert!(creds.contains("AccessKeyId"), "{creds}");
+    assert_eq!(
+        (w.jc.stats().requests, w.sts.calls()),
+        (after_login.requests, 1)
+    );
+
+    // A refresh reuses the browser's JumpCloud session headlessly: a SAML page, no password,
+    // no code, no browser.
+    succeeded(&w.samlctl(&["refresh", "prod"]), "samlctl refresh prod");
+    let refreshed = w.jc.stats();
+    assert_eq!(refreshed.saml_pages, after_login.saml_pages + 1);
+    assert_eq!(
+        (refreshed.password_posts, refreshed.totp_posts),
+        (after_login.password_posts, after_login.totp_posts)
+    );
+    assert_eq!(w.sts.calls(), 2);
+    assert_sts_got_the_browsers_assertion(&w);
+    assert_eq!(w.account_status("prod").state, AccountState::Active);
+
+    // JumpCloud ends the session: the headless fetch is refused, and samld asks for the
+    // browser, without trying any login of its own.
+    w.jc.expire_all_sessions();
+    let out = w.samlctl(&["refresh", "prod"]);
+    let message = failed(&out, "refresh after the session ended");
+    assert!(
+        message.contains("samlctl login prod --browser"),
+        "{message}"
+    );
+    let status = w.account_status("prod");
+    assert_eq!(status.state, AccountState::NeedsLogin, "{status:?}");
+    // The credentials already held keep serving until they expire.
+    succeeded(&w.helper(&["prod"]), "helper with credentials still valid");
+    assert_eq!(
+        w.jc.stats().password_posts,
+        after_login.password_posts,
+        "samld never posts a password for a browser account"
+    );
+}
+
+#[test]
+fn background_refreshes_run_headlessly_from_the_browser_session() {
+    // Credentials of 9 s with refresh_before 45s: samld refreshes about 6 s after each trip.
+    let sts = FakeStsConfig::default().with_credential_lifetime(Duration::from_secs(9));
+    let w = world_with_sts(
+        vec![FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)],
+        vec![default_app()],
+        "refresh_before = \"45s\"\n",
+        sts,
+    );
+    let login = start_samlctl(&w, &["login", "prod"]);
+    let person = person_at_login_page(&w);
+    enter_password(&person);
+    succeeded(&finish(login), "browser sign-in");
+    let signed_in = w.jc.stats();
+    // Two background refreshes, each a SAML page fetched with the browser's cookies.
+    let refreshed = w.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), w.sts.wait_for_calls(3)).await
+    });
+    assert!(
+        refreshed.is_ok(),
+        "no background refreshes\n{}",
+        w.daemon_log()
+    );
+    let after = w.jc.stats();
+    assert!(after.saml_pages >= signed_in.saml_pages + 2, "{after:?}");
+    assert_eq!(after.password_posts, signed_in.password_posts);
+    assert_sts_got_the_browsers_assertion(&w);
+    assert_eq!(w.account_status("prod").state, AccountState::Active);
+}
+
+#[test]
+fn browser_login_with_a_security_key() {
+    let (id, pkcs8, public) = security_key();
+    let user = FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD).with_webauthn(id.clone(), public);
+    let w = world(vec![user], vec![default_app()], "");
+    w.jc.remember_browsers();
+    let login = start_samlctl(&w, &["login", "prod", "--browser"]);
+    let person = person_at_login_page(&w);
+    person
+        .add_security_key("localhost", &id, &pkcs8)
+        .expect("plug in the key");
+    enter_password(&person);
+    person
+        .wait_for_selector("#security-key", PAGE_WAIT)
+        .expect("the security key step");
+    person.click("#security-key").unwrap();
+    let out = finish(login);
+    succeeded(&out, "samlctl login prod --browser (security key)");
+    let stats = w.jc.stats();
+    assert_eq!((stats.webauthn_accepted, stats.webauthn_refused), (1, 0));
+    assert_sts_got_the_browsers_assertion(&w);
+    succeeded(&w.helper(&["prod"]), "helper after a security-key sign-in");
+
+    // The profile stays signed in to JumpCloud (its cookie outlives the browser): after a
+    // logout, the next browser sign-in finishes with no typing at all (nobody is at this
+    // browser).
+    let signed_in = w.jc.stats();
+    succeeded(&w.samlctl(&["logout", "prod"]), "logout");
+    let out = w.samlctl(&["login", "prod"]);
+    succeeded(&out, "second browser sign-in, from the profile's session");
+    let again = w.jc.stats();
+    assert_eq!(
+        (again.password_posts, again.webauthn_accepted),
+        (signed_in.password_posts, 1),
+        "nobody typed"
+    );
+    assert_eq!(w.sts.calls(), 2);
+}
+
+#[test]
+fn a_device_check_only_a_browser_passes_then_needs_the_browser_at_each_launch() {
+    let w = world(
+        vec![FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)],
+        vec![default_app().requiring_a_browser()],
+        "",
+    );
+    let login = start_samlctl(&w, &["login", "prod"]);
+    let person = person_at_login_page(&w);
+    enter_password(&person);
+    let out = finish(login);
+    succeeded(&out, "browser sign-in through the device check");
+    assert_eq!(w.jc.stats().device_checks_passed, 1);
+    assert_sts_got_the_browsers_assertion(&w);
+
+    // The policy is checked at each launch of the app: the headless fetch meets it again.
+    let out = w.samlctl(&["refresh", "prod"]);
+    let message = failed(&out, "headless refresh behind the device check");
+    assert!(message.contains("asked for the browser again"), "{message}");
+    assert!(
+        message.contains("run: samlctl login prod --browser"),
+        "{message}"
+    );
+    assert_eq!(w.account_status("prod").state, AccountState::NeedsLogin);
+    assert_eq!(w.jc.stats().password_posts, 1);
+}
+
+#[test]
+fn any_saml_idp_through_the_browser() {
+    // samld knows nothing of this IdP but its app URL: provider = "saml", no username.
+    let jc = FakeJumpCloudConfig {
+        users: vec![FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)],
+        ..FakeJumpCloudConfig::default()
+    }
+    .on_localhost();
+    let w = World::with_setup(
+        jc,
+        FakeStsConfig::default(),
+        |jc, sts, _| {
+            format!(
+                "[accounts.prod]\nprovider = \"saml\"\nurl = \"{}\"\nsts_endpoint = \"{}\"\n\
+                 region = \"us-east-1\"\nbrowser = \"{CHROMIUM}\"\nbrowser_args = {}\n",
+                jc.app_url(DEFAULT_APP),
+                sts.endpoint_url(),
+                browser_args_toml()
+            )
+        },
+        None,
+    );
+    let login = start_samlctl(&w, &["login", "prod"]);
+    let person = person_at_login_page(&w);
+    enter_password(&person);
+    succeeded(&finish(login), "browser sign-in at a generic SAML IdP");
+    assert_sts_got_the_browsers_assertion(&w);
+    let status = w.account_status("prod");
+    assert_eq!(
+        (status.provider.as_str(), status.login.as_str()),
+        ("saml", "browser")
+    );
+
+    succeeded(
+        &w.samlctl(&["refresh", "prod"]),
+        "headless refresh with the IdP's cookies",
+    );
+    assert_eq!(w.sts.calls(), 2);
+    assert_sts_got_the_browsers_assertion(&w);
+    // No JumpCloud API: only pages.
+    assert_eq!(w.jc.stats().self_probes, 0);
+
+    w.jc.expire_all_sessions();
+    let message = failed(
+        &w.samlctl(&["refresh", "prod"]),
+        "refresh after the IdP session ended",
+    );
+    assert!(
+        message.contains("the IdP session for prod has ended; run: samlctl login prod --browser"),
+        "{message}"
+    );
+    assert_eq!(w.account_status("prod").state, AccountState::NeedsLogin);
+}
+
+#[test]
+fn a_window_closed_before_signing_in_leaves_the_account_as_it_was() {
+    let w = world(
+        vec![FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)],
+        vec![default_app()],
+        "",
+    );
+    let login = start_samlctl(&w, &["login", "prod"]);
+    let person = person_at_login_page(&w);
+    person.close_window().unwrap();
+    let out = finish(login);
+    let message = failed(&out, "login with the window closed");
+    assert!(
+        message.contains(
+            "the browser window was closed before the sign-in finished; prod is as it was"
+        ),
+        "{message}"
+    );
+    assert_eq!(w.account_status("prod").state, AccountState::LoggedOut);
+    assert_eq!((w.jc.stats().password_posts, w.sts.calls()), (0, 0));
+}
+
+#[test]
+fn a_browser_that_crashes_or_is_missing_leaves_the_account_as_it_was() {
+    // `false` dies at once, as a browser crashing on start does.
+    let crash = World::with_setup(
+        FakeJumpCloudConfig::default(),
+        FakeStsConfig::default(),
+        |jc, sts, _| browser_account(jc, sts, DEFAULT_APP, "").replace(CHROMIUM, "/bin/false"),
+        None,
+    );
+    let message = failed(
+        &crash.samlctl(&["login", "prod"]),
+        "login with a crashing browser",
+    );
+    assert!(
+        message.contains("the browser exited before the sign-in finished"),
+        "{message}"
+    );
+    assert!(
+        message.trim_end().ends_with("prod is as it was"),
+        "{message}"
+    );
+    assert_eq!(crash.account_status("prod").state, AccountState::LoggedOut);
+    let missing = World::with_setup(
+        FakeJumpCloudConfig::default(),
+        FakeStsConfig::default(),
+        |jc, sts, _| {
+            browser_account(jc, sts, DEFAULT_APP, "").replace(CHROMIUM, "/nonexistent/chrome")
+        },
+        None,
+    );
+    let message = failed(
+        &missing.samlctl(&["login", "prod"]),
+        "login with no browser",
+    );
+    assert!(
+        message.contains(
+            "samlctl: the account's browser = \"/nonexistent/chrome\" is not an executable file; \
+             prod is as it was"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        missing.account_status("prod").state,
+        AccountState::LoggedOut
+    );
+}
+
+#[test]
+fn the_helper_names_the_browser_command_for_a_browser_account() {
+    let w = world(
+        vec![FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)],
+        vec![default_app()],
+        "",
+    );
+    let message = failed(&w.helper(&["prod"]), "helper before any sign-in");
+    assert!(
+        message.contains("run: samlctl login prod --browser"),
+        "{message}"
+    );
+    assert_eq!(
+        w.jc.stats().requests,
+        0,
+        "no API login is tried for a browser account"
     );
 }

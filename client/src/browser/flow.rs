@@ -71,13 +71,19 @@ pub(super) fn run(
                 let info = &params["targetInfo"];
                 if info["type"] != "page" {
                     // Browser UI and workers carry no sign-in: let them run.
-                    let _ = browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
+                    let _ =
+                        browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
                     continue;
                 }
                 let target = info["targetId"].as_str().unwrap_or_default().to_owned();
                 pages.insert(target);
                 browser
-                    .call("Fetch.enable", json!({"patterns": patterns()}), Some(session), soon())
+                    .call(
+                        "Fetch.enable",
+                        json!({"patterns": patterns()}),
+                        Some(session),
+                        soon(),
+                    )
                     .map_err(|e| call_failed(browser, e))?;
                 let _ = browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
                 if !navigated {
@@ -148,7 +154,10 @@ pub(super) fn run(
                     )
                 } else {
                     // The pattern is wider than the check (a '*' matches across '/').
-                    ("Fetch.continueRequest", json!({"requestId": params["requestId"]}))
+                    (
+                        "Fetch.continueRequest",
+                        json!({"requestId": params["requestId"]}),
+                    )
                 };
                 let _ = browser.send(command, params, Some(&session));
             }
@@ -199,8 +208,11 @@ fn form_field(body: &[u8], name: &str) -> Option<Secret> {
     body.split(|&b| b == b'&').find_map(|pair| {
         let mut parts = pair.splitn(2, |&b| b == b'=');
         let key = parts.next()?;
-        (percent_decode(key) == name.as_bytes())
-            .then(|| Secret::new(String::from_utf8_lossy(&percent_decode(parts.next().unwrap_or_default()))))
+        (percent_decode(key) == name.as_bytes()).then(|| {
+            Secret::new(String::from_utf8_lossy(&percent_decode(
+                parts.next().unwrap_or_default(),
+            )))
+        })
     })
 }
 
@@ -295,16 +307,38 @@ mod tests {
 
     #[test]
     fn the_saml_post_is_recognised_on_every_partition_and_nothing_else() {
-        let post = |url: &str, body: &str| {
-            json!({"request": {"url": url, "method": "POST", "postData": body}})
-        };
+        let post = |url: &str, body: &str| json!({"request": {"url": url, "method": "POST", "postData": body}});
         let cases = [
-            ("https://signin.aws.amazon.com/saml", "SAMLResponse=PHNhbWw%2BCg%3D%3D&RelayState=", Some("PHNhbWw+Cg==")),
-            ("https://us-east-1.signin.aws.amazon.com/saml", "RelayState=x&SAMLResponse=abc", Some("abc")),
-            ("https://signin.amazonaws-us-gov.com/saml", "SAMLResponse=gov", Some("gov")),
-            ("https://signin.amazonaws.cn/saml", "SAMLResponse=cn", Some("cn")),
-            ("https://evil.example/?x=signin.aws.amazon.com/saml", "SAMLResponse=abc", None),
-            ("https://signin.aws.amazon.com.evil.example/saml", "SAMLResponse=abc", None),
+            (
+                "https://signin.aws.amazon.com/saml",
+                "SAMLResponse=PHNhbWw%2BCg%3D%3D&RelayState=",
+                Some("PHNhbWw+Cg=="),
+            ),
+            (
+                "https://us-east-1.signin.aws.amazon.com/saml",
+                "RelayState=x&SAMLResponse=abc",
+                Some("abc"),
+            ),
+            (
+                "https://signin.amazonaws-us-gov.com/saml",
+                "SAMLResponse=gov",
+                Some("gov"),
+            ),
+            (
+                "https://signin.amazonaws.cn/saml",
+                "SAMLResponse=cn",
+                Some("cn"),
+            ),
+            (
+                "https://evil.example/?x=signin.aws.amazon.com/saml",
+                "SAMLResponse=abc",
+                None,
+            ),
+            (
+                "https://signin.aws.amazon.com.evil.example/saml",
+                "SAMLResponse=abc",
+                None,
+            ),
             ("https://signin.aws.amazon.com/saml", "RelayState=x", None),
             ("https://signin.aws.amazon.com/saml", "SAMLResponse=", None),
         ];
@@ -329,7 +363,11 @@ mod tests {
             ("%4", "%4"),
         ];
         for (input, expected) in cases {
-            assert_eq!(percent_decode(input.as_bytes()), expected.as_bytes(), "{input}");
+            assert_eq!(
+                percent_decode(input.as_bytes()),
+                expected.as_bytes(),
+                "{input}"
+            );
         }
     }
 
@@ -352,6 +390,9 @@ mod tests {
             origin_of("https://console.jumpcloud.com/login?token=secret#x").as_deref(),
             Some("https://console.jumpcloud.com")
         );
-        assert_eq!(host_of("https://u:p@Host.Example:8443/x").as_deref(), Some("host.example"));
+        assert_eq!(
+            host_of("https://u:p@Host.Example:8443/x").as_deref(),
+            Some("host.example")
+        );
     }
 }

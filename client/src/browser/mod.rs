@@ -8,7 +8,7 @@
 //! display, and the browser belongs on the person's desktop.
 //!
 //! The browser is driven over the DevTools protocol on `--remote-debugging-pipe` (see
-//! [`pipe`]); the flow is in [`flow`].
+//! `pipe.rs`); the flow is in `flow.rs`.
 
 mod find;
 mod flow;
@@ -162,10 +162,11 @@ pub fn sign_in(
         settings.account,
         profile.display()
     ));
-    let mut browser = pipe::Browser::start(&program, &args).map_err(|error| BrowserError::Start {
-        program: program.clone(),
-        error,
-    })?;
+    let mut browser =
+        pipe::Browser::start(&program, &args).map_err(|error| BrowserError::Start {
+            program: program.clone(),
+            error,
+        })?;
     let result = flow::run(
         &mut browser,
         &settings.url,

@@ -104,7 +104,12 @@ impl Browser {
     }
 
     /// Sends a command without waiting for its answer; returns its id.
-    pub fn send(&mut self, method: &str, params: Value, session: Option<&str>) -> std::io::Result<u64> {
+    pub fn send(
+        &mut self,
+        method: &str,
+        params: Value,
+        session: Option<&str>,
+    ) -> std::io::Result<u64> {
         self.next_id += 1;
         let mut message = json!({"id": self.next_id, "method": method, "params": params});
         if let Some(session) = session {
@@ -125,7 +130,9 @@ impl Browser {
         session: Option<&str>,
         deadline: Instant,
     ) -> Result<Value, CallError> {
-        let id = self.send(method, params, session).map_err(|_| CallError::Closed)?;
+        let id = self
+            .send(method, params, session)
+            .map_err(|_| CallError::Closed)?;
         loop {
             match self.receive(deadline)? {
                 Incoming::Answer { id: got, result } if got == id => {
@@ -266,7 +273,10 @@ fn parse(mut message: Value) -> Option<Incoming> {
     let session = message["sessionId"].as_str().map(str::to_owned);
     if let Some(id) = message["id"].as_u64() {
         let result = match message.get_mut("error") {
-            Some(error) => Err(error["message"].as_str().unwrap_or("unknown error").to_owned()),
+            Some(error) => Err(error["message"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_owned()),
             None => Ok(message["result"].take()),
         };
         return Some(Incoming::Answer { id, result });

@@ -76,7 +76,13 @@ mod tests {
 
     use super::*;
 
-    fn cookie(name: &str, domain: &str, path: &str, secure: bool, expires: Option<i64>) -> BrowserCookie {
+    fn cookie(
+        name: &str,
+        domain: &str,
+        path: &str,
+        secure: bool,
+        expires: Option<i64>,
+    ) -> BrowserCookie {
         BrowserCookie {
             name: name.into(),
             value: Secret::new(format!("v-{name}")),

@@ -72,4 +72,3 @@ pub(crate) fn redacted_url(url: &Url) -> String {
     let _ = url.set_password(None);
     url.to_string()
 }
-

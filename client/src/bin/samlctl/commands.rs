@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::CommandFactory;
-use samld_client::{Client, ClientError, ConnectOptions, PromptError};
 use samld_client::browser::{self, BrowserSettings};
+use samld_client::{Client, ClientError, ConnectOptions, PromptError};
 use samld_proto::{BrowserPlan, ErrorCode, Handout, LoginRequest, RoleInfo, Secret};
 use serde::Serialize;
 

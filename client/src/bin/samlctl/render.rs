@@ -273,7 +273,11 @@ fn account_note(a: &AccountStatus, now: SystemTime) -> Option<String> {
             .unwrap_or_default();
         format!("{}: last error{when} ({}): {}", a.name, e.code, e.message)
     } else if a.state == AccountState::NeedsLogin {
-        format!("{}: the {} session has ended", a.name, idp_name(&a.provider))
+        format!(
+            "{}: the {} session has ended",
+            a.name,
+            idp_name(&a.provider)
+        )
     } else {
         return None;
     };

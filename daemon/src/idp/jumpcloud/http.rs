@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use super::{JumpCloud, Session};
-pub(super) use crate::idp::transport::{network_error, redacted_url, shared_tls_config};
 use crate::idp::IdpError;
+pub(super) use crate::idp::transport::{network_error, redacted_url, shared_tls_config};
 
 /// The most samld reads of a page from JumpCloud (the SAML page of the app). A real SAML page
 /// is a few KiB (the assertion of a user with dozens of roles stays well under 100 KiB);

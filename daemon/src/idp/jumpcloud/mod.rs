@@ -337,7 +337,8 @@ impl JumpCloud {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let taken = crate::idp::browser_session::adopt_cookies(&session.jar, &signed_in.cookies, now);
+        let taken =
+            crate::idp::browser_session::adopt_cookies(&session.jar, &signed_in.cookies, now);
         if session.jar.cookies(&self.console).is_none() {
             // The assertion still serves this login; refreshes will need the browser again.
             tracing::warn!(
