@@ -156,6 +156,17 @@ pub fn sign_in(
     ];
     args.extend(settings.args.iter().cloned());
     args.push("about:blank".to_owned());
+    if settings
+        .args
+        .iter()
+        .any(|a| a.starts_with("--remote-debugging-port"))
+    {
+        progress(
+            "Warning: browser_args opens a DevTools port: while this browser runs, any local \
+             user can reach it and the IdP session in it. samlctl needs no port (it uses a \
+             pipe); remove the flag unless you are testing.",
+        );
+    }
     progress(&format!(
         "Opening {} for {} (profile {}).",
         program.display(),

@@ -72,12 +72,19 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: between fork and exec the closure only calls dup2, which is
+        // SAFETY: between fork and exec the closure only calls dup2 and prctl, which are
         // async-signal-safe, on descriptors that stay open in the parent until spawn returns.
         // dup2 clears close-on-exec on the copies, which is how the browser inherits them.
+        // On Linux the browser is also asked to stop (SIGTERM, so that it saves its cookies)
+        // when samlctl dies without killing it: a browser left holding the IdP session with
+        // nobody driving it helps no one.
         unsafe {
             command.pre_exec(move || {
                 if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                #[cfg(target_os = "linux")]
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -225,12 +232,26 @@ pub enum CallError {
 
 fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
+    #[cfg(target_os = "linux")]
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // macOS has no pipe2; samlctl starts no other process while the flag is not yet set.
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: `fds` is a valid array of two ints for pipe to fill.
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if made < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    // SAFETY: the call succeeded, so both are open descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(target_os = "linux"))]
+    for fd in [&read, &write] {
+        // SAFETY: F_SETFD on an open descriptor has no other precondition.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((read, write))
 }
 
 /// A close-on-exec copy of `fd` numbered 10 or above.
