@@ -599,7 +599,9 @@ fn connect_when_listening(
                 .watch(wanted, notify::RecursiveMode::NonRecursive)
                 .map_err(|e| format!("watching {} for {what}: {e}", wanted.display()))?;
             watching = Some(wanted.to_owned());
-            // What happened before the watch began is looked at below.
+            // A deeper directory may have appeared before this watch began, and its events
+            // would never come here: look again before reading or waiting.
+            continue;
         }
         if let Some((port, path)) = read_port_file(&file) {
             match connect(port, &path, deadline) {
