@@ -36,6 +36,7 @@ struct FakeIdp {
     session_duration: Option<u32>,
     session_fetches: AtomicUsize,
     password_logins: AtomicUsize,
+    browser_logins: AtomicUsize,
     /// Held while a fetch runs, so tests can line up concurrent callers behind it.
     gate: tokio::sync::RwLock<()>,
 }
@@ -49,6 +50,7 @@ impl FakeIdp {
             session_duration: None,
             session_fetches: AtomicUsize::new(0),
             password_logins: AtomicUsize::new(0),
+            browser_logins: AtomicUsize::new(0),
             gate: tokio::sync::RwLock::new(()),
         })
     }
@@ -76,6 +78,11 @@ impl IdentityProvider for FakeIdp {
         io: &'a mut dyn LoginInteraction,
     ) -> BoxFuture<'a, Result<Secret, IdpError>> {
         Box::pin(async move {
+            if let Some(signed_in) = io.browser_sign_in() {
+                self.browser_logins.fetch_add(1, Ordering::SeqCst);
+                *self.session_alive.lock().unwrap() = true;
+                return Ok(signed_in.saml_response);
+            }
             let password = io.password("JumpCloud password").await?;
             self.password_logins.fetch_add(1, Ordering::SeqCst);
             if password.expose() != self.password {
@@ -774,6 +781,98 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
         .await
         .unwrap();
     assert_eq!(state(&h), AccountState::Active);
+    scheduler.abort();
+}
+
+const BROWSER: &str = r#"
+[accounts.prod]
+url = "https://sso.jumpcloud.com/saml2/prod"
+username = "alice@example.com"
+role = "Admin"
+login = "browser"
+password_command = "printf 'correct horse'"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
+    let told = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let sink = told.clone();
+    let h = harness_with_options(
+        BROWSER,
+        FakeIdp::new(),
+        Duration::from_secs(3600),
+        |options| {
+            options.notify_user = Some(Arc::new(move |title: &str, body: &str| {
+                sink.lock()
+                    .unwrap()
+                    .push((title.to_string(), body.to_string()));
+            }));
+        },
+    );
+    let scheduler = start_scheduler(&h);
+    // A helper on a terminal is not asked for a password, even with a password_command.
+    let mut tty = ScriptedClient::answering(Some("correct horse"));
+    let err = h
+        .daemon
+        .get_credentials("prod", None, Some(&mut tty))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NeedsLogin);
+    assert_eq!(
+        err.message,
+        "prod signs in through a browser (login = \"browser\"); run: samlctl login prod --browser"
+    );
+    assert!(tty.asked.is_empty());
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
+
+    // The browser's sign-in: its assertion is used as is.
+    let signed_in = samld_proto::BrowserSignIn {
+        saml_response: h.idp.current(),
+        cookies: Vec::new(),
+    };
+    let outcome = h
+        .daemon
+        .login(
+            "prod",
+            LoginSecrets {
+                browser: Some(signed_in),
+                ..LoginSecrets::default()
+            },
+            false,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!outcome.reused_session, "a browser sign-in is a login");
+    assert_eq!(h.idp.browser_logins.load(Ordering::SeqCst), 1);
+    assert_eq!(state(&h), AccountState::Active);
+
+    // The IdP ends the session: the next refresh finds it gone, and samld waits for the
+    // person (and says so once) instead of logging in with the password it could get.
+    h.idp.forget_session();
+    h.clock.advance(Duration::from_secs(45 * 60));
+    wait_for_status(&h, |s| s.state == AccountState::NeedsLogin).await;
+    for _ in 0..5 {
+        h.clock.advance(Duration::from_secs(3600));
+        let err = h
+            .daemon
+            .get_credentials("prod", None, None)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("samlctl login prod --browser"),
+            "{}",
+            err.message
+        );
+    }
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
+    assert_eq!(h.idp.browser_logins.load(Ordering::SeqCst), 1);
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "one notification: {told:?}");
+    assert!(
+        told[0].1.contains("Run: samlctl login prod --browser"),
+        "{told:?}"
+    );
     scheduler.abort();
 }
 
