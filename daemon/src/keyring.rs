@@ -222,7 +222,9 @@ pub fn os_store() -> Arc<dyn PasswordStore> {
     }
 }
 
-/// The label shown in keyring managers.
+/// The label shown in keyring managers (the Keychain names its items by service and
+/// account instead).
+#[cfg(target_os = "linux")]
 fn label(account: &str, username: &str) -> String {
     format!("{SERVICE}: JumpCloud password for {username} ({account})")
 }

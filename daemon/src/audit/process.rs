@@ -1,7 +1,9 @@
 //! Who a process is, for the audit: its name, executable and command line (bounded, with the
 //! values of options that can hold secrets masked), and its parents.
 //!
-//! Linux reads `/proc`. Elsewhere nothing is read yet (see [`inspect`]): the audit then has
+//! Linux reads `/proc`; macOS asks libproc (`proc_pidinfo`, `proc_pidpath`) and the
+//! `KERN_PROCARGS2` sysctl. The macOS code is type-checked here for `aarch64-apple-darwin`
+//! but never run (there is no Mac here). Elsewhere nothing is read: the audit then has
 //! events without a process, which is still a record of every hand-out.
 
 use samld_proto::ProcessInfo;
@@ -166,13 +168,126 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+/// The arguments in a `KERN_PROCARGS2` buffer (macOS): `argc` as a native `i32`, the
+/// executable's path and its NUL padding, then `argc` NUL-ended arguments (the environment
+/// follows and is never read). `None` when the buffer is not that.
+pub fn parse_procargs2(buf: &[u8]) -> Option<Vec<String>> {
+    let argc = i32::from_ne_bytes(buf.get(..4)?.try_into().ok()?);
+    let argc = usize::try_from(argc).ok()?;
+    let rest = &buf[4..];
+    let path_end = rest.iter().position(|&b| b == 0)?;
+    let start = path_end + rest[path_end..].iter().position(|&b| b != 0)?;
+    let args: Vec<String> = rest[start..]
+        .split(|&b| b == 0)
+        .take(argc)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (args.len() == argc).then_some(args)
+}
+
+#[cfg(target_os = "macos")]
+mod imp {
+    use super::{EXE_LIMIT, Snapshot, bound, mask_command_line, parse_procargs2};
+    use samld_proto::ProcessInfo;
+
+    pub(super) fn inspect(pid: u32, command_line_limit: usize) -> Option<Snapshot> {
+        let pid_t = libc::pid_t::try_from(pid).ok()?;
+        // SAFETY: proc_bsdinfo holds only integers and byte arrays: all zeroes is valid.
+        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+        let size = libc::c_int::try_from(std::mem::size_of::<libc::proc_bsdinfo>()).ok()?;
+        // SAFETY: `info` is writable for `size` bytes, what PROC_PIDTBSDINFO fills.
+        let filled = unsafe {
+            libc::proc_pidinfo(
+                pid_t,
+                libc::PROC_PIDTBSDINFO,
+                0,
+                (&raw mut info).cast(),
+                size,
+            )
+        };
+        if filled != size {
+            return None;
+        }
+        let name = c_text(&info.pbi_name)
+            .filter(|n| !n.is_empty())
+            .or_else(|| c_text(&info.pbi_comm))?;
+        let mut path = vec![0u8; libc::PROC_PIDPATHINFO_MAXSIZE as usize];
+        let capacity = u32::try_from(path.len()).ok()?;
+        // SAFETY: `path` is writable for `capacity` bytes.
+        let len = unsafe { libc::proc_pidpath(pid_t, path.as_mut_ptr().cast(), capacity) };
+        let exe = usize::try_from(len)
+            .ok()
+            .filter(|&n| n > 0 && n <= path.len())
+            .map(|n| bound(String::from_utf8_lossy(&path[..n]).into_owned(), EXE_LIMIT));
+        let command_line = process_arguments(pid_t)
+            .as_deref()
+            .and_then(parse_procargs2)
+            .filter(|args| !args.is_empty())
+            .map(|args| mask_command_line(&args, command_line_limit));
+        Some(Snapshot {
+            info: ProcessInfo {
+                pid,
+                name,
+                exe,
+                command_line,
+            },
+            ppid: info.pbi_ppid,
+        })
+    }
+
+    /// The `KERN_PROCARGS2` buffer of `pid` (another user's is refused by the kernel).
+    fn process_arguments(pid: libc::pid_t) -> Option<Vec<u8>> {
+        let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
+        let mut size: libc::size_t = 0;
+        // SAFETY: a null buffer asks only for the size, written to `size`.
+        let asked = unsafe {
+            libc::sysctl(
+                mib.as_mut_ptr(),
+                3,
+                std::ptr::null_mut(),
+                &mut size,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if asked != 0 || size == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; size];
+        // SAFETY: `buf` is writable for `size` bytes; the kernel writes back how many it used.
+        let read = unsafe {
+            libc::sysctl(
+                mib.as_mut_ptr(),
+                3,
+                buf.as_mut_ptr().cast(),
+                &mut size,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if read != 0 {
+            return None;
+        }
+        buf.truncate(size);
+        Some(buf)
+    }
+
+    /// A NUL-ended C string in a fixed array, as text.
+    fn c_text(chars: &[libc::c_char]) -> Option<String> {
+        let bytes: Vec<u8> = chars
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod imp {
     use super::Snapshot;
 
-    /// Not read outside Linux yet: macOS has `proc_pidpath` and `proc_pidinfo`, but this
-    /// code is never compiled or tested on a Mac here, and an untested reader of another
-    /// process's memory layout is worse than an honest "unknown".
+    /// No process inspection on this platform: events carry no process.
     pub(super) fn inspect(_pid: u32, _command_line_limit: usize) -> Option<Snapshot> {
         None
     }
@@ -181,6 +296,31 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn procargs2_buffers_give_their_arguments_and_nothing_of_the_environment() {
+        let buffer = |argc: i32, rest: &[u8]| {
+            let mut b = argc.to_ne_bytes().to_vec();
+            b.extend_from_slice(rest);
+            b
+        };
+        let aws = buffer(
+            3,
+            b"/usr/local/bin/aws\0\0\0\0aws\0s3\0ls\0AWS_PROFILE=prod\0HOME=/Users/a\0",
+        );
+        let cases: [(&[u8], Option<&[&str]>); 6] = [
+            (&aws, Some(&["aws", "s3", "ls"])),
+            (&buffer(0, b"/bin/x\0\0"), None),
+            (&buffer(0, b"/bin/x\0\0a\0"), Some(&[])),
+            (&buffer(5, b"/bin/x\0\0a\0b\0"), None),
+            (&buffer(-1, b"/bin/x\0\0a\0"), None),
+            (b"\x01\x00", None),
+        ];
+        for (buf, want) in cases {
+            let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(parse_procargs2(buf), want, "{buf:?}");
+        }
+    }
 
     #[test]
     fn stat_names_may_hold_spaces_and_parentheses() {
