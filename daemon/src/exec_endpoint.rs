@@ -50,7 +50,7 @@ use samld_proto::{Credentials, ErrorCode, Handout, ProcessInfo, Secret, WireErro
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::audit::Record;
+use crate::audit::{Record, process};
 use crate::manager::Manager;
 
 /// The environment variable that fixes the endpoint's port (default: any free port).
@@ -782,9 +782,36 @@ impl Handler {
                 error_response(e)
             }
         };
+        // Read while the program surely runs (it waits for this very answer), and recorded
+        // before it gets it, so that the audit is never behind what the program saw. A few
+        // small /proc reads, once per credential fetch of an SDK (about once an hour).
+        name_the_program(&mut record);
         self.daemon.audit().record(record);
         response
     }
+}
+
+/// Names the program behind the token rather than the `samlctl exec` holding it: the exec's
+/// child (`terraform`, `python3`), with the exec and its parents as the ancestry. The token
+/// itself is shared by the program's own children, which are not told apart.
+fn name_the_program(record: &mut Record) {
+    let Some(holder) = record.process.take() else {
+        return;
+    };
+    let program = process::children(holder.pid)
+        .into_iter()
+        .find_map(|pid| process::inspect(pid, process::COMMAND_LINE_LIMIT));
+    let Some(program) = program else {
+        record.process = Some(holder);
+        return;
+    };
+    let mut ancestry = vec![holder.clone()];
+    ancestry.extend(process::ancestry(
+        holder.pid,
+        process::ANCESTRY_LEVELS.saturating_sub(1),
+    ));
+    record.process = Some(program.info);
+    record.ancestry = ancestry;
 }
 
 /// Whether the role segment of a path names `role_arn`: the ARN itself or its role name.

@@ -235,7 +235,7 @@ fn the_aws_cli_through_the_helper_appears_with_the_chain_that_ran_it() {
 }
 
 #[test]
-fn boto3_through_samlctl_exec_appears_as_the_exec_endpoint() {
+fn boto3_through_samlctl_exec_appears_by_name_with_the_exec_as_its_parent() {
     let w = World::new();
     let program = format!(
         "import boto3\n\
@@ -247,17 +247,44 @@ fn boto3_through_samlctl_exec_appears_as_the_exec_endpoint() {
     assert!(out.status.success(), "boto3 through exec: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "123456789012");
     let handouts = w.handouts();
-    let event = handouts
+    let through_exec: Vec<_> = handouts
         .iter()
-        .find(|e| e.via == Some(Handout::ExecEndpoint))
-        .unwrap_or_else(|| panic!("no exec-endpoint hand-out: {handouts:#?}"));
+        .filter(|e| e.via == Some(Handout::ExecEndpoint))
+        .collect();
+    // Two events: the token handed to samlctl exec, then boto3's request with it.
+    let [issued, event] = through_exec[..] else {
+        panic!("two exec-endpoint hand-outs: {handouts:#?}");
+    };
+    assert_eq!(
+        issued.process.as_ref().map(|p| p.name.as_str()),
+        Some("samlctl"),
+        "{issued:#?}"
+    );
     assert_eq!(event.account.as_deref(), Some("prod"));
     assert!(event.error.is_none(), "{event:#?}");
+    // The program that used the token, with the exec that holds it as its parent.
+    let program = event.process.as_ref().expect("the program");
+    assert_eq!(program.name, "python3", "{event:#?}");
+    assert!(
+        program
+            .command_line
+            .as_deref()
+            .is_some_and(|c| c.contains("import boto3")),
+        "{event:#?}"
+    );
     assert_eq!(
-        event.process.as_ref().map(|p| p.name.as_str()),
+        event.ancestry.first().map(|p| p.name.as_str()),
         Some("samlctl"),
         "the exec that holds the token: {event:#?}"
     );
+    // And status names the program, not the exec.
+    let out = w.samlctl(&["status", "--json"]);
+    let report: StatusReport = serde_json::from_str(&succeeded(&out, "status --json")).unwrap();
+    let used = report.accounts[0].roles[0]
+        .last_used
+        .as_ref()
+        .expect("last use");
+    assert_eq!(used.by.as_ref().map(|p| p.name.as_str()), Some("python3"));
 }
 
 #[test]

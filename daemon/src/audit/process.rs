@@ -62,6 +62,12 @@ pub fn ancestry_from(mut ppid: u32, levels: usize) -> Vec<ProcessInfo> {
     chain
 }
 
+/// The children of `pid` (the program `samlctl exec` runs is its only one), oldest first;
+/// empty when none or when this platform cannot tell.
+pub fn children(pid: u32) -> Vec<u32> {
+    imp::children(pid)
+}
+
 /// The parents of `pid`, nearest first, up to `levels` of them (see [`ancestry_from`]).
 pub fn ancestry(pid: u32, levels: usize) -> Vec<ProcessInfo> {
     match inspect(pid, ANCESTOR_COMMAND_LINE_LIMIT) {
@@ -166,6 +172,26 @@ mod imp {
             ppid,
         })
     }
+
+    pub(super) fn children(pid: u32) -> Vec<u32> {
+        // Each thread lists the children it started, so every thread is asked. Needs
+        // CONFIG_PROC_CHILDREN (on in the usual distribution kernels); without it the
+        // program behind `samlctl exec` is simply not named.
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        let mut children: Vec<u32> = tasks
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|text| {
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        children.sort_unstable();
+        children
+    }
 }
 
 /// The arguments in a `KERN_PROCARGS2` buffer (macOS): `argc` as a native `i32`, the
@@ -235,6 +261,24 @@ mod imp {
         })
     }
 
+    pub(super) fn children(pid: u32) -> Vec<u32> {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return Vec::new();
+        };
+        let mut pids: Vec<libc::pid_t> = vec![0; 64];
+        let Ok(bytes) = libc::c_int::try_from(std::mem::size_of_val(pids.as_slice())) else {
+            return Vec::new();
+        };
+        // SAFETY: `pids` is writable for `bytes` bytes; the call returns how many it filled.
+        let filled = unsafe { libc::proc_listchildpids(pid, pids.as_mut_ptr().cast(), bytes) };
+        let count = usize::try_from(filled).unwrap_or(0).min(pids.len());
+        pids.truncate(count);
+        pids.into_iter()
+            .filter_map(|p| u32::try_from(p).ok())
+            .filter(|&p| p > 0)
+            .collect()
+    }
+
     /// The `KERN_PROCARGS2` buffer of `pid` (another user's is refused by the kernel).
     fn process_arguments(pid: libc::pid_t) -> Option<Vec<u8>> {
         let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
@@ -290,6 +334,10 @@ mod imp {
     /// No process inspection on this platform: events carry no process.
     pub(super) fn inspect(_pid: u32, _command_line_limit: usize) -> Option<Snapshot> {
         None
+    }
+
+    pub(super) fn children(_pid: u32) -> Vec<u32> {
+        Vec::new()
     }
 }
 
