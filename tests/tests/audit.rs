@@ -399,3 +399,51 @@ fn the_audit_log_file_keeps_the_events_privately_and_without_secrets() {
         assert!(!text.contains(secret), "a credential in the audit file");
     }
 }
+
+#[test]
+fn a_full_ring_drops_the_oldest_events_and_says_how_many() {
+    // The ring keeps the last DEFAULT_CAPACITY (1,000) events: make 1,050 hand-outs after the
+    // login, straight through the client library (no process per request: this is about the
+    // ring, not about who asks).
+    let w = World::new();
+    let (before, _) = w.audit(&[]);
+    const HANDOUTS: usize = 1_050;
+    let options = samld_client::ConnectOptions::new(&w.env.socket).autostart(false);
+    for _ in 0..HANDOUTS {
+        options
+            .connect()
+            .expect("connect")
+            .get_credentials(
+                "prod",
+                None,
+                false,
+                None,
+                &mut samld_client::NoPrompter,
+                &mut |_| {},
+            )
+            .expect("credentials");
+    }
+    let recorded = before.len() + HANDOUTS;
+    let kept = 1_000;
+    let dropped = recorded - kept;
+
+    let (events, _) = w.audit(&[]);
+    assert_eq!(events.len(), kept);
+    // The oldest went first: what is left is the newest, in order, with no gap.
+    let first = events[0].seq;
+    assert_eq!(first, dropped as u64 + 1, "{:?}", &events[..2]);
+    assert!(events.windows(2).all(|p| p[1].seq == p[0].seq + 1));
+    assert!(events.iter().all(|e| e.kind == AuditKind::Handout));
+
+    // Both forms say how many were dropped: the table in its footer, --json on stderr (its
+    // stdout stays one event per line).
+    let table = succeeded(&w.samlctl(&["audit"]), "samlctl audit");
+    let footer = format!("{dropped} older events were dropped (samld keeps the last 1,000)");
+    assert!(
+        table.trim_end().ends_with(&footer),
+        "{}",
+        &table[table.len().saturating_sub(300)..]
+    );
+    let out = w.samlctl(&["audit", "--json"]);
+    assert!(stderr(&out).contains(&footer), "{}", stderr(&out));
+}
