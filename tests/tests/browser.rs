@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -56,31 +56,33 @@ fn serve(page: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
     let log = Arc::clone(&seen);
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            // Chromium opens spare connections it may never send on.
-            if line.trim().is_empty() {
-                continue;
-            }
-            log.lock().unwrap().push(line.trim().to_owned());
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nSet-Cookie: idp_session=s3cr3t; Path=/; HttpOnly\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
-                page.len()
-            );
-            let _ = stream.flush();
-            let _ = reader.read(&mut [0; 1]);
+            let Ok(stream) = stream else { break };
+            let log = Arc::clone(&log);
+            // One thread per connection: Chromium opens spare connections it may never send
+            // on, and one of them must not hold up the request that matters.
+            thread::spawn(move || answer(stream, page, &log));
         }
     });
     (url, seen)
+}
+
+fn answer(mut stream: std::net::TcpStream, page: &str, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+        return;
+    }
+    log.lock().unwrap().push(line.trim().to_owned());
+    let mut header = String::new();
+    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+        header.clear();
+    }
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nSet-Cookie: idp_session=s3cr3t; Path=/; HttpOnly\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    );
+    let _ = stream.flush();
 }
 
 fn settings(url: &str) -> BrowserSettings {
@@ -126,6 +128,26 @@ fn the_saml_post_to_aws_is_caught_with_the_idp_cookies() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o700
     );
+}
+
+#[test]
+fn a_saml_post_from_a_frame_of_another_site_is_caught_too() {
+    // Another site's frame runs in a process (and a DevTools target) of its own.
+    const FRAME: &str = "<!DOCTYPE html><html><body><form method=\"post\" \
+        action=\"https://signin.aws.amazon.com/saml\"><input type=\"hidden\" \
+        name=\"SAMLResponse\" value=\"ZnJhbWU=\"></form>\
+        <script>document.forms[0].submit()</script></body></html>";
+    let (frame_url, frame_seen) = serve(FRAME);
+    let frame_url = frame_url.replace("127.0.0.1", "localhost");
+    let page: &'static str = Box::leak(
+        format!("<!DOCTYPE html><html><body><iframe src=\"{frame_url}\"></iframe></body></html>")
+            .into_boxed_str(),
+    );
+    let (url, _) = serve(page);
+    let (_dir, profile) = profile();
+    let signed_in = browser::sign_in(&settings(&url), &profile, &mut |_| {}).unwrap();
+    assert_eq!(signed_in.saml_response.expose(), "ZnJhbWU=");
+    assert_eq!(*frame_seen.lock().unwrap(), ["GET /app HTTP/1.1"]);
 }
 
 #[test]

@@ -69,14 +69,19 @@ pub(super) fn run(
                     continue;
                 };
                 let info = &params["targetInfo"];
-                if info["type"] != "page" {
+                let kind = info["type"].as_str().unwrap_or_default();
+                if !matches!(kind, "page" | "iframe") {
                     // Browser UI and workers carry no sign-in: let them run.
                     let _ =
                         browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
                     continue;
                 }
-                let target = info["targetId"].as_str().unwrap_or_default().to_owned();
-                pages.insert(target);
+                // A frame of another site may run in a target of its own: it gets the same
+                // guard, so that nothing bound for AWS leaves from it either.
+                let is_page = kind == "page";
+                if is_page {
+                    pages.insert(info["targetId"].as_str().unwrap_or_default().to_owned());
+                }
                 browser
                     .call(
                         "Fetch.enable",
@@ -85,8 +90,14 @@ pub(super) fn run(
                         soon(),
                     )
                     .map_err(|e| call_failed(browser, e))?;
+                // Its out-of-process frames (and their workers) are attached the same way.
+                let _ = browser.send(
+                    "Target.setAutoAttach",
+                    json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
+                    Some(session),
+                );
                 let _ = browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
-                if !navigated {
+                if is_page && !navigated {
                     navigated = true;
                     browser
                         .call("Page.navigate", json!({"url": url}), Some(session), soon())
