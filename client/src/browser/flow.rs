@@ -305,6 +305,7 @@ fn call_failed(browser: &mut Browser, error: CallError) -> BrowserError {
             BrowserError::Exited {
                 status: status.map(|s| s.to_string()),
                 stderr: browser.stderr_tail(),
+                hint: None,
             }
         }
         CallError::TimedOut => BrowserError::TimedOut,

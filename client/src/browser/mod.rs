@@ -64,6 +64,8 @@ pub enum BrowserError {
         status: Option<String>,
         /// The last lines it wrote to stderr.
         stderr: Vec<String>,
+        /// What the person can do about it, when samlctl can tell.
+        hint: Option<String>,
     },
     /// The person closed the window before signing in.
     ClosedByPerson,
@@ -90,18 +92,28 @@ impl fmt::Display for BrowserError {
             Self::Start { program, error } => {
                 write!(f, "cannot start the browser {}: {error}", program.display())
             }
-            Self::Exited { status, stderr } => {
+            Self::Exited {
+                status,
+                stderr,
+                hint,
+            } => {
                 f.write_str("the browser exited before the sign-in finished")?;
                 if let Some(status) = status {
                     write!(f, " ({status})")?;
                 }
-                if let Some(last) = stderr.iter().rev().find(|l| !l.trim().is_empty()) {
+                // The zygote's complaint that its pipe broke follows the real reason.
+                let said = stderr
+                    .iter()
+                    .rev()
+                    .find(|l| !l.contains("zygote_linux"))
+                    .or(stderr.last());
+                if let Some(last) = said {
                     write!(f, "; it said: {last}")?;
                 }
-                f.write_str(
-                    " (as root, the browser needs browser_args = [\"--no-sandbox\"]; without a \
-                     display, [\"--headless=new\"] cannot show a sign-in page to a person)",
-                )
+                match hint {
+                    Some(hint) => write!(f, " ({hint})"),
+                    None => Ok(()),
+                }
             }
             Self::ClosedByPerson => {
                 f.write_str("the browser window was closed before the sign-in finished")
@@ -183,10 +195,43 @@ pub fn sign_in(
         &settings.url,
         Instant::now() + SIGN_IN_WAIT,
         progress,
-    );
+    )
+    .map_err(|e| match e {
+        BrowserError::Exited { status, stderr, .. } => BrowserError::Exited {
+            status,
+            stderr,
+            hint: exit_hint(&args),
+        },
+        other => other,
+    });
     // Closed by `Browser.close` after a sign-in; killed otherwise.
     browser.finish(Duration::from_secs(5));
     result
+}
+
+/// What a person can do about a browser that would not run: the likely causes samlctl can
+/// see from here, or nothing when it sees none.
+fn exit_hint(args: &[String]) -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let headless = args.iter().any(|a| a.starts_with("--headless"));
+    if root && !args.iter().any(|a| a == "--no-sandbox") {
+        return Some(
+            "as root, Chromium-family browsers need browser_args = [\"--no-sandbox\"]".to_owned(),
+        );
+    }
+    let no_display = cfg!(all(unix, not(target_os = "macos")))
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none();
+    if no_display && !headless {
+        return Some(
+            "DISPLAY and WAYLAND_DISPLAY are unset: there is no desktop here for the browser to \
+             show the sign-in in; run samlctl login --browser in your desktop session (samld \
+             itself may run anywhere)"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 /// Whether `host` belongs to AWS itself (whose cookies and pages samlctl never hands on).

@@ -44,7 +44,7 @@ const READY_MARKER: &str = "# samld-sandbox: ready";
 /// How long samld gets to exit after SIGTERM before it is killed.
 const DAEMON_STOP_WAIT: Duration = Duration::from_secs(15);
 
-const USAGE: &str = "usage: samld-sandbox [--mfa push|totp|none] [--sts-endpoint URL] \
+const USAGE: &str = "usage: samld-sandbox [--mfa push|totp|none] [--browser] [--sts-endpoint URL] \
 [--credential-lifetime SECS] [--ready-file PATH] [--no-login] [--verbose]";
 
 const HELP: &str = "\
@@ -62,6 +62,9 @@ the servers and removes the temp dir.
 options:
   --mfa push|totp|none       the second factor samld uses (default push; the fake phone
                              approves each push after two polls)
+  --browser                  sign in through a browser instead (login = \"browser\"): the
+                             sandbox does not log in; `samlctl login sandbox` opens Chrome,
+                             Chromium, Edge or Brave on the fake's sign-in page (on localhost)
   --sts-endpoint URL         use this STS (for example moto: http://127.0.0.1:5000) instead of
                              the fake one
   --credential-lifetime SECS make the credentials live SECS seconds (at least 90), to watch
@@ -104,6 +107,7 @@ struct Options {
     credential_lifetime: Option<u64>,
     ready_file: Option<PathBuf>,
     login: bool,
+    browser: bool,
     verbose: bool,
 }
 
@@ -121,6 +125,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
         credential_lifetime: None,
         ready_file: None,
         login: true,
+        browser: false,
         verbose: false,
     };
     let mut args = args.into_iter();
@@ -170,10 +175,15 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
                 options.credential_lifetime = Some(secs);
             }
             "--ready-file" => options.ready_file = Some(PathBuf::from(value()?)),
-            "--no-login" | "--verbose" if inline.is_some() => {
+            "--no-login" | "--verbose" | "--browser" if inline.is_some() => {
                 return Err(format!("{flag} takes no value"));
             }
             "--no-login" => options.login = false,
+            // The person signs in, in the browser: the sandbox cannot do it for them.
+            "--browser" => {
+                options.browser = true;
+                options.login = false;
+            }
             "--verbose" => options.verbose = true,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
@@ -309,7 +319,7 @@ fn run(runtime: &Runtime, options: &Options) -> Result<(), String> {
         (None, None) => unreachable!("the fake STS runs when no endpoint is given"),
     };
 
-    let env = TestEnv::new(&samld_config(&jumpcloud, &sts_url, options.mfa));
+    let env = TestEnv::new(&samld_config(&jumpcloud, &sts_url, options));
     let sandbox = Sandbox {
         options,
         env: &env,
@@ -429,6 +439,11 @@ fn jumpcloud_config(options: &Options, totp_codes: &[String]) -> FakeJumpCloudCo
             .with_push(PushBehavior::AcceptAfterPolls(PUSH_POLLS));
     }
     let mut config = FakeJumpCloudConfig::with_user(user);
+    if options.browser {
+        // The browser reaches the fake by name (a WebAuthn relying party needs one, and one
+        // host name keeps the console's cookies for the SSO host, as in reality).
+        config = config.on_localhost();
+    }
     if let (Some(secs), Some(_)) = (options.credential_lifetime, &options.sts_endpoint) {
         // An external STS like moto takes the credentials' lifetime from the assertion's
         // SessionDuration (moto ignores DurationSeconds).
@@ -439,18 +454,20 @@ fn jumpcloud_config(options: &Options, totp_codes: &[String]) -> FakeJumpCloudCo
     config
 }
 
-fn samld_config(jumpcloud: &FakeJumpCloud, sts_url: &str, mfa: Mfa) -> String {
+fn samld_config(jumpcloud: &FakeJumpCloud, sts_url: &str, options: &Options) -> String {
+    let login = if options.browser { "browser" } else { "api" };
     format!(
         "# Written by samld-sandbox: one account against the fake JumpCloud on 127.0.0.1.\n\
          [accounts.{ACCOUNT}]\n\
          url = \"{app}\"\n\
          username = \"{DEFAULT_EMAIL}\"\n\
          mfa = \"{mfa}\"\n\
+         login = \"{login}\"\n\
          region = \"{REGION}\"\n\
          jumpcloud_console_url = \"{console}\"\n\
          sts_endpoint = \"{sts_url}\"\n",
         app = jumpcloud.app_url(APP),
-        mfa = mfa.as_str(),
+        mfa = options.mfa.as_str(),
         console = jumpcloud.base_url(),
     )
 }
@@ -616,6 +633,17 @@ impl Sandbox<'_> {
     /// How to log in by hand, for `--no-login`. The password is the fake user's, a public
     /// constant of the test suite.
     fn login_hint(&self) -> String {
+        if self.options.browser {
+            let mut hint = format!(
+                "sign in through a browser:  samlctl login {ACCOUNT}\n  (a browser opens on \
+                 the fake JumpCloud's sign-in page: email {DEFAULT_EMAIL}, password \
+                 \"{DEFAULT_PASSWORD}\"; samld's browser profile stays in the sandbox's temp dir)\n"
+            );
+            if self.options.mfa == Mfa::Push {
+                hint.push_str("  (the fake phone approves the push by itself)\n");
+            }
+            return hint;
+        }
         let mut hint = format!(
             "log in (the fake user's password is \"{DEFAULT_PASSWORD}\"):  samlctl login {ACCOUNT}"
         );
@@ -655,7 +683,7 @@ impl Sandbox<'_> {
 
     /// The `export` lines for a POSIX shell.
     fn exports(&self, aws_config: &Path) -> Result<String, String> {
-        Ok(format!(
+        let mut exports = format!(
             "export SAMLD_SOCKET={}\n\
              export SAMLD_CONFIG={}\n\
              export AWS_CONFIG_FILE={}\n\
@@ -664,7 +692,16 @@ impl Sandbox<'_> {
             shell_word(&self.env.config)?,
             shell_word(aws_config)?,
             shell_word(self.bin_dir)?,
-        ))
+        );
+        if self.options.browser {
+            // samlctl keeps samld's browser profile under the state directory: in the temp
+            // dir, it goes with the sandbox.
+            exports.push_str(&format!(
+                "export XDG_STATE_HOME={}\n",
+                shell_word(&self.env.path().join("state"))?
+            ));
+        }
+        Ok(exports)
     }
 }
 
@@ -757,6 +794,19 @@ mod tests {
         assert_eq!(o.ready_file, Some(PathBuf::from("/tmp/r")));
         assert!(!o.login && !o.verbose);
         assert_eq!(parse(&["-h"]).unwrap(), Parsed::Help);
+    }
+
+    #[test]
+    fn browser_leaves_the_login_to_the_person() {
+        let Parsed::Run(o) = parse(&["--browser", "--mfa", "totp"]).unwrap() else {
+            panic!("not a run")
+        };
+        assert!(o.browser && !o.login);
+        assert_eq!(o.mfa, Mfa::Totp);
+        assert_eq!(
+            parse(&["--browser=yes"]),
+            Err("--browser takes no value".to_owned())
+        );
     }
 
     #[test]
