@@ -42,15 +42,6 @@ pub fn notify_user(title: &str, body: &str) {
     drop(spawn_notification(title, body));
 }
 
-/// The notification for an account whose JumpCloud session ended and that cannot log in
-/// again without the user.
-pub fn notify_needs_login(account: &str) {
-    notify_user(
-        &format!("samld: {account} needs you to log in"),
-        &format!("The JumpCloud session for {account} has ended. Run: samlctl login {account}"),
-    );
-}
-
 /// What became of one notifier process.
 #[derive(Debug)]
 enum Outcome {
