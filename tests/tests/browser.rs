@@ -278,6 +278,41 @@ fn enter_password(person: &BrowserPerson) {
     person.click("#continue").unwrap();
 }
 
+/// `aws sts get-caller-identity --profile prod` with the venv's AWS CLI (the test command
+/// puts it on PATH), whose profile has `credential_process = samld-helper prod`; its output
+/// is the account id.
+fn aws_caller_identity(w: &World) -> Output {
+    let config = w.env.path().join("aws-config");
+    let helper = samld_tests::fixture::bin_path("samld-helper");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile prod]\ncredential_process = {} prod\nregion = us-east-1\n",
+            helper.display()
+        ),
+    )
+    .unwrap();
+    let template = w.env.command("samlctl");
+    let mut aws = std::process::Command::new("aws");
+    aws.env_clear();
+    for (key, value) in template.get_envs() {
+        if let Some(value) = value {
+            aws.env(key, value);
+        }
+    }
+    if let Some(root) = std::env::var_os("PYENV_ROOT") {
+        aws.env("PYENV_ROOT", root);
+    }
+    aws.env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .args(["sts", "get-caller-identity", "--profile", "prod"])
+        .args(["--endpoint-url", &w.sts.endpoint_url()])
+        .args(["--query", "Account", "--output", "text"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the AWS CLI (scripts/test.sh puts the venv's on PATH)")
+}
+
 /// The SAML response STS got is the one the fake's page put in the form the browser posted.
 fn assert_sts_got_the_browsers_assertion(w: &World) {
     let handed_out = w.jc.saml_responses();
@@ -411,7 +446,23 @@ fn browser_login_with_a_security_key() {
     let stats = w.jc.stats();
     assert_eq!((stats.webauthn_accepted, stats.webauthn_refused), (1, 0));
     assert_sts_got_the_browsers_assertion(&w);
-    succeeded(&w.helper(&["prod"]), "helper after a security-key sign-in");
+
+    // The AWS CLI, through credential_process = samld-helper, all day: no prompt, and a
+    // refresh (the JumpCloud session lives) needs neither the key nor the browser.
+    let account = succeeded(&aws_caller_identity(&w), "aws sts get-caller-identity");
+    assert_eq!(account.trim(), "123456789012");
+    succeeded(
+        &w.samlctl(&["refresh", "prod"]),
+        "refresh from the browser's session",
+    );
+    let account = succeeded(&aws_caller_identity(&w), "aws after the refresh");
+    assert_eq!(account.trim(), "123456789012");
+    assert_eq!(w.sts.calls(), 2, "one sign-in and one refresh");
+    assert_eq!(
+        w.jc.stats().webauthn_accepted,
+        1,
+        "the key was touched once"
+    );
 
     // The profile stays signed in to JumpCloud (its cookie outlives the browser): after a
     // logout, the next browser sign-in finishes with no typing at all (nobody is at this
@@ -426,7 +477,7 @@ fn browser_login_with_a_security_key() {
         (signed_in.password_posts, 1),
         "nobody typed"
     );
-    assert_eq!(w.sts.calls(), 2);
+    assert_eq!(w.sts.calls(), 3);
 }
 
 #[test]
