@@ -82,12 +82,17 @@ pub(crate) fn render_status(report: &StatusReport, now: SystemTime) -> String {
         return s;
     }
 
+    let session_header = if report.accounts.iter().all(|a| a.provider == "jumpcloud") {
+        "JUMPCLOUD SESSION"
+    } else {
+        "IDP SESSION"
+    };
     let mut rows = vec![
         [
             "ACCOUNT",
             "STATE",
             "USER",
-            "JUMPCLOUD SESSION",
+            session_header,
             "ROLE",
             "EXPIRES",
             "REFRESH",
@@ -763,6 +768,54 @@ JumpCloud sign-ins:
   stage@example.com (https://console.jumpcloud.com): needs-login, serves stage; the push was denied; run: samlctl login stage
 ";
         assert_eq!(render_status(&report, now), expected);
+    }
+
+    #[test]
+    fn a_browser_account_at_any_idp_is_told_to_use_the_browser() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let report = StatusReport {
+            daemon: DaemonInfo {
+                version: "0.1.0".into(),
+                protocol_version: 1,
+                pid: 77,
+                config_path: "/c.toml".into(),
+                started_at: t(1_800_000_000 - 60),
+                config_error: None,
+            },
+            accounts: vec![AccountStatus {
+                login: "browser".into(),
+                name: "okta".into(),
+                state: AccountState::NeedsLogin,
+                provider: "saml".into(),
+                username: String::new(),
+                url: "https://acme.okta.com/home/amazon_aws/0oa1/272".into(),
+                region: None,
+                default_role: None,
+                session: None,
+                roles: vec![],
+                last_error: None,
+                next_retry_at: None,
+            }],
+            sessions: vec![IdpSessionStatus {
+                provider: "saml".into(),
+                console_url: "https://acme.okta.com".into(),
+                username: String::new(),
+                state: IdpSessionState::Ended,
+                session: None,
+                accounts: vec!["okta".into()],
+                reason: None,
+            }],
+        };
+        let text = render_status(&report, now);
+        assert!(
+            text.contains("ACCOUNT  STATE        USER  IDP SESSION"),
+            "{text}"
+        );
+        assert!(
+            text.contains("okta: the IdP session has ended; run: samlctl login okta --browser\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nIdP sign-ins:\n"), "{text}");
     }
 
     #[test]
