@@ -169,6 +169,7 @@ fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
                 force: false,
                 save_password: false,
                 browser: None,
+                reuse_only: false,
             })
         ]
     );
@@ -203,6 +204,7 @@ fn login_reads_the_password_then_the_code_from_stdin() {
                 force: false,
                 save_password: false,
                 browser: None,
+                reuse_only: false,
             })
         ]
     );
@@ -603,10 +605,17 @@ fn login_with_an_older_daemon_falls_back_to_the_api_login() {
 #[test]
 fn a_browser_account_opens_the_browser_and_says_so_when_there_is_none() {
     // login = "browser" makes the browser the way in, with no --browser on the command line.
-    let daemon = FakeDaemon::serve(vec![Conn::new().answer(Response::BrowserPlan(plan(
-        "browser",
-        Some("/nonexistent/chromium"),
-    )))]);
+    let daemon = FakeDaemon::serve(vec![
+        Conn::new().answer(Response::BrowserPlan(plan(
+            "browser",
+            Some("/nonexistent/chromium"),
+        ))),
+        // First, would the live session do? It would not.
+        Conn::new().answer(Response::error(
+            ErrorCode::NeedsLogin,
+            "no live JumpCloud session to reuse for production",
+        )),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_samlctl"))
         .args(["login", "production"])
@@ -623,7 +632,18 @@ fn a_browser_account_opens_the_browser_and_says_so_when_there_is_none() {
         "samlctl: the account's browser = \"/nonexistent/chromium\" is not an executable file; \
          production is as it was\n"
     );
-    assert_eq!(daemon.requests(), [plan_request()], "no login was sent");
+    assert_eq!(
+        daemon.requests(),
+        [
+            plan_request(),
+            Request::Login(LoginRequest {
+                account: "production".into(),
+                reuse_only: true,
+                ..LoginRequest::default()
+            })
+        ],
+        "only a reuse was asked for: no sign-in was sent"
+    );
 }
 
 #[test]

@@ -351,6 +351,7 @@ impl Connection {
                     mfa_code: login.mfa_code,
                     save_password: login.save_password,
                     browser: login.browser,
+                    reuse_only: login.reuse_only,
                 };
                 let channel: Option<&mut dyn ClientChannel> =
                     if login.interactive { Some(self) } else { None };

@@ -847,6 +847,22 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     assert_eq!(h.idp.browser_logins.load(Ordering::SeqCst), 1);
     assert_eq!(state(&h), AccountState::Active);
 
+    // `samlctl login --browser` asks to reuse the live session first: no browser needed.
+    let reused = h
+        .daemon
+        .login(
+            "prod",
+            LoginSecrets {
+                reuse_only: true,
+                ..LoginSecrets::default()
+            },
+            false,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(reused.reused_session);
+
     // The IdP ends the session: the next refresh finds it gone, and samld waits for the
     // person (and says so once) instead of logging in with the password it could get.
     h.idp.forget_session();
@@ -867,6 +883,23 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     }
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
     assert_eq!(h.idp.browser_logins.load(Ordering::SeqCst), 1);
+    // Asked to reuse a session that is gone, samld signs nothing in and says so.
+    let err = h
+        .daemon
+        .login(
+            "prod",
+            LoginSecrets {
+                reuse_only: true,
+                ..LoginSecrets::default()
+            },
+            false,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NeedsLogin);
+    assert_eq!(err.message, "no live JumpCloud session to reuse for prod");
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
     let told = told.lock().unwrap().clone();
     assert_eq!(told.len(), 1, "one notification: {told:?}");
     assert!(

@@ -706,6 +706,7 @@ impl Sim {
             mfa_code: Some(Secret::new(CODE)),
             save_password: user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap(),
             browser: None,
+            reuse_only: false,
         };
         let result = self.manager.login(account, secrets, force, None).await;
         self.world.lock().person = false;
@@ -870,6 +871,7 @@ impl Sim {
                 mfa_code: Some(Secret::new(CODE)),
                 save_password: false,
                 browser: None,
+                reuse_only: false,
             };
             let mut result = self.manager.login(account, secrets, false, None).await;
             if let Err(e) = &result
@@ -882,6 +884,7 @@ impl Sim {
                     mfa_code: Some(Secret::new(CODE)),
                     save_password: false,
                     browser: None,
+                    reuse_only: false,
                 };
                 result = self.manager.login(account, secrets, false, None).await;
             }

@@ -144,6 +144,10 @@ pub struct LoginRequest {
     /// takes its SAML response and IdP session instead of signing in itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub browser: Option<BrowserSignIn>,
+    /// Only reuse the IdP session if it lives; never sign in (`samlctl login --browser` asks
+    /// this first, so that a live session needs no browser).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_only: bool,
 }
 
 /// What a browser sign-in hands the daemon: the SAML response the browser was about to post

@@ -361,6 +361,16 @@ fn browser_login_with_totp_then_headless_refresh_from_the_browser_session() {
         (after_login.requests, 1)
     );
 
+    // Logging in again while samld's session lives needs no browser: samlctl asks samld to
+    // reuse the session first (a browser opened here would wait for a person who never
+    // comes, and the run would time out).
+    let again = w.samlctl(&["login", "prod"]);
+    let text = succeeded(&again, "samlctl login prod with a live session");
+    assert!(text.contains("(session reused"), "{text}");
+    assert!(!stderr(&again).contains("Opening"), "{}", stderr(&again));
+    let after_login = w.jc.stats();
+    assert_eq!(w.sts.calls(), 2);
+
     // A refresh reuses the browser's JumpCloud session headlessly: a SAML page, no password,
     // no code, no browser.
     succeeded(&w.samlctl(&["refresh", "prod"]), "samlctl refresh prod");
@@ -370,7 +380,7 @@ fn browser_login_with_totp_then_headless_refresh_from_the_browser_session() {
         (refreshed.password_posts, refreshed.totp_posts),
         (after_login.password_posts, after_login.totp_posts)
     );
-    assert_eq!(w.sts.calls(), 2);
+    assert_eq!(w.sts.calls(), 3);
     assert_sts_got_the_browsers_assertion(&w);
     assert_eq!(w.account_status("prod").state, AccountState::Active);
 

@@ -35,6 +35,8 @@ pub struct LoginSecrets {
     pub save_password: bool,
     /// `--browser`: the person signed in in a browser; the provider adopts that sign-in.
     pub browser: Option<samld_proto::BrowserSignIn>,
+    /// Reuse the IdP session or fail: no sign-in of any kind.
+    pub reuse_only: bool,
 }
 
 /// Where a login's secrets come from, in order: what the client sent with the request, the

@@ -312,6 +312,21 @@ impl Manager {
         let account = &slot.account;
         let session = &slot.session;
         if let Some((sources, _)) = person.as_ref()
+            && sources.given.reuse_only
+        {
+            return Err(TripError::new(
+                Failure::NeedsPerson,
+                WireError::new(
+                    ErrorCode::NeedsLogin,
+                    format!(
+                        "no live {} session to reuse for {}",
+                        account.idp_name(),
+                        account.name
+                    ),
+                ),
+            ));
+        }
+        if let Some((sources, _)) = person.as_ref()
             && account.login == LoginMethod::Browser
             && sources.given.browser.is_none()
         {

@@ -62,7 +62,7 @@ pub(crate) fn login(
         Err(e) => return Err(older_daemon("login --browser", e)),
     };
     if let Some(plan) = plan.filter(|p| args.browser || p.login == "browser") {
-        return browser_login(connect, plan, out);
+        return browser_login(connect, plan, args.force, out);
     }
     let client = connect()?;
     let tty = Tty::open();
@@ -103,20 +103,46 @@ pub(crate) fn login(
         force: args.force || args.save_password,
         save_password: args.save_password,
         browser: None,
+        reuse_only: false,
     };
     let outcome = client.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
     out.write_all(render_login(&outcome).as_bytes())?;
     Ok(())
 }
 
-/// `samlctl login ACCOUNT --browser`: the person signs in in a browser samlctl starts; samld
-/// gets the SAML response and the IdP session, and goes on as after any login.
+/// `samlctl login ACCOUNT --browser`: while samld's IdP session lives it is reused (no
+/// browser); otherwise, or with `--force`, the person signs in in a browser samlctl starts,
+/// and samld gets the SAML response and the IdP session and goes on as after any login.
 fn browser_login(
     connect: &dyn Fn() -> Result<Client, Failure>,
     plan: BrowserPlan,
+    force: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let account = plan.account.clone();
+    let mut prompter = LoginPrompter {
+        password_stdin: false,
+        stdin_used: false,
+        mfa_code_stdin: None,
+        tty: None,
+    };
+    if !force {
+        let reuse = LoginRequest {
+            account: account.clone(),
+            reuse_only: true,
+            ..LoginRequest::default()
+        };
+        match connect()?.login(reuse, &mut prompter, &mut |msg| eprintln!("{msg}")) {
+            Ok(outcome) => {
+                out.write_all(render_login(&outcome).as_bytes())?;
+                return Ok(());
+            }
+            // No live session: that is what the browser is for.
+            Err(ClientError::Daemon(w))
+                if matches!(w.code, ErrorCode::NeedsLogin | ErrorCode::NotLoggedIn) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let settings = BrowserSettings {
         account: plan.account,
         url: plan.url,
@@ -133,12 +159,6 @@ fn browser_login(
         force: true,
         browser: Some(signed_in),
         ..LoginRequest::default()
-    };
-    let mut prompter = LoginPrompter {
-        password_stdin: false,
-        stdin_used: false,
-        mfa_code_stdin: None,
-        tty: None,
     };
     let outcome = connect()?.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
     out.write_all(render_login(&outcome).as_bytes())?;
