@@ -252,11 +252,19 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The cookies a refresh needs: the profile's, minus AWS's own.
+/// The most cookies handed to samld, which keeps as many.
+const MAX_COOKIES: usize = 300;
+
+/// The most cookie bytes handed to samld: with the SAML response they must fit in one frame
+/// on the socket (1 MiB), and a profile of samld's own holds a few KiB of IdP cookies.
+const MAX_COOKIE_BYTES: usize = 256 * 1024;
+
+/// The cookies a refresh needs: the profile's, minus AWS's own, within the bounds above.
 fn idp_cookies(cookies: &Value) -> Vec<BrowserCookie> {
     let Some(cookies) = cookies.as_array() else {
         return Vec::new();
     };
+    let mut total = 0;
     cookies
         .iter()
         .filter_map(|c| {
@@ -275,6 +283,11 @@ fn idp_cookies(cookies: &Value) -> Vec<BrowserCookie> {
                 expires: expires.map(|e| e as i64),
             })
         })
+        .take_while(|c| {
+            total += c.name.len() + c.value.expose().len() + c.domain.len() + c.path.len();
+            total <= MAX_COOKIE_BYTES
+        })
+        .take(MAX_COOKIES)
         .collect()
 }
 
@@ -394,6 +407,25 @@ mod tests {
         let got = idp_cookies(&cookies);
         let names: Vec<_> = got.iter().map(|c| (c.name.as_str(), c.expires)).collect();
         assert_eq!(names, [("jc", None), ("keep", Some(1_900_000_000))]);
+    }
+
+    #[test]
+    fn a_flood_of_cookies_stays_within_a_frame() {
+        let big = "x".repeat(4000);
+        let cookies: Vec<Value> = (0..1000)
+            .map(|i| json!({"name": format!("c{i}"), "value": big, "domain": "idp.example", "path": "/"}))
+            .collect();
+        let kept = idp_cookies(&Value::Array(cookies));
+        let bytes: usize = kept.iter().map(|c| c.value.expose().len()).sum();
+        assert!(
+            !kept.is_empty() && bytes <= MAX_COOKIE_BYTES,
+            "{} cookies",
+            kept.len()
+        );
+        let small: Vec<Value> = (0..1000)
+            .map(|i| json!({"name": format!("c{i}"), "value": "v", "domain": "idp.example", "path": "/"}))
+            .collect();
+        assert_eq!(idp_cookies(&Value::Array(small)).len(), MAX_COOKIES);
     }
 
     #[test]
