@@ -66,6 +66,24 @@ fn plan_request() -> Request {
     }
 }
 
+/// What `samlctl login production` sends when it is given the password and the MFA code:
+/// the plan, then a login with both.
+fn plan_then_password_and_code_login() -> Vec<Request> {
+    vec![
+        plan_request(),
+        Request::Login(LoginRequest {
+            account: "production".into(),
+            password: Some(Secret::new("correct horse battery staple")),
+            mfa_code: Some(Secret::new("123456")),
+            interactive: true,
+            force: false,
+            save_password: false,
+            browser: None,
+            reuse_only: false,
+        }),
+    ]
+}
+
 fn outcome(reused_session: bool) -> LoginOutcome {
     LoginOutcome {
         account: "production".into(),
@@ -157,22 +175,7 @@ fn login_sends_the_piped_password_and_the_mfa_code_up_front() {
          arn:aws:iam::012345678987:role/Admin (default)\n"
     );
     assert_eq!(text(&out.stderr), "verifying the MFA code\n");
-    assert_eq!(
-        daemon.requests(),
-        [
-            plan_request(),
-            Request::Login(LoginRequest {
-                account: "production".into(),
-                password: Some(Secret::new("correct horse battery staple")),
-                mfa_code: Some(Secret::new("123456")),
-                interactive: true,
-                force: false,
-                save_password: false,
-                browser: None,
-                reuse_only: false,
-            })
-        ]
-    );
+    assert_eq!(daemon.requests(), plan_then_password_and_code_login());
 }
 
 #[test]
@@ -192,22 +195,7 @@ fn login_reads_the_password_then_the_code_from_stdin() {
         "correct horse battery staple\n 123456 \r\n",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        daemon.requests(),
-        [
-            plan_request(),
-            Request::Login(LoginRequest {
-                account: "production".into(),
-                password: Some(Secret::new("correct horse battery staple")),
-                mfa_code: Some(Secret::new("123456")),
-                interactive: true,
-                force: false,
-                save_password: false,
-                browser: None,
-                reuse_only: false,
-            })
-        ]
-    );
+    assert_eq!(daemon.requests(), plan_then_password_and_code_login());
 }
 
 #[test]

@@ -722,13 +722,15 @@ async fn an_ended_session_is_renewed_unattended() {
     scheduler.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
-    let config = UNATTENDED.replace("correct horse", "old password");
-    let told = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+/// The notifications sent to the user (title, body), in the order they were sent.
+type Told = Arc<Mutex<Vec<(String, String)>>>;
+
+/// [`harness_with`] for an hour's credentials, keeping every notification to the user.
+fn harness_with_notifications(config: &str) -> (Harness, Told) {
+    let told = Told::default();
     let sink = told.clone();
     let h = harness_with_options(
-        &config,
+        config,
         FakeIdp::new(),
         Duration::from_secs(3600),
         |options| {
@@ -739,6 +741,13 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
             }));
         },
     );
+    (h, told)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
+    let config = UNATTENDED.replace("correct horse", "old password");
+    let (h, told) = harness_with_notifications(&config);
     let scheduler = start_scheduler(&h);
     let err = h
         .daemon
@@ -795,20 +804,7 @@ password_command = "printf 'correct horse'"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
-    let told = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-    let sink = told.clone();
-    let h = harness_with_options(
-        BROWSER,
-        FakeIdp::new(),
-        Duration::from_secs(3600),
-        |options| {
-            options.notify_user = Some(Arc::new(move |title: &str, body: &str| {
-                sink.lock()
-                    .unwrap()
-                    .push((title.to_string(), body.to_string()));
-            }));
-        },
-    );
+    let (h, told) = harness_with_notifications(BROWSER);
     let scheduler = start_scheduler(&h);
     // A helper on a terminal is not asked for a password, even with a password_command.
     let mut tty = ScriptedClient::answering(Some("correct horse"));

@@ -701,13 +701,8 @@ impl Sim {
         self.log.push(format!("login {account} (force: {force})"));
         self.person_acts(account);
         self.world.lock().person = true;
-        let secrets = LoginSecrets {
-            password: Some(Secret::new(PASSWORD)),
-            mfa_code: Some(Secret::new(CODE)),
-            save_password: user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap(),
-            browser: None,
-            reuse_only: false,
-        };
+        let secrets =
+            person_secrets(user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap());
         let result = self.manager.login(account, secrets, force, None).await;
         self.world.lock().person = false;
         // A person logging in lifts their logout, whether or not the login succeeds.
@@ -809,17 +804,38 @@ impl Sim {
     }
 }
 
-fn run_seed(seed: u64, steps: usize) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// What a person types at a login: the right password and code.
+fn person_secrets(save_password: bool) -> LoginSecrets {
+    LoginSecrets {
+        password: Some(Secret::new(PASSWORD)),
+        mfa_code: Some(Secret::new(CODE)),
+        save_password,
+        browser: None,
+        reuse_only: false,
+    }
+}
+
+/// A runtime whose time only moves when every task waits, so that a seed replays exactly.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .unwrap();
-    runtime.block_on(async move {
-        // The manager's jitter draws from the thread's RNG: seed it too.
-        fastrand::seed(seed);
-        let mut sim = Sim::new(seed);
-        let scheduler = tokio::spawn(sim.manager.clone().run_scheduler());
+        .unwrap()
+}
+
+/// The simulation of `seed` with its manager's scheduler running; inside the runtime.
+fn start_sim(seed: u64) -> (Sim, tokio::task::JoinHandle<()>) {
+    // The manager's jitter draws from the thread's RNG: seed it too.
+    fastrand::seed(seed);
+    let sim = Sim::new(seed);
+    let scheduler = tokio::spawn(sim.manager.clone().run_scheduler());
+    (sim, scheduler)
+}
+
+fn run_seed(seed: u64, steps: usize) -> Result<(), String> {
+    paused_runtime().block_on(async move {
+        let (mut sim, scheduler) = start_sim(seed);
         let trace = std::env::var_os("SAMLD_SIM_TRACE").is_some();
         if trace {
             let _ = tracing_subscriber::fmt()
@@ -866,27 +882,19 @@ impl Sim {
         for account in ACCOUNTS {
             self.person_acts(account);
             self.world.lock().person = true;
-            let secrets = LoginSecrets {
-                password: Some(Secret::new(PASSWORD)),
-                mfa_code: Some(Secret::new(CODE)),
-                save_password: false,
-                browser: None,
-                reuse_only: false,
-            };
-            let mut result = self.manager.login(account, secrets, false, None).await;
+            let mut result = self
+                .manager
+                .login(account, person_secrets(false), false, None)
+                .await;
             if let Err(e) = &result
                 && e.code == samld_proto::ErrorCode::Timeout
             {
                 // An unanswered push from before may still be running (three minutes, more
                 // than login_wait): once it ends, the person's login goes through.
-                let secrets = LoginSecrets {
-                    password: Some(Secret::new(PASSWORD)),
-                    mfa_code: Some(Secret::new(CODE)),
-                    save_password: false,
-                    browser: None,
-                    reuse_only: false,
-                };
-                result = self.manager.login(account, secrets, false, None).await;
+                result = self
+                    .manager
+                    .login(account, person_secrets(false), false, None)
+                    .await;
             }
             self.world.lock().person = false;
             result.map_err(|e| format!("healing login of {account} failed: {}", e.message))?;
@@ -944,15 +952,8 @@ fn seeds_keep_every_invariant() {
 fn a_seed_replays_exactly() {
     // Determinism is what makes a failing seed worth printing.
     let trace = |seed| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            fastrand::seed(seed);
-            let mut sim = Sim::new(seed);
-            let scheduler = tokio::spawn(sim.manager.clone().run_scheduler());
+        paused_runtime().block_on(async move {
+            let (mut sim, scheduler) = start_sim(seed);
             for _ in 0..200 {
                 sim.step().await;
             }

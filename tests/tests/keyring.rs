@@ -5,23 +5,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use samld_tests::fixture::{stderr, stdout};
-use support::{MULTI_EMAIL, MULTI_PASSWORD, World};
-
-/// What `secret-tool` finds for samld's item of `account` (its output and whether it found
-/// one), as any keyring manager would.
-fn lookup(account: &str) -> Option<String> {
-    let out = Command::new("secret-tool")
-        .args(["lookup", "service", "samld", "account", account])
-        .args(["username", MULTI_EMAIL])
-        .output()
-        .expect("secret-tool (libsecret-tools) runs");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use support::{MULTI_EMAIL, MULTI_PASSWORD, World, secret_tool_lookup};
 
 #[test]
 #[ignore = "needs a Secret Service: scripts/test-keyring.sh"]
@@ -53,11 +38,17 @@ fn unlocked_saved_password_is_forgotten_on_request() {
         stdout(&out),
         stderr(&out)
     );
-    assert_eq!(lookup("multi").as_deref(), Some(MULTI_PASSWORD));
+    assert_eq!(
+        secret_tool_lookup("multi", MULTI_EMAIL).as_deref(),
+        Some(MULTI_PASSWORD)
+    );
 
     // logout keeps it; password forget removes it.
     assert!(w.samlctl(&["logout", "multi"]).status.success());
-    assert_eq!(lookup("multi").as_deref(), Some(MULTI_PASSWORD));
+    assert_eq!(
+        secret_tool_lookup("multi", MULTI_EMAIL).as_deref(),
+        Some(MULTI_PASSWORD)
+    );
     let out = w.samlctl(&["password", "forget", "multi"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -65,7 +56,7 @@ fn unlocked_saved_password_is_forgotten_on_request() {
         "{}",
         stdout(&out)
     );
-    assert_eq!(lookup("multi"), None);
+    assert_eq!(secret_tool_lookup("multi", MULTI_EMAIL), None);
 
     let out = w.samlctl(&["password", "forget", "multi"]);
     assert!(out.status.success(), "{}", stderr(&out));

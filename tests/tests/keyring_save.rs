@@ -11,7 +11,7 @@ use std::process::Command;
 
 use samld_tests::fixture::succeeded;
 use support::flows::credential_document;
-use support::{PUSH_EMAIL, PUSH_PASSWORD, World};
+use support::{PUSH_EMAIL, PUSH_PASSWORD, World, secret_tool_lookup};
 
 /// Fails unless `scripts/test-keyring.sh` runs this test in its `scenario` session; returns
 /// that session's bus address.
@@ -25,24 +25,16 @@ fn session_bus(scenario: &str) -> String {
     std::env::var("DBUS_SESSION_BUS_ADDRESS").expect("a D-Bus session bus")
 }
 
-/// What `secret-tool` finds for the account, as any other keyring client would.
-fn secret_tool_lookup(account: &str) -> Option<String> {
-    let out = Command::new("secret-tool")
-        .args(["lookup", "service", "samld", "account", account])
-        .args(["username", PUSH_EMAIL])
-        .output()
-        .expect("secret-tool (libsecret-tools) runs");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[test]
 #[ignore = "needs a Secret Service: scripts/test-keyring.sh"]
 fn unlocked_save_password_through_the_daemon_and_log_in_with_it_after_a_restart() {
     let bus = session_bus("unlocked");
     let mut w = World::with_env(&[("DBUS_SESSION_BUS_ADDRESS", &bus)]);
-    assert_eq!(secret_tool_lookup("push"), None, "a fresh keyring");
+    assert_eq!(
+        secret_tool_lookup("push", PUSH_EMAIL),
+        None,
+        "a fresh keyring"
+    );
 
     let out = w.samlctl_stdin(
         &["login", "push", "--password-stdin", "--save-password"],
@@ -50,7 +42,7 @@ fn unlocked_save_password_through_the_daemon_and_log_in_with_it_after_a_restart(
     );
     succeeded(&out, "samlctl login --save-password");
     assert_eq!(
-        secret_tool_lookup("push").as_deref(),
+        secret_tool_lookup("push", PUSH_EMAIL).as_deref(),
         Some(PUSH_PASSWORD),
         "the password JumpCloud accepted is in the keyring"
     );

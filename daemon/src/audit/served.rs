@@ -2,7 +2,7 @@
 //! with and without follow, shown as last use by status, and never holding a secret.
 
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,16 +156,22 @@ async fn logged_in() -> Arc<Manager> {
     daemon
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
-    let daemon = logged_in().await;
+/// The socket server of `daemon`, on a socket in a directory of its own.
+struct Server {
+    /// Holds the socket's directory until the server is stopped.
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
 
+fn start_server(daemon: &Arc<Manager>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("samld.sock");
     let listener = crate::listener::bind_socket(&socket).unwrap();
     let listener = tokio::net::UnixListener::from_std(listener).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
+    let task = tokio::spawn(serve(
         listener,
         daemon.clone(),
         Endpoint::new(EndpointOptions::default()),
@@ -174,9 +180,30 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
             let _ = stop_rx.await;
         },
     ));
+    Server {
+        _dir: dir,
+        socket,
+        stop_tx,
+        task,
+    }
+}
+
+impl Server {
+    /// Stops the server and fails the test if it ended in an error.
+    async fn stop(self) {
+        let _ = self.stop_tx.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
+    let daemon = logged_in().await;
+
+    let server = start_server(&daemon);
 
     let client = {
-        let socket = socket.clone();
+        let socket = server.socket.clone();
         let daemon = daemon.clone();
         tokio::task::spawn_blocking(move || {
             // A follower first: it must see the hand-outs that come after it.
@@ -292,8 +319,7 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
         );
     }
 
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// One request to the exec endpoint, written by hand; returns the status code.
@@ -386,20 +412,8 @@ async fn a_full_record_larger_than_a_frame_is_served_whole() {
         });
         daemon.audit().record(record);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("samld.sock");
-    let listener = crate::listener::bind_socket(&socket).unwrap();
-    let listener = tokio::net::UnixListener::from_std(listener).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        daemon.clone(),
-        Endpoint::new(EndpointOptions::default()),
-        ServerOptions::default(),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = start_server(&daemon);
+    let socket = server.socket.clone();
     let asked = tokio::task::spawn_blocking(move || {
         let once = ask(
             &socket,
@@ -442,6 +456,5 @@ async fn a_full_record_larger_than_a_frame_is_served_whole() {
         "the record must be larger than a frame for this test to mean anything"
     );
     assert_eq!(followed, capacity);
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

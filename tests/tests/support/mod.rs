@@ -520,3 +520,17 @@ pub fn config_toml(jc: &FakeJumpCloud, sts: &FakeSts, closed_port: u16) -> Strin
     );
     toml
 }
+
+/// What `secret-tool` finds for samld's item of `account` and `username` (its output, if it
+/// found one), as any other keyring client would: the keyring tests check the item from
+/// outside samld.
+pub fn secret_tool_lookup(account: &str, username: &str) -> Option<String> {
+    let out = std::process::Command::new("secret-tool")
+        .args(["lookup", "service", "samld", "account", account])
+        .args(["username", username])
+        .output()
+        .expect("secret-tool (libsecret-tools) runs");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
