@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../fuzz"
 
 seconds="${1:-30}"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
-targets=(${FUZZ_TARGETS:-frame saml_xml saml_base64 saml_html sts_response config})
+targets=(${FUZZ_TARGETS:-frame saml_xml saml_base64 saml_html sts_response config browser_post})
 # Extra cargo-fuzz flags for both build and run (they must match, or run rebuilds).
 flags=(${FUZZ_FLAGS:-})
 

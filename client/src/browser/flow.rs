@@ -191,8 +191,9 @@ fn patterns() -> Value {
         .collect()
 }
 
-/// The SAMLResponse of a POST to an AWS sign-in host, if this paused request is one.
-fn caught_saml_post(params: &Value) -> Option<Secret> {
+/// The SAMLResponse of a POST to an AWS sign-in host, if this paused request (the params of
+/// a `Fetch.requestPaused` event) is one. Its body is whatever the page posted.
+pub fn caught_saml_post(params: &Value) -> Option<Secret> {
     let request = &params["request"];
     let host = host_of(request["url"].as_str()?)?;
     let is_signin = AWS_SIGNIN_HOSTS
@@ -259,8 +260,9 @@ const MAX_COOKIES: usize = 300;
 /// on the socket (1 MiB), and a profile of samld's own holds a few KiB of IdP cookies.
 const MAX_COOKIE_BYTES: usize = 256 * 1024;
 
-/// The cookies a refresh needs: the profile's, minus AWS's own, within the bounds above.
-fn idp_cookies(cookies: &Value) -> Vec<BrowserCookie> {
+/// The cookies a refresh needs, from `Storage.getCookies`'s `cookies` array: the profile's,
+/// minus AWS's own, within the bounds above. Pages set cookies, so every field is checked.
+pub fn idp_cookies(cookies: &Value) -> Vec<BrowserCookie> {
     let Some(cookies) = cookies.as_array() else {
         return Vec::new();
     };

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use samld_proto::BrowserSignIn;
 
 pub use find::find_browser;
-pub use flow::AWS_SIGNIN_HOSTS;
+pub use flow::{AWS_SIGNIN_HOSTS, caught_saml_post, idp_cookies};
 
 /// How long samlctl waits for the person to finish signing in.
 pub const SIGN_IN_WAIT: Duration = Duration::from_secs(10 * 60);
