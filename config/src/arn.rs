@@ -94,6 +94,42 @@ pub enum Partition {
 }
 
 impl Partition {
+    /// Every partition samld knows the hosts of.
+    pub const ALL: [Partition; 3] = [Partition::Aws, Partition::UsGov, Partition::China];
+
+    /// The web sign-in host that receives SAML posts (`https://HOST/saml`); regional ones,
+    /// such as `us-east-1.signin.aws.amazon.com`, are its subdomains.
+    pub fn signin_host(self) -> &'static str {
+        match self {
+            Partition::Aws => "signin.aws.amazon.com",
+            Partition::UsGov => "signin.amazonaws-us-gov.com",
+            Partition::China => "signin.amazonaws.cn",
+        }
+    }
+
+    /// The domain under which all of this partition's web sites (console, sign-in) live.
+    pub fn web_domain(self) -> &'static str {
+        match self {
+            Partition::Aws => "amazon.com",
+            Partition::UsGov => "amazonaws-us-gov.com",
+            Partition::China => "amazonaws.cn",
+        }
+    }
+
+    /// Whether `host` is `domain` or one of its subdomains (ASCII case-insensitive).
+    pub fn host_is_under(host: &str, domain: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        host == domain || host.ends_with(&format!(".{domain}"))
+    }
+
+    /// Whether `host` belongs to one of AWS's own web sites, in any known partition (whose
+    /// cookies and pages a browser sign-in never hands on).
+    pub fn is_aws_web_host(host: &str) -> bool {
+        Partition::ALL
+            .iter()
+            .any(|p| Partition::host_is_under(host, p.web_domain()))
+    }
+
     /// The partition whose endpoints serve the role ARN `text`: its own when samld knows it,
     /// else the commercial one.
     ///

@@ -9,15 +9,9 @@ use samld_proto::{BrowserCookie, BrowserSignIn, Secret};
 use serde_json::{Value, json};
 
 use super::pipe::{Browser, CallError, Incoming};
-use super::{BrowserError, is_aws_host};
+use samld_config::Partition;
 
-/// The AWS sign-in hosts that receive SAML posts, one per partition; regional ones
-/// (`us-east-1.signin.aws.amazon.com`) are their subdomains.
-pub const AWS_SIGNIN_HOSTS: [&str; 3] = [
-    "signin.aws.amazon.com",
-    "signin.amazonaws-us-gov.com",
-    "signin.amazonaws.cn",
-];
+use super::BrowserError;
 
 /// What the browser shows once samlctl has the SAML response.
 const DONE_PAGE: &str = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Signed in \
@@ -157,7 +151,7 @@ pub(super) fn run(
                 // Anything else bound for AWS (a GET of the console, a post without an
                 // assertion) is stopped here: nothing of this sign-in leaves for AWS.
                 let url = params["request"]["url"].as_str().unwrap_or_default();
-                let aws = host_of(url).is_some_and(|h| is_aws_host(&h));
+                let aws = host_of(url).is_some_and(|h| Partition::is_aws_web_host(&h));
                 let (command, params) = if aws {
                     (
                         "Fetch.failRequest",
@@ -180,8 +174,9 @@ pub(super) fn run(
 /// Fetch patterns for every AWS sign-in host and its regional subdomains; requests are
 /// paused before they are sent, so nothing reaches the network until samlctl has decided.
 fn patterns() -> Value {
-    AWS_SIGNIN_HOSTS
+    Partition::ALL
         .iter()
+        .map(|p| p.signin_host())
         .flat_map(|host| {
             [
                 json!({"urlPattern": format!("https://{host}/*"), "requestStage": "Request"}),
@@ -196,9 +191,9 @@ fn patterns() -> Value {
 pub fn caught_saml_post(params: &Value) -> Option<Secret> {
     let request = &params["request"];
     let host = host_of(request["url"].as_str()?)?;
-    let is_signin = AWS_SIGNIN_HOSTS
+    let is_signin = Partition::ALL
         .iter()
-        .any(|h| host == *h || host.ends_with(&format!(".{h}")));
+        .any(|p| Partition::host_is_under(&host, p.signin_host()));
     if !is_signin || request["method"] != "POST" {
         return None;
     }
@@ -271,7 +266,7 @@ pub fn idp_cookies(cookies: &Value) -> Vec<BrowserCookie> {
         .iter()
         .filter_map(|c| {
             let domain = c["domain"].as_str()?.to_owned();
-            if is_aws_host(domain.trim_start_matches('.')) {
+            if Partition::is_aws_web_host(domain.trim_start_matches('.')) {
                 return None;
             }
             let session = c["session"].as_bool().unwrap_or(false);

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use samld_proto::BrowserSignIn;
 
 pub use find::find_browser;
-pub use flow::{AWS_SIGNIN_HOSTS, caught_saml_post, idp_cookies};
+pub use flow::{caught_saml_post, idp_cookies};
 
 /// How long samlctl waits for the person to finish signing in.
 pub const SIGN_IN_WAIT: Duration = Duration::from_secs(10 * 60);
@@ -232,14 +232,6 @@ fn exit_hint(args: &[String]) -> Option<String> {
         );
     }
     None
-}
-
-/// Whether `host` belongs to AWS itself (whose cookies and pages samlctl never hands on).
-fn is_aws_host(host: &str) -> bool {
-    const AWS: [&str; 3] = ["amazon.com", "amazonaws-us-gov.com", "amazonaws.cn"];
-    let host = host.to_ascii_lowercase();
-    AWS.iter()
-        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
 }
 
 /// Holds `<profile>.lock` for the sign-in: a browser started on a profile already in use

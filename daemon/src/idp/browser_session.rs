@@ -3,20 +3,12 @@
 
 use reqwest::Url;
 use reqwest::cookie::Jar;
+use samld_config::Partition;
 use samld_proto::BrowserCookie;
 
 /// The most cookies taken from one sign-in. samld's own browser profile holds only what the
 /// IdP set; a sign-in that hands over more is not one samld should hold in memory.
 pub const MAX_COOKIES: usize = 300;
-
-/// Domains whose cookies are AWS's, never the IdP's: the console session a browser may hold
-/// is not samld's business, and must not be kept.
-const AWS_DOMAINS: [&str; 4] = [
-    "amazon.com",
-    "aws.amazon.com",
-    "amazonaws-us-gov.com",
-    "amazonaws.cn",
-];
 
 /// Puts the browser's cookies into `jar`, as the browser holds them (host-only or domain,
 /// path, secure), skipping expired ones and those of AWS's own sites. Returns how many were
@@ -25,7 +17,8 @@ pub fn adopt_cookies(jar: &Jar, cookies: &[BrowserCookie], now_unix: i64) -> usi
     let mut taken = 0;
     for cookie in cookies.iter().take(MAX_COOKIES) {
         let host = cookie.domain.trim_start_matches('.');
-        if host.is_empty() || is_aws(host) || cookie.name.is_empty() {
+        // AWS's own cookies (a console session the browser may hold) are not samld's business.
+        if host.is_empty() || Partition::is_aws_web_host(host) || cookie.name.is_empty() {
             continue;
         }
         let mut text = format!(
@@ -60,13 +53,6 @@ pub fn adopt_cookies(jar: &Jar, cookies: &[BrowserCookie], now_unix: i64) -> usi
         taken += 1;
     }
     taken
-}
-
-fn is_aws(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    AWS_DOMAINS
-        .iter()
-        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
 }
 
 #[cfg(test)]

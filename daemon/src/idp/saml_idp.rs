@@ -18,16 +18,15 @@ use samld_proto::Secret;
 use tracing::debug;
 
 use super::browser_session::adopt_cookies;
-use super::transport::{network_error, redacted_url, shared_tls_config};
+use super::transport::{
+    POOL_IDLE_TIMEOUT, USER_AGENT, network_error, redacted_url, shared_tls_config,
+};
 use super::{IdentityProvider, IdpError, LoginInteraction};
 use crate::error_chain::error_chain;
 use crate::future::BoxFuture;
 
 /// The most read of the IdP's answer: a SAML form is a few KiB.
 pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
-
-/// How long an idle connection is kept: refreshes are tens of minutes apart.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The browser session of one IdP, shared by the accounts whose `url` is at its origin.
 #[derive(Clone, Default)]
@@ -87,7 +86,7 @@ impl GenericSaml {
         Client::builder()
             .tls_backend_preconfigured(shared_tls_config()?)
             .cookie_provider(jar)
-            .user_agent(concat!("samld/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .connect_timeout(self.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .timeout(self.request_timeout)

@@ -9,6 +9,17 @@ use reqwest::Url;
 use crate::error_chain::error_chain;
 use crate::idp::IdpError;
 
+/// The `User-Agent` of every IdP request.
+pub(crate) const USER_AGENT: &str = concat!("samld/", env!("CARGO_PKG_VERSION"));
+
+/// How long an idle connection to an IdP is kept for the next request. A login's requests
+/// follow each other within a second or so (push polls every 500 ms), while a refresh comes
+/// tens of minutes after the previous one, so a connection kept longer is never reused: it
+/// only holds a socket and its buffers (about 50 KB per account), and hyper's default of
+/// 90 s wakes an idle daemon once per client a minute and a half after each login or
+/// refresh.
+pub(crate) const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The TLS configuration of every IdP client in the process.
 ///
 /// Left to itself, reqwest builds a new platform verifier for each client, and on Linux that

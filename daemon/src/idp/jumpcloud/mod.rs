@@ -46,19 +46,10 @@ use self::saml_page::{SamlFetch, parse_url, redirect_to_for};
 use super::{Contact, IdentityProvider, IdpError, LoginInteraction};
 use crate::error_chain::error_chain;
 use crate::future::BoxFuture;
+use crate::idp::transport::{POOL_IDLE_TIMEOUT, USER_AGENT};
 
 pub use self::http::{MAX_JSON_BYTES, MAX_PAGE_BYTES, MAX_RETRY_AFTER};
 pub use samld_config::MfaMode;
-
-const USER_AGENT: &str = concat!("samld/", env!("CARGO_PKG_VERSION"));
-
-/// How long an idle connection to JumpCloud is kept for the next request. A login's requests
-/// follow each other within a second or so (push polls every 500 ms), while a refresh comes
-/// tens of minutes after the previous one, so a connection kept longer is never reused: it
-/// only holds a socket and its buffers (about 50 KB per account), and hyper's default of
-/// 90 s wakes an idle daemon once per client a minute and a half after each login or
-/// refresh.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What [`JumpCloud`] needs from an account's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
