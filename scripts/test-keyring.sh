@@ -34,10 +34,9 @@ fi
 export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo} RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
 
 # Build first, outside the sessions, so that their time goes to the tests (the end-to-end
-# test runs the workspace's binaries).
-cargo test -q -p samld --lib --no-run
-cargo build -q --workspace --bins
-cargo test -q -p samld-tests --test keyring --no-run
+# test runs the workspace's binaries). Always `--workspace`: one feature resolution, the one
+# scripts/test.sh builds, so after it nothing is compiled again.
+cargo test -q --workspace --locked --no-run
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -93,11 +92,11 @@ tests() {
     fi
     echo "test-keyring: $scenario: $ran passed: cargo test $*"
 }
-tests -p samld --lib -- --ignored "keyring::tests::real::${2}"
+tests --workspace --locked --lib -- --ignored "keyring::tests::real::${2}"
 if [[ $scenario == unlocked ]]; then
     # End to end: the real samld saves, forgets, and logs in again with a saved password.
-    tests -p samld-tests --test keyring -- --ignored
-    tests -p samld-tests --test keyring_save -- --ignored unlocked_
+    tests --workspace --locked --test keyring -- --ignored
+    tests --workspace --locked --test keyring_save -- --ignored unlocked_
 fi
 EOF
 
