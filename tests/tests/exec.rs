@@ -653,8 +653,10 @@ fn a_running_exec_does_not_hold_up_daemon_shutdown() {
     let started = Instant::now();
     let (status, log) = daemon.wait(Duration::from_secs(20));
     assert!(status.success(), "{log}");
+    // Held up, shutdown would end only at the server's grace period (10 s); unheld, it takes
+    // milliseconds. 8 s tells the two apart with room for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "shutdown waited for the exec's connection ({:?})",
         started.elapsed()
     );
