@@ -82,7 +82,9 @@ fi
 # would otherwise pass having tested nothing.
 tests() {
     local out ran
-    out=$(SAMLD_TEST_SECRET_SERVICE=$scenario cargo test -q "$@" 2>&1) || { echo "$out"; exit 1; }
+    # A hang fails in minutes, like every test under scripts/test.sh (nextest's limits).
+    out=$(SAMLD_TEST_SECRET_SERVICE=$scenario timeout 300 cargo test -q "$@" 2>&1) ||
+        { echo "$out"; echo "test-keyring: failed or timed out (300 s): cargo test $*" >&2; exit 1; }
     echo "$out"
     ran=$(grep -oE '^test result: ok\. [0-9]+ passed' <<<"$out" | grep -oE '[0-9]+' |
         awk '{n += $1} END {print n + 0}')
