@@ -10,7 +10,7 @@
 //! The fixture code of the end-to-end tests does the process work (isolated env, readiness
 //! through `NOTIFY_SOCKET`), so the sandbox runs samld exactly the way the tests do.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileTypeExt;
@@ -389,17 +389,15 @@ fn binaries() -> Result<PathBuf, String> {
         std::env::var_os("CARGO"),
         std::env::var_os("CARGO_MANIFEST_DIR"),
     ) {
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--workspace", "--bins"])
-            .current_dir(manifest_dir);
         let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        if profile != "debug" {
-            build.args(["--profile", profile]);
-        }
-        let status = build
-            .status()
-            .map_err(|e| format!("cannot run cargo to build samld: {e}"))?;
+        let status = nested_build(
+            cargo.as_ref(),
+            Path::new(&manifest_dir),
+            profile,
+            std::env::vars_os().map(|(name, _)| name),
+        )
+        .status()
+        .map_err(|e| format!("cannot run cargo to build samld: {e}"))?;
         if !status.success() {
             return Err(format!("building samld failed ({status})"));
         }
@@ -414,6 +412,59 @@ fn binaries() -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// `cargo build --workspace --bins` in `dir`, for `profile`, in the environment the user
+/// started `cargo run` in: without the variables `cargo run` set for this binary (named in
+/// `inherited`, our environment's variable names).
+///
+/// Build scripts watch some of those (ring's `rerun-if-env-changed` names
+/// `CARGO_MANIFEST_DIR` and the `CARGO_PKG_*` versions): a nested cargo that saw them would
+/// find ring's build "changed", rebuild ring and all that depends on it, and leave the next
+/// `cargo run` (which does not see them) to rebuild it all back, so that every start took
+/// minutes even when nothing changed.
+fn nested_build(
+    cargo: &OsStr,
+    dir: &Path,
+    profile: &str,
+    inherited: impl IntoIterator<Item = OsString>,
+) -> Command {
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--workspace", "--bins"])
+        .current_dir(dir);
+    if profile != "debug" {
+        build.args(["--profile", profile]);
+    }
+    for name in inherited {
+        if set_by_cargo_run(&name) {
+            build.env_remove(name);
+        }
+    }
+    build
+}
+
+/// Whether cargo sets `name` for the program it runs or compiles (`cargo run`, `cargo test`,
+/// build scripts), as opposed to a variable of the user's, such as `CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*` or `RUSTFLAGS`, which the nested build must keep
+/// to build what the user asked for.
+fn set_by_cargo_run(name: &OsStr) -> bool {
+    const NAMES: &[&str] = &[
+        "CARGO",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    const PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_BIN_EXE_", "CARGO_CFG_"];
+    name.to_str().is_some_and(|name| {
+        NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+    })
 }
 
 /// Random six-digit codes, all different.
@@ -838,6 +889,55 @@ mod tests {
                 .unwrap_err()
                 .contains("--frobnicate")
         );
+    }
+
+    #[test]
+    fn the_nested_build_sees_the_users_environment_not_cargo_runs() {
+        let inherited = [
+            // What `cargo run` sets for samld-sandbox (ring watches several of these).
+            "CARGO",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_PKG_VERSION_PRE",
+            "CARGO_PKG_AUTHORS",
+            "CARGO_PKG_RUST_VERSION",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "OUT_DIR",
+            // The user's own, which choose what gets built and where.
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_BUILD_JOBS",
+            "CARGO_INCREMENTAL",
+            "RUSTFLAGS",
+            "PATH",
+        ];
+        let build = nested_build(
+            OsStr::new("/opt/cargo"),
+            Path::new("/src/tests"),
+            "release",
+            inherited.map(OsString::from),
+        );
+        let removed: Vec<&str> = build
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_str().unwrap())
+            .collect();
+        let mut expected = inherited[..13].to_vec();
+        expected.sort_unstable();
+        assert_eq!(removed, expected);
+        assert!(build.get_envs().all(|(_, value)| value.is_none()));
+        let args: Vec<&OsStr> = build.get_args().collect();
+        assert_eq!(
+            args,
+            ["build", "--workspace", "--bins", "--profile", "release"]
+        );
+        assert_eq!(build.get_current_dir(), Some(Path::new("/src/tests")));
     }
 
     #[test]
