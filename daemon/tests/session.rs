@@ -15,7 +15,7 @@ use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
 use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
-use samld_proto::{AccountState, ErrorCode, Secret, SecretKind};
+use samld_proto::{AccountState, AuditKind, ErrorCode, Secret, SecretKind};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -896,6 +896,15 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     assert_eq!(err.code, ErrorCode::NeedsLogin);
     assert_eq!(err.message, "no live JumpCloud session to reuse for prod");
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
+    // That was samlctl's question before it opens a browser, not a login: the audit has
+    // the helper's attempt, the browser login and the reuse that found a session, no more.
+    let logins: Vec<Option<String>> = (h.daemon.audit().query(Some("prod"), None).0)
+        .into_iter()
+        .filter(|event| event.kind == AuditKind::Login)
+        .map(|event| event.error)
+        .collect();
+    assert_eq!(logins.len(), 3, "{logins:?}");
+    assert_eq!(logins[1..], [None, None]);
     let told = told.lock().unwrap().clone();
     assert_eq!(told.len(), 1, "one notification: {told:?}");
     assert!(

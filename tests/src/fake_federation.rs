@@ -1,7 +1,9 @@
 //! A fake AWS sign-in federation endpoint on 127.0.0.1: `GET /federation?Action=getSigninToken
 //! &Session=...[&SessionDuration=...]` answers `{"SigninToken": ...}`, as
 //! `signin.aws.amazon.com/federation` does, after checking the request the way AWS would
-//! (every session key present, a duration in bounds).
+//! (every session key present, a duration in bounds). `GET /federation?Action=login
+//! &SigninToken=...` with a token it issued answers a page saying who is signed in, where AWS
+//! would open the console (so that `samlctl console` in the sandbox lands somewhere).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -81,8 +83,10 @@ async fn federation(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if query.get("Action").map(String::as_str) != Some("getSigninToken") {
-        return (StatusCode::BAD_REQUEST, "unsupported Action").into_response();
+    match query.get("Action").map(String::as_str) {
+        Some("getSigninToken") => {}
+        Some("login") => return console_login(&shared, &query),
+        _ => return (StatusCode::BAD_REQUEST, "unsupported Action").into_response(),
     }
     let Some(session) = query
         .get("Session")
@@ -115,4 +119,26 @@ async fn federation(
         signin_token: signin_token.clone(),
     });
     axum::Json(serde_json::json!({ "SigninToken": signin_token })).into_response()
+}
+
+/// `Action=login`: the console, signed in, for a sign-in token this endpoint issued.
+fn console_login(shared: &Shared, query: &HashMap<String, String>) -> Response {
+    let requests = shared.requests.lock().unwrap();
+    let token = query.get("SigninToken");
+    let Some(signed_in) = requests.iter().find(|r| Some(&r.signin_token) == token) else {
+        return (StatusCode::BAD_REQUEST, "unknown SigninToken").into_response();
+    };
+    // An access key id is no secret, and it names the credentials the console got; it is
+    // made of letters and digits only, so it needs no escaping.
+    let key: String = signed_in
+        .session_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    axum::response::Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>AWS Management Console (fake)</title></head>\n\
+         <body><h1>Signed in to the AWS Management Console (fake)</h1>\n\
+         <p id=\"signed-in\">Signed in with access key {key}.</p></body></html>\n"
+    ))
+    .into_response()
 }

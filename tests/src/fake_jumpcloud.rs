@@ -276,6 +276,22 @@ pub struct FakeJumpCloudConfig {
     /// cookies to the SSO host (cookies ignore ports), as it sends `.jumpcloud.com` cookies
     /// from `console.` to `sso.`.
     pub host: String,
+    /// A person the sign-in page plays by itself, for demos where nobody sits at the browser
+    /// (`samld-sandbox --browser-headless`); `None` (the default) leaves the page to whoever
+    /// is at it.
+    pub page_signs_in: Option<PageSignIn>,
+}
+
+/// What the sign-in page types in by itself (see [`FakeJumpCloudConfig::page_signs_in`]):
+/// the email and password, then the TOTP code if one is given, else the push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSignIn {
+    /// The user's email.
+    pub email: String,
+    /// Their password (a fake user's).
+    pub password: String,
+    /// A code to enter when the page asks for one; without it the page takes the push.
+    pub totp_code: Option<String>,
 }
 
 impl Default for FakeJumpCloudConfig {
@@ -293,6 +309,7 @@ impl Default for FakeJumpCloudConfig {
             xsrf_lifetime: XSRF_LIFETIME,
             relay_state: String::new(),
             host: "127.0.0.1".to_owned(),
+            page_signs_in: None,
         }
     }
 }
@@ -499,6 +516,7 @@ impl FakeJumpCloud {
             })
             .collect();
         let inner = Arc::new(Inner {
+            login_page: login_page_html(config.page_signs_in.as_ref()),
             base_url,
             sso_url,
             rp_id: config.host.clone(),
@@ -736,6 +754,8 @@ impl Drop for FakeJumpCloud {
 }
 
 struct Inner {
+    /// The sign-in page: [`LOGIN_PAGE`], with the script of [`PageSignIn`] when one is set.
+    login_page: String,
     /// The console.
     base_url: String,
     /// The SSO host.
@@ -1854,8 +1874,48 @@ const POLICY_REFUSED: &str = "<!DOCTYPE html>\n<html><head><title>JumpCloud</tit
 /// small single-page app on the same JSON API as samld's API client (R1–R3). Test drivers
 /// rely on its element ids: `#email`, `#password`, `#continue`; `#otp`, `#verify` (TOTP);
 /// `#security-key` (WebAuthn); `#push` (JumpCloud Protect); `#message` (errors).
-async fn login_page() -> Html<&'static str> {
-    Html(LOGIN_PAGE)
+async fn login_page(State(inner): Shared) -> Html<String> {
+    Html(inner.login_page.clone())
+}
+
+/// [`LOGIN_PAGE`], and after its script one that plays `person`: it types the email and
+/// password in, then the code or the push, as soon as the page shows each step.
+fn login_page_html(person: Option<&PageSignIn>) -> String {
+    let Some(person) = person else {
+        return LOGIN_PAGE.to_owned();
+    };
+    let me = serde_json::json!({
+        "email": person.email,
+        "password": person.password,
+        "totpCode": person.totp_code,
+    })
+    .to_string()
+    // Inside a <script>, "</script>" in a value would end it.
+    .replace('<', "\\u003c");
+    let script = format!(
+        r#"<script>
+"use strict";
+// The page signs in by itself (FakeJumpCloudConfig::page_signs_in).
+(() => {{
+  const me = {me};
+  $("email").value = me.email;
+  $("password").value = me.password;
+  $("password-step").requestSubmit();
+  const next = setInterval(() => {{
+    if (me.totpCode !== null && !$("totp-step").hidden) {{
+      clearInterval(next);
+      $("otp").value = me.totpCode;
+      $("totp-step").requestSubmit();
+    }} else if (me.totpCode === null && !$("push-step").hidden) {{
+      clearInterval(next);
+      $("push").click();
+    }}
+  }}, 100);
+}})();
+</script>
+</body>"#
+    );
+    LOGIN_PAGE.replacen("</body>", &script, 1)
 }
 
 const LOGIN_PAGE: &str = r#"<!DOCTYPE html>

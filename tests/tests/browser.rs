@@ -17,7 +17,7 @@ use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use samld_client::browser::{self, BrowserError, BrowserSettings};
-use samld_proto::AccountState;
+use samld_proto::{AccountState, AuditEvent, AuditKind};
 use samld_tests::browser_person::{BrowserPerson, security_key};
 use samld_tests::fake_jumpcloud::{
     DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_PROVIDER_ARN, DEFAULT_ROLE_ARN, FakeApp,
@@ -323,6 +323,16 @@ fn assert_sts_got_the_browsers_assertion(w: &World) {
     );
 }
 
+/// The error of each login in the audit (`None` for one that succeeded), oldest first.
+fn logins_audited(w: &World) -> Vec<Option<String>> {
+    let text = succeeded(&w.samlctl(&["audit", "--json"]), "samlctl audit --json");
+    text.lines()
+        .map(|line| serde_json::from_str::<AuditEvent>(line).expect("an audit event"))
+        .filter(|event| event.kind == AuditKind::Login)
+        .map(|event| event.error)
+        .collect()
+}
+
 #[test]
 fn browser_login_with_totp_then_headless_refresh_from_the_browser_session() {
     let user = FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD)
@@ -352,6 +362,9 @@ fn browser_login_with_totp_then_headless_refresh_from_the_browser_session() {
     assert_eq!(after_login.totp_accepted, 1);
     assert_eq!(w.sts.calls(), 1);
     assert_sts_got_the_browsers_assertion(&w);
+    // samlctl's check for a session to reuse, before it opened the browser, is no login of
+    // its own: the audit has the browser login alone, and it succeeded.
+    assert_eq!(logins_audited(&w), [None]);
 
     // The helper answers from memory: nothing more reaches JumpCloud or STS.
     let creds = succeeded(&w.helper(&["prod"]), "helper");

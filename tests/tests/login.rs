@@ -98,6 +98,52 @@ fn an_expired_jumpcloud_session_needs_the_password_again() {
     assert!(status.last_error.is_none(), "{status:#?}");
 }
 
+/// Without a terminal, without `--password-stdin` and without `password_command`, the error
+/// names each way to give the password, the pipe included; JumpCloud sees no password post.
+#[test]
+fn a_login_without_a_terminal_names_password_stdin() {
+    let w = World::new();
+    let text = login_without_a_terminal(&w, "totp");
+    assert!(
+        text.contains("pipe the password to `samlctl login --password-stdin`"),
+        "{text}"
+    );
+    assert!(text.contains("password_command"), "{text}");
+    assert_eq!(w.jc.stats().password_posts, 0);
+}
+
+/// The same for the TOTP code, when the password comes from `password_command`.
+#[test]
+fn a_login_without_a_terminal_names_mfa_code_stdin() {
+    let w = piped_world();
+    let text = login_without_a_terminal(&w, "piped");
+    assert!(
+        text.contains("pipe the code to `samlctl login --mfa-code-stdin`"),
+        "{text}"
+    );
+    assert!(text.contains("mfa_command"), "{text}");
+    assert_eq!(w.jc.stats().totp_accepted, 0);
+}
+
+/// `samlctl login ACCOUNT` with no terminal and nothing on stdin, which fails: its error.
+fn login_without_a_terminal(w: &World, account: &str) -> String {
+    let out = w.samlctl(&["login", account]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    stderr(&out)
+}
+
+/// A world with one more account, `piped`: TOTP, its password from `password_command`.
+fn piped_world() -> World {
+    World::with_extra_config(|jc| {
+        format!(
+            "\n[accounts.piped]\nurl = \"{}\"\nusername = \"{}\"\nmfa = \"totp\"\n\
+             password_command = \"echo '{TOTP_PASSWORD}'\"\n",
+            jc.app_url(DEFAULT_APP),
+            support::scenario_email("piped")
+        )
+    })
+}
+
 /// `--mfa-code-stdin` with `--password-stdin`: the password on the first line, the code on
 /// the second, and neither on the command line where other users could read it.
 #[test]
@@ -120,14 +166,7 @@ fn password_and_code_both_come_from_stdin() {
 /// the code.
 #[test]
 fn the_code_alone_comes_from_stdin() {
-    let w = World::with_extra_config(|jc| {
-        format!(
-            "\n[accounts.piped]\nurl = \"{}\"\nusername = \"{}\"\nmfa = \"totp\"\n\
-             password_command = \"echo '{TOTP_PASSWORD}'\"\n",
-            jc.app_url(DEFAULT_APP),
-            support::scenario_email("piped")
-        )
-    });
+    let w = piped_world();
     let before = w.jc.stats();
     let out = w.samlctl_stdin(
         &["login", "piped", "--mfa-code-stdin"],

@@ -275,12 +275,14 @@ impl fmt::Display for IdpError {
             IdpError::MfaCodeUnavailable { reason } => write!(
                 f,
                 "JumpCloud asks for a TOTP code but none could be had ({reason}); run `samlctl \
-                 login` in a terminal, or set `mfa_command`."
+                 login` in a terminal, pipe the code to `samlctl login --mfa-code-stdin`, or set \
+                 `mfa_command`."
             ),
             IdpError::PasswordUnavailable { reason } => write!(
                 f,
                 "No JumpCloud password could be had ({reason}); run `samlctl login` in a \
-                 terminal, or set `password_command`."
+                 terminal, pipe the password to `samlctl login --password-stdin`, or set \
+                 `password_command`."
             ),
             IdpError::MfaUnsupported {
                 factor,

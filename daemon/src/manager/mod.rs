@@ -720,6 +720,7 @@ impl Manager {
             .then(|| self.options.password_store.as_ref().cloned())
             .flatten();
         let force = force || secrets.save_password || secrets.browser.is_some();
+        let reuse_only = secrets.reuse_only;
         let mut sources = SecretSources::new(
             &slot.account,
             secrets,
@@ -732,8 +733,14 @@ impl Manager {
             .await;
         drop(guard);
         let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
-        self.audit
-            .record(Record::new(AuditKind::Login, Some(&slot.account.name)).outcome(&result));
+        // samlctl asks to reuse the session before it opens a browser: "none to reuse" is
+        // the answer to that question, not a failed login, and the browser login follows.
+        let nothing_to_reuse =
+            reuse_only && matches!(&result, Err(e) if e.code == ErrorCode::NeedsLogin);
+        if !nothing_to_reuse {
+            self.audit
+                .record(Record::new(AuditKind::Login, Some(&slot.account.name)).outcome(&result));
+        }
         let reused = result?;
         if let Some(password) = sources.to_save.take() {
             let message = self.save_password(&slot, password).await;

@@ -10,7 +10,7 @@
 //! The fixture code of the end-to-end tests does the process work (isolated env, readiness
 //! through `NOTIFY_SOCKET`), so the sandbox runs samld exactly the way the tests do.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileTypeExt;
@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
+use samld_tests::fake_federation::FakeFederation;
 use samld_tests::fake_jumpcloud::{
-    DEFAULT_EMAIL, DEFAULT_PASSWORD, FakeJumpCloud, FakeJumpCloudConfig, FakeUser, PushBehavior,
+    DEFAULT_EMAIL, DEFAULT_PASSWORD, FakeJumpCloud, FakeJumpCloudConfig, FakeUser, PageSignIn,
+    PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
 use samld_tests::fixture::{self, DaemonProcess, TestEnv};
@@ -44,8 +46,8 @@ const READY_MARKER: &str = "# samld-sandbox: ready";
 /// How long samld gets to exit after SIGTERM before it is killed.
 const DAEMON_STOP_WAIT: Duration = Duration::from_secs(15);
 
-const USAGE: &str = "usage: samld-sandbox [--mfa push|totp|none] [--browser] [--sts-endpoint URL] \
-[--credential-lifetime SECS] [--ready-file PATH] [--no-login] [--verbose]";
+const USAGE: &str = "usage: samld-sandbox [--mfa push|totp|none] [--browser | --browser-headless] \
+[--sts-endpoint URL] [--credential-lifetime SECS] [--ready-file PATH] [--no-login] [--verbose]";
 
 const HELP: &str = "\
 samld-sandbox: try samld end to end without a JumpCloud or AWS account
@@ -53,11 +55,12 @@ samld-sandbox: try samld end to end without a JumpCloud or AWS account
 usage: samld-sandbox [OPTIONS]
        cargo run --bin samld-sandbox -- [OPTIONS]
 
-Starts a fake JumpCloud (user alice@example.com) and a fake AWS STS on 127.0.0.1, runs the real
-samld against them from a temp dir, logs in with samlctl, shows what samld-helper hands to the
-AWS CLI and SDKs, and writes an AWS config with a `sandbox` profile. It prints the `export`
-lines that point your shell at it, and runs until Ctrl-C or SIGTERM, when it stops samld and
-the servers and removes the temp dir.
+Starts a fake JumpCloud (user alice@example.com, password \"correct horse battery staple\"), a
+fake AWS STS and a fake AWS console sign-in endpoint on 127.0.0.1, runs the real samld against
+them from a temp dir, logs in with samlctl, shows what samld-helper hands to the AWS CLI and
+SDKs, and writes an AWS config with a `sandbox` profile. It prints the `export` lines that point
+your shell at it (`aws`, `samlctl exec` and `samlctl console` then reach the fakes, not AWS),
+and runs until Ctrl-C or SIGTERM, when it stops samld and the servers and removes the temp dir.
 
 options:
   --mfa push|totp|none       the second factor samld uses (default push; the fake phone
@@ -65,6 +68,9 @@ options:
   --browser                  sign in through a browser instead (login = \"browser\"): the
                              sandbox does not log in; `samlctl login sandbox` opens Chrome,
                              Chromium, Edge or Brave on the fake's sign-in page (on localhost)
+  --browser-headless         sign in through a browser too, but headless, with no one at it:
+                             the fake's sign-in page types the fake user's email, password
+                             and code (or takes the push) by itself; works without a desktop
   --sts-endpoint URL         use this STS (for example moto: http://127.0.0.1:5000) instead of
                              the fake one
   --credential-lifetime SECS make the credentials live SECS seconds (at least 90), to watch
@@ -108,6 +114,8 @@ struct Options {
     ready_file: Option<PathBuf>,
     login: bool,
     browser: bool,
+    /// The browser runs headless and the fake's page signs in by itself.
+    headless: bool,
     verbose: bool,
 }
 
@@ -126,6 +134,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
         ready_file: None,
         login: true,
         browser: false,
+        headless: false,
         verbose: false,
     };
     let mut args = args.into_iter();
@@ -175,7 +184,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
                 options.credential_lifetime = Some(secs);
             }
             "--ready-file" => options.ready_file = Some(PathBuf::from(value()?)),
-            "--no-login" | "--verbose" | "--browser" if inline.is_some() => {
+            "--no-login" | "--verbose" | "--browser" | "--browser-headless" if inline.is_some() => {
                 return Err(format!("{flag} takes no value"));
             }
             "--no-login" => options.login = false,
@@ -183,6 +192,11 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
             "--browser" => {
                 options.browser = true;
                 options.login = false;
+            }
+            // The page signs in by itself: the sandbox logs in as in API mode.
+            "--browser-headless" => {
+                options.browser = true;
+                options.headless = true;
             }
             "--verbose" => options.verbose = true,
             _ => return Err(format!("unknown argument {arg:?}")),
@@ -319,13 +333,20 @@ fn run(runtime: &Runtime, options: &Options) -> Result<(), String> {
         (None, None) => unreachable!("the fake STS runs when no endpoint is given"),
     };
 
-    let env = TestEnv::new(&samld_config(&jumpcloud, &sts_url, options));
+    let federation = runtime.block_on(FakeFederation::start());
+    let env = TestEnv::new(&samld_config(
+        &jumpcloud,
+        &sts_url,
+        &federation.url(),
+        options,
+    ));
     let sandbox = Sandbox {
         options,
         env: &env,
         bin_dir: &bin_dir,
         jumpcloud: &jumpcloud,
         sts_url: &sts_url,
+        federation_url: &federation.url(),
         totp_codes: &totp_codes,
     };
     sandbox.print_banner();
@@ -350,6 +371,7 @@ fn run(runtime: &Runtime, options: &Options) -> Result<(), String> {
     daemon.signal(libc::SIGTERM);
     let (status, log) = daemon.wait(DAEMON_STOP_WAIT);
     drop(fake_sts);
+    drop(federation);
     drop(jumpcloud);
     let dir = env.path().to_owned();
     drop(env);
@@ -389,17 +411,15 @@ fn binaries() -> Result<PathBuf, String> {
         std::env::var_os("CARGO"),
         std::env::var_os("CARGO_MANIFEST_DIR"),
     ) {
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--workspace", "--bins"])
-            .current_dir(manifest_dir);
         let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        if profile != "debug" {
-            build.args(["--profile", profile]);
-        }
-        let status = build
-            .status()
-            .map_err(|e| format!("cannot run cargo to build samld: {e}"))?;
+        let status = nested_build(
+            cargo.as_ref(),
+            Path::new(&manifest_dir),
+            profile,
+            std::env::vars_os().map(|(name, _)| name),
+        )
+        .status()
+        .map_err(|e| format!("cannot run cargo to build samld: {e}"))?;
         if !status.success() {
             return Err(format!("building samld failed ({status})"));
         }
@@ -414,6 +434,59 @@ fn binaries() -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// `cargo build --workspace --bins` in `dir`, for `profile`, in the environment the user
+/// started `cargo run` in: without the variables `cargo run` set for this binary (named in
+/// `inherited`, our environment's variable names).
+///
+/// Build scripts watch some of those (ring's `rerun-if-env-changed` names
+/// `CARGO_MANIFEST_DIR` and the `CARGO_PKG_*` versions): a nested cargo that saw them would
+/// find ring's build "changed", rebuild ring and all that depends on it, and leave the next
+/// `cargo run` (which does not see them) to rebuild it all back, so that every start took
+/// minutes even when nothing changed.
+fn nested_build(
+    cargo: &OsStr,
+    dir: &Path,
+    profile: &str,
+    inherited: impl IntoIterator<Item = OsString>,
+) -> Command {
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--workspace", "--bins"])
+        .current_dir(dir);
+    if profile != "debug" {
+        build.args(["--profile", profile]);
+    }
+    for name in inherited {
+        if set_by_cargo_run(&name) {
+            build.env_remove(name);
+        }
+    }
+    build
+}
+
+/// Whether cargo sets `name` for the program it runs or compiles (`cargo run`, `cargo test`,
+/// build scripts), as opposed to a variable of the user's, such as `CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*` or `RUSTFLAGS`, which the nested build must keep
+/// to build what the user asked for.
+fn set_by_cargo_run(name: &OsStr) -> bool {
+    const NAMES: &[&str] = &[
+        "CARGO",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    const PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_BIN_EXE_", "CARGO_CFG_"];
+    name.to_str().is_some_and(|name| {
+        NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+    })
 }
 
 /// Random six-digit codes, all different.
@@ -444,6 +517,18 @@ fn jumpcloud_config(options: &Options, totp_codes: &[String]) -> FakeJumpCloudCo
         // host name keeps the console's cookies for the SSO host, as in reality).
         config = config.on_localhost();
     }
+    if options.headless {
+        config.page_signs_in = Some(PageSignIn {
+            email: DEFAULT_EMAIL.to_owned(),
+            password: DEFAULT_PASSWORD.to_owned(),
+            // In totp mode the page enters the first code (as the API login would); otherwise
+            // it takes the push, which the fake phone approves.
+            totp_code: match options.mfa {
+                Mfa::Totp => totp_codes.first().cloned(),
+                Mfa::Push | Mfa::None => None,
+            },
+        });
+    }
     if let (Some(secs), Some(_)) = (options.credential_lifetime, &options.sts_endpoint) {
         // An external STS like moto takes the credentials' lifetime from the assertion's
         // SessionDuration (moto ignores DurationSeconds).
@@ -454,9 +539,14 @@ fn jumpcloud_config(options: &Options, totp_codes: &[String]) -> FakeJumpCloudCo
     config
 }
 
-fn samld_config(jumpcloud: &FakeJumpCloud, sts_url: &str, options: &Options) -> String {
+fn samld_config(
+    jumpcloud: &FakeJumpCloud,
+    sts_url: &str,
+    federation_url: &str,
+    options: &Options,
+) -> String {
     let login = if options.browser { "browser" } else { "api" };
-    format!(
+    let mut config = format!(
         "# Written by samld-sandbox: one account against the fake JumpCloud on 127.0.0.1.\n\
          [accounts.{ACCOUNT}]\n\
          url = \"{app}\"\n\
@@ -465,11 +555,42 @@ fn samld_config(jumpcloud: &FakeJumpCloud, sts_url: &str, options: &Options) -> 
          login = \"{login}\"\n\
          region = \"{REGION}\"\n\
          jumpcloud_console_url = \"{console}\"\n\
-         sts_endpoint = \"{sts_url}\"\n",
+         sts_endpoint = \"{sts_url}\"\n\
+         federation_url = \"{federation_url}\"\n",
         app = jumpcloud.app_url(APP),
         mfa = options.mfa.as_str(),
         console = jumpcloud.base_url(),
-    )
+    );
+    if options.headless {
+        config.push_str(&format!(
+            "browser_args = [{}]\n",
+            headless_browser_args()
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    config
+}
+
+/// The browser's flags for `--browser-headless`: no window, nothing fetched in the
+/// background, no name resolved but loopback's (the fakes are all there; the SAML POST to
+/// AWS is caught by samlctl before it would leave), and as root the one flag Chromium
+/// refuses to start without.
+fn headless_browser_args() -> Vec<&'static str> {
+    let mut args = vec![
+        "--headless=new",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+    ];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        args.push("--no-sandbox");
+    }
+    args
 }
 
 /// Everything the demo steps need.
@@ -479,6 +600,7 @@ struct Sandbox<'a> {
     bin_dir: &'a Path,
     jumpcloud: &'a FakeJumpCloud,
     sts_url: &'a str,
+    federation_url: &'a str,
     totp_codes: &'a [String],
 }
 
@@ -500,6 +622,10 @@ impl Sandbox<'_> {
             self.jumpcloud.base_url()
         );
         println!("  STS             {}  ({sts})", self.sts_url);
+        println!(
+            "  AWS sign-in     {}  (fake; for samlctl console)",
+            self.federation_url
+        );
     }
 
     /// Login, helper, status, AWS config and ready file; the ready file's path if one was
@@ -540,7 +666,7 @@ impl Sandbox<'_> {
         if let Some(hint) = account_hint {
             print!("{hint}");
         }
-        println!("then try:  aws sts get-caller-identity --profile {ACCOUNT}");
+        print!("{}", self.things_to_try());
         if self.options.credential_lifetime.is_some() {
             println!(
                 "and watch samld refresh the short-lived credentials:  watch -n 5 samlctl status"
@@ -566,21 +692,10 @@ impl Sandbox<'_> {
         Ok(self.options.ready_file.clone())
     }
 
-    /// `samlctl login sandbox --password-stdin` (with the first TOTP code in totp mode), its
-    /// progress shown as it streams.
+    /// `samlctl login sandbox`, its progress shown as it streams.
     fn login(&self, stop: &StopSignal) -> Result<(), String> {
-        let mut args = vec!["login", ACCOUNT, "--password-stdin"];
-        // The code goes on stdin after the password: on the command line other users could
-        // read it in the process list.
-        let mut input = format!("{DEFAULT_PASSWORD}\n");
-        let mut on_stdin = "the fake user's password";
-        if let Some(code) = self.totp_codes.first() {
-            args.push("--mfa-code-stdin");
-            input.push_str(code);
-            input.push('\n');
-            on_stdin = "the fake user's password and a TOTP code";
-        }
-        println!("\n$ samlctl {}    # {on_stdin} on stdin", args.join(" "));
+        let (args, comment, input) = self.login_command();
+        println!("\n$ samlctl {}    # {comment}", args.join(" "));
         let _ = io::stdout().flush();
         let mut child = self
             .env
@@ -630,6 +745,55 @@ impl Sandbox<'_> {
         Ok(())
     }
 
+    /// samlctl's arguments for the sandbox's login, the comment shown after them, and its
+    /// standard input: the fake user's password (and in totp mode the first code) for an
+    /// API login; nothing for a headless browser, whose page types them in.
+    fn login_command(&self) -> (Vec<&'static str>, &'static str, String) {
+        if self.options.browser {
+            let comment = match self.options.mfa {
+                Mfa::Push => {
+                    "a headless browser; the fake's page types the password, takes the push"
+                }
+                Mfa::Totp => "a headless browser; the fake's page types the password and a code",
+                Mfa::None => "a headless browser; the fake's page types the password",
+            };
+            return (vec!["login", ACCOUNT], comment, String::new());
+        }
+        let mut args = vec!["login", ACCOUNT, "--password-stdin"];
+        // The code goes on stdin after the password: on the command line other users could
+        // read it in the process list.
+        let mut input = format!("{DEFAULT_PASSWORD}\n");
+        let mut comment = "the fake user's password on stdin";
+        if let Some(code) = self.totp_codes.first() {
+            args.push("--mfa-code-stdin");
+            input.push_str(code);
+            input.push('\n');
+            comment = "the fake user's password and a TOTP code on stdin";
+        }
+        (args, comment, input)
+    }
+
+    /// What to run in the shell the exports point at the sandbox: every command reaches the
+    /// fakes only.
+    fn things_to_try(&self) -> String {
+        let mut text = format!(
+            "then try:  aws sts get-caller-identity --profile {ACCOUNT}\n\
+             \x20          samlctl exec {ACCOUNT} -- aws sts get-caller-identity    # the fake STS too\n\
+             \x20          samlctl console {ACCOUNT} --print    # a sign-in URL of the fake console\n"
+        );
+        if self.options.login {
+            let again = if self.options.headless {
+                "the page signs in by itself again".to_owned()
+            } else {
+                format!("the fake user's password is \"{DEFAULT_PASSWORD}\"")
+            };
+            text.push_str(&format!(
+                "           samlctl logout {ACCOUNT}; samlctl login {ACCOUNT}    # {again}\n"
+            ));
+        }
+        text
+    }
+
     /// How to log in by hand, for `--no-login`. The password is the fake user's, a public
     /// constant of the test suite.
     fn login_hint(&self) -> String {
@@ -656,7 +820,9 @@ impl Sandbox<'_> {
 
     /// The AWS config: the `sandbox` profile with samld-helper as its credential_process,
     /// and the sandbox's STS as the profile's STS endpoint so that
-    /// `aws sts get-caller-identity --profile sandbox` needs no `--endpoint-url`.
+    /// `aws sts get-caller-identity --profile sandbox` needs no `--endpoint-url`; the default
+    /// profile has that endpoint too, for the programs `samlctl exec` runs (it gives them
+    /// its credentials endpoint and no profile).
     fn write_aws_config(&self) -> Result<PathBuf, String> {
         let helper = shell_word(&self.bin_dir.join("samld-helper"))?;
         let path = self.env.path().join("aws").join("config");
@@ -667,6 +833,11 @@ impl Sandbox<'_> {
             "# Written by samld-sandbox.\n\
              [profile {ACCOUNT}]\n\
              credential_process = {helper} {ACCOUNT}\n\
+             region = {REGION}\n\
+             services = samld-sandbox\n\
+             \n\
+             # For the programs samlctl exec runs, which get their credentials from samld.\n\
+             [default]\n\
              region = {REGION}\n\
              services = samld-sandbox\n\
              \n\
@@ -687,18 +858,21 @@ impl Sandbox<'_> {
             "export SAMLD_SOCKET={}\n\
              export SAMLD_CONFIG={}\n\
              export AWS_CONFIG_FILE={}\n\
+             export AWS_SHARED_CREDENTIALS_FILE={}\n\
              export PATH={}:\"$PATH\"\n",
             shell_word(&self.env.socket)?,
             shell_word(&self.env.config)?,
             shell_word(aws_config)?,
+            // None there: keys of the user's own [default] would win over samlctl exec's.
+            shell_word(&aws_config.with_file_name("credentials"))?,
             shell_word(self.bin_dir)?,
         );
         if self.options.browser {
-            // samlctl keeps samld's browser profile under the state directory: in the temp
-            // dir, it goes with the sandbox.
+            // samlctl keeps samld's browser profile under the state directory: the one the
+            // sandbox's own login used (its HOME is the temp dir), which goes with it.
             exports.push_str(&format!(
                 "export XDG_STATE_HOME={}\n",
-                shell_word(&self.env.path().join("state"))?
+                shell_word(&self.env.path().join(".local").join("state"))?
             ));
         }
         Ok(exports)
@@ -807,6 +981,11 @@ mod tests {
             parse(&["--browser=yes"]),
             Err("--browser takes no value".to_owned())
         );
+        // Headless, the fake's page signs in by itself: the sandbox logs in.
+        let Parsed::Run(o) = parse(&["--browser-headless"]).unwrap() else {
+            panic!("not a run")
+        };
+        assert!(o.browser && o.headless && o.login);
     }
 
     #[test]
@@ -838,6 +1017,55 @@ mod tests {
                 .unwrap_err()
                 .contains("--frobnicate")
         );
+    }
+
+    #[test]
+    fn the_nested_build_sees_the_users_environment_not_cargo_runs() {
+        let inherited = [
+            // What `cargo run` sets for samld-sandbox (ring watches several of these).
+            "CARGO",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_PKG_VERSION_PRE",
+            "CARGO_PKG_AUTHORS",
+            "CARGO_PKG_RUST_VERSION",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "OUT_DIR",
+            // The user's own, which choose what gets built and where.
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_BUILD_JOBS",
+            "CARGO_INCREMENTAL",
+            "RUSTFLAGS",
+            "PATH",
+        ];
+        let build = nested_build(
+            OsStr::new("/opt/cargo"),
+            Path::new("/src/tests"),
+            "release",
+            inherited.map(OsString::from),
+        );
+        let removed: Vec<&str> = build
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_str().unwrap())
+            .collect();
+        let mut expected = inherited[..13].to_vec();
+        expected.sort_unstable();
+        assert_eq!(removed, expected);
+        assert!(build.get_envs().all(|(_, value)| value.is_none()));
+        let args: Vec<&OsStr> = build.get_args().collect();
+        assert_eq!(
+            args,
+            ["build", "--workspace", "--bins", "--profile", "release"]
+        );
+        assert_eq!(build.get_current_dir(), Some(Path::new("/src/tests")));
     }
 
     #[test]
