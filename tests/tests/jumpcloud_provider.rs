@@ -479,13 +479,17 @@ async fn an_expired_session_is_reported_as_such() {
 #[tokio::test]
 async fn a_session_that_times_out_on_the_server_is_expired() {
     let fake = FakeJumpCloud::start(FakeJumpCloudConfig::default()).await;
-    fake.set_session_lifetime(Duration::from_millis(50));
+    // Long enough that the login, on a machine loaded by the tests beside this one, ends
+    // well inside it (at 50 ms the session was sometimes gone before it was counted).
+    const LIFETIME: Duration = Duration::from_secs(2);
+    fake.set_session_lifetime(LIFETIME);
     let jc = provider(&fake, DEFAULT_EMAIL, MfaMode::Auto);
     let mut io = ScriptedInteraction::with_password(DEFAULT_PASSWORD);
     jc.login(&mut io).await.expect("login");
     assert_eq!(fake.live_sessions(), 1);
 
-    tokio::time::sleep(Duration::from_millis(100)).await; // lets the server-side lifetime pass
+    // The server-side lifetime must pass: time itself is what this test is about.
+    tokio::time::sleep(LIFETIME + Duration::from_millis(100)).await;
     assert_eq!(fake.live_sessions(), 0);
     assert_eq!(
         jc.assertion_from_session().await.unwrap_err(),
