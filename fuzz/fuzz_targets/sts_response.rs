@@ -1,5 +1,5 @@
 //! STS answers to AssumeRoleWithSAML, through the real aws-sdk-sts client (its Query-protocol
-//! XML deserializer and retry layer) and samld's mapping of its results, with an in-process
+//! XML deserializer) and samld's mapping of its results, with an in-process
 //! HTTP client that answers with the fuzz input instead of a network.
 //!
 //! The first input byte picks the HTTP status and content type, the rest is the body.
@@ -8,7 +8,6 @@
 #![no_main]
 
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
 
 use aws_smithy_http_client::test_util::infallible_client_fn;
 use libfuzzer_sys::fuzz_target;
@@ -40,13 +39,8 @@ static STS: LazyLock<SdkSts> = LazyLock::new(|| {
             .body(answer.2.clone())
             .expect("a valid response")
     });
-    let options = SdkStsOptions {
-        // One attempt: a retried 5xx would only run the same input again, after a backoff.
-        max_attempts: 1,
-        initial_backoff: Duration::ZERO,
-        ..SdkStsOptions::default()
-    };
-    SdkSts::with_http_client(http, options)
+    // samld's own client makes one request per call: the answer goes through once.
+    SdkSts::with_http_client(http, SdkStsOptions::default())
 });
 
 static TARGET: LazyLock<StsTarget> = LazyLock::new(|| StsTarget {
