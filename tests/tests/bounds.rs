@@ -237,6 +237,29 @@ fn a_shorter_duration_or_a_fresh_assertion_costs_one_more_sts_request_and_no_mor
 }
 
 #[test]
+fn a_refused_duration_left_over_after_a_fresh_assertion_waits_for_the_backoff() {
+    let w = world(
+        (FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD), app(43_200)),
+        FakeStsConfig::default().with_max_session(DEFAULT_ROLE_ARN, 43_200),
+        Some(SHORT_LIFETIME),
+        &[("acct", TWELVE_HOURS)],
+    );
+    succeeded(
+        &w.login("acct", DEFAULT_PASSWORD, None),
+        "samlctl login acct",
+    );
+    assert_eq!(w.sts.durations(), [43_200]);
+
+    // The role's maximum drops to 1 h, and the next refresh's assertion is too old: the
+    // fresh assertion spends the refresh's one retry and meets the refused duration. That
+    // is not a verdict on the role: the next try, on the backoff schedule, asks for 1 h.
+    w.sts.set_max_session(DEFAULT_ROLE_ARN, 3600);
+    w.sts.inject(FakeStsFault::ExpiredToken);
+    wait_for(&w, "credentials from the retry", w.sts.wait_for_issued(2));
+    assert_eq!(w.sts.durations()[1..4], [43_200, 43_200, 3600]);
+}
+
+#[test]
 fn a_waiting_push_is_polled_at_most_once_per_500_ms() {
     const EMAIL: &str = "push.bounds@example.com";
     const PASSWORD: &str = "pw-bounds-Tq8#Lm3!";
