@@ -21,6 +21,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Test-only (debug builds): end-to-end tests shorten the backoff to watch its schedule.
+    #[cfg(debug_assertions)]
+    if let Some(divisor) = std::env::var("SAMLD_TEST_BACKOFF_DIVISOR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        samld::manager::policy::divide_backoff_for_tests(divisor);
+    }
     samld::harden::harden_process();
     // Before any thread exists: it clears the activation variables from our environment.
     let activated = match samld::listener::take_activated_listener() {

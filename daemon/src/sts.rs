@@ -2,8 +2,11 @@
 //!
 //! [`SdkSts`] makes the call with aws-sdk-sts over hyper + rustls (ring), without credentials:
 //! the operation is unsigned, the assertion is the proof. The SDK brings the regional and
-//! partition endpoints (aws, aws-cn, aws-us-gov), the Query protocol, the error document and
-//! retries with backoff for throttling and 5xx.
+//! partition endpoints (aws, aws-cn, aws-us-gov), the Query protocol and the error document.
+//! The SDK's own retries are off: each [`StsApi::assume_role_with_saml`] is exactly one request,
+//! because samld has its own schedule (the manager's backoff, and its single retry with a
+//! shorter duration or a fresh assertion). With the SDK's three attempts on top, every
+//! throttled refresh made three requests where the README promises at most two per role.
 //!
 //! The assertion and the returned secrets never reach logs or error texts: the SDK's input
 //! redacts the assertion in its `Debug`, the secrets go straight into [`Secret`], and error
@@ -164,7 +167,8 @@ impl std::error::Error for StsError {}
 
 /// The STS operations samld uses; implemented by [`SdkSts`] and by test doubles.
 pub trait StsApi: Send + Sync {
-    /// Calls AssumeRoleWithSAML once (the SDK's own retries for throttling apply).
+    /// Calls AssumeRoleWithSAML once: one request, never retried here (the manager decides
+    /// whether and when to try again).
     fn assume_role_with_saml<'a>(
         &'a self,
         target: &'a StsTarget,
@@ -190,17 +194,13 @@ pub fn choose_duration(
     secs.max(900)
 }
 
-/// Timeouts and retries for [`SdkSts`].
+/// Timeouts for [`SdkSts`]. There is no retry setting: every call is one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdkStsOptions {
     /// Limit on establishing the TCP + TLS connection.
     pub connect_timeout: Duration,
-    /// Limit on one whole call, retries and backoff included.
+    /// Limit on one whole call: connecting, sending, and reading the answer.
     pub operation_timeout: Duration,
-    /// Attempts per call, the first one included (the SDK's standard retry strategy).
-    pub max_attempts: u32,
-    /// The first retry's backoff; later ones grow exponentially, with jitter.
-    pub initial_backoff: Duration,
 }
 
 impl Default for SdkStsOptions {
@@ -208,8 +208,6 @@ impl Default for SdkStsOptions {
         Self {
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(30),
-            max_attempts: 3,
-            initial_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -270,12 +268,12 @@ impl Intercept for CapAnswer {
 const GLOBAL_REGION: &str = "aws-global";
 
 impl SdkSts {
-    /// A client with the default timeouts (connect 10 s, whole call 30 s) and 3 attempts.
+    /// A client with the default timeouts (connect 10 s, whole call 30 s).
     pub fn new() -> Self {
         Self::with_options(SdkStsOptions::default())
     }
 
-    /// A client with the given timeouts and retry policy.
+    /// A client with the given timeouts.
     pub fn with_options(options: SdkStsOptions) -> Self {
         let http_client = aws_smithy_http_client::Builder::new()
             // One refresh makes its calls back to back, and the next comes tens of minutes
@@ -327,11 +325,9 @@ impl SdkSts {
                     .operation_timeout(self.options.operation_timeout)
                     .build(),
             )
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(self.options.max_attempts)
-                    .with_initial_backoff(self.options.initial_backoff),
-            );
+            // One request per call: a retry here would multiply every request the manager's
+            // budget counts (see the module documentation).
+            .retry_config(RetryConfig::disabled());
         if let Some(url) = &target.endpoint {
             config = config.endpoint_url(url);
         }
@@ -468,9 +464,8 @@ fn map_sdk_error(
     };
     match err {
         SdkError::TimeoutError(_) => network(format!(
-            "no answer within {} s (after up to {} attempts)",
-            options.operation_timeout.as_secs_f32(),
-            options.max_attempts
+            "no answer within {} s",
+            options.operation_timeout.as_secs_f32()
         )),
         SdkError::DispatchFailure(ref failure) => {
             let what = if failure.is_timeout() {

@@ -198,6 +198,9 @@ pub enum PushBehavior {
     ExpireAfterPolls(u32),
     /// Stays `pending` until its `expiresAt` passes, then `expired`.
     NeverAnswer,
+    /// Status `accepted` once this long has passed since the push started, however often it
+    /// was polled: a person who takes a few seconds to reach for the phone.
+    AcceptAfter(Duration),
     /// Denied from the Nth poll on, answered as HTTP 401 on the poll rather than as
     /// `{"status":"denied"}` (how saml2aws's own tests model a denial).
     DenyWith401AfterPolls(u32),
@@ -280,6 +283,17 @@ pub struct FakeJumpCloudConfig {
     /// (`samld-sandbox --browser-headless`); `None` (the default) leaves the page to whoever
     /// is at it.
     pub page_signs_in: Option<PageSignIn>,
+    /// The least time between two polls of one push; a poll sooner than that is answered
+    /// `429 Too Many Requests` with `Retry-After: 1`, and counted in
+    /// [`FakeJumpCloudStats::push_polls_throttled`].
+    ///
+    /// JumpCloud rate-limits its API and answers 429 past the limit (its "Best Practices:
+    /// JumpCloud API" page lists 429 among the answers and asks clients to back off); the
+    /// limit for the push poll is not published. Every client seen polls every 500 ms
+    /// (saml2aws `jumpcloud_protect.go`, JumpCloud's own console; see
+    /// docs/jumpcloud-protocol.md, R3-PUSH), so the default, 250 ms, refuses only a client
+    /// polling at twice that pace or faster: a hot loop fails here as it would there.
+    pub push_poll_min_gap: Duration,
 }
 
 /// What the sign-in page types in by itself (see [`FakeJumpCloudConfig::page_signs_in`]):
@@ -293,6 +307,9 @@ pub struct PageSignIn {
     /// A code to enter when the page asks for one; without it the page takes the push.
     pub totp_code: Option<String>,
 }
+
+/// The default [`FakeJumpCloudConfig::push_poll_min_gap`].
+pub const PUSH_POLL_MIN_GAP: Duration = Duration::from_millis(250);
 
 impl Default for FakeJumpCloudConfig {
     /// One user without MFA ([`DEFAULT_EMAIL`], [`DEFAULT_PASSWORD`]), one app
@@ -310,6 +327,7 @@ impl Default for FakeJumpCloudConfig {
             relay_state: String::new(),
             host: "127.0.0.1".to_owned(),
             page_signs_in: None,
+            push_poll_min_gap: PUSH_POLL_MIN_GAP,
         }
     }
 }
@@ -365,8 +383,11 @@ pub struct FakeJumpCloudStats {
     pub totp_rejected: u64,
     /// Pushes started.
     pub pushes_started: u64,
-    /// Push status polls.
+    /// Push status polls (throttled ones included).
     pub push_polls: u64,
+    /// Push status polls answered 429 for coming sooner than
+    /// [`FakeJumpCloudConfig::push_poll_min_gap`] after the last one.
+    pub push_polls_throttled: u64,
     /// Pushes that reached `accepted`.
     pub pushes_accepted: u64,
     /// Pushes refused because another one of the same user was pending.
@@ -532,6 +553,8 @@ impl FakeJumpCloud {
                 session_lifetime: config.session_lifetime,
                 remember_browsers: false,
                 push_lifetime: config.push_lifetime,
+                push_poll_min_gap: config.push_poll_min_gap,
+                push_poll_times: Vec::new(),
                 xsrf_lifetime: config.xsrf_lifetime,
                 clock_offset: Duration::ZERO,
                 relay_state: config.relay_state.clone(),
@@ -691,6 +714,12 @@ impl FakeJumpCloud {
         self.inner.lock().push_lifetime = lifetime;
     }
 
+    /// When each push status poll arrived (throttled ones included), in order, by the
+    /// fake's monotonic clock: the pace a client polls at.
+    pub fn push_poll_times(&self) -> Vec<Instant> {
+        self.inner.lock().push_poll_times.clone()
+    }
+
     /// Sets how `email` answers pushes started from now on.
     pub fn set_push_behavior(&self, email: &str, behavior: PushBehavior) {
         if let Some(u) = self.inner.lock().users.get_mut(&email.to_ascii_lowercase()) {
@@ -815,6 +844,10 @@ struct ServerState {
     /// browser, as an IdP's "keep me signed in" cookie does.
     remember_browsers: bool,
     push_lifetime: Duration,
+    /// See [`FakeJumpCloudConfig::push_poll_min_gap`].
+    push_poll_min_gap: Duration,
+    /// See [`FakeJumpCloud::push_poll_times`].
+    push_poll_times: Vec<Instant>,
     xsrf_lifetime: Duration,
     /// How far [`FakeJumpCloud::advance_clock`] moved the clock.
     clock_offset: Duration,
@@ -884,6 +917,8 @@ struct PushState {
     email: String,
     behavior: PushBehavior,
     polls: u32,
+    /// When it was last polled, by the fake's monotonic clock.
+    last_poll: Option<Instant>,
     status: &'static str,
     expires_at: OffsetDateTime,
     initiated_at: OffsetDateTime,
@@ -1383,6 +1418,7 @@ async fn push_start(State(inner): Shared, headers: HeaderMap) -> Response {
         email,
         behavior: user.user.push,
         polls: 0,
+        last_poll: None,
         status: "pending",
         expires_at: now + state.push_lifetime,
         initiated_at: now,
@@ -1408,9 +1444,23 @@ async fn push_poll(State(inner): Shared, Path(id): Path<String>, headers: Header
     };
     state.stats.push_polls += 1;
     let now = state.wall_now();
+    let at = state.now();
+    state.push_poll_times.push(at);
+    let min_gap = state.push_poll_min_gap;
     let Some(push) = state.pushes.get_mut(&id).filter(|p| p.sid == sid) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
+    let too_soon = push.last_poll.is_some_and(|last| at < last + min_gap);
+    push.last_poll = Some(at);
+    if too_soon {
+        state.stats.push_polls_throttled += 1;
+        let mut response = message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("1"),
+        );
+        return response;
+    }
     push.polls += 1;
     if push.status == "pending" {
         let (status, reached) = match push.behavior {
@@ -1418,6 +1468,7 @@ async fn push_poll(State(inner): Shared, Path(id): Path<String>, headers: Header
             PushBehavior::DenyAfterPolls(n) => ("denied", push.polls >= n),
             PushBehavior::ExpireAfterPolls(n) => ("expired", push.polls >= n),
             PushBehavior::NeverAnswer => ("pending", false),
+            PushBehavior::AcceptAfter(wait) => ("accepted", now >= push.initiated_at + wait),
             PushBehavior::DenyWith401AfterPolls(n) => ("denied", push.polls >= n),
         };
         if reached {

@@ -147,6 +147,8 @@ pub struct ReceivedAssume {
     pub duration_seconds: Option<u32>,
     /// `SAMLAssertion` exactly as received (base64).
     pub assertion: String,
+    /// When it arrived, for tests that measure the pace of what samld sends.
+    pub received_at: std::time::Instant,
 }
 
 /// Credentials the fake issued.
@@ -533,6 +535,7 @@ async fn assume_role_with_saml(
         principal_arn: param("PrincipalArn"),
         duration_seconds: params.get("DurationSeconds").and_then(|d| d.parse().ok()),
         assertion: param("SAMLAssertion"),
+        received_at: std::time::Instant::now(),
     };
     let fault = {
         let mut state = shared.lock();

@@ -396,3 +396,17 @@ impl Default for ClosedPort {
         Self::new()
     }
 }
+
+/// `SAMLD_MOTO_URL` (without a trailing `/`): the `moto_server` that scripts/interop.sh
+/// starts for the tests that need it. They are `#[ignore]`d so that a plain `cargo test`
+/// does not run them; run without moto they fail here rather than pass having tested
+/// nothing.
+pub fn moto_url() -> String {
+    match std::env::var("SAMLD_MOTO_URL") {
+        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
+        _ => panic!(
+            "SAMLD_MOTO_URL is not set: this test needs moto; run scripts/interop.sh (or \
+             scripts/test.sh), which starts moto_server and runs it"
+        ),
+    }
+}

@@ -416,7 +416,6 @@ fn login_time_faults_are_named_and_the_daemon_survives() {
         "jc-saml-html",
         "sts-throttled",
         "sts-5xx",
-        "sts-throttled-once",
         "sts-expired-once",
     ];
     let w = World::new(accounts.iter().map(|a| LaneSpec::plain(a)).collect());
@@ -480,8 +479,9 @@ fn login_time_faults_are_named_and_the_daemon_survives() {
         "{text}"
     );
 
-    // Three throttled answers: the SDK's three attempts all fail.
-    sts("sts-throttled").inject_n(FakeStsFault::Throttling, 3);
+    // One throttled answer fails the login: one request (samld's STS client does not retry),
+    // and a login a person started is not retried behind their back.
+    sts("sts-throttled").inject(FakeStsFault::Throttling);
     let text = login_fails(&w, "sts-throttled");
     assert!(
         text.contains(&format!(
@@ -490,9 +490,9 @@ fn login_time_faults_are_named_and_the_daemon_survives() {
         )),
         "{text}"
     );
-    assert_eq!(sts("sts-throttled").calls(), 3, "the SDK tried three times");
+    assert_eq!(sts("sts-throttled").calls(), 1, "one request");
 
-    sts("sts-5xx").inject_n(FakeStsFault::InternalFailure, 3);
+    sts("sts-5xx").inject(FakeStsFault::InternalFailure);
     let text = login_fails(&w, "sts-5xx");
     assert!(
         text.contains(&format!(
@@ -501,13 +501,7 @@ fn login_time_faults_are_named_and_the_daemon_survives() {
         )),
         "{text}"
     );
-    assert_eq!(sts("sts-5xx").calls(), 3, "the SDK tried three times");
-
-    // Once: the SDK's retry absorbs it and the user sees a plain success.
-    sts("sts-throttled-once").inject(FakeStsFault::Throttling);
-    w.login_ok("sts-throttled-once");
-    assert_eq!(sts("sts-throttled-once").calls(), 2);
-    w.key("sts-throttled-once");
+    assert_eq!(sts("sts-5xx").calls(), 1, "one request");
 
     // An assertion STS finds too old: samld fetches a fresh one from the session it just
     // established (no password again) and tries once more.
@@ -662,11 +656,12 @@ fn jumpcloud_html(w: &World, account: &str) {
 }
 
 fn sts_throttled(w: &World, account: &str) {
-    // More throttled answers than the SDK's three attempts.
+    // One throttled answer fails the refresh: samld's STS client makes one request per call
+    // and leaves retrying to the backoff.
     refresh_survives(
         w,
         account,
-        |lane| lane.sts.inject_n(FakeStsFault::Throttling, 3),
+        |lane| lane.sts.inject(FakeStsFault::Throttling),
         &[&format!(
             "AssumeRoleWithSAML for {DEFAULT_ROLE_ARN} ({account}) failed: STS refused: \
              Throttling: Rate exceeded"
@@ -678,7 +673,7 @@ fn sts_5xx(w: &World, account: &str) {
     refresh_survives(
         w,
         account,
-        |lane| lane.sts.inject_n(FakeStsFault::ServiceUnavailable, 3),
+        |lane| lane.sts.inject(FakeStsFault::ServiceUnavailable),
         &[&format!(
             "AssumeRoleWithSAML for {DEFAULT_ROLE_ARN} ({account}) failed: STS refused: \
              ServiceUnavailable"
@@ -686,16 +681,16 @@ fn sts_5xx(w: &World, account: &str) {
     );
 }
 
-fn sts_throttled_once(w: &World, account: &str) {
-    refresh_absorbs(
+fn sts_unreachable(w: &World, account: &str) {
+    let url = w.lane(account).sts.endpoint_url();
+    refresh_survives(
         w,
         account,
-        |lane| lane.sts.inject(FakeStsFault::Throttling),
-        |lane| {
-            // Login, then the refresh: once throttled, once more by the SDK.
-            assert_eq!(lane.sts.calls(), 3, "{account}");
-            assert_eq!(lane.sts.pending_faults(), 0);
-        },
+        |lane| lane.sts.inject(FakeStsFault::ConnectionReset),
+        &[&format!(
+            "AssumeRoleWithSAML for {DEFAULT_ROLE_ARN} ({account}) failed: could not reach \
+             STS at {url}"
+        )],
     );
 }
 
@@ -759,7 +754,7 @@ fn background_refreshes_survive_jumpcloud_and_sts_faults() {
         ("jc-html", jumpcloud_html),
         ("sts-throttled", sts_throttled),
         ("sts-5xx", sts_5xx),
-        ("sts-throttled-once", sts_throttled_once),
+        ("sts-unreachable", sts_unreachable),
         ("sts-expired-once", sts_expired_once),
     ];
     let w = World::new(scenarios.iter().map(|(a, _)| LaneSpec::plain(a)).collect());

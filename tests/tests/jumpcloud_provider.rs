@@ -10,7 +10,7 @@ use samld::manager::policy::{Failure, classify_idp};
 use samld_proto::Secret;
 use samld_tests::fake_jumpcloud::{
     AUTH_FAILED, DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_ROLE_ARN, Endpoint,
-    FakeJumpCloud, FakeJumpCloudConfig, FakeUser, Fault, PushBehavior,
+    FakeJumpCloud, FakeJumpCloudConfig, FakeUser, Fault, PUSH_POLL_MIN_GAP, PushBehavior,
 };
 use samld_tests::interaction::{InteractionCall, ScriptedInteraction};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +24,9 @@ fn settings(fake: &FakeJumpCloud, email: &str, mfa: MfaMode) -> JumpCloudSetting
     s.mfa = mfa;
     s.timeouts.connect = Duration::from_secs(2);
     s.timeouts.request = Duration::from_secs(5);
-    s.timeouts.push_poll_interval = Duration::from_millis(10);
+    // Just above the fake's floor between two polls of a push (JumpCloud answers 429 to a
+    // client polling too fast), so that the push tests take a fraction of the real 500 ms.
+    s.timeouts.push_poll_interval = PUSH_POLL_MIN_GAP + Duration::from_millis(20);
     s
 }
 

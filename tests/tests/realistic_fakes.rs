@@ -10,7 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use samld_tests::fake_jumpcloud::{
     DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_PROVIDER_ARN, DEFAULT_ROLE_ARN, FakeApp,
-    FakeJumpCloud, FakeJumpCloudConfig, FakeUser, PUSH_PENDING, PushBehavior, XSRF_LIFETIME,
+    FakeJumpCloud, FakeJumpCloudConfig, FakeUser, PUSH_PENDING, PUSH_POLL_MIN_GAP, PushBehavior,
+    XSRF_LIFETIME,
 };
 use samld_tests::fake_sts::FakeStsConfig;
 use samld_tests::fixture::succeeded;
@@ -332,9 +333,38 @@ async fn one_push_at_a_time_per_user() {
             .api("GET", &format!("/userconsole/auth/push/{id}"), "")
             .await;
         assert_eq!(poll.status, 200, "{poll:?}");
+        // At the pace JumpCloud allows.
+        fake.advance_clock(PUSH_POLL_MIN_GAP);
     }
     let again = second.api("POST", "/userconsole/auth/push", "{}").await;
     assert_eq!(again.status, 200, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_push_polled_too_fast_is_answered_429() {
+    let fake = FakeJumpCloud::start(FakeJumpCloudConfig::with_user(
+        push_user().with_push(PushBehavior::AcceptAfterPolls(2)),
+    ))
+    .await;
+    let client = Client::start(&fake).await;
+    client.password(DEFAULT_EMAIL, DEFAULT_PASSWORD).await;
+    let started = client.api("POST", "/userconsole/auth/push", "{}").await;
+    let poll = format!(
+        "/userconsole/auth/push/{}",
+        started.json()["id"].as_str().unwrap()
+    );
+
+    let first = client.api("GET", &poll, "").await;
+    assert_eq!(first.json()["status"], "pending", "{first:?}");
+    let hasty = client.api("GET", &poll, "").await;
+    assert_eq!(hasty.status, 429, "{hasty:?}");
+    assert_eq!(hasty.header("retry-after"), Some("1"));
+    // A throttled poll does not count towards the push's answer.
+    fake.advance_clock(PUSH_POLL_MIN_GAP);
+    let paced = client.api("GET", &poll, "").await;
+    assert_eq!(paced.json()["status"], "accepted", "{paced:?}");
+    let stats = fake.stats();
+    assert_eq!((stats.push_polls, stats.push_polls_throttled), (3, 1));
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@
 //!   or the clock does;
 //! - no arithmetic here can overflow: every instant is built with checked operations.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -41,6 +42,19 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
 /// The longest a `Retry-After` is honoured: a server asking for more is treated as asking
 /// for this, so that a bogus header cannot park an account for a year.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60 * 60);
+
+/// What every backoff wait is divided by: 1, except in a debug build of the `samld` binary
+/// started with `SAMLD_TEST_BACKOFF_DIVISOR` (see [`divide_backoff_for_tests`]).
+static BACKOFF_DIVISOR: AtomicU32 = AtomicU32::new(1);
+
+/// Test-only: divides every wait [`decide`] puts before a retry (the doubling steps, a
+/// `Retry-After` and the floor alike, so the schedule keeps its shape) by `divisor`, so that
+/// an end-to-end test can watch the real daemon make several retries in a minute instead of
+/// half an hour. Only the debug `samld` binary calls it, from `SAMLD_TEST_BACKOFF_DIVISOR`;
+/// it is no setting for users, and release builds never read that variable.
+pub fn divide_backoff_for_tests(divisor: u32) {
+    BACKOFF_DIVISOR.store(divisor.max(1), Ordering::Relaxed);
+}
 
 /// What a failure means for what may happen next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +117,9 @@ pub fn classify_idp(error: &IdpError) -> Failure {
 pub fn classify_sts(error: &StsError) -> Failure {
     match error {
         e if e.is_transient() => Failure::Transient { retry_after: None },
+        // Left over only when the refresh's one retry went to a fresh assertion: the manager
+        // has learnt the shorter duration, so the next trip asks for one the role accepts.
+        e if e.is_duration_too_long() => Failure::Transient { retry_after: None },
         // Not an STS document at all: a proxy or a captive portal, not a verdict on the role.
         StsError::BadResponse { .. } => Failure::Transient { retry_after: None },
         StsError::Service { .. } => Failure::Refused,
@@ -210,7 +227,8 @@ pub fn decide(prev: Phase, outcome: &TripOutcome, now: OffsetDateTime) -> Phase 
             };
             let wait = backoff(attempts, fastrand::f64())
                 .max(retry_after.unwrap_or(Duration::ZERO).min(RETRY_AFTER_CAP))
-                .max(REFRESH_FLOOR);
+                .max(REFRESH_FLOOR)
+                / BACKOFF_DIVISOR.load(Ordering::Relaxed);
             let retry_at = add(now, wait);
             // Credentials still held keep their own (earlier) deadline out of the way: the
             // retry is the next trip, and it renews them too.

@@ -180,15 +180,26 @@ impl Manager {
         let mut refetched = false;
         let mut first_failure: Option<TripError> = None;
         for pair in targets {
+            // One retry per role per refresh, whichever STS asks for first (the README's
+            // table: at most 2 AssumeRoleWithSAML per role per refresh).
+            let mut retry_left = true;
             let result = loop {
                 match self
-                    .assume(slot, &sts_target, &pair, &saml_response, &assertion)
+                    .assume(
+                        slot,
+                        &sts_target,
+                        &pair,
+                        &saml_response,
+                        &assertion,
+                        &mut retry_left,
+                    )
                     .await
                 {
-                    Err(e) if e.is_expired_assertion() && !refetched => {
+                    Err(e) if e.is_expired_assertion() && !refetched && retry_left => {
                         // The assertion aged past STS's 5 minutes (slow MFA, many roles):
                         // the session is fresh, so a new one costs no user action.
                         refetched = true;
+                        retry_left = false;
                         saml_response = slot
                             .idp
                             .assertion_from_session()
@@ -542,6 +553,8 @@ impl Manager {
         self.schedule_changed.notify_one();
     }
 
+    /// AssumeRoleWithSAML for one role, asking again with a shorter duration when the role
+    /// refuses the one asked for and `retry_left` (which that spends) allows.
     async fn assume(
         &self,
         slot: &Arc<AccountSlot>,
@@ -549,6 +562,7 @@ impl Manager {
         pair: &RolePair,
         saml_response: &Secret,
         assertion: &Assertion,
+        retry_left: &mut bool,
     ) -> Result<AwsCredentials, StsError> {
         let learnt = slot
             .data()
@@ -573,9 +587,13 @@ impl Manager {
                     asked = duration,
                     "role refuses this session length; using 1h from now on"
                 );
+                // Learnt even when the retry is spent: the next refresh asks for less.
                 slot.data()
                     .max_duration
                     .insert(pair.role_arn.to_string(), SAFE_DURATION_SECS);
+                if !std::mem::take(retry_left) {
+                    return Err(e);
+                }
                 request.duration_seconds = SAFE_DURATION_SECS;
                 self.sts.assume_role_with_saml(target, &request).await
             }

@@ -1,5 +1,4 @@
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -33,13 +32,8 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 static STS: LazyLock<SdkSts> = LazyLock::new(|| {
-    let options = SdkStsOptions {
-        // One attempt: a retried 5xx would only run the same input again, after a backoff.
-        max_attempts: 1,
-        initial_backoff: Duration::ZERO,
-        ..SdkStsOptions::default()
-    };
-    SdkSts::with_http_client(SharedHttpClient::new(Answering), options)
+    // samld's own client makes one request per call: the answer goes through once.
+    SdkSts::with_http_client(SharedHttpClient::new(Answering), SdkStsOptions::default())
 });
 
 static TARGET: LazyLock<StsTarget> = LazyLock::new(|| StsTarget {
@@ -92,7 +86,7 @@ fn check_text(text: &str) {
 }
 
 /// STS answers to AssumeRoleWithSAML, through the real aws-sdk-sts client (its Query-protocol
-/// XML deserializer and retry layer) and samld's mapping of its results, with an in-process
+/// XML deserializer) and samld's mapping of its results, with an in-process
 /// HTTP client that answers with the fuzz input instead of a network.
 ///
 /// The first input byte picks the HTTP status and content type, the rest is the body.
