@@ -353,6 +353,9 @@ impl Manager {
                 generation,
                 max_duration: std::mem::take(&mut data.max_duration),
                 saved_password: data.saved_password,
+                // Still the account's trip: a config change that replaces the account must
+                // be able to abort it, or it runs beside the new account's own.
+                trip_task: data.trip_task.take(),
                 ..AccountData::default()
             };
             // A flight still running finds the generation moved when it finishes.
