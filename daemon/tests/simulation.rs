@@ -4,8 +4,14 @@
 //! logouts, refreshes, config reloads, keyring locks and bursts of credential requests arrive
 //! at random times, over simulated days. After every step the invariants are checked.
 //!
+//! The scripted STS decides whose credentials it hands out from the assertion alone (its
+//! subject, its serial, the roles it offers), so a hand-out for the wrong account or role is
+//! caught; JumpCloud and STS count what each unattended trip (one manager task) sends, so
+//! the README's per-hour table is checked per refresh, not as a loose hourly total.
+//!
 //! Each seed runs on its own single-threaded tokio runtime with paused time, and the
-//! manager's own randomness (jitter) is seeded from the same seed, so a seed replays exactly:
+//! manager's own randomness (jitter) is seeded from the same seed, so a seed replays exactly
+//! (a run starts from a new first seed, printed; `SAMLD_SIM_FIRST_SEED` replays a whole run):
 //!
 //! ```text
 //! SAMLD_SIM_SEED=1234 cargo test -p samld --test simulation -- --nocapture
@@ -58,6 +64,7 @@ role = "Admin"
 url = "https://sso.jumpcloud.com/saml2/dev"
 username = "alice@example.com"
 mfa = "push"
+session_duration = "12h"
 
 [accounts.stage]
 url = "https://sso.jumpcloud.com/saml2/stage"
@@ -93,13 +100,13 @@ fn account_of_role(arn: &str) -> &'static str {
         .expect("a simulated role")
 }
 
-fn assertion(account: &str) -> Secret {
-    let provider = format!(
-        "arn:aws:iam::{}:saml-provider/JumpCloud",
-        &role_arn(account, "")[13..25]
-    );
-    let roles = [role_arn(account, "Admin"), role_arn(account, "ReadOnly")];
-    common::assertion(&[(&roles[0], &provider), (&roles[1], &provider)], None)
+/// The JumpCloud login of an account, as its app names it in the assertion.
+fn email_of(account: &str) -> &'static str {
+    match account {
+        "ops" => "bob@example.com",
+        "stage" => "Alice@Example.com",
+        _ => "alice@example.com",
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +123,12 @@ enum IdpFault {
     None,
     Http5xx,
     Reset,
+    /// HTTP 429 without `Retry-After`.
     Throttle,
+    /// HTTP 429 with a `Retry-After` (drawn per answer, some beyond the hour samld honours).
+    RetryAfter,
+    /// The connection drops right after the push or code went out: the person was reached.
+    AfterReach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,10 +137,63 @@ enum StsMode {
     AccessDenied,
     Http5xx,
     Throttle,
+    /// STS cannot be reached at all.
+    Network,
+    /// STS takes 30 s and then the call times out.
+    Timeout,
+    /// Some assertions arrive too old (`ExpiredTokenException`): each one STS sees is judged
+    /// once, by a coin.
+    AgedAssertion,
     /// Credentials with one second to live.
     ShortLived,
     /// Credentials that expired before they arrived (a clock far ahead).
     Expired,
+}
+
+/// The most one account's roles named ReadOnly accept as DurationSeconds (their
+/// MaxSessionDuration); dev asks for 12 hours, so STS refuses it and samld falls back.
+const READONLY_MAX_DURATION: u32 = 3600;
+
+/// The backoff schedule the README promises: 30 s doubling to 15 minutes, each wait at
+/// least 80 % of that (the jitter); `failures` is how many trips in a row failed.
+fn least_backoff(failures: usize) -> time::Duration {
+    let full = 30u64 << (failures.saturating_sub(1)).min(10);
+    time::Duration::seconds(full.min(15 * 60) as i64) * 0.8
+}
+
+/// What one unattended trip (one tokio task of the manager's) sent, as JumpCloud and STS saw it.
+struct Trip {
+    task: tokio::task::Id,
+    /// How many unattended trips of the account had ended (by the audit) when it started.
+    ended_before: u64,
+    /// When its last call returned.
+    ended: OffsetDateTime,
+    /// Its first failing answer, which the manager's decision follows: a passing failure
+    /// (5xx, reset, throttling, timeout: `true`) or a refusal.
+    first_failure: Option<bool>,
+    /// A login of this trip reached the person.
+    reached: bool,
+    /// STS called an assertion of this trip too old.
+    aged: bool,
+    /// Roles STS refused this trip's DurationSeconds for.
+    duration_refused: Vec<String>,
+    /// STS calls per role.
+    sts: HashMap<String, u32>,
+    /// SAML pages served (a reused session's, or a login's last page).
+    pages: u32,
+    /// Session probes.
+    probes: u32,
+    /// Sign-ins of the account's JumpCloud session that had ended when it started.
+    logins_before: u32,
+}
+
+/// A run of consecutive unattended trips of one account that failed for passing reasons.
+#[derive(Default)]
+struct Streak {
+    /// When each failed trip ended.
+    failures: Vec<OffsetDateTime>,
+    /// When each retry started, and how many failures in a row came before it.
+    retries: Vec<(OffsetDateTime, usize)>,
 }
 
 /// What the scripted services saw, for the invariants.
@@ -147,7 +212,30 @@ struct Records {
     epoch: HashMap<&'static str, u64>,
     /// Per account: IdP and STS calls running now.
     in_flight: HashMap<&'static str, u32>,
+    /// Per account: its unattended trip running now, or the last one.
+    trip: HashMap<&'static str, Trip>,
+    /// Per account: its failing streak.
+    streak: HashMap<&'static str, Streak>,
+    /// Per account: JumpCloud asked it (by a 429) to stay away until then.
+    throttled_until: HashMap<&'static str, (OffsetDateTime, u64)>,
+    /// Per account: roles STS refused a long DurationSeconds for, unattended.
+    duration_refused: HashMap<&'static str, Vec<String>>,
     violations: Vec<String>,
+}
+
+/// What STS knows of an assertion it was handed: whose app issued it, and its verdict on
+/// its age.
+struct Issued {
+    account: &'static str,
+    /// STS said this one was too old.
+    aged: Option<bool>,
+}
+
+/// What STS issued under an access key ID.
+struct Issue {
+    account: &'static str,
+    role_arn: String,
+    user: &'static str,
 }
 
 /// The scripted world behind the providers and STS.
@@ -165,9 +253,167 @@ struct WorldState {
     sts: StsMode,
     /// STS faults apply to this role name only (`None`: every role).
     sts_role: Option<&'static str>,
-    /// A person's command is running (its requests are not "by itself").
-    person: bool,
+    /// Per account: a person's command on it is running (its requests are not "by itself").
+    person: HashMap<&'static str, u32>,
+    /// Latency and `Retry-After` draws, from the seed.
+    rng: fastrand::Rng,
+    /// Assertions issued, by serial.
+    issued: HashMap<u64, Issued>,
+    /// Credentials issued, by access key ID.
+    keys: HashMap<String, Issue>,
+    /// The manager's audit, for the trips it made by itself.
+    audit: Option<tokio::sync::broadcast::Receiver<samld_proto::AuditEvent>>,
+    /// Per account: unattended trips ended, by the audit.
+    trips_ended: HashMap<String, u64>,
+    /// Per user: sign-ins (a person's or unattended) that have started, and ended.
+    logins_started: HashMap<&'static str, u32>,
+    logins_ended: HashMap<&'static str, u32>,
+    /// Accounts a person logged out, not logged in since.
+    logged_out: std::collections::HashSet<&'static str>,
+    /// Accounts whose last assertion STS judged was too old.
+    aged_before: std::collections::HashSet<&'static str>,
     records: Records,
+}
+
+impl WorldState {
+    fn person(&self, account: &str) -> bool {
+        self.person.get(account).is_some_and(|&n| n > 0)
+    }
+
+    /// The unattended trip this call belongs to (started here if it is its first call), or
+    /// `None` for a person's call.
+    fn trip(&mut self, account: &'static str, now: OffsetDateTime) -> Option<&mut Trip> {
+        if self.person(account) {
+            return None;
+        }
+        let task = tokio::task::try_id()?;
+        if self
+            .records
+            .trip
+            .get(account)
+            .is_none_or(|t| t.task != task)
+        {
+            self.trip_starts(account, task, now);
+        }
+        self.records.trip.get_mut(account)
+    }
+
+    /// A new unattended trip of `account`: the one before it has ended (single flight), so
+    /// whether this one is a retry, and whether it keeps the schedule, is known now.
+    fn trip_starts(&mut self, account: &'static str, task: tokio::task::Id, now: OffsetDateTime) {
+        self.drain_audit();
+        let ended_before = self.trips_ended.get(account).copied().unwrap_or(0);
+        let r = &mut self.records;
+        let previous = r.trip.insert(
+            account,
+            Trip {
+                task,
+                ended_before,
+                ended: now,
+                first_failure: None,
+                reached: false,
+                aged: false,
+                duration_refused: Vec::new(),
+                sts: HashMap::new(),
+                pages: 0,
+                probes: 0,
+                logins_before: self.logins_ended[user_of(account)],
+            },
+        );
+        if let Some((until, asked)) = r.throttled_until.get(account).copied()
+            && now < until
+        {
+            r.violations.push(format!(
+                "{account} called again at {now}, before {until} (JumpCloud's Retry-After: {asked}s)"
+            ));
+        }
+        let streak = r.streak.entry(account).or_default();
+        match previous {
+            // A failure that reached the person is no passing failure: only a person goes on.
+            // A trip the audit saw end in between that asked nobody (a locked keyring, a
+            // session only a person can sign in) may have ended the streak: start over.
+            Some(p)
+                if p.first_failure == Some(true)
+                    && !p.reached
+                    && ended_before == p.ended_before + 1 =>
+            {
+                streak.failures.push(p.ended);
+                let n = streak.failures.len();
+                let gap = now - p.ended;
+                if gap < least_backoff(n) {
+                    r.violations.push(format!(
+                        "{account} retried {gap} after failure {n} in a row (the schedule waits at least {})",
+                        least_backoff(n)
+                    ));
+                }
+                streak.retries.push((now, n));
+                let hour: Vec<_> = streak
+                    .retries
+                    .iter()
+                    .filter(|&&(t, _)| t > now - time::Duration::HOUR)
+                    .collect();
+                // The first hour is the densest: 30 s, 1, 2, 4, 8, 15 minutes (80 % of each at
+                // the least) make 8 retries in it, then the 15 minutes (12 at the least) make 5.
+                let capped = hour.iter().filter(|&&&(_, n)| n >= 6).count();
+                if hour.len() > 8 || capped > 5 {
+                    r.violations.push(format!(
+                        "{account} retried {} times within an hour, {capped} of them 15 minutes apart (failures at {:?}, retries at {:?})",
+                        hour.len(),
+                        streak.failures,
+                        streak.retries
+                    ));
+                }
+            }
+            _ => *streak = Streak::default(),
+        }
+    }
+
+    /// Counts the unattended trips that ended, from the manager's audit (trips that asked
+    /// JumpCloud and STS nothing are seen only there).
+    fn drain_audit(&mut self) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let Some(audit) = self.audit.as_mut() else {
+            return;
+        };
+        loop {
+            match audit.try_recv() {
+                Ok(event) => {
+                    if event.kind == samld_proto::AuditKind::Unattended
+                        && let Some(account) = event.account
+                    {
+                        *self.trips_ended.entry(account).or_default() += 1;
+                    }
+                }
+                // Events missed: no count can be trusted, so no streak goes on.
+                Err(TryRecvError::Lagged(_)) => self.records.streak.clear(),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// A person acted on `account`: its refusals, backoffs and retry-afters are lifted.
+    fn person_acts(&mut self, account: &'static str) {
+        if std::env::var_os("SAMLD_SIM_TRACE").is_some() {
+            eprintln!("  a person acts on {account}");
+        }
+        let r = &mut self.records;
+        *r.epoch.entry(account).or_default() += 1;
+        r.attempts_since_reset.insert(user_of(account), 0);
+        r.streak.remove(account);
+        r.trip.remove(account);
+        r.throttled_until.remove(account);
+        r.duration_refused.remove(account);
+    }
+
+    /// A draw of how long a call takes: mostly at once, sometimes seconds, so that logouts,
+    /// reloads and clock jumps land while calls are in flight.
+    fn latency(&mut self) -> Duration {
+        if self.rng.u8(..4) == 0 {
+            Duration::from_millis(self.rng.u64(100..20_000))
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 impl World {
@@ -180,7 +426,11 @@ impl World {
     }
 
     fn enter(&self, account: &'static str) {
+        let now = self.clock.now();
         let mut s = self.lock();
+        // Every call, whatever its answer, belongs to a trip: one that only found the
+        // session ended still ends a streak of failures.
+        let _ = s.trip(account, now);
         let n = s.records.in_flight.entry(account).or_default();
         *n += 1;
         if *n > 1 {
@@ -191,8 +441,17 @@ impl World {
         }
     }
 
+    /// A call of `account` ends: the trip it belongs to has got this far.
     fn leave(&self, account: &'static str) {
-        *self.lock().records.in_flight.entry(account).or_default() -= 1;
+        let now = self.clock.now();
+        let task = tokio::task::try_id();
+        let mut s = self.lock();
+        *s.records.in_flight.entry(account).or_default() -= 1;
+        if let Some(trip) = s.records.trip.get_mut(account)
+            && Some(trip.task) == task
+        {
+            trip.ended = now;
+        }
     }
 
     /// [`World::enter`], left however the call ends (a trip can be aborted mid-call).
@@ -204,24 +463,77 @@ impl World {
         }
     }
 
-    fn idp_fault(&self) -> Option<IdpError> {
-        match self.lock().idp_fault {
-            IdpFault::None => None,
-            IdpFault::Http5xx => Some(IdpError::UnexpectedStatus {
+    /// An assertion from `account`'s app: it names the account's user and offers the
+    /// account's roles, with a serial so that STS can tell assertions apart.
+    fn issue(&self, account: &'static str) -> Secret {
+        let mut s = self.lock();
+        let serial = s.issued.len() as u64 + 1;
+        s.issued.insert(
+            serial,
+            Issued {
+                account,
+                aged: None,
+            },
+        );
+        drop(s);
+        let provider = format!(
+            "arn:aws:iam::{}:saml-provider/JumpCloud",
+            &role_arn(account, "")[13..25]
+        );
+        let roles = [role_arn(account, "Admin"), role_arn(account, "ReadOnly")];
+        common::named_assertion(
+            &[(&roles[0], &provider), (&roles[1], &provider)],
+            None,
+            Some((email_of(account), &format!("sim-{serial}"))),
+        )
+    }
+
+    /// The fault JumpCloud answers with now, if any; a 429 is remembered for `account`.
+    fn idp_fault(&self, account: &'static str) -> Option<IdpError> {
+        let now = self.clock.now();
+        let mut s = self.lock();
+        let fault = s.idp_fault;
+        let error = match fault {
+            IdpFault::None | IdpFault::AfterReach => return None,
+            IdpFault::Http5xx => IdpError::UnexpectedStatus {
                 request: "GET /userconsole/api/self".into(),
                 status: 503,
                 message: None,
-            }),
-            IdpFault::Reset => Some(IdpError::Network {
+            },
+            IdpFault::Reset => IdpError::Network {
                 url: "https://console.jumpcloud.com/".into(),
                 reason: "connection reset".into(),
-            }),
-            IdpFault::Throttle => Some(IdpError::UnexpectedStatus {
+            },
+            IdpFault::Throttle => IdpError::UnexpectedStatus {
                 request: "GET /userconsole/api/self".into(),
                 status: 429,
                 message: None,
-            }),
+            },
+            IdpFault::RetryAfter => {
+                let asked = s.rng.u64(1..7200);
+                if s.trip(account, now).is_some() {
+                    let until = now + time::Duration::seconds(asked.min(3600) as i64);
+                    s.records.throttled_until.insert(account, (until, asked));
+                }
+                IdpError::Throttled {
+                    request: "GET /userconsole/api/self".into(),
+                    retry_after: Some(Duration::from_secs(asked)),
+                }
+            }
+        };
+        if let Some(trip) = s.trip(account, now) {
+            trip.first_failure.get_or_insert(true);
         }
+        Some(error)
+    }
+}
+
+/// Counts a sign-in as ended however it ends (a logout or reload can abort it).
+struct LoginEnds<'a>(&'a World, &'static str);
+
+impl Drop for LoginEnds<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().logins_ended.get_mut(self.1).unwrap() += 1;
     }
 }
 
@@ -246,7 +558,7 @@ impl SimIdp {
     async fn login_inner(&self, io: &mut dyn LoginInteraction) -> Result<Secret, IdpError> {
         let user = user_of(self.account);
         let password = io.password("JumpCloud password").await?;
-        if let Some(e) = self.world.idp_fault() {
+        if let Some(e) = self.world.idp_fault(self.account) {
             return Err(e);
         }
         io.reaching_person(Contact::Password);
@@ -259,6 +571,7 @@ impl SimIdp {
         if user == "bob" {
             let code = io.mfa_code("TOTP code").await?;
             io.reaching_person(Contact::Code);
+            self.after_reach()?;
             if code.expose() != CODE || !self.world.lock().code_ok {
                 return Err(IdpError::MfaCodeRejected {
                     message: "Invalid code.".into(),
@@ -266,6 +579,7 @@ impl SimIdp {
             }
         } else {
             io.reaching_person(Contact::Push);
+            self.after_reach()?;
             let push = self.world.lock().push;
             match push {
                 Push::Approve => {}
@@ -277,27 +591,68 @@ impl SimIdp {
                 }
             }
         }
+        let now = self.world.clock.now();
+        {
+            let mut s = self.world.lock();
+            s.alive.insert(user, true);
+            s.records.attempts_since_reset.insert(user, 0);
+            if let Some(trip) = s.trip(self.account, now) {
+                trip.pages += 1;
+            }
+        }
+        Ok(self.world.issue(self.account))
+    }
+
+    /// The transient failure that comes after the push or code went out, when scripted.
+    fn after_reach(&self) -> Result<(), IdpError> {
+        let now = self.world.clock.now();
         let mut s = self.world.lock();
-        s.alive.insert(user, true);
-        s.records.attempts_since_reset.insert(user, 0);
-        Ok(assertion(self.account))
+        if s.idp_fault != IdpFault::AfterReach {
+            return Ok(());
+        }
+        if let Some(trip) = s.trip(self.account, now) {
+            trip.reached = true;
+        }
+        Err(IdpError::Network {
+            url: "https://console.jumpcloud.com/".into(),
+            reason: "connection reset after the push went out".into(),
+        })
     }
 
     /// Counts a login that reaches the person, once per login, when no person is acting.
     fn contact(&self, user: &'static str) {
         let now = self.world.clock.now();
         let mut s = self.world.lock();
-        if s.person {
+        if s.person(self.account) {
             return;
+        }
+        if let Some(trip) = s.trip(self.account, now) {
+            trip.reached = true;
+        }
+        if s.logged_out.contains(self.account) {
+            let account = self.account;
+            s.records.violations.push(format!(
+                "an unattended login for {account}, which a person logged out, reached {user}"
+            ));
+        }
+        if std::env::var_os("SAMLD_SIM_TRACE").is_some() {
+            eprintln!(
+                "  unattended login of {} reaches {user} at {now}",
+                self.account
+            );
         }
         s.records
             .unattended_contacts
             .entry(user)
             .or_default()
             .push(now);
+        // While a person's command on an account of this user runs, the manager takes it
+        // as their act at some point inside it: the need starts over then, and this one
+        // contact may fall on either side.
+        let acting = s.person.iter().any(|(a, &n)| n > 0 && user_of(a) == user);
         let n = s.records.attempts_since_reset.entry(user).or_default();
         *n += 1;
-        if *n > 1 {
+        if *n > 1 && !acting {
             let n = *n;
             s.records.violations.push(format!(
                 "{n} unattended logins reached {user} for one need (no person acted in between)"
@@ -314,19 +669,65 @@ impl SimIdp {
                 .push(format!("{n} unattended logins of {user} within an hour"));
         }
     }
+
+    /// The session probe, then the app's SAML page when the session lives: the two requests
+    /// of a reuse, counted per user and per trip.
+    async fn reuse(&self) -> Result<Secret, IdpError> {
+        let user = user_of(self.account);
+        let now = self.world.clock.now();
+        let delay = {
+            let mut s = self.world.lock();
+            let ended = s.logins_ended[user];
+            let running = s.logins_started[user] - ended;
+            if let Some(trip) = s.trip(self.account, now) {
+                trip.probes += 1;
+                // One probe per refresh, one more for a fresh assertion, and one more after
+                // each wait for a sign-in of the same session: a sign-in that outlasts one
+                // wait (a push nobody answers) is waited for twice.
+                let seen = ended - trip.logins_before + running;
+                let allowed = 1 + u32::from(trip.aged) + 2 * seen;
+                if trip.probes > allowed {
+                    let probes = trip.probes;
+                    let account = self.account;
+                    s.records.violations.push(format!(
+                        "one refresh of {account} probed the JumpCloud session {probes} times (allowed {allowed})"
+                    ));
+                }
+            }
+            s.latency()
+        };
+        tokio::time::sleep(delay).await;
+        if let Some(e) = self.world.idp_fault(self.account) {
+            return Err(e);
+        }
+        let now = self.world.clock.now();
+        {
+            let mut s = self.world.lock();
+            if !s.alive[user] {
+                return Err(IdpError::SessionExpired);
+            }
+            if let Some(trip) = s.trip(self.account, now) {
+                trip.pages += 1;
+                // One page per refresh, and one more for the fresh assertion STS asked for.
+                let allowed = 1 + u32::from(trip.aged);
+                if trip.pages > allowed {
+                    let pages = trip.pages;
+                    let account = self.account;
+                    s.records.violations.push(format!(
+                        "one refresh of {account} fetched {pages} SAML pages (allowed {allowed})"
+                    ));
+                }
+            }
+        }
+        Ok(self.world.issue(self.account))
+    }
 }
 
 impl IdentityProvider for SimIdp {
     fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
         Box::pin(async move {
             let _call = self.world.call(self.account);
-            let result = match self.world.idp_fault() {
-                Some(e) => Err(e),
-                None if self.world.lock().alive[user_of(self.account)] => {
-                    Ok(assertion(self.account))
-                }
-                None => Err(IdpError::SessionExpired),
-            };
+            let result = self.reuse().await;
             tokio::task::yield_now().await;
             result
         })
@@ -338,6 +739,9 @@ impl IdentityProvider for SimIdp {
     ) -> BoxFuture<'a, Result<Secret, IdpError>> {
         Box::pin(async move {
             let _call = self.world.call(self.account);
+            let user = user_of(self.account);
+            *self.world.lock().logins_started.get_mut(user).unwrap() += 1;
+            let _ends = LoginEnds(&self.world, user);
             self.login_inner(io).await
         })
     }
@@ -362,7 +766,204 @@ impl ProviderFactory for SimProviders {
     }
 }
 
+/// What STS reads in an assertion: its serial, the subject it names, and the (role,
+/// provider) pairs it offers.
+fn read_assertion(saml: &Secret) -> (u64, String, Vec<(String, String)>) {
+    use base64::Engine;
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(saml.expose())
+        .expect("base64");
+    let xml = String::from_utf8(xml).unwrap();
+    let between = |from: &str, to: &str| -> Option<String> {
+        let start = xml.find(from)? + from.len();
+        Some(xml[start..start + xml[start..].find(to)?].to_owned())
+    };
+    let serial = between(r#"ID="sim-"#, "\"").and_then(|s| s.parse().ok());
+    let name = between("<saml:NameID>", "</saml:NameID>").unwrap_or_default();
+    let pairs = xml
+        .split("<saml:AttributeValue>")
+        .skip(1)
+        .filter_map(|v| v.split_once("</saml:AttributeValue>"))
+        .filter_map(|(v, _)| v.split_once(','))
+        .map(|(r, p)| (r.to_owned(), p.to_owned()))
+        .collect();
+    (serial.unwrap_or(0), name, pairs)
+}
+
 struct SimSts(Arc<World>);
+
+impl SimSts {
+    /// STS's answer, decided when the request arrives.
+    fn answer(&self, request: &AssumeRequest) -> Result<AwsCredentials, StsError> {
+        let world = &self.0;
+        let account = account_of_role(&request.role_arn);
+        let now = world.clock.now();
+        let key = request.role_arn.clone();
+        let mut guard = world.lock();
+        let s = &mut *guard;
+        let service = |code: &str, message: &str, status: u16| StsError::Service {
+            code: code.into(),
+            message: message.into(),
+            status: Some(status),
+        };
+        // Whose assertion is it? STS trusts only what the assertion says.
+        let (serial, name, pairs) = read_assertion(&request.saml_assertion);
+        let owner = s.issued.get(&serial).map(|i| i.account);
+        if owner != Some(account) || name.to_lowercase() != email_of(account).to_lowercase() {
+            s.records.violations.push(format!(
+                "STS was asked for {key} with an assertion of {owner:?} naming {name:?}"
+            ));
+        }
+        if !pairs.contains(&(key.clone(), request.principal_arn.clone())) {
+            s.records.violations.push(format!(
+                "STS was asked for {key} with {}, which the assertion does not pair with it",
+                request.principal_arn
+            ));
+            return Err(service("AccessDenied", "Not authorized", 403));
+        }
+        let trip = s.trip(account, now).is_some();
+        let epoch = s.records.epoch.get(account).copied().unwrap_or(0);
+        if trip {
+            if s.records.refused_at_epoch.get(&key) == Some(&epoch) {
+                s.records.violations.push(format!(
+                    "STS asked again by itself for {key}, which it refused for good"
+                ));
+            }
+            s.records
+                .sts_unattended
+                .entry(key.clone())
+                .or_default()
+                .push(now);
+            let calls = &s.records.sts_unattended[&key];
+            let in_hour = calls
+                .iter()
+                .filter(|&&t| t > now - time::Duration::HOUR)
+                .count();
+            // The table's worst case: 2 calls per refresh, refreshes at least 10 s apart.
+            let bound = 2 * (3600 / REFRESH_FLOOR.as_secs() as usize);
+            if in_hour > bound {
+                s.records
+                    .violations
+                    .push(format!("{in_hour} STS calls for {key} within an hour"));
+            }
+            let trip = s.records.trip.get_mut(account).unwrap();
+            let calls = trip.sts.entry(key.clone()).or_default();
+            *calls += 1;
+            let calls = *calls;
+            // One call and one retry at most, with a fresh assertion or a shorter duration
+            // (a role that refuses the duration after the fresh assertion waits for the
+            // backoff: the README's 2 per role per refresh).
+            let retry = trip.aged || trip.duration_refused.contains(&key);
+            let allowed = 1 + u32::from(retry);
+            if calls > allowed {
+                s.records.violations.push(format!(
+                    "{calls} STS calls for {key} in one refresh (allowed {allowed})"
+                ));
+            }
+        }
+        // The role's MaxSessionDuration comes first: STS validates before it looks further.
+        if key.ends_with("/ReadOnly") && request.duration_seconds > READONLY_MAX_DURATION {
+            if trip {
+                let refused = s.records.duration_refused.entry(account).or_default();
+                if refused.contains(&key) {
+                    s.records.violations.push(format!(
+                        "{key} was asked {}s by itself again after refusing it",
+                        request.duration_seconds
+                    ));
+                }
+                refused.push(key.clone());
+                let trip = s.records.trip.get_mut(account).unwrap();
+                trip.duration_refused.push(key.clone());
+            }
+            return Err(service(
+                "ValidationError",
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+                400,
+            ));
+        }
+        let hit = s.sts_role.is_none_or(|r| key.ends_with(r));
+        let mode = if hit { s.sts } else { StsMode::Ok };
+        let transient = matches!(
+            mode,
+            StsMode::Http5xx | StsMode::Throttle | StsMode::Network | StsMode::Timeout
+        );
+        if (transient || mode == StsMode::AccessDenied)
+            && let Some(trip) = s.trip(account, now)
+        {
+            trip.first_failure.get_or_insert(transient);
+        }
+        match mode {
+            StsMode::AccessDenied => {
+                if trip {
+                    s.records.refused_at_epoch.insert(key, epoch);
+                }
+                return Err(service("AccessDenied", "scripted", 403));
+            }
+            StsMode::Http5xx => return Err(service("InternalFailure", "scripted", 500)),
+            StsMode::Throttle => return Err(service("Throttling", "Rate exceeded", 400)),
+            StsMode::Network | StsMode::Timeout => {
+                let reason = if mode == StsMode::Timeout {
+                    "operation timed out"
+                } else {
+                    "connection refused"
+                };
+                return Err(StsError::Network {
+                    endpoint: "https://sts.amazonaws.com".into(),
+                    reason: reason.into(),
+                });
+            }
+            StsMode::AgedAssertion => {
+                let coin = s.rng.bool();
+                match s.issued[&serial].aged {
+                    Some(true) => {
+                        s.records.violations.push(format!(
+                            "STS was handed again an assertion it called too old, for {key}"
+                        ));
+                        return Err(service("ExpiredTokenException", "Token expired", 400));
+                    }
+                    Some(false) => {}
+                    None => {
+                        // The assertion fetched after one STS called too old is fresh: the
+                        // age came from a slow sign-in, not from a clock that stays wrong.
+                        let after_aged = s.aged_before.remove(account);
+                        let aged = coin && !after_aged;
+                        let issued = s.issued.get_mut(&serial).unwrap();
+                        issued.aged = Some(aged);
+                        if aged {
+                            s.aged_before.insert(account);
+                            if let Some(trip) = s.trip(account, now) {
+                                trip.aged = true;
+                            }
+                            return Err(service("ExpiredTokenException", "Token expired", 400));
+                        }
+                    }
+                }
+            }
+            StsMode::Ok | StsMode::ShortLived | StsMode::Expired => {}
+        }
+        let life = match mode {
+            StsMode::ShortLived => 1,
+            StsMode::Expired => -30,
+            _ => 3600,
+        };
+        let access_key_id = format!("ASIA{:016}", s.keys.len());
+        s.keys.insert(
+            access_key_id.clone(),
+            Issue {
+                account,
+                role_arn: key,
+                user: user_of(account),
+            },
+        );
+        Ok(AwsCredentials {
+            access_key_id,
+            secret_access_key: Secret::new("secret"),
+            session_token: Secret::new("token"),
+            expiration: now + time::Duration::seconds(life),
+            assumed_role_arn: None,
+        })
+    }
+}
 
 impl StsApi for SimSts {
     fn assume_role_with_saml<'a>(
@@ -374,64 +975,19 @@ impl StsApi for SimSts {
             let world = &self.0;
             let account = account_of_role(&request.role_arn);
             let _call = world.call(account);
-            let now = world.clock.now();
-            let result = {
+            let (delay, timeout) = {
                 let mut s = world.lock();
-                let key = request.role_arn.clone();
-                let epoch = s.records.epoch.get(account).copied().unwrap_or(0);
-                if !s.person {
-                    if s.records.refused_at_epoch.get(&key) == Some(&epoch) {
-                        s.records.violations.push(format!(
-                            "STS asked again by itself for {key}, which it refused for good"
-                        ));
-                    }
-                    s.records
-                        .sts_unattended
-                        .entry(key.clone())
-                        .or_default()
-                        .push(now);
-                    let calls = &s.records.sts_unattended[&key];
-                    let in_hour = calls
-                        .iter()
-                        .filter(|&&t| t > now - time::Duration::HOUR)
-                        .count();
-                    // Per role: one automatic trip per REFRESH_FLOOR, each at most two calls
-                    // (the duration fallback); the documented bound.
-                    let bound = 2 * (3600 / REFRESH_FLOOR.as_secs() as usize) + 2;
-                    if in_hour > bound {
-                        s.records
-                            .violations
-                            .push(format!("{in_hour} STS calls for {key} within an hour"));
-                    }
-                }
                 let hit = s.sts_role.is_none_or(|r| request.role_arn.ends_with(r));
-                let mode = if hit { s.sts } else { StsMode::Ok };
-                let creds = |life: i64| AwsCredentials {
-                    access_key_id: format!("ASIA{}", now.unix_timestamp()),
-                    secret_access_key: Secret::new("secret"),
-                    session_token: Secret::new("token"),
-                    expiration: now + time::Duration::seconds(life),
-                    assumed_role_arn: None,
-                };
-                let service = |code: &str, status: u16| StsError::Service {
-                    code: code.into(),
-                    message: "scripted".into(),
-                    status: Some(status),
-                };
-                match mode {
-                    StsMode::Ok => Ok(creds(3600)),
-                    StsMode::ShortLived => Ok(creds(1)),
-                    StsMode::Expired => Ok(creds(-30)),
-                    StsMode::AccessDenied => {
-                        if !s.person {
-                            s.records.refused_at_epoch.insert(key, epoch);
-                        }
-                        Err(service("AccessDenied", 403))
-                    }
-                    StsMode::Http5xx => Err(service("InternalFailure", 500)),
-                    StsMode::Throttle => Err(service("Throttling", 400)),
-                }
+                (s.latency(), hit && s.sts == StsMode::Timeout)
             };
+            // A timeout is an answer that never came: the SDK gives up after its limit.
+            let wait = if timeout {
+                Duration::from_secs(30)
+            } else {
+                delay
+            };
+            tokio::time::sleep(wait).await;
+            let result = self.answer(request);
             tokio::task::yield_now().await;
             result
         })
@@ -498,7 +1054,16 @@ impl Sim {
                 idp_fault: IdpFault::None,
                 sts: StsMode::Ok,
                 sts_role: None,
-                person: false,
+                person: HashMap::new(),
+                rng: fastrand::Rng::with_seed(seed ^ 0x5eed_5eed),
+                issued: HashMap::new(),
+                keys: HashMap::new(),
+                aged_before: Default::default(),
+                logged_out: Default::default(),
+                logins_started: HashMap::from([("alice", 0), ("bob", 0)]),
+                logins_ended: HashMap::from([("alice", 0), ("bob", 0)]),
+                audit: None,
+                trips_ended: HashMap::new(),
                 records: Records::default(),
             }),
         });
@@ -513,6 +1078,7 @@ impl Sim {
             Arc::new(SimSts(world.clone())),
             Arc::new(SimProviders(world.clone())),
         );
+        world.lock().audit = Some(manager.audit().subscribe());
         Self {
             rng: fastrand::Rng::with_seed(seed),
             world,
@@ -537,13 +1103,38 @@ impl Sim {
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
+        self.world.lock().drain_audit();
+    }
+
+    /// Whether a person logged `account` out (and has not logged it in since).
+    fn set_logged_out(&mut self, account: &'static str, out: bool) {
+        self.logged_out.insert(account, out);
+        let mut s = self.world.lock();
+        if out {
+            s.logged_out.insert(account);
+        } else {
+            s.logged_out.remove(account);
+        }
     }
 
     /// A person's act on an account: its epoch moves on, and so does its user's need.
     fn person_acts(&self, account: &'static str) {
+        self.world.lock().person_acts(account);
+    }
+
+    /// A person's command on `account` starts (`true`) or ends: meanwhile its requests are
+    /// the person's, not samld's by itself.
+    fn person(&self, account: &'static str, acting: bool) {
         let mut s = self.world.lock();
-        *s.records.epoch.entry(account).or_default() += 1;
-        s.records.attempts_since_reset.insert(user_of(account), 0);
+        let n = s.person.entry(account).or_default();
+        if acting {
+            *n += 1;
+        } else {
+            *n -= 1;
+            // The person acted somewhere inside the command: the need starts over at its end
+            // at the latest.
+            s.records.attempts_since_reset.insert(user_of(account), 0);
+        }
     }
 
     async fn step(&mut self) {
@@ -592,9 +1183,9 @@ impl Sim {
                 let account = self.pick_account();
                 self.log.push(format!("refresh {account}"));
                 self.person_acts(account);
-                self.world.lock().person = true;
+                self.person(account, true);
                 let _ = self.manager.refresh(account).await;
-                self.world.lock().person = false;
+                self.person(account, false);
                 self.settle().await;
             }
             770..795 => {
@@ -602,13 +1193,13 @@ impl Sim {
                     self.log.push("logout all".into());
                     self.manager.logout(None).unwrap();
                     for a in ACCOUNTS {
-                        self.logged_out.insert(a, true);
+                        self.set_logged_out(a, true);
                     }
                 } else {
                     let account = self.pick_account();
                     self.log.push(format!("logout {account}"));
                     self.manager.logout(Some(account)).unwrap();
-                    self.logged_out.insert(account, true);
+                    self.set_logged_out(account, true);
                 }
                 self.settle().await;
             }
@@ -621,7 +1212,7 @@ impl Sim {
                     a.notifications = !a.notifications;
                     self.log.push(format!("config change {account}"));
                     self.person_acts(account);
-                    self.logged_out.insert(account, false);
+                    self.set_logged_out(account, false);
                 } else {
                     self.log.push("config reload, unchanged".into());
                 }
@@ -658,7 +1249,9 @@ impl Sim {
                     IdpFault::Http5xx,
                     IdpFault::Reset,
                     IdpFault::Throttle,
-                ][self.rng.usize(..5)];
+                    IdpFault::RetryAfter,
+                    IdpFault::AfterReach,
+                ][self.rng.usize(..7)];
                 self.log.push(format!("JumpCloud fault: {fault:?}"));
                 self.world.lock().idp_fault = fault;
             }
@@ -669,9 +1262,12 @@ impl Sim {
                     StsMode::AccessDenied,
                     StsMode::Http5xx,
                     StsMode::Throttle,
+                    StsMode::Network,
+                    StsMode::Timeout,
+                    StsMode::AgedAssertion,
                     StsMode::ShortLived,
                     StsMode::Expired,
-                ][self.rng.usize(..7)];
+                ][self.rng.usize(..10)];
                 let role = [None, Some("Admin"), Some("ReadOnly")][self.rng.usize(..3)];
                 self.log.push(format!("STS: {mode:?} for {role:?}"));
                 let mut s = self.world.lock();
@@ -700,14 +1296,14 @@ impl Sim {
     async fn login(&mut self, account: &'static str, force: bool) {
         self.log.push(format!("login {account} (force: {force})"));
         self.person_acts(account);
-        self.world.lock().person = true;
+        self.person(account, true);
         let secrets =
             person_secrets(user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap());
         let result = self.manager.login(account, secrets, force, None).await;
-        self.world.lock().person = false;
+        self.person(account, false);
         // A person logging in lifts their logout, whether or not the login succeeds.
         let _ = result;
-        self.logged_out.insert(account, false);
+        self.set_logged_out(account, false);
         self.settle().await;
     }
 
@@ -728,7 +1324,7 @@ impl Sim {
         }
         for task in tasks {
             let (result, waited, at) = task.await.unwrap();
-            if waited > LOGIN_WAIT + FRESH_WAIT + Duration::from_secs(1) {
+            if waited > LOGIN_WAIT + Duration::from_millis(10) {
                 self.world.violation(format!(
                     "a helper for {account} waited {}s (login_wait is {}s)",
                     waited.as_secs(),
@@ -751,6 +1347,7 @@ impl Sim {
                         self.world
                             .violation(format!("served credentials for logged-out {account}"));
                     }
+                    self.check_identity(account, role, &creds);
                 }
                 Err(e) => {
                     if e.message.contains("PASSWORD") || e.message.contains(PASSWORD) {
@@ -758,6 +1355,38 @@ impl Sim {
                     }
                 }
             }
+        }
+    }
+
+    /// Credentials handed out for `account` (and `role`, when asked) are what STS issued
+    /// for that account's role, from an assertion naming that account's user.
+    fn check_identity(
+        &self,
+        account: &'static str,
+        role: Option<&'static str>,
+        creds: &samld_proto::Credentials,
+    ) {
+        let s = self.world.lock();
+        let violation = match s.keys.get(&creds.access_key_id) {
+            None => Some("keys STS never issued".to_owned()),
+            Some(issue)
+                if issue.account != account
+                    || issue.user != user_of(account)
+                    || role.is_some_and(|r| !issue.role_arn.ends_with(&format!("/{r}")))
+                    || issue.role_arn != creds.role_arn
+                    || creds.account != account =>
+            {
+                Some(format!(
+                    "keys STS issued to {} of {} for {} (labelled {} of {})",
+                    issue.user, issue.account, issue.role_arn, creds.role_arn, creds.account
+                ))
+            }
+            Some(_) => None,
+        };
+        drop(s);
+        if let Some(what) = violation {
+            self.world
+                .violation(format!("asked for {account} {role:?}, served {what}"));
         }
     }
 
@@ -881,7 +1510,7 @@ impl Sim {
         *self.keyring.locked.lock().unwrap() = false;
         for account in ACCOUNTS {
             self.person_acts(account);
-            self.world.lock().person = true;
+            self.person(account, true);
             let mut result = self
                 .manager
                 .login(account, person_secrets(false), false, None)
@@ -896,9 +1525,9 @@ impl Sim {
                     .login(account, person_secrets(false), false, None)
                     .await;
             }
-            self.world.lock().person = false;
+            self.person(account, false);
             result.map_err(|e| format!("healing login of {account} failed: {}", e.message))?;
-            self.logged_out.insert(account, false);
+            self.set_logged_out(account, false);
         }
         for _ in 0..36 {
             self.advance(Duration::from_secs(300)).await;
@@ -938,13 +1567,50 @@ fn seeds_keep_every_invariant() {
         return;
     }
     let seeds = env_number("SAMLD_SIM_SEEDS", 1000);
-    let first = env_number("SAMLD_SIM_FIRST_SEED", 0);
-    for seed in first..first + seeds {
-        if let Err(failure) = run_seed(seed, steps) {
-            panic!(
-                "{failure}\nreplay: SAMLD_SIM_SEED={seed} SAMLD_SIM_STEPS={steps} cargo test -p samld --test simulation -- --nocapture"
-            );
+    // A new stretch of seeds every run, so that CI covers more than the same thousand.
+    let first = std::env::var("SAMLD_SIM_FIRST_SEED")
+        .ok()
+        .map(|v| v.parse().expect("SAMLD_SIM_FIRST_SEED is a number"))
+        .unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                >> 16
+        });
+    eprintln!(
+        "simulation: seeds {first}..{} ({steps} steps each); this run again: SAMLD_SIM_FIRST_SEED={first} SAMLD_SIM_SEEDS={seeds}",
+        first + seeds
+    );
+    // Each seed stays on its own single-threaded runtime; the seeds share the cores.
+    let threads = env_number(
+        "SAMLD_SIM_THREADS",
+        std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
+    )
+    .clamp(1, seeds.max(1));
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let failure: Mutex<Option<(u64, String)>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= seeds || failure.lock().unwrap().is_some() {
+                        return;
+                    }
+                    let seed = first + i;
+                    if let Err(f) = run_seed(seed, steps) {
+                        failure.lock().unwrap().get_or_insert((seed, f));
+                        return;
+                    }
+                }
+            });
         }
+    });
+    if let Some((seed, failure)) = failure.into_inner().unwrap() {
+        panic!(
+            "{failure}\nreplay: SAMLD_SIM_SEED={seed} SAMLD_SIM_STEPS={steps} cargo test -p samld --test simulation -- --nocapture"
+        );
     }
 }
 

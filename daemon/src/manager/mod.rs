@@ -353,6 +353,9 @@ impl Manager {
                 generation,
                 max_duration: std::mem::take(&mut data.max_duration),
                 saved_password: data.saved_password,
+                // Still the account's trip: a config change that replaces the account must
+                // be able to abort it, or it runs beside the new account's own.
+                trip_task: data.trip_task.take(),
                 ..AccountData::default()
             };
             // A flight still running finds the generation moved when it finishes.
@@ -419,7 +422,11 @@ impl Manager {
         // came from.
         let mut waited: Option<CredentialSource> = None;
         // Each pass either answers or waits for one flight (or one terminal login); four
-        // passes cover "a flight for other roles", "a login", then "one for ours".
+        // passes cover "a flight for other roles", "a login", then "one for ours". Together
+        // they wait at most `login_wait`, as one flight would: the caller was promised that.
+        let deadline = tokio::time::Instant::now()
+            .checked_add(slot.account.login_wait)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         for _ in 0..4 {
             let now = self.clock.now();
             let (stale, blocked, trip) = {
@@ -510,7 +517,8 @@ impl Manager {
             } else {
                 slot.account.login_wait
             };
-            let outcome = wait_flight(rx, wait, &slot.account.name).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = wait_flight_for(rx, wait.min(left), wait, &slot.account.name).await;
             if let (Err(_), Some((arn, held))) = (&outcome, &stale) {
                 // Refresh failed or is slow: the old credentials are still valid.
                 if usable(held, self.clock.now()) {
@@ -854,8 +862,19 @@ impl Drop for FlightGuard {
     }
 }
 
-async fn wait_flight(mut rx: FlightWatch, wait: Duration, account: &str) -> FlightResult {
-    match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+async fn wait_flight(rx: FlightWatch, wait: Duration, account: &str) -> FlightResult {
+    wait_flight_for(rx, wait, wait, account).await
+}
+
+/// [`wait_flight`] for at most `limit`, what is left of a longer `wait` that the error names:
+/// the caller was promised `wait` in all, not per flight.
+async fn wait_flight_for(
+    mut rx: FlightWatch,
+    limit: Duration,
+    wait: Duration,
+    account: &str,
+) -> FlightResult {
+    match tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await {
         Ok(Ok(result)) => result.clone().unwrap_or(Ok(())),
         Ok(Err(_)) => Err(WireError::new(
             ErrorCode::Internal,

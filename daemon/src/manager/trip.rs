@@ -349,13 +349,22 @@ impl Manager {
         let (tx, _guard, generation) = loop {
             let now = self.clock.now();
             // Lock order: an account before its session, never the other way round.
-            let (capable, never) = {
+            let (capable, never, logged_out) = {
                 let data = slot.data();
                 (
                     self.can_login_unattended(account, &data),
                     data.creds.is_empty(),
+                    data.phase == Phase::LoggedOut,
                 )
             };
+            if person.is_none() && logged_out {
+                // A trip that a logout overtook: its result would be discarded, and a push
+                // or password sent for an account the person just left is theirs to ask for.
+                return Err(TripError::new(
+                    Failure::NeedsPerson,
+                    super::not_logged_in(account),
+                ));
+            }
             let waiting = {
                 let mut data = session.data();
                 if let Some(rx) = &data.login {
