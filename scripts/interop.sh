@@ -157,10 +157,11 @@ ok "boto3: Session(profile_name=\"p\").client(\"sts\").get_caller_identity() -> 
 # The Rust tests that need moto are #[ignore]d in a plain `cargo test` (without moto they
 # fail); run exactly each of them here, and fail unless it ran and passed.
 moto_test() { # TEST-BINARY TEST-NAME LOG
-    if ! SAMLD_MOTO_URL=$moto_url cargo test --workspace --locked --test "$1" -- \
+    # A hang fails in minutes, as under nextest's limits in scripts/test.sh.
+    if ! SAMLD_MOTO_URL=$moto_url timeout 300 cargo test --workspace --locked --test "$1" -- \
         --ignored --exact "$2" >"$3" 2>&1; then
         cat "$3" >&2
-        fail "$1::$2 failed against moto"
+        fail "$1::$2 failed (or ran over 300 s) against moto"
     fi
     grep -q "^test result: ok. 1 passed" "$3" || {
         cat "$3" >&2
