@@ -219,6 +219,41 @@ async fn a_silent_client_is_timed_out_and_blocks_nobody() {
     server.shutdown().await;
 }
 
+/// Connections are served side by side: with the request timeout far away, clients that
+/// say nothing hold their connections open while another client is answered. A server that
+/// handled one connection at a time would sit on the first silent one for 30 s; the test's
+/// own limit fails it long before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_do_not_hold_up_another_clients_answer() {
+    let options = ServerOptions {
+        request_timeout: Duration::from_secs(30),
+        ..ServerOptions::default()
+    };
+    let server = Server::start(options).await;
+    let socket = server.socket.clone();
+    let silent = blocking(move || (0..3).map(|_| connect(&socket)).collect::<Vec<_>>()).await;
+    tokio::time::timeout(Duration::from_secs(10), status_works(&server.socket))
+        .await
+        .expect("a status request was answered while silent clients were connected");
+    let silent = blocking(move || {
+        for mut stream in silent.iter() {
+            // Still open and still unanswered: the answer above did not wait for them to be
+            // timed out.
+            stream.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            let read = stream.read(&mut byte);
+            assert!(
+                matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+                "a silent client was already answered or closed: {read:?}"
+            );
+        }
+        silent
+    })
+    .await;
+    drop(silent);
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_mid_frame_is_dropped() {
     let server = Server::start(ServerOptions::default()).await;
