@@ -274,10 +274,16 @@ async fn a_push_that_outlives_the_local_cap_is_expired() {
     .await;
     let mut s = settings(&fake, MFA_EMAIL, MfaMode::Push);
     s.timeouts.push_max_wait = Duration::from_millis(100);
+    // Long enough that only samld's own cap can end it first; short enough that ignoring
+    // the cap fails in seconds.
+    fake.set_push_lifetime(Duration::from_secs(5));
     let jc = JumpCloud::new(s).unwrap();
     let mut io = ScriptedInteraction::with_password(MFA_PASSWORD);
 
     assert_eq!(jc.login(&mut io).await.unwrap_err(), IdpError::PushExpired);
+    // samld gave up by itself: JumpCloud's push was still pending.
+    let stats = fake.stats();
+    assert_eq!(stats.pushes_expired, 0, "{stats:?}");
 }
 
 #[tokio::test]
