@@ -309,6 +309,82 @@ async fn a_thousand_connections_at_once() {
     server.shutdown().await;
 }
 
+/// Every hand-out is audited with the process that asked, refused ones too: the record
+/// holds it, a follower is sent what came before and then each new one as it happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_outs_are_audited_with_the_process_that_asked() {
+    let server = Server::start(ServerOptions::default()).await;
+    let ask = |account: &'static str| {
+        let socket = server.socket.clone();
+        blocking(move || {
+            let get = Request::GetCredentials {
+                account: account.into(),
+                role: None,
+                interactive: false,
+                via: None,
+            };
+            assert!(matches!(request(&socket, &get), Response::Error(_)));
+        })
+    };
+    let asked_by_us = |event: &samld_proto::AuditEvent, account: &str| {
+        assert_eq!(event.account.as_deref(), Some(account), "{event:?}");
+        assert!(event.error.is_some(), "{event:?}");
+        let process = event.process.as_ref().expect("the asking process");
+        assert_eq!(process.pid, std::process::id(), "{event:?}");
+    };
+    ask("first").await;
+    let socket = server.socket.clone();
+    let (mut follower, before) = blocking(move || {
+        let mut stream = connect(&socket);
+        let follow = Request::Audit {
+            account: None,
+            since_secs: None,
+            follow: true,
+        };
+        write_frame(&mut stream, &follow).unwrap();
+        let before = read_frame::<_, Response>(&mut stream).unwrap();
+        let following = read_frame::<_, Response>(&mut stream).unwrap();
+        assert!(
+            matches!(following, Some(Response::AuditFollowing { .. })),
+            "{following:?}"
+        );
+        (stream, before)
+    })
+    .await;
+    let Some(Response::AuditEvent(event)) = before else {
+        panic!("expected the earlier event, got {before:?}")
+    };
+    asked_by_us(&event, "first");
+    ask("second").await;
+    let live = blocking(move || read_frame::<_, Response>(&mut follower).unwrap()).await;
+    let Some(Response::AuditEvent(event)) = live else {
+        panic!("expected the new event, got {live:?}")
+    };
+    asked_by_us(&event, "second");
+    // The record: one frame per event, then the answer.
+    let socket = server.socket.clone();
+    let events = blocking(move || {
+        let mut stream = connect(&socket);
+        let all = Request::Audit {
+            account: None,
+            since_secs: None,
+            follow: false,
+        };
+        write_frame(&mut stream, &all).unwrap();
+        let mut events = Vec::new();
+        loop {
+            match read_frame::<_, Response>(&mut stream).unwrap() {
+                Some(Response::AuditEvent(event)) => events.push(event),
+                Some(Response::Audit { .. }) => return events,
+                other => panic!("expected the record, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_account_lists_the_known_ones() {
     let server = Server::start(ServerOptions::default()).await;
