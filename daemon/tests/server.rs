@@ -10,14 +10,15 @@ use std::time::Duration;
 use samld::clock::SystemClock;
 use samld::exec_endpoint::{Endpoint, EndpointOptions};
 use samld::future::BoxFuture;
-use samld::idp::{IdentityProvider, IdpError};
+use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
 use samld::keyring::{InMemoryStore, KeyringError, PasswordStore};
 use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::server::{ServerOptions, serve};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::{Account, Config};
 use samld_proto::{
-    ErrorCode, PROTOCOL_VERSION, Request, Response, Secret, read_frame, write_frame,
+    ErrorCode, LoginRequest, PROTOCOL_VERSION, Request, Response, Secret, SecretKind, read_frame,
+    write_frame,
 };
 use tokio::sync::oneshot;
 
@@ -61,6 +62,16 @@ impl Server {
         config: Config,
         store: Option<Arc<dyn PasswordStore>>,
     ) -> Self {
+        Self::start_with_idp(options, config, store, Arc::new(NoIdp)).await
+    }
+
+    /// [`Server::start_with`], with the IdP `idp` makes.
+    async fn start_with_idp(
+        options: ServerOptions,
+        config: Config,
+        store: Option<Arc<dyn PasswordStore>>,
+        idp: Arc<dyn ProviderFactory>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("samld.sock");
         let listener = samld::listener::bind_socket(&socket).unwrap();
@@ -73,7 +84,7 @@ impl Server {
             },
             Arc::new(SystemClock),
             Arc::new(NoSts),
-            Arc::new(NoIdp),
+            idp,
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let endpoint = Endpoint::new(EndpointOptions::default());
@@ -382,6 +393,118 @@ async fn hand_outs_are_audited_with_the_process_that_asked() {
     })
     .await;
     assert_eq!(events.len(), 2, "{events:?}");
+    server.shutdown().await;
+}
+
+/// An IdP whose session has ended: a login asks for the password, tells the person
+/// something, and keeps the passwords it was given.
+#[derive(Default)]
+struct AskingIdp {
+    given: std::sync::Mutex<Vec<String>>,
+}
+
+impl IdentityProvider for AskingIdp {
+    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
+        Box::pin(async { Err(IdpError::SessionExpired) })
+    }
+
+    fn login<'a>(
+        &'a self,
+        io: &'a mut dyn LoginInteraction,
+    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        Box::pin(async move {
+            let password = io.password("JumpCloud password").await?;
+            self.given
+                .lock()
+                .unwrap()
+                .push(password.expose().to_owned());
+            io.progress("Approve the push").await;
+            Err(IdpError::PushDenied)
+        })
+    }
+
+    fn forget_session(&self) {}
+}
+
+struct Asking(Arc<AskingIdp>);
+
+impl ProviderFactory for Asking {
+    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// A login at a terminal asks through the connection for what it needs: the secret asked for
+/// reaches the IdP, anything else is refused, and what the IdP says is passed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_asks_the_client_for_the_secret_it_needs() {
+    let config = samld_config::parse(
+        "[accounts.prod]\nurl = \"https://sso.jumpcloud.com/saml2/prod\"\nusername = \"alice@example.com\"\n",
+        Path::new("/test/config.toml"),
+    )
+    .unwrap();
+    let idp = Arc::new(AskingIdp::default());
+    let server = Server::start_with_idp(
+        ServerOptions::default(),
+        config,
+        None,
+        Arc::new(Asking(idp.clone())),
+    )
+    .await;
+    let login = |answer: SecretKind| {
+        let socket = server.socket.clone();
+        blocking(move || {
+            let mut stream = connect(&socket);
+            let login = Request::Login(LoginRequest {
+                account: "prod".into(),
+                interactive: true,
+                ..LoginRequest::default()
+            });
+            write_frame(&mut stream, &login).unwrap();
+            let asked = read_frame::<_, Response>(&mut stream).unwrap();
+            assert!(
+                matches!(
+                    asked,
+                    Some(Response::NeedSecret {
+                        kind: SecretKind::Password,
+                        ..
+                    })
+                ),
+                "{asked:?}"
+            );
+            let provide = Request::ProvideSecret {
+                kind: answer,
+                value: Secret::new("correct horse"),
+            };
+            write_frame(&mut stream, &provide).unwrap();
+            let mut answers = Vec::new();
+            while let Some(response) = read_frame::<_, Response>(&mut stream).unwrap() {
+                let last = response.is_final();
+                answers.push(response);
+                if last {
+                    break;
+                }
+            }
+            answers
+        })
+    };
+    // A code where the password was asked for: refused, and nothing reaches the IdP.
+    let answers = login(SecretKind::MfaCode).await;
+    assert!(
+        matches!(&answers[0], Response::Error(e) if e.message.contains("expected the secret that was asked for")),
+        "{answers:?}"
+    );
+    assert!(idp.given.lock().unwrap().is_empty());
+    let answers = login(SecretKind::Password).await;
+    assert_eq!(*idp.given.lock().unwrap(), ["correct horse"]);
+    assert!(
+        matches!(&answers[0], Response::Progress { message } if message == "Approve the push"),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers.last(), Some(Response::Error(_))),
+        "{answers:?}"
+    );
     server.shutdown().await;
 }
 
