@@ -204,6 +204,46 @@ async fn oversized_frame_is_refused_without_reading_it() {
     server.shutdown().await;
 }
 
+/// A refused client still sending its frame (here 24 KiB of a body too large to take,
+/// through a small send buffer) finishes sending, reads why, then the end of the stream: the
+/// daemon reads and drops the rest before it closes, where closing at once would fail the
+/// client's write and it would never see the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_finishes_sending_and_reads_why() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let (sent, response, rest) = blocking(move || {
+        let mut stream = connect(&socket);
+        let size: libc::c_int = 4096;
+        // SAFETY: a valid socket descriptor, and a c_int option value of the size given.
+        let set = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&stream),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        let sent = stream
+            .write_all(&(512u32 << 20).to_be_bytes())
+            .and_then(|()| stream.write_all(&[b'x'; 24 * 1024]));
+        let response = read_frame::<_, Response>(&mut stream);
+        let mut rest = Vec::new();
+        let rest = stream.read_to_end(&mut rest).map(|_| rest);
+        (sent, response, rest)
+    })
+    .await;
+    sent.expect("the whole frame was sent");
+    match response {
+        Ok(Some(Response::Error(e))) => assert_eq!(e.code, ErrorCode::BadRequest),
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    assert_eq!(rest.expect("a clean end of stream"), b"");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_timed_out_and_blocks_nobody() {
     let options = ServerOptions {
