@@ -204,6 +204,22 @@ async fn oversized_frame_is_refused_without_reading_it() {
     server.shutdown().await;
 }
 
+/// Makes `stream`'s writes wait for the daemon to read, a few KiB at a time.
+fn small_send_buffer(stream: &UnixStream) {
+    let size: libc::c_int = 4096;
+    // SAFETY: a valid socket descriptor, and a c_int option value of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+}
+
 /// A refused client still sending its frame (here 24 KiB of a body too large to take,
 /// through a small send buffer) finishes sending, reads why, then the end of the stream: the
 /// daemon reads and drops the rest before it closes, where closing at once would fail the
@@ -214,18 +230,7 @@ async fn a_refused_client_finishes_sending_and_reads_why() {
     let socket = server.socket.clone();
     let (sent, response, rest) = blocking(move || {
         let mut stream = connect(&socket);
-        let size: libc::c_int = 4096;
-        // SAFETY: a valid socket descriptor, and a c_int option value of the size given.
-        let set = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&stream),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        small_send_buffer(&stream);
         let sent = stream
             .write_all(&(512u32 << 20).to_be_bytes())
             .and_then(|()| stream.write_all(&[b'x'; 24 * 1024]));
@@ -241,6 +246,39 @@ async fn a_refused_client_finishes_sending_and_reads_why() {
         other => panic!("expected the refusal, got {other:?}"),
     }
     assert_eq!(rest.expect("a clean end of stream"), b"");
+    server.shutdown().await;
+}
+
+/// ...but a refused client cannot hold the connection by sending on: past 64 KiB of leftovers
+/// the daemon closes, and the client's writes fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_cannot_hold_the_connection_by_sending() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let (sent, error) = blocking(move || {
+        let mut stream = connect(&socket);
+        small_send_buffer(&stream);
+        stream.write_all(&(512u32 << 20).to_be_bytes()).unwrap();
+        let mut sent = 0usize;
+        let chunk = [b'x'; 4096];
+        loop {
+            match stream.write(&chunk) {
+                Ok(n) if sent < 64 << 20 => sent += n,
+                Ok(_) => return (sent, None),
+                Err(e) => return (sent, Some(e)),
+            }
+        }
+    })
+    .await;
+    assert!(
+        error.is_some(),
+        "the daemon read {sent} bytes and kept reading"
+    );
+    // 64 KiB dropped, plus what the socket buffers held when it closed.
+    assert!(
+        sent < 1 << 20,
+        "the daemon read {sent} bytes before it closed"
+    );
     server.shutdown().await;
 }
 
