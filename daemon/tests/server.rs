@@ -47,6 +47,7 @@ impl ProviderFactory for NoIdp {
 struct Server {
     _dir: tempfile::TempDir,
     socket: PathBuf,
+    daemon: Arc<Manager>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -88,12 +89,13 @@ impl Server {
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let endpoint = Endpoint::new(EndpointOptions::default());
-        let task = tokio::spawn(serve(listener, daemon, endpoint, options, async {
+        let task = tokio::spawn(serve(listener, daemon.clone(), endpoint, options, async {
             let _ = stopped.await;
         }));
         Server {
             _dir: dir,
             socket,
+            daemon,
             stop: Some(stop),
             task: Some(task),
         }
@@ -583,6 +585,30 @@ async fn a_login_asks_the_client_for_the_secret_it_needs() {
         matches!(answers.last(), Some(Response::Error(_))),
         "{answers:?}"
     );
+    server.shutdown().await;
+}
+
+/// `samlctl exec` asking for an endpoint token it cannot have is told why (and the refusal
+/// is audited as the endpoint's), rather than left with a closed connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_token_for_an_unknown_account_is_refused_with_the_reason() {
+    let server = Server::start(ServerOptions::default()).await;
+    let socket = server.socket.clone();
+    let response = blocking(move || {
+        let issue = Request::IssueEndpointToken {
+            account: "nope".into(),
+            role: None,
+        };
+        request(&socket, &issue)
+    })
+    .await;
+    assert!(
+        matches!(&response, Response::Error(e) if e.code == ErrorCode::UnknownAccount),
+        "{response:?}"
+    );
+    let (events, _, _) = server.daemon.audit().query_and_subscribe(None, None);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].via, Some(samld_proto::Handout::ExecEndpoint));
     server.shutdown().await;
 }
 
