@@ -149,6 +149,7 @@ for name in "${order[@]}"; do
     select_group "$name" ${tests[$name]}
     ((${#selection[@]})) || continue
     echo "==> mutants in group $name"
+    mkdir -p "${MUTANTS_OUTPUT:-$CARGO_TARGET_DIR}"
     rc=0
     cargo mutants --jobs 1 --minimum-test-timeout 60 --test-package "${packages[$name]}" \
         --output "${MUTANTS_OUTPUT:-$CARGO_TARGET_DIR}/$name" "${selection[@]}" "${args[@]}" || rc=$?

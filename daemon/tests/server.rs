@@ -358,6 +358,11 @@ async fn a_client_that_leaves_mid_frame_is_dropped() {
     .await;
     let socket = server.socket.clone();
     blocking(move || {
+        // Nothing at all, then the end: nothing to answer, and no error.
+        let mut stream = connect(&socket);
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let reply = read_frame::<_, Response>(&mut stream).unwrap();
+        assert!(reply.is_none(), "{reply:?}");
         let mut stream = connect(&socket);
         stream.write_all(&[0, 0]).unwrap();
         stream.shutdown(std::net::Shutdown::Write).unwrap();
