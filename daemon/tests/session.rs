@@ -696,6 +696,68 @@ async fn transient_failures_back_off_and_old_credentials_are_served() {
     scheduler.abort();
 }
 
+/// The next retry the account shows while it backs off, once it is later than `after`.
+async fn next_retry_after(h: &Harness, after: OffsetDateTime) -> OffsetDateTime {
+    let parse = |s: &samld_proto::AccountStatus| {
+        s.next_retry_at.as_deref().map(|t| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+        })
+    };
+    wait_for_status(h, |s| parse(s).is_some_and(|t| t > after)).await;
+    parse(&h.daemon.status(Some("prod")).unwrap().accounts[0]).unwrap()
+}
+
+/// The README's promise for a failure that persists: retries 30 s, 1, 2, 4, 8, 15, 15…
+/// minutes apart (±20% jitter), so at most 8 in the first hour. A backoff that forgot its
+/// earlier attempts (in the policy or in the trip that feeds it) would retry every 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_persists_backs_off_as_the_readme_promises() {
+    let h = harness();
+    login(&h).await;
+    let scheduler = start_scheduler(&h);
+    h.sts
+        .faults
+        .lock()
+        .unwrap()
+        .extend((0..20).map(|_| StsError::Service {
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
+            status: Some(400),
+        }));
+    // The scheduled refresh is the first failure.
+    h.clock.advance(Duration::from_secs(40 * 60));
+    h.sts.wait_for_calls(2).await;
+    let first_failure = h.clock.now();
+    let mut failed_at = first_failure;
+    let mut retries = Vec::new();
+    for (i, minutes) in [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 15.0]
+        .into_iter()
+        .enumerate()
+    {
+        let retry_at = next_retry_after(&h, failed_at).await;
+        // Shown to the second: the gap is exact to within that.
+        let gap = (retry_at - failed_at).as_seconds_f64();
+        let promised = minutes * 60.0;
+        assert!(
+            (promised * 0.8 - 1.0..=promised * 1.2).contains(&gap),
+            "retry {}: {gap} s after the last failure, promised {promised} s ±20%",
+            i + 1
+        );
+        let calls = h.sts.calls.load(Ordering::SeqCst);
+        failed_at = retry_at + Duration::from_secs(1);
+        h.clock.set(failed_at);
+        h.sts.wait_for_calls(calls + 1).await;
+        retries.push(failed_at);
+    }
+    let first_hour = retries
+        .iter()
+        .filter(|&&t| t <= first_failure + Duration::from_secs(3600))
+        .count();
+    assert!(first_hour <= 8, "{first_hour} retries in the first hour");
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), 2 + retries.len());
+    scheduler.abort();
+}
+
 const UNATTENDED: &str = r#"
 [accounts.prod]
 url = "https://sso.jumpcloud.com/saml2/prod"

@@ -236,6 +236,36 @@ async fn push_never_answered_expires_at_expires_at() {
     assert!(fake.stats().push_polls >= 2, "polled while pending");
 }
 
+/// While a push waits, the provider polls once per `push_poll_interval`, never faster: over
+/// the push's life that is at most elapsed / interval + 1 polls. A poll loop that stopped
+/// sleeping would send hundreds against the real JumpCloud in the same time.
+#[tokio::test]
+async fn a_waiting_push_is_polled_once_per_interval() {
+    let fake = start_with(
+        mfa_user()
+            .with_factor("push", "available")
+            .with_push(PushBehavior::NeverAnswer),
+    )
+    .await;
+    fake.set_push_lifetime(Duration::from_secs(1));
+    let interval = Duration::from_millis(100);
+    let mut s = settings(&fake, MFA_EMAIL, MfaMode::Push);
+    s.timeouts.push_poll_interval = interval;
+    let jc = JumpCloud::new(s).unwrap();
+    let mut io = ScriptedInteraction::with_password(MFA_PASSWORD);
+
+    let started = std::time::Instant::now();
+    assert_eq!(jc.login(&mut io).await.unwrap_err(), IdpError::PushExpired);
+    let elapsed = started.elapsed();
+
+    let polls = fake.stats().push_polls;
+    let most = (elapsed.as_millis() / interval.as_millis()) as u64 + 1;
+    assert!(
+        (2..=most).contains(&polls),
+        "{polls} polls in {elapsed:?} at one per {interval:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_push_that_outlives_the_local_cap_is_expired() {
     let fake = start_with(
@@ -246,10 +276,16 @@ async fn a_push_that_outlives_the_local_cap_is_expired() {
     .await;
     let mut s = settings(&fake, MFA_EMAIL, MfaMode::Push);
     s.timeouts.push_max_wait = Duration::from_millis(100);
+    // Long enough that only samld's own cap can end it first; short enough that ignoring
+    // the cap fails in seconds.
+    fake.set_push_lifetime(Duration::from_secs(5));
     let jc = JumpCloud::new(s).unwrap();
     let mut io = ScriptedInteraction::with_password(MFA_PASSWORD);
 
     assert_eq!(jc.login(&mut io).await.unwrap_err(), IdpError::PushExpired);
+    // samld gave up by itself: JumpCloud's push was still pending.
+    let stats = fake.stats();
+    assert_eq!(stats.pushes_expired, 0, "{stats:?}");
 }
 
 #[tokio::test]

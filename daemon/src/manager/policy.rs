@@ -652,6 +652,13 @@ mod tests {
                 "{expiration}"
             );
         }
+        // Jitter moves the deadline earlier, never later, and the floor still holds.
+        let jitter = time::Duration::seconds(30);
+        assert_eq!(floored_refresh(NOW, hour, twenty, jitter), secs(2370));
+        assert_eq!(floored_refresh(NOW, secs(1), twenty, jitter), secs(10));
+        // Short-lived means less life than `refresh_before`: exactly that much is enough.
+        assert!(!short_lived(NOW, secs(1200), twenty));
+        assert!(short_lived(NOW, secs(1199), twenty));
         assert!(short_lived(NOW, secs(1), twenty));
         assert!(!short_lived(NOW, hour, twenty));
         // Absurd settings saturate instead of panicking.
@@ -714,6 +721,48 @@ mod tests {
                     request: "r".into(),
                     status: 404,
                     message: None,
+                },
+                Failure::Refused,
+            ),
+            // Throttled, or the server's fault: asked again later. Any other status is a
+            // verdict.
+            (
+                E::UnexpectedStatus {
+                    request: "r".into(),
+                    status: 429,
+                    message: None,
+                },
+                transient(),
+            ),
+            (
+                E::UnexpectedStatus {
+                    request: "r".into(),
+                    status: 500,
+                    message: None,
+                },
+                transient(),
+            ),
+            (
+                E::UnexpectedStatus {
+                    request: "r".into(),
+                    status: 499,
+                    message: None,
+                },
+                Failure::Refused,
+            ),
+            // An HTML page where JSON was expected: a 5xx is an outage page, anything else
+            // a page samld does not know.
+            (
+                E::UnexpectedHtml {
+                    request: "r".into(),
+                    status: 500,
+                },
+                transient(),
+            ),
+            (
+                E::UnexpectedHtml {
+                    request: "r".into(),
+                    status: 200,
                 },
                 Failure::Refused,
             ),
@@ -786,6 +835,23 @@ mod tests {
         };
         assert!(!next.may_login_unattended(NOW, &[]));
         assert!(next.may_login_unattended(at, &[]));
+        // Each failure in a row waits longer: the third waits at least 4 × 30 s × 0.8.
+        let third = after_login(
+            &SessionPhase::Ended {
+                retry_at: Some(NOW),
+                attempts: 2,
+            },
+            &spent(false, Some(transient())),
+            NOW,
+        );
+        let SessionPhase::Ended {
+            retry_at: Some(at),
+            attempts: 3,
+        } = third
+        else {
+            panic!("{third:?}")
+        };
+        assert!(at >= secs(96), "{at}");
     }
 
     #[test]
@@ -798,6 +864,12 @@ mod tests {
         let opens = ended.next_unattended_at(NOW, &recent).unwrap();
         assert_eq!(opens, secs(-600 * 5 + 3600));
         assert!(ended.may_login_unattended(opens + time::Duration::SECOND, &recent));
+        // A login exactly an hour old has left the window.
+        let aged: Vec<_> = (0..UNATTENDED_LOGINS_PER_HOUR as i64)
+            .map(|i| secs(-3600 + 600 * i))
+            .collect();
+        assert!(ended.may_login_unattended(NOW, &aged));
+        assert_eq!(ended.next_unattended_at(NOW, &aged), None);
         assert!(!SessionPhase::Live.may_login_unattended(NOW, &[]));
         assert!(SessionPhase::None.may_login_unattended(NOW, &[]));
     }

@@ -781,3 +781,28 @@ fn choose_targets(
     }
     targets
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_jitter_spreads_deadlines_by_at_most_a_fiftieth_of_the_life() {
+        // fastrand's generator is per thread: seeded here, the draws below are fixed.
+        fastrand::seed(7);
+        let hour = time::Duration::HOUR;
+        let draws: Vec<_> = (0..100).map(|_| refresh_jitter(hour)).collect();
+        let cap = time::Duration::seconds(30);
+        assert!(
+            draws.iter().all(|j| !j.is_negative() && *j <= cap),
+            "{draws:?}"
+        );
+        // Spread over the whole range, not a constant.
+        assert!(draws.iter().any(|j| *j > cap / 2), "{draws:?}");
+        assert!(draws.iter().any(|j| *j < cap / 2), "{draws:?}");
+        // A 100 s life moves its deadline by 2 s at most; a dead one not at all.
+        let short = time::Duration::seconds(100);
+        assert!((0..100).all(|_| refresh_jitter(short) <= time::Duration::seconds(2)));
+        assert_eq!(refresh_jitter(-hour), time::Duration::ZERO);
+    }
+}

@@ -316,6 +316,17 @@ mod tests {
                 configured: "none".to_owned(),
             }
         );
+        // Each configured factor is used only when offered, and then said to be missing.
+        let push_only = [factor("push", "available"), factor("totp", "pending")];
+        for mode in [MfaMode::Totp, MfaMode::Webauthn] {
+            assert_eq!(
+                choose_factor(mode, &push_only).unwrap_err(),
+                IdpError::NoUsableFactor {
+                    offered: vec!["push".to_owned()],
+                    configured: mode.as_str().to_owned(),
+                }
+            );
+        }
         assert!(matches!(
             choose_factor(MfaMode::Auto, &[]).unwrap_err(),
             IdpError::NoUsableFactor { .. }
