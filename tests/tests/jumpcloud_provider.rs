@@ -247,8 +247,10 @@ async fn a_waiting_push_is_polled_once_per_interval() {
             .with_push(PushBehavior::NeverAnswer),
     )
     .await;
-    fake.set_push_lifetime(Duration::from_secs(1));
-    let interval = Duration::from_millis(100);
+    fake.set_push_lifetime(Duration::from_secs(2));
+    // Above the fake's own floor between polls (PUSH_POLL_MIN_GAP, 250 ms, past which it
+    // answers 429 as JumpCloud does): this test counts the polls, the fake refuses a hot loop.
+    let interval = Duration::from_millis(300);
     let mut s = settings(&fake, MFA_EMAIL, MfaMode::Push);
     s.timeouts.push_poll_interval = interval;
     let jc = JumpCloud::new(s).unwrap();
