@@ -197,3 +197,81 @@ impl SessionData {
         self.generation = self.generation.wrapping_add(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn session(phase: SessionPhase) -> SessionData {
+        let at = datetime!(2026-12-01 08:00 UTC);
+        SessionData {
+            phase,
+            times: Some(SessionTimes {
+                established_at: at,
+                last_verified_at: at,
+            }),
+            generation: 7,
+            ..SessionData::default()
+        }
+    }
+
+    fn needs_person() -> SessionPhase {
+        SessionPhase::NeedsPerson {
+            reason: "the push was denied".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_person_acting_rearms_a_session_that_waited_for_them_or_backed_off() {
+        let mut waiting = session(needs_person());
+        waiting.person_acted();
+        assert_eq!(waiting.phase, SessionPhase::ended());
+
+        // A pending backoff is dropped: the person's action is the retry.
+        let mut backing_off = session(SessionPhase::Ended {
+            retry_at: Some(datetime!(2026-12-01 09:00 UTC)),
+            attempts: 3,
+        });
+        backing_off.person_acted();
+        assert_eq!(backing_off.phase, SessionPhase::ended());
+
+        // A live session (or none) has nothing to re-arm.
+        for phase in [SessionPhase::Live, SessionPhase::None] {
+            let mut untouched = session(phase.clone());
+            untouched.person_acted();
+            assert_eq!(untouched.phase, phase);
+        }
+    }
+
+    #[test]
+    fn a_logout_forgets_the_session_and_outdates_logins_still_running() {
+        for phase in [SessionPhase::Live, needs_person(), SessionPhase::ended()] {
+            let mut s = session(phase);
+            s.forget(false);
+            assert_eq!(s.phase, SessionPhase::None);
+            assert!(s.times.is_none());
+            assert_eq!(s.generation, 8);
+        }
+    }
+
+    #[test]
+    fn a_logout_that_keeps_refusals_keeps_only_a_refusal() {
+        // The refusal waits for a person: logging out of one account is no answer to it.
+        let mut refused = session(needs_person());
+        refused.forget(true);
+        assert_eq!(refused.phase, needs_person());
+        assert!(refused.times.is_none());
+        assert_eq!(refused.generation, 8);
+
+        // Anything else is forgotten as by a plain logout.
+        for phase in [SessionPhase::Live, SessionPhase::ended()] {
+            let mut s = session(phase);
+            s.forget(true);
+            assert_eq!(s.phase, SessionPhase::None);
+            assert!(s.times.is_none());
+            assert_eq!(s.generation, 8);
+        }
+    }
+}
