@@ -320,7 +320,9 @@ impl WorldState {
                 logins_before: self.logins_ended[user_of(account)],
             },
         );
-        if let Some((until, asked)) = r.throttled_until.get(account).copied()
+        // A trip that starts after the wait has honoured it: should the clock then be set
+        // back, the old deadline says nothing about the next one.
+        if let Some((until, asked)) = r.throttled_until.remove(account)
             && now < until
         {
             r.violations.push(format!(
@@ -403,6 +405,16 @@ impl WorldState {
         r.trip.remove(account);
         r.throttled_until.remove(account);
         r.duration_refused.remove(account);
+    }
+
+    /// A push went unapproved: the session waits for a person, and every account of it
+    /// leaves its backoff (samld parks them until someone logs in), so a streak of passing
+    /// failures from before does not go on after.
+    fn session_needs_person(&mut self, user: &str) {
+        for account in ACCOUNTS.into_iter().filter(|a| user_of(a) == user) {
+            self.records.trip.remove(account);
+            self.records.streak.remove(account);
+        }
     }
 
     /// A draw of how long a call takes: mostly at once, sometimes seconds, so that logouts,
@@ -581,14 +593,18 @@ impl SimIdp {
             io.reaching_person(Contact::Push);
             self.after_reach()?;
             let push = self.world.lock().push;
-            match push {
-                Push::Approve => {}
-                Push::Deny => return Err(IdpError::PushDenied),
-                Push::Expire => return Err(IdpError::PushExpired),
+            let refused = match push {
+                Push::Approve => None,
+                Push::Deny => Some(IdpError::PushDenied),
+                Push::Expire => Some(IdpError::PushExpired),
                 Push::Unanswered => {
                     tokio::time::sleep(Duration::from_secs(180)).await;
-                    return Err(IdpError::PushExpired);
+                    Some(IdpError::PushExpired)
                 }
+            };
+            if let Some(e) = refused {
+                self.world.lock().session_needs_person(user);
+                return Err(e);
             }
         }
         let now = self.world.clock.now();

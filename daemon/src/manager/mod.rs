@@ -902,7 +902,11 @@ fn resolve_role(
 
 fn usable(held: &HeldCredentials, now: OffsetDateTime) -> bool {
     let life = held.creds.expiration - held.obtained_at;
-    held.creds.expiration - now > (life / 4_i32).min(MIN_REMAINING)
+    // Credentials that arrived already expired have a negative life: without the floor at
+    // zero their margin would be negative too, and once the clock is set back they would
+    // be served for a few seconds after they died.
+    let margin = (life / 4_i32).clamp(time::Duration::ZERO, MIN_REMAINING);
+    held.creds.expiration - now > margin
 }
 
 fn wire_credentials(account: &Account, role_arn: &str, held: &HeldCredentials) -> Credentials {
@@ -1008,4 +1012,53 @@ impl IdentityProvider for BrokenProvider {
     }
 
     fn forget_session(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use samld_proto::Secret;
+
+    use crate::sts::AwsCredentials;
+
+    fn held(obtained_at: OffsetDateTime, life_secs: i64) -> HeldCredentials {
+        HeldCredentials {
+            creds: AwsCredentials {
+                access_key_id: "ASIAEXAMPLE".to_owned(),
+                secret_access_key: Secret::new("secret"),
+                session_token: Secret::new("token"),
+                expiration: obtained_at + time::Duration::seconds(life_secs),
+                assumed_role_arn: None,
+            },
+            obtained_at,
+            refresh_at: obtained_at,
+            short_lived: false,
+        }
+    }
+
+    #[test]
+    fn credentials_are_handed_out_only_with_a_margin_before_they_expire() {
+        let at = datetime!(2026-12-01 10:00 UTC);
+        let hour = held(at, 3600);
+        assert!(usable(&hour, at + time::Duration::seconds(3539)));
+        assert!(!usable(&hour, at + time::Duration::seconds(3540)));
+        // A short session keeps a quarter of its life as the margin.
+        let short = held(at, 40);
+        assert!(usable(&short, at + time::Duration::seconds(29)));
+        assert!(!usable(&short, at + time::Duration::seconds(30)));
+    }
+
+    #[test]
+    fn credentials_that_arrived_expired_are_never_handed_out_even_after_the_clock_goes_back() {
+        let at = datetime!(2026-12-01 10:06:49 UTC);
+        let dead = held(at, -30);
+        assert!(!usable(&dead, at));
+        // The clock set back 91 s: by the wall they now have 61 s left, and are served
+        // only while they really do.
+        assert!(usable(&dead, at - time::Duration::seconds(91)));
+        assert!(!usable(&dead, at - time::Duration::seconds(30)));
+        assert!(!usable(&dead, at - time::Duration::seconds(28)));
+    }
 }
