@@ -489,6 +489,45 @@ async fn a_stale_assertion_is_fetched_again_once() {
 }
 
 #[tokio::test]
+async fn an_assertion_sts_called_too_old_is_not_handed_to_the_next_role() {
+    let h = harness();
+    login(&h).await;
+    h.daemon
+        .get_credentials("prod", Some(READ), None)
+        .await
+        .unwrap();
+    // The first role spends its one retry on a shorter duration, then STS calls the
+    // assertion too old: that role waits for the next refresh, but the other one must not
+    // be sent the assertion STS just refused.
+    {
+        let mut faults = h.sts.faults.lock().unwrap();
+        faults.push_back(StsError::Service {
+            code: "ValidationError".into(),
+            message:
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+                    .into(),
+            status: Some(400),
+        });
+        faults.push_back(StsError::Service {
+            code: "ExpiredTokenException".into(),
+            message: "Token must be redeemed within 5 minutes of issuance".into(),
+            status: Some(400),
+        });
+    }
+    let fetches = h.idp.session_fetches.load(Ordering::SeqCst);
+    let calls = h.sts.calls.load(Ordering::SeqCst);
+    let err = h.daemon.refresh("prod").await.unwrap_err();
+    assert!(
+        err.message.contains("ExpiredTokenException"),
+        "{}",
+        err.message
+    );
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst) - calls, 3);
+    // The refresh's assertion, and a fresh one for the second role.
+    assert_eq!(h.idp.session_fetches.load(Ordering::SeqCst) - fetches, 2);
+}
+
+#[tokio::test]
 async fn sts_errors_carry_their_code_and_message() {
     let h = harness();
     h.sts.faults.lock().unwrap().push_back(StsError::Service {

@@ -824,6 +824,12 @@ impl SimSts {
         };
         // Whose assertion is it? STS trusts only what the assertion says.
         let (serial, name, pairs) = read_assertion(&request.saml_assertion);
+        if std::env::var_os("SAMLD_SIM_TRACE").is_some() {
+            eprintln!(
+                "  STS: {key} for {}s with assertion {serial} at {now}",
+                request.duration_seconds
+            );
+        }
         let owner = s.issued.get(&serial).map(|i| i.account);
         if owner != Some(account) || name.to_lowercase() != email_of(account).to_lowercase() {
             s.records.violations.push(format!(

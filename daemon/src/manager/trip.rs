@@ -195,17 +195,21 @@ impl Manager {
                     )
                     .await
                 {
-                    Err(e) if e.is_expired_assertion() && !refetched && retry_left => {
+                    Err(e) if e.is_expired_assertion() && !refetched => {
                         // The assertion aged past STS's 5 minutes (slow MFA, many roles):
-                        // the session is fresh, so a new one costs no user action.
+                        // the session is fresh, so a new one costs no user action. The roles
+                        // after this one need it too, even when this role has had its retry.
                         refetched = true;
-                        retry_left = false;
                         saml_response = slot
                             .idp
                             .assertion_from_session()
                             .await
                             .map_err(|e| TripError::idp(account, e))?;
                         assertion = parse_assertion(account, &saml_response)?;
+                        if !retry_left {
+                            break Err(e);
+                        }
+                        retry_left = false;
                     }
                     other => break other,
                 }
