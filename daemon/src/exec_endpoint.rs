@@ -734,9 +734,6 @@ impl Handler {
         };
         // From here the token is valid: every answer is a hand-out, or a refused one, of the
         // lease's account and role, on the record.
-        let mut record = Record::handout(Handout::ExecEndpoint, &bound_account);
-        record.role_arn = Some(role_arn.clone());
-        record.process = holder;
         if account != bound_account || role.is_some_and(|r| !names_role(r, &role_arn)) {
             tracing::debug!(
                 account,
@@ -744,10 +741,18 @@ impl Handler {
                 "endpoint token used for another account or role"
             );
             refusals.refused("a token used for another account or role");
-            record.error = Some(format!(
+            let error = format!(
                 "the token was used for another account or role: {account}/{}",
                 role.unwrap_or("(default)")
-            ));
+            );
+            let mut record = Record::handout(
+                Handout::ExecEndpoint,
+                &bound_account,
+                Some(&role_arn),
+                None,
+                Some(&error),
+            );
+            record.process = holder;
             self.daemon.audit().record(record);
             return refusal(
                 StatusCode::FORBIDDEN,
@@ -771,16 +776,19 @@ impl Handler {
                 ),
             ))
         });
+        let mut record = Record::handout_result(
+            Handout::ExecEndpoint,
+            &bound_account,
+            Some(&role_arn),
+            &fetched,
+        );
+        record.process = holder;
         let response = match &fetched {
-            Ok((creds, source)) => {
+            Ok((creds, _)) => {
                 tracing::debug!(account, role = %role_arn, "credentials served over the endpoint");
-                record.source = Some(*source);
                 credentials_response(creds)
             }
-            Err(e) => {
-                record.error = Some(e.message.clone());
-                error_response(e)
-            }
+            Err(e) => error_response(e),
         };
         // Read while the program surely runs (it waits for this very answer), and recorded
         // before it gets it, so that the audit is never behind what the program saw. A few

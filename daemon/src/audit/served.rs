@@ -137,8 +137,13 @@ fn get(via: Option<Handout>) -> Request {
 
 /// A manager logged in to `prod` (with [`PASSWORD`]), holding fresh credentials.
 async fn logged_in() -> Arc<Manager> {
+    logged_in_with(CONFIG).await
+}
+
+/// [`logged_in`] with the config `config`.
+async fn logged_in_with(config: &str) -> Arc<Manager> {
     let clock = Arc::new(ManualClock::new(datetime!(2026-12-01 10:00 UTC)));
-    let config = samld_config::parse(CONFIG, Path::new("/test/config.toml")).unwrap();
+    let config = samld_config::parse(config, Path::new("/test/config.toml")).unwrap();
     let mut options = DaemonOptions::new("/test/config.toml".into());
     options.audit_capacity = 100;
     let daemon = Manager::new(
@@ -457,4 +462,132 @@ async fn a_full_record_larger_than_a_frame_is_served_whole() {
     );
     assert_eq!(followed, capacity);
     server.stop().await;
+}
+
+/// An AWS federation endpoint on loopback that signs anyone in: `getSigninToken` answers
+/// `{"SigninToken": ...}`, as AWS's does.
+async fn federation_endpoint() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/federation",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"SigninToken": "signin"})) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// The fields of a hand-out's record that say what was handed out, whatever the path.
+fn what_was_handed_out(
+    event: &samld_proto::AuditEvent,
+) -> (
+    Option<&str>,
+    Option<&str>,
+    Option<CredentialSource>,
+    bool,
+    bool,
+) {
+    (
+        event.account.as_deref(),
+        event.role_arn.as_deref(),
+        event.source,
+        event.error.is_some(),
+        event.process.is_some(),
+    )
+}
+
+/// The helper, the console and the exec endpoint hand out the same role: their records tell
+/// the same things, and so do the helper's and the console's refusals of an unknown role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hand_out_path_records_the_same_fields() {
+    let federation = federation_endpoint().await;
+    let config = format!("{CONFIG}federation_url = \"http://{federation}/federation\"\n");
+    let daemon = logged_in_with(&config).await;
+    let server = start_server(&daemon);
+    let socket = server.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let console = |role: Option<&str>| Request::ConsoleUrl {
+            account: "prod".into(),
+            role: role.map(str::to_owned),
+            session_duration: None,
+        };
+        assert!(matches!(ask(&socket, &get(None)), Response::Credentials(_)));
+        assert!(matches!(
+            ask(&socket, &console(None)),
+            Response::ConsoleUrl(_)
+        ));
+        // The exec endpoint: a token, held open while a request uses it.
+        let mut exec = UnixStream::connect(&socket).unwrap();
+        let _hello: Response = read_frame(&mut exec).unwrap().unwrap();
+        let issue = Request::IssueEndpointToken {
+            account: "prod".into(),
+            role: None,
+        };
+        write_frame(&mut exec, &issue).unwrap();
+        let Some(Response::EndpointToken(token)) = read_frame(&mut exec).unwrap() else {
+            panic!("expected an endpoint token");
+        };
+        let url = url::Url::parse(&token.url).unwrap();
+        let addr = url.socket_addrs(|| None).unwrap()[0];
+        assert_eq!(endpoint_get(addr, url.path(), token.token.expose()), 200);
+        drop(exec);
+        let mut unknown_role = get(None);
+        if let Request::GetCredentials { role, .. } = &mut unknown_role {
+            *role = Some("NoSuchRole".into());
+        }
+        assert!(matches!(ask(&socket, &unknown_role), Response::Error(_)));
+        assert!(matches!(
+            ask(&socket, &console(Some("NoSuchRole"))),
+            Response::Error(_)
+        ));
+    })
+    .await
+    .unwrap();
+    // Login, helper, console, the exec token, its request, and the two refusals.
+    wait_for_events(&daemon, 7);
+    server.stop().await;
+
+    let (events, _) = daemon.audit().query(None, None);
+    let handouts: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == AuditKind::Handout)
+        .collect();
+    // Each is recorded once its answer is sent: in no fixed order.
+    let mut recorded: Vec<_> = handouts
+        .iter()
+        .map(|e| {
+            (
+                e.role_arn.as_deref() == Some(ADMIN),
+                format!("{:?}", e.via),
+                *e,
+            )
+        })
+        .collect();
+    recorded.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let paths: Vec<_> = recorded.iter().map(|(_, via, _)| via.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "Some(Console)",
+            "Some(Helper)",
+            "Some(Console)",
+            "Some(ExecEndpoint)",
+            "Some(ExecEndpoint)",
+            "Some(Helper)",
+        ]
+    );
+    let refused = (Some("prod"), Some("NoSuchRole"), None, true, true);
+    for (_, _, event) in &recorded[..2] {
+        assert_eq!(what_was_handed_out(event), refused, "{event:?}");
+    }
+    let served = (
+        Some("prod"),
+        Some(ADMIN),
+        Some(CredentialSource::Memory),
+        false,
+        true,
+    );
+    for (_, _, event) in &recorded[2..] {
+        assert_eq!(what_was_handed_out(event), served, "{event:?}");
+    }
 }
