@@ -599,6 +599,9 @@ async fn a_login_asks_the_client_for_the_secret_it_needs() {
 async fn an_endpoint_token_for_an_unknown_account_is_refused_with_the_reason() {
     let server = Server::start(ServerOptions::default()).await;
     let socket = server.socket.clone();
+    // The refusal is recorded once it is sent: the test waits for the record itself.
+    let (before, _, mut recorded) = server.daemon.audit().query_and_subscribe(None, None);
+    assert_eq!(before.len(), 0, "{before:?}");
     let response = blocking(move || {
         let issue = Request::IssueEndpointToken {
             account: "nope".into(),
@@ -611,9 +614,13 @@ async fn an_endpoint_token_for_an_unknown_account_is_refused_with_the_reason() {
         matches!(&response, Response::Error(e) if e.code == ErrorCode::UnknownAccount),
         "{response:?}"
     );
+    let event = tokio::time::timeout(Duration::from_secs(10), recorded.recv())
+        .await
+        .expect("the refusal was never recorded")
+        .unwrap();
+    assert_eq!(event.via, Some(samld_proto::Handout::ExecEndpoint));
     let (events, _, _) = server.daemon.audit().query_and_subscribe(None, None);
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].via, Some(samld_proto::Handout::ExecEndpoint));
     server.shutdown().await;
 }
 
