@@ -6,78 +6,39 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use samld_proto::{
     AuditKind, CredentialSource, Handout, Request, Response, Secret, read_frame, write_frame,
 };
 use time::macros::datetime;
 
-use crate::clock::{Clock, ManualClock};
+use crate::clock::ManualClock;
 use crate::exec_endpoint::{Endpoint, EndpointOptions};
-use crate::future::BoxFuture;
-use crate::idp::{IdentityProvider, IdpError, LoginInteraction};
-use crate::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use crate::manager::{DaemonOptions, LoginSecrets, Manager};
 use crate::server::{ServerOptions, serve};
-use crate::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
+use crate::test_doubles::{ScriptedIdp, ScriptedProviders, ScriptedSts};
 
-const SECRET_KEY: &str = "wJalrXUtnFEMI-K7MDENG-known-secret-key";
-const SESSION_TOKEN: &str = "FwoGZXIvYXdz-known-session-token";
 const PASSWORD: &str = "hunter2-known-password";
 const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
 
+/// The secret key and session token of the login's credentials, the first STS issues.
+fn secret_key() -> String {
+    ScriptedSts::secret_key(1)
+}
+fn session_token() -> String {
+    ScriptedSts::session_token(1)
+}
+
+/// The assertion prod's IdP hands out.
 fn assertion() -> Secret {
-    let xml = format!(
-        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role"><saml:AttributeValue>{ADMIN},arn:aws:iam::123456789012:saml-provider/JumpCloud</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion></samlp:Response>"#
-    );
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+    scripted_idp().current()
 }
 
-/// Logs in with the password it is given (so the password passes through the daemon).
-struct Idp;
-impl IdentityProvider for Idp {
-    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
-        Box::pin(async { Ok(assertion()) })
-    }
-    fn login<'a>(
-        &'a self,
-        io: &'a mut dyn LoginInteraction,
-    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
-        Box::pin(async move {
-            let password = io.password("Password").await?;
-            assert_eq!(password.expose(), PASSWORD);
-            Ok(assertion())
-        })
-    }
-    fn forget_session(&self) {}
-}
-
-struct Factory;
-impl ProviderFactory for Factory {
-    fn provider(
-        &self,
-        _account: &samld_config::Account,
-    ) -> Result<Arc<dyn IdentityProvider>, IdpError> {
-        Ok(Arc::new(Idp))
-    }
-}
-
-struct Sts(Arc<ManualClock>);
-impl StsApi for Sts {
-    fn assume_role_with_saml<'a>(
-        &'a self,
-        _target: &'a StsTarget,
-        request: &'a AssumeRequest,
-    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
-        let now = self.0.now();
-        Box::pin(async move {
-            Ok(AwsCredentials {
-                access_key_id: "ASIAAUDITTEST".into(),
-                secret_access_key: Secret::new(SECRET_KEY.to_owned()),
-                session_token: Secret::new(SESSION_TOKEN.to_owned()),
-                expiration: now + time::Duration::hours(1),
-                assumed_role_arn: Some(request.role_arn.replace(":iam:", ":sts:")),
-            })
-        })
+/// prod's IdP: a live session offering Admin, and a login that takes [`PASSWORD`] (so that
+/// the password passes through the daemon).
+fn scripted_idp() -> ScriptedIdp {
+    ScriptedIdp {
+        password: PASSWORD,
+        ..ScriptedIdp::live(&[ADMIN])
     }
 }
 
@@ -150,8 +111,8 @@ async fn logged_in_with(config: &str) -> Arc<Manager> {
         config,
         options,
         clock.clone(),
-        Arc::new(Sts(clock.clone())),
-        Arc::new(Factory),
+        ScriptedSts::new(clock.clone(), std::time::Duration::from_secs(3600)),
+        ScriptedProviders::serving(Arc::new(scripted_idp())),
     );
     let secrets = LoginSecrets {
         password: Some(Secret::new(PASSWORD.to_owned())),
@@ -244,7 +205,7 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
             let Response::Credentials(creds) = ask(&socket, &get(None)) else {
                 panic!("expected credentials");
             };
-            assert_eq!(creds.secret_access_key.expose(), SECRET_KEY);
+            assert_eq!(creds.secret_access_key.expose(), secret_key());
             wait_for_events(&daemon, 2);
             assert!(matches!(
                 ask(&socket, &get(Some(Handout::Env))),
@@ -317,7 +278,12 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
     // Nothing secret anywhere in the record.
     let serialized = serde_json::to_string(&events).unwrap();
     let assertion = assertion();
-    for secret in [SECRET_KEY, SESSION_TOKEN, PASSWORD, assertion.expose()] {
+    for secret in [
+        &secret_key(),
+        &session_token(),
+        PASSWORD,
+        assertion.expose(),
+    ] {
         assert!(
             !serialized.contains(secret),
             "{secret} leaked: {serialized}"
@@ -394,7 +360,7 @@ async fn each_endpoint_request_with_a_valid_token_is_recorded_for_its_holder() {
     let last = daemon.audit().last_use("prod", ADMIN).unwrap();
     assert_eq!((last.via, last.by), (Handout::ExecEndpoint, Some(holder)));
     let serialized = serde_json::to_string(&events).unwrap();
-    assert!(!serialized.contains(SECRET_KEY));
+    assert!(!serialized.contains(&secret_key()));
     assert!(!serialized.contains(lease.token().expose()));
     drop(lease);
 }
