@@ -119,7 +119,7 @@ declare -A packages=([manager]=samld [server]=samld [mfa]=samld,samld-tests)
 declare -A tests=(
     [manager]="--lib --test=session --test=scheduler --test=simulation"
     [server]="--lib --test=server --test=endpoint"
-    [mfa]="--lib --test=jumpcloud_provider --test=jumpcloud_answers"
+    [mfa]="--lib --test=jumpcloud_provider --test=login_jumpcloud_answers"
 )
 order=(manager server mfa)
 

@@ -17,7 +17,9 @@ mod served;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use samld_proto::{AuditEvent, AuditKind, CredentialSource, Handout, LastUse, ProcessInfo};
+use samld_proto::{
+    AuditEvent, AuditKind, CredentialSource, Credentials, Handout, LastUse, ProcessInfo, WireError,
+};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
@@ -74,12 +76,46 @@ impl Record {
         }
     }
 
-    /// A hand-out `via` for `account`.
-    pub fn handout(via: Handout, account: &str) -> Self {
+    /// The record of one hand-out `via` for `account`. Every path that hands credentials out
+    /// (the helper and `samlctl env`, the console, the exec endpoint) builds its record here,
+    /// so that all of them tell the same things: when credentials left, their role and
+    /// source; when none did, the role asked for; and when the request failed, why.
+    pub fn handout(
+        via: Handout,
+        account: &str,
+        asked_role: Option<&str>,
+        handed: Option<Handed<'_>>,
+        error: Option<&str>,
+    ) -> Self {
         Self {
             via: Some(via),
+            role_arn: handed.map(|h| h.role_arn).or(asked_role).map(str::to_owned),
+            source: handed.map(|h| h.source),
+            error: error.map(str::to_owned),
             ..Self::new(AuditKind::Handout, Some(account))
         }
+    }
+
+    /// [`Record::handout`] from the result of a request for credentials.
+    pub fn handout_result(
+        via: Handout,
+        account: &str,
+        asked_role: Option<&str>,
+        result: &Result<(Credentials, CredentialSource), WireError>,
+    ) -> Self {
+        let handed = result.as_ref().ok().map(|(creds, source)| Handed {
+            role_arn: &creds.role_arn,
+            source: *source,
+        });
+        let error = result.as_ref().err().map(|e| e.message.as_str());
+        Self::handout(via, account, asked_role, handed, error)
+    }
+
+    /// Marks a hand-out as failed after its credentials were found but before they left:
+    /// the role stays, the source goes.
+    pub fn not_handed_out(&mut self, error: &str) {
+        self.source = None;
+        self.error = Some(error.to_owned());
     }
 
     /// Sets the outcome: the error's message on failure.
@@ -87,6 +123,15 @@ impl Record {
         self.error = result.as_ref().err().map(|e| e.message.clone());
         self
     }
+}
+
+/// Credentials that left samld in a hand-out: their role, and where they came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Handed<'a> {
+    /// The role whose credentials left.
+    pub role_arn: &'a str,
+    /// Memory, a refresh or a login.
+    pub source: CredentialSource,
 }
 
 struct Inner {
@@ -352,8 +397,7 @@ mod tests {
     fn last_use_is_by_the_helpers_parent_and_only_on_success() {
         let (_, audit) = audit(10);
         let arn = "arn:aws:iam::1:role/Admin";
-        let mut handout = Record::handout(Handout::Helper, "a");
-        handout.role_arn = Some(arn.into());
+        let mut handout = Record::handout(Handout::Helper, "a", Some(arn), None, None);
         handout.process = Some(proc(20, "samld-helper"));
         handout.ancestry = vec![proc(10, "terraform"), proc(5, "bash")];
         audit.record(handout.clone());

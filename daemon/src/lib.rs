@@ -38,3 +38,9 @@ pub mod saml;
 pub mod server;
 pub mod sts;
 pub mod watch;
+
+// The test doubles name this crate `samld`, as the integration tests that share them do.
+#[cfg(test)]
+extern crate self as samld;
+#[cfg(test)]
+mod test_doubles;

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samld_proto::{
-    CredentialSource, ErrorCode, FrameError, Handout, PROTOCOL_VERSION, Request, Response, Secret,
-    SecretKind, WireError, decode_body, decode_header, encode_frame,
+    ErrorCode, FrameError, Handout, PROTOCOL_VERSION, Request, Response, Secret, SecretKind,
+    WireError, decode_body, decode_header, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::audit::{Record, process};
+use crate::audit::{Handed, Record, process};
 use crate::exec_endpoint::Endpoint;
 use crate::future::BoxFuture;
 use crate::idp::IdpError;
@@ -229,28 +229,6 @@ impl PendingAudit {
     }
 }
 
-/// A hand-out event for `account` `via`, from a request's result: the resolved role and the
-/// credentials' source on success, the role asked for and the error's message on failure.
-fn handout_record(
-    via: Handout,
-    account: &str,
-    asked_role: Option<&str>,
-    result: Result<(&str, CredentialSource), &WireError>,
-) -> Record {
-    let mut record = Record::handout(via, account);
-    match result {
-        Ok((role_arn, source)) => {
-            record.role_arn = Some(role_arn.to_owned());
-            record.source = Some(source);
-        }
-        Err(e) => {
-            record.role_arn = asked_role.map(str::to_owned);
-            record.error = Some(e.message.clone());
-        }
-    }
-    record
-}
-
 impl Connection {
     async fn handle(
         &mut self,
@@ -331,13 +309,11 @@ impl Connection {
                 let result = daemon
                     .get_credentials_traced(&account, role.as_deref(), channel)
                     .await;
-                let record = handout_record(
+                let record = Record::handout_result(
                     via.unwrap_or(Handout::Helper),
                     &account,
                     role.as_deref(),
-                    result
-                        .as_ref()
-                        .map(|(creds, source)| (creds.role_arn.as_str(), *source)),
+                    &result,
                 );
                 let response = match result {
                     Ok((creds, _)) => Response::Credentials(creds),
@@ -406,17 +382,18 @@ impl Connection {
                     &mut handed_out,
                 )
                 .await;
-                let mut record = Record::handout(Handout::Console, &account);
                 // The role whose credentials went to the federation endpoint, even when the
                 // sign-in failed after that; else the one asked for.
-                match handed_out {
-                    Some((role_arn, source)) => {
-                        record.role_arn = Some(role_arn);
-                        record.source = Some(source);
-                    }
-                    None => record.role_arn = role,
-                }
-                let record = record.outcome(&result);
+                let record = Record::handout(
+                    Handout::Console,
+                    &account,
+                    role.as_deref(),
+                    handed_out.as_ref().map(|(role_arn, source)| Handed {
+                        role_arn,
+                        source: *source,
+                    }),
+                    result.as_ref().err().map(|e| e.message.as_str()),
+                );
                 let response = match result {
                     Ok(signin) => Response::ConsoleUrl(signin),
                     Err(e) => Response::Error(e),
@@ -507,23 +484,17 @@ impl Connection {
         role: Option<&str>,
         stop: &watch::Sender<bool>,
     ) -> io::Result<()> {
-        let (creds, source) = match daemon.get_credentials_traced(account, role, None).await {
-            Ok(found) => found,
+        let found = daemon.get_credentials_traced(account, role, None).await;
+        let record = Record::handout_result(Handout::ExecEndpoint, account, role, &found);
+        let pending = PendingAudit::new(record, self.peer_pid);
+        let creds = match found {
+            Ok((creds, _)) => creds,
             Err(e) => {
-                let record = handout_record(Handout::ExecEndpoint, account, role, Err(&e));
-                let pending = PendingAudit::new(record, self.peer_pid);
                 let sent = self.send(&Response::Error(e)).await;
                 pending.finish(daemon);
                 return sent;
             }
         };
-        let record = handout_record(
-            Handout::ExecEndpoint,
-            account,
-            role,
-            Ok((&creds.role_arn, source)),
-        );
-        let pending = PendingAudit::new(record, self.peer_pid);
         // The process of `samlctl exec` is named by every request its children make.
         let holder = pending.record.process.clone();
         let lease = match self
@@ -535,8 +506,7 @@ impl Connection {
             Err(e) => {
                 let e = WireError::new(ErrorCode::Internal, e.to_string());
                 let mut pending = pending;
-                pending.record.source = None;
-                pending.record.error = Some(e.message.clone());
+                pending.record.not_handed_out(&e.message);
                 let sent = self.send(&Response::Error(e)).await;
                 pending.finish(daemon);
                 return sent;

@@ -3,25 +3,20 @@
 
 mod common;
 
+use common::{ScriptedIdp, ScriptedProviders, ScriptedSts};
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use samld::clock::SystemClock;
 use samld::exec_endpoint::{Endpoint, EndpointOptions, Lease};
-use samld::future::BoxFuture;
-use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
-use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
-use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
-use samld_config::Account;
-use samld_proto::Secret;
+use samld::manager::{DaemonOptions, LoginSecrets, Manager};
 
 const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
 const READ: &str = "arn:aws:iam::123456789012:role/team/ReadOnly";
-const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/JumpCloud";
 const CONFIG: &str = r#"
 [accounts.prod]
 url = "https://sso.jumpcloud.com/saml2/prod"
@@ -35,67 +30,14 @@ username = "alice@example.com"
 role = "Admin"
 "#;
 
-/// An IdP whose session is always alive.
-struct LiveIdp;
-
-impl IdentityProvider for LiveIdp {
-    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
-        Box::pin(async {
-            Ok(common::assertion(
-                &[(ADMIN, PROVIDER), (READ, PROVIDER)],
-                None,
-            ))
-        })
-    }
-
-    fn login<'a>(
-        &'a self,
-        _io: &'a mut dyn LoginInteraction,
-    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
-        self.assertion_from_session()
-    }
-
-    fn forget_session(&self) {}
-}
-
-struct Factory;
-impl ProviderFactory for Factory {
-    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
-        Ok(Arc::new(LiveIdp))
-    }
-}
-
-/// Issues `ASIA<role>-<n>` keys valid for two hours.
-struct Sts(AtomicUsize);
-
-impl StsApi for Sts {
-    fn assume_role_with_saml<'a>(
-        &'a self,
-        _target: &'a StsTarget,
-        request: &'a AssumeRequest,
-    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
-        Box::pin(async move {
-            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            let name = request.role_arn.rsplit('/').next().unwrap_or("x");
-            Ok(AwsCredentials {
-                access_key_id: format!("ASIA{name}{n}"),
-                secret_access_key: Secret::new(format!("secret-{name}-{n}")),
-                session_token: Secret::new(format!("token-{name}-{n}")),
-                expiration: time::OffsetDateTime::now_utc() + Duration::from_secs(7200),
-                assumed_role_arn: None,
-            })
-        })
-    }
-}
-
 async fn logged_in_daemon() -> Arc<Manager> {
     let config = samld_config::parse(CONFIG, Path::new("/test/config.toml")).unwrap();
     let daemon = Manager::new(
         config,
         DaemonOptions::new("/test/config.toml".into()),
         Arc::new(SystemClock),
-        Arc::new(Sts(AtomicUsize::new(0))),
-        Arc::new(Factory),
+        ScriptedSts::new(Arc::new(SystemClock), Duration::from_secs(7200)),
+        ScriptedProviders::serving(Arc::new(ScriptedIdp::live(&[ADMIN, READ]))),
     );
     for account in ["prod", "stage"] {
         daemon

@@ -3,80 +3,20 @@
 
 mod common;
 
+use common::{ScriptedIdp, ScriptedProviders, ScriptedSts};
+
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use samld::clock::{Clock, ManualClock};
-use samld::future::BoxFuture;
-use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
-use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
-use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
-use samld_config::Account;
+use samld::clock::ManualClock;
+use samld::manager::{DaemonOptions, LoginSecrets, Manager};
 use samld_proto::{AccountState, Secret};
 use time::macros::datetime;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/Admin";
-const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/JumpCloud";
 const LIFETIME: Duration = Duration::from_secs(3600);
-
-fn assertion() -> Secret {
-    common::assertion(&[(ROLE, PROVIDER)], None)
-}
-
-/// A JumpCloud whose session never ends.
-struct LiveSession;
-
-impl IdentityProvider for LiveSession {
-    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
-        Box::pin(async { Ok(assertion()) })
-    }
-
-    fn login<'a>(
-        &'a self,
-        _io: &'a mut dyn LoginInteraction,
-    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
-        Box::pin(async { Ok(assertion()) })
-    }
-
-    fn forget_session(&self) {}
-}
-
-struct Factory;
-
-impl ProviderFactory for Factory {
-    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
-        Ok(Arc::new(LiveSession))
-    }
-}
-
-/// An STS issuing hour-long credentials by the manual clock, counting calls.
-struct Sts {
-    clock: Arc<ManualClock>,
-    calls: AtomicUsize,
-    count: tokio::sync::watch::Sender<usize>,
-}
-
-impl StsApi for Sts {
-    fn assume_role_with_saml<'a>(
-        &'a self,
-        _target: &'a StsTarget,
-        _request: &'a AssumeRequest,
-    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
-        Box::pin(async move {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            self.count.send_replace(n);
-            Ok(AwsCredentials {
-                access_key_id: format!("ASIAKEY{n:013}"),
-                secret_access_key: Secret::new(format!("secret-{n}")),
-                session_token: Secret::new(format!("token-{n}")),
-                expiration: self.clock.now() + LIFETIME,
-                assumed_role_arn: None,
-            })
-        })
-    }
-}
 
 const CONFIG: &str = r#"
 [accounts.prod]
@@ -92,24 +32,26 @@ username = "alice@example.com"
 async fn the_scheduler_rearms_after_every_login_and_refresh() {
     let config = samld_config::parse(CONFIG, Path::new("/test/config.toml")).expect("config");
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-28 10:00 UTC)));
-    let sts = Arc::new(Sts {
-        clock: clock.clone(),
-        calls: AtomicUsize::new(0),
-        count: tokio::sync::watch::Sender::new(0),
-    });
+    let sts = ScriptedSts::new(clock.clone(), LIFETIME);
+    let idp = Arc::new(ScriptedIdp::live(&[ROLE]));
     let daemon = Manager::new(
         config,
         DaemonOptions::new("/test/config.toml".into()),
         clock.clone(),
         sts.clone(),
-        Arc::new(Factory),
+        ScriptedProviders::serving(idp.clone()),
     );
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
-    let mut calls = sts.count.subscribe();
+    let mut calls = sts.call_count.subscribe();
     for round in 0..100 {
         daemon.logout(None).expect("logout");
+        // The logout ended the session: each login signs in again with the password.
+        let password = LoginSecrets {
+            password: Some(Secret::new(idp.password.to_owned())),
+            ..LoginSecrets::default()
+        };
         daemon
-            .login("prod", LoginSecrets::default(), false, None)
+            .login("prod", password, false, None)
             .await
             .expect("login");
         for refresh in 1..=2 {

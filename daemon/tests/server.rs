@@ -1,6 +1,8 @@
 //! The socket server in-process, on a socket in a temp dir: framing, hostile clients,
 //! concurrency and shutdown.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -9,40 +11,17 @@ use std::time::Duration;
 
 use samld::clock::SystemClock;
 use samld::exec_endpoint::{Endpoint, EndpointOptions};
-use samld::future::BoxFuture;
-use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
 use samld::keyring::{InMemoryStore, KeyringError, PasswordStore};
 use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::server::{ServerOptions, serve};
-use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
-use samld_config::{Account, Config};
+use samld_config::Config;
 use samld_proto::{
     ErrorCode, LoginRequest, PROTOCOL_VERSION, Request, Response, Secret, SecretKind, read_frame,
     write_frame,
 };
 use tokio::sync::oneshot;
 
-struct NoSts;
-impl StsApi for NoSts {
-    fn assume_role_with_saml<'a>(
-        &'a self,
-        _target: &'a StsTarget,
-        _request: &'a AssumeRequest,
-    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
-        Box::pin(async {
-            Err(StsError::BadResponse {
-                reason: "not used in these tests".into(),
-            })
-        })
-    }
-}
-
-struct NoIdp;
-impl ProviderFactory for NoIdp {
-    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
-        Err(IdpError::Config("not used in these tests".into()))
-    }
-}
+use common::{ScriptedIdp, ScriptedProviders, ScriptedSts};
 
 struct Server {
     _dir: tempfile::TempDir,
@@ -63,7 +42,7 @@ impl Server {
         config: Config,
         store: Option<Arc<dyn PasswordStore>>,
     ) -> Self {
-        Self::start_with_idp(options, config, store, Arc::new(NoIdp)).await
+        Self::start_with_idp(options, config, store, ScriptedProviders::none()).await
     }
 
     /// [`Server::start_with`], with the IdP `idp` makes.
@@ -84,7 +63,7 @@ impl Server {
                 ..DaemonOptions::new(dir.path().join("config.toml"))
             },
             Arc::new(SystemClock),
-            Arc::new(NoSts),
+            ScriptedSts::new(Arc::new(SystemClock), Duration::from_secs(3600)),
             idp,
         );
         let (stop, stopped) = oneshot::channel::<()>();
@@ -481,44 +460,6 @@ async fn hand_outs_are_audited_with_the_process_that_asked() {
     server.shutdown().await;
 }
 
-/// An IdP whose session has ended: a login asks for the password, tells the person
-/// something, and keeps the passwords it was given.
-#[derive(Default)]
-struct AskingIdp {
-    given: std::sync::Mutex<Vec<String>>,
-}
-
-impl IdentityProvider for AskingIdp {
-    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
-        Box::pin(async { Err(IdpError::SessionExpired) })
-    }
-
-    fn login<'a>(
-        &'a self,
-        io: &'a mut dyn LoginInteraction,
-    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
-        Box::pin(async move {
-            let password = io.password("JumpCloud password").await?;
-            self.given
-                .lock()
-                .unwrap()
-                .push(password.expose().to_owned());
-            io.progress("Approve the push").await;
-            Err(IdpError::PushDenied)
-        })
-    }
-
-    fn forget_session(&self) {}
-}
-
-struct Asking(Arc<AskingIdp>);
-
-impl ProviderFactory for Asking {
-    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
-        Ok(self.0.clone())
-    }
-}
-
 /// A login at a terminal asks through the connection for what it needs: the secret asked for
 /// reaches the IdP, anything else is refused, and what the IdP says is passed on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,12 +469,16 @@ async fn a_login_asks_the_client_for_the_secret_it_needs() {
         Path::new("/test/config.toml"),
     )
     .unwrap();
-    let idp = Arc::new(AskingIdp::default());
+    // Its session has ended, and the person denies the push the login sends.
+    let idp = Arc::new(ScriptedIdp {
+        push_denied: true,
+        ..ScriptedIdp::default()
+    });
     let server = Server::start_with_idp(
         ServerOptions::default(),
         config,
         None,
-        Arc::new(Asking(idp.clone())),
+        ScriptedProviders::serving(idp.clone()),
     )
     .await;
     let login = |answer: SecretKind| {
@@ -599,6 +544,9 @@ async fn a_login_asks_the_client_for_the_secret_it_needs() {
 async fn an_endpoint_token_for_an_unknown_account_is_refused_with_the_reason() {
     let server = Server::start(ServerOptions::default()).await;
     let socket = server.socket.clone();
+    // The refusal is recorded once it is sent: the test waits for the record itself.
+    let (before, _, mut recorded) = server.daemon.audit().query_and_subscribe(None, None);
+    assert_eq!(before.len(), 0, "{before:?}");
     let response = blocking(move || {
         let issue = Request::IssueEndpointToken {
             account: "nope".into(),
@@ -611,9 +559,13 @@ async fn an_endpoint_token_for_an_unknown_account_is_refused_with_the_reason() {
         matches!(&response, Response::Error(e) if e.code == ErrorCode::UnknownAccount),
         "{response:?}"
     );
+    let event = tokio::time::timeout(Duration::from_secs(10), recorded.recv())
+        .await
+        .expect("the refusal was never recorded")
+        .unwrap();
+    assert_eq!(event.via, Some(samld_proto::Handout::ExecEndpoint));
     let (events, _, _) = server.daemon.audit().query_and_subscribe(None, None);
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].via, Some(samld_proto::Handout::ExecEndpoint));
     server.shutdown().await;
 }
 

@@ -3,161 +3,28 @@
 
 mod common;
 
-use std::collections::VecDeque;
+use common::{ScriptedIdp, ScriptedProviders, ScriptedSts};
+
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
-use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
-use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager, ProviderFactory};
-use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
-use samld_config::Account;
+use samld::idp::{IdentityProvider, IdpError};
+use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager};
+use samld::sts::StsError;
 use samld_proto::{AccountState, AuditKind, ErrorCode, Secret, SecretKind};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
 const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
 const READ: &str = "arn:aws:iam::123456789012:role/ReadOnly";
-const PROVIDER: &str = "arn:aws:iam::123456789012:saml-provider/JumpCloud";
 
-fn assertion(roles: &[&str], session_duration: Option<u32>) -> Secret {
-    let pairs: Vec<(&str, &str)> = roles.iter().map(|r| (*r, PROVIDER)).collect();
-    common::assertion(&pairs, session_duration)
-}
-
-/// An IdP whose session can be alive or not, counting what it is asked.
-struct FakeIdp {
-    session_alive: Mutex<bool>,
-    password: &'static str,
-    roles: Mutex<Vec<&'static str>>,
-    session_duration: Option<u32>,
-    session_fetches: AtomicUsize,
-    password_logins: AtomicUsize,
-    browser_logins: AtomicUsize,
-    /// Held while a fetch runs, so tests can line up concurrent callers behind it.
-    gate: tokio::sync::RwLock<()>,
-}
-
-impl FakeIdp {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            session_alive: Mutex::new(false),
-            password: "correct horse",
-            roles: Mutex::new(vec![ADMIN, READ]),
-            session_duration: None,
-            session_fetches: AtomicUsize::new(0),
-            password_logins: AtomicUsize::new(0),
-            browser_logins: AtomicUsize::new(0),
-            gate: tokio::sync::RwLock::new(()),
-        })
-    }
-
-    fn current(&self) -> Secret {
-        assertion(&self.roles.lock().unwrap(), self.session_duration)
-    }
-}
-
-impl IdentityProvider for FakeIdp {
-    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
-        Box::pin(async move {
-            let _held = self.gate.read().await;
-            self.session_fetches.fetch_add(1, Ordering::SeqCst);
-            if *self.session_alive.lock().unwrap() {
-                Ok(self.current())
-            } else {
-                Err(IdpError::SessionExpired)
-            }
-        })
-    }
-
-    fn login<'a>(
-        &'a self,
-        io: &'a mut dyn LoginInteraction,
-    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
-        Box::pin(async move {
-            if let Some(signed_in) = io.browser_sign_in() {
-                self.browser_logins.fetch_add(1, Ordering::SeqCst);
-                *self.session_alive.lock().unwrap() = true;
-                return Ok(signed_in.saml_response);
-            }
-            let password = io.password("JumpCloud password").await?;
-            self.password_logins.fetch_add(1, Ordering::SeqCst);
-            if password.expose() != self.password {
-                return Err(IdpError::AuthFailed {
-                    message: "Authentication failed.".into(),
-                });
-            }
-            io.progress("Approve the push").await;
-            *self.session_alive.lock().unwrap() = true;
-            Ok(self.current())
-        })
-    }
-
-    fn forget_session(&self) {
-        *self.session_alive.lock().unwrap() = false;
-    }
-}
-
-struct Factory(Arc<FakeIdp>);
-impl ProviderFactory for Factory {
-    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
-        Ok(self.0.clone())
-    }
-}
-
-/// An STS that issues numbered keys valid for `lifetime`, with scripted failures.
-struct FakeSts {
-    clock: Arc<ManualClock>,
-    lifetime: Duration,
-    calls: AtomicUsize,
-    /// Counts calls too, for tests that wait for background work.
-    call_count: tokio::sync::watch::Sender<usize>,
-    durations: Mutex<Vec<u32>>,
-    faults: Mutex<VecDeque<StsError>>,
-}
-
-impl FakeSts {
-    fn new(clock: Arc<ManualClock>, lifetime: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            clock,
-            lifetime,
-            calls: AtomicUsize::new(0),
-            call_count: tokio::sync::watch::Sender::new(0),
-            durations: Mutex::new(Vec::new()),
-            faults: Mutex::new(VecDeque::new()),
-        })
-    }
-}
-
-impl StsApi for FakeSts {
-    fn assume_role_with_saml<'a>(
-        &'a self,
-        _target: &'a StsTarget,
-        request: &'a AssumeRequest,
-    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
-        Box::pin(async move {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            self.durations
-                .lock()
-                .unwrap()
-                .push(request.duration_seconds);
-            let fault = self.faults.lock().unwrap().pop_front();
-            self.call_count.send_replace(n);
-            if let Some(fault) = fault {
-                return Err(fault);
-            }
-            Ok(AwsCredentials {
-                access_key_id: format!("ASIAKEY{n:013}"),
-                secret_access_key: Secret::new(format!("secret-{n}")),
-                session_token: Secret::new(format!("token-{n}")),
-                expiration: self.clock.now() + self.lifetime,
-                assumed_role_arn: Some(request.role_arn.replace(":iam:", ":sts:")),
-            })
-        })
-    }
+/// The IdP of these tests: offering Admin and ReadOnly, its session ended.
+fn scripted_idp() -> Arc<ScriptedIdp> {
+    Arc::new(ScriptedIdp::offering(&[ADMIN, READ]))
 }
 
 /// A client that answers password questions with a fixed value and records messages.
@@ -196,27 +63,27 @@ impl ClientChannel for ScriptedClient {
 
 struct Harness {
     daemon: Arc<Manager>,
-    idp: Arc<FakeIdp>,
-    sts: Arc<FakeSts>,
+    idp: Arc<ScriptedIdp>,
+    sts: Arc<ScriptedSts>,
     clock: Arc<ManualClock>,
 }
 
 const START: OffsetDateTime = datetime!(2026-11-28 10:00 UTC);
 
-fn harness_with(config: &str, idp: Arc<FakeIdp>, lifetime: Duration) -> Harness {
+fn harness_with(config: &str, idp: Arc<ScriptedIdp>, lifetime: Duration) -> Harness {
     harness_with_options(config, idp, lifetime, |_| {})
 }
 
 /// [`harness_with`], with the manager's options (password store, notifications) adjusted.
 fn harness_with_options(
     config: &str,
-    idp: Arc<FakeIdp>,
+    idp: Arc<ScriptedIdp>,
     lifetime: Duration,
     adjust: impl FnOnce(&mut DaemonOptions),
 ) -> Harness {
     let config = samld_config::parse(config, Path::new("/test/config.toml")).expect("config");
     let clock = Arc::new(ManualClock::new(START));
-    let sts = FakeSts::new(clock.clone(), lifetime);
+    let sts = ScriptedSts::new(clock.clone(), lifetime);
     let mut options = DaemonOptions::new("/test/config.toml".into());
     options.fresh_wait = Duration::from_secs(5);
     adjust(&mut options);
@@ -225,7 +92,7 @@ fn harness_with_options(
         options,
         clock.clone(),
         sts.clone(),
-        Arc::new(Factory(idp.clone())),
+        ScriptedProviders::serving(idp.clone()),
     );
     Harness {
         daemon,
@@ -244,7 +111,7 @@ session_duration = "2h"
 "#;
 
 fn harness() -> Harness {
-    harness_with(CONFIG, FakeIdp::new(), Duration::from_secs(3600))
+    harness_with(CONFIG, scripted_idp(), Duration::from_secs(3600))
 }
 
 async fn login(h: &Harness) {
@@ -457,7 +324,7 @@ async fn other_roles_by_name_or_arn_and_unknown_roles_listed() {
 
 #[tokio::test]
 async fn duration_is_capped_and_a_refusal_falls_back_to_an_hour_once() {
-    let mut idp = FakeIdp::new();
+    let mut idp = scripted_idp();
     Arc::get_mut(&mut idp).unwrap().session_duration = Some(5400);
     let config = CONFIG.replace("\"2h\"", "\"4h\"");
     let h = harness_with(&config, idp, Duration::from_secs(3600));
@@ -591,13 +458,13 @@ async fn a_secret_from_the_request_wins_and_none_is_asked() {
 #[tokio::test]
 async fn password_command_is_used_without_a_client() {
     let config = format!("{CONFIG}password_command = \"printf 'correct horse\\\\n'\"\n");
-    let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
+    let h = harness_with(&config, scripted_idp(), Duration::from_secs(3600));
     h.daemon
         .login("prod", LoginSecrets::default(), false, None)
         .await
         .expect("password from the command");
     let failing = format!("{CONFIG}password_command = \"exit 3\"\n");
-    let h = harness_with(&failing, FakeIdp::new(), Duration::from_secs(3600));
+    let h = harness_with(&failing, scripted_idp(), Duration::from_secs(3600));
     let err = h
         .daemon
         .login("prod", LoginSecrets::default(), false, None)
@@ -627,17 +494,6 @@ async fn config_change_keeps_unchanged_sessions() {
 }
 
 // ---- Background refresh, backoff and unattended login, on the manual clock ----
-
-impl FakeSts {
-    /// Waits (bounded) until STS has been called `n` times in all.
-    async fn wait_for_calls(&self, n: usize) {
-        let mut rx = self.call_count.subscribe();
-        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|c| *c >= n))
-            .await
-            .unwrap_or_else(|_| panic!("STS was not called {n} times"))
-            .unwrap();
-    }
-}
 
 /// Waits (bounded) until the account's status satisfies `done`.
 async fn wait_for_status(h: &Harness, done: impl Fn(&samld_proto::AccountStatus) -> bool) {
@@ -808,7 +664,7 @@ password_command = "printf 'correct horse'"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_session_is_renewed_unattended() {
-    let h = harness_with(UNATTENDED, FakeIdp::new(), Duration::from_secs(3600));
+    let h = harness_with(UNATTENDED, scripted_idp(), Duration::from_secs(3600));
     // Never logged in: the first helper call logs in by itself.
     let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
@@ -832,7 +688,7 @@ fn harness_with_notifications(config: &str) -> (Harness, Told) {
     let sink = told.clone();
     let h = harness_with_options(
         config,
-        FakeIdp::new(),
+        scripted_idp(),
         Duration::from_secs(3600),
         |options| {
             options.notify_user = Some(Arc::new(move |title: &str, body: &str| {
@@ -1047,7 +903,7 @@ fn harness_with_store(config: &str) -> (Harness, Arc<samld::keyring::InMemorySto
     let kept = store.clone();
     let h = harness_with_options(
         config,
-        FakeIdp::new(),
+        scripted_idp(),
         Duration::from_secs(3600),
         |options| options.password_store = Some(kept),
     );

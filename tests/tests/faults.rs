@@ -1,4 +1,4 @@
-//! Faults end to end (issue 6, item 2), with the real `samld`, `samlctl` and `samld-helper`
+//! Faults end to end, with the real `samld`, `samlctl` and `samld-helper`
 //! against a fake JumpCloud and a fake STS: for each fault, what the user sees, and that no
 //! valid credential is lost.
 //!

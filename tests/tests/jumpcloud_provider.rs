@@ -770,8 +770,8 @@ async fn the_saml_page_needs_a_session_and_looks_like_a_real_idp_page() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JumpCloud as it really answers (issue 11): the typed errors the session manager decides on.
-// The messages users see are asserted end to end in `jumpcloud_answers.rs`.
+// JumpCloud as it really answers: the typed errors the session manager decides on.
+// The messages users see are asserted end to end in `login_jumpcloud_answers.rs`.
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 //! every way a login fails, session reuse, roles, logout and status.
 //!
 //! Each test has a world of its own (fakes, temp dir, daemon), so they run in parallel.
-//! The scenarios live in `support/flows.rs`, where `secrets.rs` runs them all again with a
-//! trace log to check that no secret leaks.
+//! The scenarios live in `support/flows.rs`, where `security_no_secret_escapes.rs` runs them
+//! all again with a trace log to check that no secret leaks.
 
 mod support;
 

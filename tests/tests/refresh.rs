@@ -1,5 +1,5 @@
 //! Background refresh end to end, with the real `samld`, `samlctl` and `samld-helper` against
-//! a fake JumpCloud and a fake STS that issues 20-second credentials (issue 4).
+//! a fake JumpCloud and a fake STS that issues 20-second credentials.
 //!
 //! After one `samlctl login` the daemon keeps the credentials fresh by itself, reusing the
 //! JumpCloud session (no password, no MFA); when that session ends it logs in again unattended

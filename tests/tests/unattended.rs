@@ -1,5 +1,5 @@
-//! What samld does by itself, end to end (issue 10, point 5): one test per row of the
-//! issue's table, and the shared JumpCloud session of point 4. The real `samld`, `samlctl`
+//! What samld does by itself, end to end: one test per refusal or fault it must not turn
+//! into a loop, and the JumpCloud session that accounts of one user share. The real `samld`, `samlctl`
 //! and `samld-helper` run against a fake JumpCloud and a fake STS; every count is read at
 //! the fakes, so a test sees exactly what would have reached JumpCloud, the person's phone
 //! and AWS.
@@ -22,7 +22,7 @@
 //! (about 45 s per test), so `-- --test-threads 9` runs it in about a minute.
 //!
 //! Each test prints `MEASURED` lines (see them with `-- --nocapture`) before it asserts: on
-//! the code before the state machine they are the "before" column of issue 10.
+//! the code before the state machine they were the figures it was measured against.
 
 mod support;
 
@@ -217,7 +217,7 @@ fn idp_session(w: &World, username: &str) -> IdpSessionStatus {
 /// `totals` holds for its counters: one attempt for the need); then a helper without a
 /// terminal fails at once saying `what` and naming `samlctl login ACCOUNT`; status shows the
 /// account and the user's session `needs-login`, the account's last error saying `what`.
-/// `refusal` names the row in the measurement printed (the "before" numbers of issue 10).
+/// `refusal` names the case in the measurement printed.
 fn assert_refusal_sticks(
     w: &World,
     account: &str,
@@ -612,7 +612,7 @@ fn a_huge_login_wait_is_refused_and_does_not_crash_samld() {
     );
 }
 
-/// The two accounts of point 4: `prod` and `dev`, two AWS apps of one JumpCloud user, both
+/// The two accounts that share a session: `prod` and `dev`, two AWS apps of one JumpCloud user, both
 /// able to log in unattended.
 fn shared_world() -> World {
     world(

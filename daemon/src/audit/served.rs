@@ -6,78 +6,39 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use samld_proto::{
     AuditKind, CredentialSource, Handout, Request, Response, Secret, read_frame, write_frame,
 };
 use time::macros::datetime;
 
-use crate::clock::{Clock, ManualClock};
+use crate::clock::ManualClock;
 use crate::exec_endpoint::{Endpoint, EndpointOptions};
-use crate::future::BoxFuture;
-use crate::idp::{IdentityProvider, IdpError, LoginInteraction};
-use crate::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use crate::manager::{DaemonOptions, LoginSecrets, Manager};
 use crate::server::{ServerOptions, serve};
-use crate::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
+use crate::test_doubles::{ScriptedIdp, ScriptedProviders, ScriptedSts};
 
-const SECRET_KEY: &str = "wJalrXUtnFEMI-K7MDENG-known-secret-key";
-const SESSION_TOKEN: &str = "FwoGZXIvYXdz-known-session-token";
 const PASSWORD: &str = "hunter2-known-password";
 const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
 
+/// The secret key and session token of the login's credentials, the first STS issues.
+fn secret_key() -> String {
+    ScriptedSts::secret_key(1)
+}
+fn session_token() -> String {
+    ScriptedSts::session_token(1)
+}
+
+/// The assertion prod's IdP hands out.
 fn assertion() -> Secret {
-    let xml = format!(
-        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Assertion><saml:AttributeStatement><saml:Attribute Name="https://aws.amazon.com/SAML/Attributes/Role"><saml:AttributeValue>{ADMIN},arn:aws:iam::123456789012:saml-provider/JumpCloud</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion></samlp:Response>"#
-    );
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(xml))
+    scripted_idp().current()
 }
 
-/// Logs in with the password it is given (so the password passes through the daemon).
-struct Idp;
-impl IdentityProvider for Idp {
-    fn assertion_from_session(&self) -> BoxFuture<'_, Result<Secret, IdpError>> {
-        Box::pin(async { Ok(assertion()) })
-    }
-    fn login<'a>(
-        &'a self,
-        io: &'a mut dyn LoginInteraction,
-    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
-        Box::pin(async move {
-            let password = io.password("Password").await?;
-            assert_eq!(password.expose(), PASSWORD);
-            Ok(assertion())
-        })
-    }
-    fn forget_session(&self) {}
-}
-
-struct Factory;
-impl ProviderFactory for Factory {
-    fn provider(
-        &self,
-        _account: &samld_config::Account,
-    ) -> Result<Arc<dyn IdentityProvider>, IdpError> {
-        Ok(Arc::new(Idp))
-    }
-}
-
-struct Sts(Arc<ManualClock>);
-impl StsApi for Sts {
-    fn assume_role_with_saml<'a>(
-        &'a self,
-        _target: &'a StsTarget,
-        request: &'a AssumeRequest,
-    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
-        let now = self.0.now();
-        Box::pin(async move {
-            Ok(AwsCredentials {
-                access_key_id: "ASIAAUDITTEST".into(),
-                secret_access_key: Secret::new(SECRET_KEY.to_owned()),
-                session_token: Secret::new(SESSION_TOKEN.to_owned()),
-                expiration: now + time::Duration::hours(1),
-                assumed_role_arn: Some(request.role_arn.replace(":iam:", ":sts:")),
-            })
-        })
+/// prod's IdP: a live session offering Admin, and a login that takes [`PASSWORD`] (so that
+/// the password passes through the daemon).
+fn scripted_idp() -> ScriptedIdp {
+    ScriptedIdp {
+        password: PASSWORD,
+        ..ScriptedIdp::live(&[ADMIN])
     }
 }
 
@@ -137,16 +98,21 @@ fn get(via: Option<Handout>) -> Request {
 
 /// A manager logged in to `prod` (with [`PASSWORD`]), holding fresh credentials.
 async fn logged_in() -> Arc<Manager> {
+    logged_in_with(CONFIG).await
+}
+
+/// [`logged_in`] with the config `config`.
+async fn logged_in_with(config: &str) -> Arc<Manager> {
     let clock = Arc::new(ManualClock::new(datetime!(2026-12-01 10:00 UTC)));
-    let config = samld_config::parse(CONFIG, Path::new("/test/config.toml")).unwrap();
+    let config = samld_config::parse(config, Path::new("/test/config.toml")).unwrap();
     let mut options = DaemonOptions::new("/test/config.toml".into());
     options.audit_capacity = 100;
     let daemon = Manager::new(
         config,
         options,
         clock.clone(),
-        Arc::new(Sts(clock.clone())),
-        Arc::new(Factory),
+        ScriptedSts::new(clock.clone(), std::time::Duration::from_secs(3600)),
+        ScriptedProviders::serving(Arc::new(scripted_idp())),
     );
     let secrets = LoginSecrets {
         password: Some(Secret::new(PASSWORD.to_owned())),
@@ -239,7 +205,7 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
             let Response::Credentials(creds) = ask(&socket, &get(None)) else {
                 panic!("expected credentials");
             };
-            assert_eq!(creds.secret_access_key.expose(), SECRET_KEY);
+            assert_eq!(creds.secret_access_key.expose(), secret_key());
             wait_for_events(&daemon, 2);
             assert!(matches!(
                 ask(&socket, &get(Some(Handout::Env))),
@@ -312,7 +278,12 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
     // Nothing secret anywhere in the record.
     let serialized = serde_json::to_string(&events).unwrap();
     let assertion = assertion();
-    for secret in [SECRET_KEY, SESSION_TOKEN, PASSWORD, assertion.expose()] {
+    for secret in [
+        &secret_key(),
+        &session_token(),
+        PASSWORD,
+        assertion.expose(),
+    ] {
         assert!(
             !serialized.contains(secret),
             "{secret} leaked: {serialized}"
@@ -389,7 +360,7 @@ async fn each_endpoint_request_with_a_valid_token_is_recorded_for_its_holder() {
     let last = daemon.audit().last_use("prod", ADMIN).unwrap();
     assert_eq!((last.via, last.by), (Handout::ExecEndpoint, Some(holder)));
     let serialized = serde_json::to_string(&events).unwrap();
-    assert!(!serialized.contains(SECRET_KEY));
+    assert!(!serialized.contains(&secret_key()));
     assert!(!serialized.contains(lease.token().expose()));
     drop(lease);
 }
@@ -457,4 +428,132 @@ async fn a_full_record_larger_than_a_frame_is_served_whole() {
     );
     assert_eq!(followed, capacity);
     server.stop().await;
+}
+
+/// An AWS federation endpoint on loopback that signs anyone in: `getSigninToken` answers
+/// `{"SigninToken": ...}`, as AWS's does.
+async fn federation_endpoint() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/federation",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"SigninToken": "signin"})) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// The fields of a hand-out's record that say what was handed out, whatever the path.
+fn what_was_handed_out(
+    event: &samld_proto::AuditEvent,
+) -> (
+    Option<&str>,
+    Option<&str>,
+    Option<CredentialSource>,
+    bool,
+    bool,
+) {
+    (
+        event.account.as_deref(),
+        event.role_arn.as_deref(),
+        event.source,
+        event.error.is_some(),
+        event.process.is_some(),
+    )
+}
+
+/// The helper, the console and the exec endpoint hand out the same role: their records tell
+/// the same things, and so do the helper's and the console's refusals of an unknown role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hand_out_path_records_the_same_fields() {
+    let federation = federation_endpoint().await;
+    let config = format!("{CONFIG}federation_url = \"http://{federation}/federation\"\n");
+    let daemon = logged_in_with(&config).await;
+    let server = start_server(&daemon);
+    let socket = server.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let console = |role: Option<&str>| Request::ConsoleUrl {
+            account: "prod".into(),
+            role: role.map(str::to_owned),
+            session_duration: None,
+        };
+        assert!(matches!(ask(&socket, &get(None)), Response::Credentials(_)));
+        assert!(matches!(
+            ask(&socket, &console(None)),
+            Response::ConsoleUrl(_)
+        ));
+        // The exec endpoint: a token, held open while a request uses it.
+        let mut exec = UnixStream::connect(&socket).unwrap();
+        let _hello: Response = read_frame(&mut exec).unwrap().unwrap();
+        let issue = Request::IssueEndpointToken {
+            account: "prod".into(),
+            role: None,
+        };
+        write_frame(&mut exec, &issue).unwrap();
+        let Some(Response::EndpointToken(token)) = read_frame(&mut exec).unwrap() else {
+            panic!("expected an endpoint token");
+        };
+        let url = url::Url::parse(&token.url).unwrap();
+        let addr = url.socket_addrs(|| None).unwrap()[0];
+        assert_eq!(endpoint_get(addr, url.path(), token.token.expose()), 200);
+        drop(exec);
+        let mut unknown_role = get(None);
+        if let Request::GetCredentials { role, .. } = &mut unknown_role {
+            *role = Some("NoSuchRole".into());
+        }
+        assert!(matches!(ask(&socket, &unknown_role), Response::Error(_)));
+        assert!(matches!(
+            ask(&socket, &console(Some("NoSuchRole"))),
+            Response::Error(_)
+        ));
+    })
+    .await
+    .unwrap();
+    // Login, helper, console, the exec token, its request, and the two refusals.
+    wait_for_events(&daemon, 7);
+    server.stop().await;
+
+    let (events, _) = daemon.audit().query(None, None);
+    let handouts: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == AuditKind::Handout)
+        .collect();
+    // Each is recorded once its answer is sent: in no fixed order.
+    let mut recorded: Vec<_> = handouts
+        .iter()
+        .map(|e| {
+            (
+                e.role_arn.as_deref() == Some(ADMIN),
+                format!("{:?}", e.via),
+                *e,
+            )
+        })
+        .collect();
+    recorded.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let paths: Vec<_> = recorded.iter().map(|(_, via, _)| via.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "Some(Console)",
+            "Some(Helper)",
+            "Some(Console)",
+            "Some(ExecEndpoint)",
+            "Some(ExecEndpoint)",
+            "Some(Helper)",
+        ]
+    );
+    let refused = (Some("prod"), Some("NoSuchRole"), None, true, true);
+    for (_, _, event) in &recorded[..2] {
+        assert_eq!(what_was_handed_out(event), refused, "{event:?}");
+    }
+    let served = (
+        Some("prod"),
+        Some(ADMIN),
+        Some(CredentialSource::Memory),
+        false,
+        true,
+    );
+    for (_, _, event) in &recorded[2..] {
+        assert_eq!(what_was_handed_out(event), served, "{event:?}");
+    }
 }

@@ -1,5 +1,6 @@
-//! The login scenarios of issue 3, each against its own account of a [`World`], each
-//! asserting what the user sees and what the fakes saw.
+//! The login scenarios (a password with TOTP or push, and each way a login fails), each
+//! against its own account of a [`World`], each asserting what the user sees and what the
+//! fakes saw.
 
 use std::process::Output;
 

@@ -1,9 +1,11 @@
 //! A world for end-to-end login tests: a fake JumpCloud and a fake STS on 127.0.0.1, a
 //! config with one account per scenario pointing at them, the real `samld`, and every
-//! `samlctl`/`samld-helper` run recorded so that `secrets.rs` can search the lot.
+//! `samlctl`/`samld-helper` run recorded so that `security_no_secret_escapes.rs` can search
+//! the lot.
 //!
 //! The scenarios themselves ([`flows`]) are shared by `login.rs`, which runs each in a world
-//! of its own, and `secrets.rs`, which runs them all in one world with a trace log.
+//! of its own, and `security_no_secret_escapes.rs`, which runs them all in one world with a
+//! trace log.
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 

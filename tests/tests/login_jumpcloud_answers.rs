@@ -1,6 +1,6 @@
-//! JumpCloud as it really answers (issue 11, points 1, 2, 3, 6 and 12), end to end: the real
-//! `samld` and `samlctl` against a fake JumpCloud that gives each of those answers, and what
-//! the user sees.
+//! Logging in while JumpCloud answers as it really does off the happy path (a throttle, a
+//! denied push, an expired one, a changed form), end to end: the real `samld` and `samlctl`
+//! against a fake JumpCloud that gives each of those answers, and what the user sees.
 //!
 //! Each test has a world of its own (fakes, temp dir, daemon), so they run in parallel.
 

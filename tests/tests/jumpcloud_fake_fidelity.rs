@@ -1,6 +1,7 @@
 //! The fake JumpCloud answers the way the real service does where leniency would hide bugs
-//! (issue 11, points 7 and 18), checked over raw HTTP; and a SessionDuration attribute an
-//! admin mistyped does not stop a login through the real binaries (point 4).
+//! (separate hosts, XSRF and session cookies, expiring pre-login sessions, one push at a
+//! time, throttled polls), checked over raw HTTP; and a SessionDuration attribute an
+//! admin mistyped does not stop a login through the real binaries.
 
 mod support;
 
