@@ -970,7 +970,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     let told = told.lock().unwrap().clone();
     assert_eq!(told.len(), 1, "one notification: {told:?}");
     assert!(
-        told[0].1.contains("Run: samlctl login prod --browser"),
+        told[0].1.contains("run: samlctl login prod --browser"),
         "{told:?}"
     );
     scheduler.abort();

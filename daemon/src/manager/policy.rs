@@ -362,15 +362,17 @@ impl SessionPhase {
         }
     }
 
-    /// When an unattended login would next be allowed, for an `Ended` session waiting on a
-    /// backoff or on the hourly window.
+    /// When an unattended login would next be allowed, for a session that has ended (or was
+    /// forgotten) waiting on a backoff or on the hourly window.
     pub fn next_unattended_at(
         &self,
         now: OffsetDateTime,
         recent: &[OffsetDateTime],
     ) -> Option<OffsetDateTime> {
-        let SessionPhase::Ended { retry_at, .. } = self else {
-            return None;
+        let retry_at = match self {
+            SessionPhase::Ended { retry_at, .. } => retry_at,
+            SessionPhase::None => &None,
+            SessionPhase::Live | SessionPhase::NeedsPerson { .. } => return None,
         };
         let in_window: Vec<_> = recent
             .iter()

@@ -174,13 +174,22 @@ pub(super) struct SessionTimes {
 }
 
 impl SessionData {
-    /// A person acted (a login, a refresh, a config change): a session that needed them may
-    /// try one unattended login again, and a pending backoff is dropped.
+    /// A person logged in (`samlctl login`): a session that needed them may try one
+    /// unattended login again, and a pending backoff is dropped.
     pub(super) fn person_acted(&mut self) {
         if matches!(
             self.phase,
             SessionPhase::NeedsPerson { .. } | SessionPhase::Ended { .. }
         ) {
+            self.phase = SessionPhase::ended();
+        }
+    }
+
+    /// Someone who is not deciding to sign in again acted (a `samlctl refresh`, a config
+    /// change, a helper on a terminal): a pending backoff is dropped, but a refusal stands
+    /// until the person runs `samlctl login` ([`SessionData::person_acted`]).
+    pub(super) fn retry_now(&mut self) {
+        if matches!(self.phase, SessionPhase::Ended { .. }) {
             self.phase = SessionPhase::ended();
         }
     }
@@ -241,6 +250,26 @@ mod tests {
         for phase in [SessionPhase::Live, SessionPhase::None] {
             let mut untouched = session(phase.clone());
             untouched.person_acted();
+            assert_eq!(untouched.phase, phase);
+        }
+    }
+
+    #[test]
+    fn only_a_persons_login_lifts_a_refusal_other_acts_drop_a_backoff() {
+        let mut refused = session(needs_person());
+        refused.retry_now();
+        assert_eq!(refused.phase, needs_person());
+
+        let mut backing_off = session(SessionPhase::Ended {
+            retry_at: Some(datetime!(2026-12-01 09:00 UTC)),
+            attempts: 3,
+        });
+        backing_off.retry_now();
+        assert_eq!(backing_off.phase, SessionPhase::ended());
+
+        for phase in [SessionPhase::Live, SessionPhase::None] {
+            let mut untouched = session(phase.clone());
+            untouched.retry_now();
             assert_eq!(untouched.phase, phase);
         }
     }
