@@ -383,13 +383,11 @@ impl Manager {
                         || data.flight.is_some())
             });
             if !still_used {
-                // An idle account could still sign in by itself: it must keep seeing a
-                // refusal that waits for a person.
-                let may_sign_in = sharing
-                    .iter()
-                    .any(|other| other.data().phase != Phase::LoggedOut);
+                // A refusal waits for the person's login whatever else happens: a logout is
+                // no answer to it, and a helper on a terminal may sign a logged-out account
+                // in again.
                 slot.idp.forget_session();
-                slot.session.data().forget(may_sign_in);
+                slot.session.data().forget(true);
                 tracing::info!(session = %slot.session.key, "IdP session forgotten");
             }
         }

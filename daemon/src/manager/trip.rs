@@ -302,7 +302,12 @@ impl Manager {
     fn session_alive(&self, session: &SessionSlot) {
         let now = self.clock.now();
         let mut data = session.data();
-        data.phase = SessionPhase::Live;
+        // A probe that started before the person refused a new sign-in may still find the
+        // old session alive: it serves this trip, but the refusal stands for the next
+        // sign-in, which only the person's login may start.
+        if !matches!(data.phase, SessionPhase::NeedsPerson { .. }) {
+            data.phase = SessionPhase::Live;
+        }
         match data.times.as_mut() {
             Some(t) => t.last_verified_at = now,
             // A session we did not see start (e.g. another account's before a restart).
