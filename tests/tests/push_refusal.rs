@@ -78,17 +78,12 @@ fn reached(s: &FakeJumpCloudStats) -> (u64, u64) {
     (s.password_posts, s.pushes_started)
 }
 
-#[test]
-fn after_a_denied_push_helpers_on_terminals_send_nothing_until_the_person_logs_in() {
-    let w = world();
-    // A helper without a terminal: samld signs in by itself, and the person denies the push.
-    let denied = failed_silently(&w.helper(&["prod"]), "the helper whose push is denied");
-    assert!(denied.contains("denied"), "{denied}");
-    let after_denial = w.jc.stats();
-    assert_eq!(reached(&after_denial), (1, 1), "{after_denial:?}");
-
+/// Runs [`TERMINAL_HELPERS`] helpers on terminals, then one without: none of them sends a
+/// password or a push, and each names `samlctl login prod`.
+fn helpers_reach_nobody(w: &World) {
+    let before = reached(&w.jc.stats());
     for n in 1..=TERMINAL_HELPERS {
-        let out = helper_on_terminal(&w, &["prod"]);
+        let out = helper_on_terminal(w, &["prod"]);
         let screen = stdout(&out);
         assert!(
             !out.status.success(),
@@ -105,24 +100,50 @@ fn after_a_denied_push_helpers_on_terminals_send_nothing_until_the_person_logs_i
         let now = w.jc.stats();
         assert_eq!(
             reached(&now),
-            reached(&after_denial),
+            before,
             "terminal helper {n} reached the person again: {now:?}"
         );
     }
-
     // The refusal still stands for a helper without a terminal: it waits for the person.
     let text = failed_silently(&w.helper(&["prod"]), "a helper after the terminal ones");
     assert!(text.contains("samlctl login prod"), "{text}");
     assert!(!text.contains("signs in again at"), "{text}");
-    assert_eq!(reached(&w.jc.stats()), reached(&after_denial));
+    assert_eq!(reached(&w.jc.stats()), before);
+}
 
-    // The person logs in: exactly one password post and one push, approved.
+/// The person logs in: exactly one password post and one push more, approved.
+fn person_logs_in(w: &World) {
+    let before = reached(&w.jc.stats());
     w.jc.set_push_behavior(EMAIL, PushBehavior::AcceptAfterPolls(1));
     succeeded(
         &w.samlctl(&["login", "prod"]),
         "samlctl login after the denial",
     );
-    let after_login = w.jc.stats();
-    assert_eq!(reached(&after_login), (2, 2), "{after_login:?}");
-    credential_document(&w, &w.helper(&["prod"]));
+    let after = w.jc.stats();
+    assert_eq!(reached(&after), (before.0 + 1, before.1 + 1), "{after:?}");
+    credential_document(w, &w.helper(&["prod"]));
+}
+
+#[test]
+fn after_a_denied_push_helpers_on_terminals_send_nothing_until_the_person_logs_in() {
+    let w = world();
+    // A helper without a terminal: samld signs in by itself, and the person denies the push.
+    let denied = failed_silently(&w.helper(&["prod"]), "the helper whose push is denied");
+    assert!(denied.contains("denied"), "{denied}");
+    let after_denial = w.jc.stats();
+    assert_eq!(reached(&after_denial), (1, 1), "{after_denial:?}");
+    helpers_reach_nobody(&w);
+    person_logs_in(&w);
+}
+
+/// The person's own `samlctl login` meets their refusal: it stands for the helpers too.
+#[test]
+fn a_push_denied_at_the_persons_own_login_stops_every_helper_too() {
+    let w = world();
+    let out = w.samlctl(&["login", "prod"]);
+    let denied = samld_tests::fixture::failed(&out, "samlctl login whose push is denied");
+    assert!(denied.contains("denied"), "{denied}");
+    assert_eq!(reached(&w.jc.stats()), (1, 1));
+    helpers_reach_nobody(&w);
+    person_logs_in(&w);
 }
