@@ -177,9 +177,9 @@ impl Manager {
     }
 
     /// Puts a new, valid configuration in force. Accounts whose settings did not change keep
-    /// their credentials; changed accounts start over (and, being a person's act, let their
-    /// IdP session try an unattended login again); removed ones are forgotten. An IdP session
-    /// lives while an account uses it.
+    /// their credentials; changed accounts start over (and their IdP session drops a backoff,
+    /// but not a refusal, which waits for the person's login); removed ones are forgotten. An
+    /// IdP session lives while an account uses it.
     pub fn apply_config(&self, config: Config) {
         self.audit.set_log_file(config.audit_log.as_deref());
         let mut accounts = self.lock_accounts();
