@@ -701,17 +701,26 @@ fn harness_with_notifications(config: &str) -> (Harness, Told) {
     (h, told)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
-    let config = UNATTENDED.replace("correct horse", "old password");
-    let (h, told) = harness_with_notifications(&config);
-    let scheduler = start_scheduler(&h);
+/// [`UNATTENDED`] with a `password_command` that prints a password JumpCloud rejects.
+fn stale_password_command() -> String {
+    UNATTENDED.replace("correct horse", "old password")
+}
+
+/// A helper without a terminal: samld signs in by itself with the stale password, refused.
+async fn unattended_password_rejected(h: &Harness) {
     let err = h
         .daemon
         .get_credentials("prod", None, None)
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::AuthFailed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
+    let (h, told) = harness_with_notifications(&stale_password_command());
+    let scheduler = start_scheduler(&h);
+    unattended_password_rejected(&h).await;
     wait_for_status(&h, |s| s.state == AccountState::NeedsLogin).await;
     // Hours pass and helpers keep asking: no second attempt with the bad password.
     for _ in 0..5 {
@@ -748,6 +757,44 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
         .unwrap();
     assert_eq!(state(&h), AccountState::Active);
     scheduler.abort();
+}
+
+/// After a refusal, a helper on a terminal, `samlctl refresh` and a config change each send
+/// nothing: only the person's `samlctl login` signs in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_refusal_only_the_persons_login_signs_in_again() {
+    let config = stale_password_command();
+    let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
+    unattended_password_rejected(&h).await;
+    let refused = |e: samld_proto::WireError| {
+        assert_eq!(e.code, ErrorCode::NeedsLogin, "{}", e.message);
+        assert!(e.message.contains("samlctl login prod"), "{}", e.message);
+        assert!(!e.message.contains("signs in again"), "{}", e.message);
+    };
+    // The person at the terminal would type the right password: they are not asked.
+    let mut tty = ScriptedClient::answering(Some("correct horse"));
+    let err = h.daemon.get_credentials("prod", None, Some(&mut tty)).await;
+    refused(err.unwrap_err());
+    assert!(tty.asked.is_empty(), "{:?}", tty.asked);
+    refused(h.daemon.refresh("prod").await.unwrap_err());
+    let mut changed = samld_config::parse(&config, Path::new("/test/config.toml")).unwrap();
+    changed.accounts.get_mut("prod").unwrap().notifications = false;
+    h.daemon.apply_config(changed);
+    refused(
+        h.daemon
+            .get_credentials("prod", None, None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+    // The person logs in with the new password.
+    let secrets = LoginSecrets {
+        password: Some(Secret::new("correct horse")),
+        ..LoginSecrets::default()
+    };
+    h.daemon.login("prod", secrets, false, None).await.unwrap();
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 2);
+    assert_eq!(state(&h), AccountState::Active);
 }
 
 const BROWSER: &str = r#"
@@ -865,7 +912,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     let told = told.lock().unwrap().clone();
     assert_eq!(told.len(), 1, "one notification: {told:?}");
     assert!(
-        told[0].1.contains("Run: samlctl login prod --browser"),
+        told[0].1.contains("run: samlctl login prod --browser"),
         "{told:?}"
     );
     scheduler.abort();

@@ -32,10 +32,10 @@ use samld::future::BoxFuture;
 use samld::idp::{Contact, IdentityProvider, IdpError, LoginInteraction};
 use samld::keyring::{KeyringError, PasswordStore};
 use samld::manager::policy::{REFRESH_FLOOR, UNATTENDED_LOGINS_PER_HOUR};
-use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
-use samld_proto::{AccountState, Secret};
+use samld_proto::{AccountState, Secret, SecretKind};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -223,6 +223,73 @@ struct Records {
     violations: Vec<String>,
 }
 
+/// The invariant of a refusal (issue 19): after the person refuses (a push denied or left
+/// to expire, a password or code rejected), nothing reaches them again, no password post,
+/// no push, no code, until they run `samlctl login` of an account of theirs, whatever
+/// helpers on terminals ask ([`Sim::terminal_burst`]) and whatever else happens.
+///
+/// A push sent before the person's `samlctl login` that they refuse while that login waits
+/// for it is answered by the login, which goes on to sign in as they asked: only a refusal
+/// at their own login stands after it.
+#[derive(Default)]
+struct RefusalWatch {
+    /// Per user: refused, and no `samlctl login` of theirs since.
+    refused: HashMap<&'static str, bool>,
+    /// Per user: a person's `samlctl login` of one of their accounts is running.
+    logging_in: HashMap<&'static str, bool>,
+}
+
+impl RefusalWatch {
+    /// `user` refused; `at_persons_login`: at their own `samlctl login`.
+    fn refused(&mut self, user: &'static str, at_persons_login: bool) {
+        let answered = self.logging_in.get(user) == Some(&true) && !at_persons_login;
+        if std::env::var_os("SAMLD_SIM_TRACE").is_some() {
+            eprintln!("  {user} refuses (answered by a login running: {answered})");
+        }
+        if !answered {
+            self.refused.insert(user, true);
+        }
+    }
+
+    /// A person's `samlctl login` of an account of `user` starts (`true`: they decided) or
+    /// ends.
+    fn person_logs_in(&mut self, user: &'static str, running: bool) {
+        if running {
+            self.refused.insert(user, false);
+        }
+        self.logging_in.insert(user, running);
+    }
+
+    /// The violation, if `what` reaching `user` now breaks the rule.
+    fn reaches(&self, user: &str, what: &str, persons_login: bool) -> Option<String> {
+        let refused = self.refused.get(user).copied().unwrap_or(false);
+        (refused && !persons_login).then(|| {
+            format!("{what} reached {user} after they refused, before they ran samlctl login")
+        })
+    }
+}
+
+/// The person at a helper's terminal: they type the password and the code when asked.
+struct TerminalPerson;
+
+impl ClientChannel for TerminalPerson {
+    fn ask<'a>(
+        &'a mut self,
+        kind: SecretKind,
+        _prompt: &'a str,
+    ) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        let answer = match kind {
+            SecretKind::Password => PASSWORD,
+            SecretKind::MfaCode => CODE,
+        };
+        Box::pin(async move { Ok(Secret::new(answer)) })
+    }
+
+    fn tell<'a>(&'a mut self, _message: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
 /// What STS knows of an assertion it was handed: whose app issued it, and its verdict on
 /// its age.
 struct Issued {
@@ -273,6 +340,7 @@ struct WorldState {
     /// Accounts whose last assertion STS judged was too old.
     aged_before: std::collections::HashSet<&'static str>,
     records: Records,
+    refusals: RefusalWatch,
 }
 
 impl WorldState {
@@ -433,6 +501,26 @@ impl World {
         self.state.lock().unwrap()
     }
 
+    /// Whether the IdP is called by a person's `samlctl login`: the sim's own task (no tokio
+    /// task id) runs only those. Helpers, terminal or not, and samld's trips run in tasks.
+    fn at_persons_login() -> bool {
+        tokio::task::try_id().is_none()
+    }
+
+    /// A sign-in of `user` was refused.
+    fn refused(&self, user: &'static str) {
+        self.lock().refusals.refused(user, Self::at_persons_login());
+    }
+
+    /// A sign-in of `user` is about to send `what` (a password post, a push, a code).
+    fn reaches(&self, user: &'static str, what: &str) {
+        let persons_login = Self::at_persons_login();
+        let mut s = self.lock();
+        if let Some(violation) = s.refusals.reaches(user, what, persons_login) {
+            s.records.violations.push(violation);
+        }
+    }
+
     fn violation(&self, what: String) {
         self.lock().records.violations.push(what);
     }
@@ -573,23 +661,28 @@ impl SimIdp {
         if let Some(e) = self.world.idp_fault(self.account) {
             return Err(e);
         }
+        self.world.reaches(user, "a password post");
         io.reaching_person(Contact::Password);
         self.contact(user);
         if password.expose() != PASSWORD {
+            self.world.refused(user);
             return Err(IdpError::AuthFailed {
                 message: "Authentication failed.".into(),
             });
         }
         if user == "bob" {
             let code = io.mfa_code("TOTP code").await?;
+            self.world.reaches(user, "a code");
             io.reaching_person(Contact::Code);
             self.after_reach()?;
             if code.expose() != CODE || !self.world.lock().code_ok {
+                self.world.refused(user);
                 return Err(IdpError::MfaCodeRejected {
                     message: "Invalid code.".into(),
                 });
             }
         } else {
+            self.world.reaches(user, "a push");
             io.reaching_person(Contact::Push);
             self.after_reach()?;
             let push = self.world.lock().push;
@@ -604,6 +697,7 @@ impl SimIdp {
             };
             if let Some(e) = refused {
                 self.world.lock().session_needs_person(user);
+                self.world.refused(user);
                 return Err(e);
             }
         }
@@ -1087,6 +1181,7 @@ impl Sim {
                 audit: None,
                 trips_ended: HashMap::new(),
                 records: Records::default(),
+                refusals: RefusalWatch::default(),
             }),
         });
         let keyring = Arc::new(SimKeyring::default());
@@ -1194,7 +1289,11 @@ impl Sim {
                     _ => Some("ReadOnly"),
                 };
                 let n = self.rng.usize(1..12);
-                self.burst(account, role, n).await;
+                if self.rng.u8(..4) == 0 {
+                    self.terminal_burst(account, role, n).await;
+                } else {
+                    self.burst(account, role, n).await;
+                }
             }
             700..740 => {
                 let account = self.pick_account();
@@ -1317,12 +1416,20 @@ impl Sim {
 
     async fn login(&mut self, account: &'static str, force: bool) {
         self.log.push(format!("login {account} (force: {force})"));
+        self.world
+            .lock()
+            .refusals
+            .person_logs_in(user_of(account), true);
         self.person_acts(account);
         self.person(account, true);
         let secrets =
             person_secrets(user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap());
         let result = self.manager.login(account, secrets, force, None).await;
         self.person(account, false);
+        self.world
+            .lock()
+            .refusals
+            .person_logs_in(user_of(account), false);
         // A person logging in lifts their logout, whether or not the login succeeds.
         let _ = result;
         self.set_logged_out(account, false);
@@ -1378,6 +1485,40 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// `n` helpers on terminals at once, each with the person at its terminal ready to type
+    /// the password and code: they may sign the account in (even after a logout), which the
+    /// older invariants take as the person's act, but never after a refusal.
+    async fn terminal_burst(
+        &mut self,
+        account: &'static str,
+        role: Option<&'static str>,
+        n: usize,
+    ) {
+        self.log
+            .push(format!("{n} helpers on terminals for {account} {role:?}"));
+        self.person_acts(account);
+        self.person(account, true);
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let manager = self.manager.clone();
+                tokio::spawn(async move {
+                    let mut tty = TerminalPerson;
+                    manager.get_credentials(account, role, Some(&mut tty)).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            if let Ok(creds) = task.await.unwrap() {
+                self.check_identity(account, role, &creds);
+            }
+        }
+        self.person(account, false);
+        // A sign-in the person starts at a prompt ends a logout, whatever comes of it (and
+        // status cannot tell a logout from an account that has never been signed in).
+        self.set_logged_out(account, false);
+        self.settle().await;
     }
 
     /// Credentials handed out for `account` (and `role`, when asked) are what STS issued
@@ -1531,6 +1672,10 @@ impl Sim {
         }
         *self.keyring.locked.lock().unwrap() = false;
         for account in ACCOUNTS {
+            self.world
+                .lock()
+                .refusals
+                .person_logs_in(user_of(account), true);
             self.person_acts(account);
             self.person(account, true);
             let mut result = self
@@ -1548,6 +1693,10 @@ impl Sim {
                     .await;
             }
             self.person(account, false);
+            self.world
+                .lock()
+                .refusals
+                .person_logs_in(user_of(account), false);
             result.map_err(|e| format!("healing login of {account} failed: {}", e.message))?;
             self.set_logged_out(account, false);
         }

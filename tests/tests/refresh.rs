@@ -22,7 +22,7 @@ use samld_tests::fake_jumpcloud::{
     FakeUser, PushBehavior,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig, FakeStsFault, IssuedCredentials};
-use samld_tests::fixture::{failed_silently, succeeded, without_terminal};
+use samld_tests::fixture::{failed, failed_silently, succeeded, without_terminal};
 use support::World;
 use support::flows::credential_document;
 use time::OffsetDateTime;
@@ -531,22 +531,32 @@ fn a_rejected_password_is_tried_once_however_many_helpers_ask() {
         assert!(text.contains("samlctl login stale-password"), "{text}");
     }
     assert_eq!(w.jc.stats(), after_attempt, "no second attempt");
-    // `samlctl refresh` is a person acting: password_command may print a new password now,
-    // so it is tried once more, and once only.
-    failed_silently(
+    // `samlctl refresh` reuses a session; it is no decision to sign in again after a
+    // refusal, which only `samlctl login` is.
+    let text = failed_silently(
         &w.samlctl(&["refresh", "stale-password"]),
         "samlctl refresh",
     );
-    let after_refresh = w.jc.stats();
-    assert_eq!(after_refresh.password_posts, 2, "{after_refresh:?}");
-    assert_eq!(after_refresh.failed_passwords, 2, "{after_refresh:?}");
+    assert!(text.contains("samlctl login stale-password"), "{text}");
+    assert_eq!(
+        w.jc.stats(),
+        after_attempt,
+        "no attempt for samlctl refresh"
+    );
+    // The person's login: password_command may print a new password now, so it is tried
+    // once more, and once only.
+    failed(&w.samlctl(&["login", "stale-password"]), "samlctl login");
+    let after_login = w.jc.stats();
+    assert_eq!(after_login.password_posts, 2, "{after_login:?}");
+    assert_eq!(after_login.failed_passwords, 2, "{after_login:?}");
     for _ in 0..5 {
-        failed_silently(&w.helper(&["stale-password"]), "a helper after the refresh");
+        failed_silently(&w.helper(&["stale-password"]), "a helper after the login");
     }
-    assert_eq!(w.jc.stats(), after_refresh, "no third attempt");
+    assert_eq!(w.jc.stats(), after_login, "no third attempt");
     assert_eq!(w.sts.calls(), 0);
+    // (What status calls the account after the person's own failed login is the login's
+    // business, issue 19 point 3; that nothing is retried is this test's.)
     let status = w.account_status("stale-password");
-    assert_eq!(status.state, AccountState::NeedsLogin, "{status:#?}");
     assert!(status.next_retry_at.is_none(), "{status:#?}");
 }
 

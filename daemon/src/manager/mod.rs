@@ -5,6 +5,8 @@
 //!   (`SessionSlot`, one per user and console, shared by that user's accounts);
 //! - [`policy`]: the one pure function that decides what happens after a trip, tested as a
 //!   table, and the rules it enforces;
+//! - `gate.rs`: the one pure function that decides whether a trip may run now and for whom
+//!   (a person's login, a helper on a terminal, nobody), and the wording of every "why not";
 //! - `trip.rs`: one trip to the IdP and STS (a *flight*: at most one per account, and at most
 //!   one login per IdP session), returning typed outcomes;
 //! - `schedule.rs`: the background refresher;
@@ -14,6 +16,7 @@
 //! Every request that needs a trip while one runs joins it and shares its outcome instead of
 //! starting another login.
 
+mod gate;
 pub mod policy;
 mod schedule;
 mod secrets;
@@ -34,6 +37,7 @@ use samld_proto::{
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
+use self::gate::{AccountView, Asker, Pass, SessionView, WhyNot, explain};
 use self::policy::{Phase, SessionPhase};
 use self::secrets::SecretSources;
 pub use self::secrets::{ClientChannel, LoginSecrets};
@@ -173,9 +177,9 @@ impl Manager {
     }
 
     /// Puts a new, valid configuration in force. Accounts whose settings did not change keep
-    /// their credentials; changed accounts start over (and, being a person's act, let their
-    /// IdP session try an unattended login again); removed ones are forgotten. An IdP session
-    /// lives while an account uses it.
+    /// their credentials; changed accounts start over (and their IdP session drops a backoff,
+    /// but not a refusal, which waits for the person's login); removed ones are forgotten. An
+    /// IdP session lives while an account uses it.
     pub fn apply_config(&self, config: Config) {
         self.audit.set_log_file(config.audit_log.as_deref());
         let mut accounts = self.lock_accounts();
@@ -200,7 +204,8 @@ impl Manager {
                 .clone();
             if accounts.contains_key(name) {
                 tracing::info!(account = %name, "account settings changed; its credentials start over");
-                session.data().person_acted();
+                // A new try, but no answer to a refusal: only the person's login is that.
+                session.data().retry_now();
             } else {
                 tracing::info!(account = %name, "account added");
             }
@@ -378,13 +383,11 @@ impl Manager {
                         || data.flight.is_some())
             });
             if !still_used {
-                // An idle account could still sign in by itself: it must keep seeing a
-                // refusal that waits for a person.
-                let may_sign_in = sharing
-                    .iter()
-                    .any(|other| other.data().phase != Phase::LoggedOut);
+                // A refusal waits for the person's login whatever else happens: a logout is
+                // no answer to it, and a helper on a terminal may sign a logged-out account
+                // in again.
                 slot.idp.forget_session();
-                slot.session.data().forget(may_sign_in);
+                slot.session.data().forget(true);
                 tracing::info!(session = %slot.session.key, "IdP session forgotten");
             }
         }
@@ -434,7 +437,8 @@ impl Manager {
                 let stale = match resolve_role(&slot.account, &data.roles, role) {
                     Ok(Some(arn)) => {
                         if let Some(refused) = data.refused.get(&arn) {
-                            return Err(refused_error(&slot.account, refused));
+                            let last = Some(refused.clone());
+                            return Err(explain(&slot.account, &WhyNot::Refused { last }));
                         }
                         match data.creds.get(&arn) {
                             // Fresh, unless STS handed them out already (nearly) dead.
@@ -449,7 +453,7 @@ impl Manager {
                             {
                                 // STS handed out credentials that died at once: asking again
                                 // this soon would be a loop.
-                                return Err(short_lived_error(&slot.account, &arn, held));
+                                return Err(explain(&slot.account, &too_soon(&arn, held)));
                             }
                             _ => None,
                         }
@@ -459,13 +463,17 @@ impl Manager {
                     Err(e) if last_flight.is_some() => return Err(e),
                     Err(_) => None,
                 };
-                let blocked = self.why_no_trip(&slot, &data, now);
+                let asker = match channel {
+                    Some(_) => Asker::TerminalHelper,
+                    None => Asker::Unattended,
+                };
+                let blocked = self.gate(&slot, &data, asker, now);
                 let joined = match &data.flight {
                     Some((FlightKind::Login, _)) => CredentialSource::Login,
                     _ => CredentialSource::Refresh,
                 };
                 let trip = match (&blocked, &last_flight) {
-                    (None, None | Some(Ok(()))) => Some(self.start_trip_locked(
+                    (Ok(Pass::Trip), None | Some(Ok(()))) => Some(self.start_trip_locked(
                         &slot,
                         &mut data,
                         role.map(str::to_owned),
@@ -478,16 +486,23 @@ impl Manager {
                 }
                 (stale, blocked, trip)
             };
-            if let Some(blocked) = blocked {
-                let needs_user =
-                    matches!(blocked.code, ErrorCode::NotLoggedIn | ErrorCode::NeedsLogin);
-                if needs_user && let Some(channel) = channel.take() {
-                    // The helper's terminal stands in for `samlctl login`.
-                    self.login(account, LoginSecrets::default(), false, Some(channel))
-                        .await?;
-                    waited = Some(CredentialSource::Login);
-                    continue;
-                }
+            if blocked == Ok(Pass::SignIn)
+                && let Some(channel) = channel.take()
+            {
+                // The person at the helper's terminal types what the sign-in needs.
+                let secrets = LoginSecrets::default();
+                self.login_as(
+                    account,
+                    secrets,
+                    false,
+                    Some(channel),
+                    Asker::TerminalHelper,
+                )
+                .await?;
+                waited = Some(CredentialSource::Login);
+                continue;
+            }
+            if let Err(why) = blocked {
                 return match (stale, last_flight) {
                     (Some((arn, held)), _) => Ok((
                         wire_credentials(&slot.account, &arn, &held),
@@ -495,7 +510,7 @@ impl Manager {
                     )),
                     // The attempt just made says best what went wrong.
                     (None, Some(Err(e))) => Err(e),
-                    (None, _) => Err(blocked),
+                    (None, _) => Err(explain(&slot.account, &why)),
                 };
             }
             let Some(rx) = trip else {
@@ -543,73 +558,34 @@ impl Manager {
         }
     }
 
-    /// Why a request may not make a trip by itself now, if it may not: a logout, a refusal,
-    /// a failure still backing off, or an IdP session that only a person can restore. A burst
-    /// of callers then gets the answer at once instead of a trip each.
-    fn why_no_trip(
+    /// The gate's answer for `asker` on this account now, the account's lock held by the
+    /// caller. A burst of callers that may not trip gets the answer at once instead of a
+    /// trip each.
+    fn gate(
         &self,
         slot: &AccountSlot,
         data: &AccountData,
+        asker: Asker,
         now: OffsetDateTime,
-    ) -> Option<WireError> {
-        let account = &slot.account;
-        match data.phase {
-            Phase::LoggedOut => return Some(not_logged_in(account)),
-            Phase::Refused => {
-                return Some(match &data.last_error {
-                    Some(last) => refused_error(account, last),
-                    None => not_logged_in(account),
-                });
-            }
-            _ => {}
-        }
-        if data.flight.is_some() {
-            return None;
-        }
-        if let Phase::Backoff { retry_at, .. } = data.phase
-            && retry_at > now
-            && let Some(last) = &data.last_error
-        {
-            return Some(WireError::new(
-                last.code,
-                format!("{} (samld retries at {})", last.message, rfc3339(retry_at)),
-            ));
-        }
+    ) -> Result<Pass, WhyNot> {
+        let account = self.account_view(&slot.account, data, data.flight.is_some());
         let session = slot.session.data();
-        if session.login.is_some() || session.phase == SessionPhase::Live {
-            return None;
-        }
-        match &session.phase {
-            SessionPhase::NeedsPerson { reason } => Some(needs_person(account, reason)),
-            phase => {
-                if phase.may_login_unattended(now, &session.unattended_logins)
-                    && self.can_login_unattended(account, data)
-                {
-                    return None;
-                }
-                if let Some(at) = phase.next_unattended_at(now, &session.unattended_logins)
-                    && self.can_login_unattended(account, data)
-                {
-                    let why = data
-                        .last_error
-                        .as_ref()
-                        .map(|e| e.message.clone())
-                        .unwrap_or_else(|| "the JumpCloud session has ended".to_owned());
-                    return Some(WireError::new(
-                        ErrorCode::NeedsLogin,
-                        format!(
-                            "{why} (samld signs in again at {}; or run: {})",
-                            rfc3339(at),
-                            account.login_command()
-                        ),
-                    ));
-                }
-                Some(if data.creds.is_empty() && session.times.is_none() {
-                    not_logged_in(account)
-                } else {
-                    session_ended(account)
-                })
-            }
+        gate::gate(&account, &SessionView::of(&session), asker, now)
+    }
+
+    /// The account as the gate sees it; `flight_running` false for the flight asking.
+    fn account_view<'a>(
+        &self,
+        account: &Account,
+        data: &'a AccountData,
+        flight_running: bool,
+    ) -> AccountView<'a> {
+        AccountView {
+            phase: data.phase,
+            last_error: data.last_error.as_ref(),
+            flight_running,
+            signs_in_alone: self.can_login_unattended(account, data),
+            holds_credentials: !data.creds.is_empty(),
         }
     }
 
@@ -631,9 +607,11 @@ impl Manager {
         password && second_factor
     }
 
-    /// A person acted on this account (`login`, `refresh`): what stopped unattended attempts
-    /// no longer applies, for the account and for its IdP session.
-    fn person_acts(&self, slot: &AccountSlot) {
+    /// A person acted on this account (`login`, `refresh`, a sign-in on a helper's terminal):
+    /// what stopped unattended attempts no longer applies to the account, and its IdP session
+    /// drops a backoff. Only a person's login lifts the session's refusal: neither a refresh
+    /// nor a helper on a terminal is their decision to be asked again.
+    fn person_acts(&self, slot: &AccountSlot, asker: Asker) {
         {
             let mut data = slot.data();
             if matches!(
@@ -644,7 +622,11 @@ impl Manager {
             }
             data.refused.clear();
         }
-        slot.session.data().person_acted();
+        let mut session = slot.session.data();
+        match asker {
+            Asker::PersonLogin => session.person_acted(),
+            Asker::TerminalHelper | Asker::Unattended => session.retry_now(),
+        }
     }
 
     /// `samlctl refresh`: fresh credentials for every role in use, now. A person asked, so
@@ -660,7 +642,7 @@ impl Manager {
                 return Err(not_logged_in(&slot.account));
             }
         }
-        self.person_acts(&slot);
+        self.person_acts(&slot, Asker::Unattended);
         // A refresh already running may have started before the user asked; wait for it and
         // then run one of our own so the answer is really fresh.
         let running = slot.data().flight.as_ref().map(|(_, rx)| rx.clone());
@@ -692,6 +674,20 @@ impl Manager {
         force: bool,
         channel: Option<&mut dyn ClientChannel>,
     ) -> Result<LoginOutcome, WireError> {
+        self.login_as(account, secrets, force, channel, Asker::PersonLogin)
+            .await
+    }
+
+    /// [`Manager::login`] for `asker`: a person's, or a helper's on a terminal, which may ask
+    /// for a password or code but lifts no refusal (checked again right before it signs in).
+    async fn login_as(
+        self: &Arc<Self>,
+        account: &str,
+        secrets: LoginSecrets,
+        force: bool,
+        channel: Option<&mut dyn ClientChannel>,
+        asker: Asker,
+    ) -> Result<LoginOutcome, WireError> {
         let slot = self.slot(account)?;
         let deadline = tokio::time::Instant::now()
             .checked_add(slot.account.login_wait)
@@ -722,7 +718,7 @@ impl Manager {
                 ));
             }
         };
-        self.person_acts(&slot);
+        self.person_acts(&slot, asker);
         // A new password is being saved: do not read the old one back.
         let passwords = (!secrets.save_password)
             .then(|| self.options.password_store.as_ref().cloned())
@@ -736,6 +732,7 @@ impl Manager {
             self.options.command_timeout,
             passwords,
         );
+        sources.asker = asker;
         let result = self
             .run_trip(&slot, None, Some((&mut sources, force)), true)
             .await;
@@ -827,15 +824,16 @@ impl Manager {
     }
 
     /// Tells the user an account needs them: always in the log and `samlctl status`, and by
-    /// a desktop notification where the account allows it.
-    fn announce_needs_login(&self, account: &Account, reason: &str) {
+    /// a desktop notification where the account allows it, in the words the helper uses.
+    fn announce_needs_login(&self, account: &Account, why: &WhyNot) {
+        let reason = explain(account, why).message;
         tracing::warn!(account = %account.name, "needs login: {reason}");
         if account.notifications
             && let Some(notify) = self.options.notify_user.as_ref()
         {
             notify(
                 &format!("samld: {} needs you to log in", account.name),
-                &format!("{reason}\nRun: {}", account.login_command()),
+                &reason,
             );
         }
     }
@@ -921,76 +919,18 @@ fn wire_credentials(account: &Account, role_arn: &str, held: &HeldCredentials) -
     }
 }
 
+/// The account is not logged in (never, or a logout overtook what it was doing).
 fn not_logged_in(account: &Account) -> WireError {
-    let name = &account.name;
-    WireError::new(
-        ErrorCode::NotLoggedIn,
-        format!("{name} is not logged in; run: {}", account.login_command()),
-    )
+    explain(account, &WhyNot::LoggedOut)
 }
 
-fn session_ended(account: &Account) -> WireError {
-    let (name, idp) = (&account.name, account.idp_name());
-    let mut message = format!(
-        "the {idp} session for {name} has ended; run: {}",
-        account.login_command()
-    );
-    if account.login == LoginMethod::Browser {
-        message.push_str(BROWSER_MAY_REMEMBER);
+/// Why STS's credentials that died at once are not asked for again yet.
+fn too_soon(role: &str, held: &HeldCredentials) -> WhyNot {
+    WhyNot::TooSoon {
+        role: role.to_owned(),
+        life_secs: (held.creds.expiration - held.obtained_at).whole_seconds(),
+        at: policy::add(held.obtained_at, policy::REFRESH_FLOOR),
     }
-    WireError::new(ErrorCode::NeedsLogin, message)
-}
-
-/// Said whenever a browser sign-in is asked for: the profile keeps the IdP's own session.
-const BROWSER_MAY_REMEMBER: &str = " (the browser profile may still be signed in to the IdP, \
-     in which case the browser finishes by itself with no typing)";
-
-/// A person's login for an account that signs in only through a browser, asked for where
-/// no browser can be opened (the helper's terminal, an API login).
-fn browser_login_needed(account: &Account) -> WireError {
-    WireError::new(
-        ErrorCode::NeedsLogin,
-        format!(
-            "{} signs in through a browser (login = \"browser\"); run: {}",
-            account.name,
-            account.login_command()
-        ),
-    )
-}
-
-/// An IdP session that only a person can restore: what happened, and what to run.
-fn needs_person(account: &Account, reason: &str) -> WireError {
-    let name = &account.name;
-    WireError::new(
-        ErrorCode::NeedsLogin,
-        format!(
-            "{name} needs you to log in; samld stopped signing in by itself after: {reason} Run: {}",
-            account.login_command()
-        ),
-    )
-}
-
-fn refused_error(account: &Account, last: &samld_proto::ErrorInfo) -> WireError {
-    let name = &account.name;
-    WireError::new(
-        last.code,
-        format!(
-            "{} (samld does not retry this by itself; once it is fixed, run: samlctl refresh {name})",
-            last.message
-        ),
-    )
-}
-
-fn short_lived_error(account: &Account, role: &str, held: &HeldCredentials) -> WireError {
-    let life = (held.creds.expiration - held.obtained_at).whole_seconds();
-    WireError::new(
-        ErrorCode::StsError,
-        format!(
-            "STS issued credentials for {role} ({}) that expired {life}s after they were obtained; samld asks again at {} (check this machine's clock and any proxy)",
-            account.name,
-            rfc3339(policy::add(held.obtained_at, policy::REFRESH_FLOOR))
-        ),
-    )
 }
 
 /// Stands in for an account whose provider could not be built, so that its requests get

@@ -6,7 +6,8 @@
 //! manager that calls them never breaks them:
 //!
 //! - anything that reaches the person (a password, a push, a code) is tried at most once per
-//!   need, and after a refusal nothing more until a person acts;
+//!   need, and after a refusal nothing more until the person's `samlctl login` (the
+//!   refusal itself is kept by the session; the gate (`gate.rs`) enforces it for every asker);
 //! - permanent refusals are never retried on a schedule; transient failures back off;
 //! - at least [`REFRESH_FLOOR`] between two automatic trips for one role, and at most
 //!   [`UNATTENDED_LOGINS_PER_HOUR`] unattended logins per IdP session, whatever STS, the IdP
@@ -362,15 +363,17 @@ impl SessionPhase {
         }
     }
 
-    /// When an unattended login would next be allowed, for an `Ended` session waiting on a
-    /// backoff or on the hourly window.
+    /// When an unattended login would next be allowed, for a session that has ended (or was
+    /// forgotten) waiting on a backoff or on the hourly window.
     pub fn next_unattended_at(
         &self,
         now: OffsetDateTime,
         recent: &[OffsetDateTime],
     ) -> Option<OffsetDateTime> {
-        let SessionPhase::Ended { retry_at, .. } = self else {
-            return None;
+        let retry_at = match self {
+            SessionPhase::Ended { retry_at, .. } => retry_at,
+            SessionPhase::None => &None,
+            SessionPhase::Live | SessionPhase::NeedsPerson { .. } => return None,
         };
         let in_window: Vec<_> = recent
             .iter()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use samld_config::Account;
 use samld_proto::{Secret, SecretKind};
 
+use super::gate::Asker;
 use crate::future::BoxFuture;
 use crate::idp::{Contact, IdpError, LoginInteraction};
 use crate::keyring::{self, KeyringError, PasswordStore};
@@ -54,6 +55,9 @@ pub(super) struct SecretSources<'a> {
     pub(super) to_save: Option<Secret>,
     /// Set once the provider sent a password, a push or a code.
     pub(super) reached_person: bool,
+    /// Who the secrets are for: a person's login lifts a refusal, a helper's on a terminal
+    /// must pass the gate again right before it signs in.
+    pub(super) asker: Asker,
 }
 
 impl<'a> SecretSources<'a> {
@@ -72,6 +76,7 @@ impl<'a> SecretSources<'a> {
             passwords,
             to_save: None,
             reached_person: false,
+            asker: Asker::Unattended,
         }
     }
 

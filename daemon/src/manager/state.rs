@@ -174,13 +174,22 @@ pub(super) struct SessionTimes {
 }
 
 impl SessionData {
-    /// A person acted (a login, a refresh, a config change): a session that needed them may
-    /// try one unattended login again, and a pending backoff is dropped.
+    /// A person logged in (`samlctl login`): a session that needed them may try one
+    /// unattended login again, and a pending backoff is dropped.
     pub(super) fn person_acted(&mut self) {
         if matches!(
             self.phase,
             SessionPhase::NeedsPerson { .. } | SessionPhase::Ended { .. }
         ) {
+            self.phase = SessionPhase::ended();
+        }
+    }
+
+    /// Someone who is not deciding to sign in again acted (a `samlctl refresh`, a config
+    /// change, a helper on a terminal): a pending backoff is dropped, but a refusal stands
+    /// until the person runs `samlctl login` ([`SessionData::person_acted`]).
+    pub(super) fn retry_now(&mut self) {
+        if matches!(self.phase, SessionPhase::Ended { .. }) {
             self.phase = SessionPhase::ended();
         }
     }
@@ -224,24 +233,28 @@ mod tests {
     }
 
     #[test]
-    fn a_person_acting_rearms_a_session_that_waited_for_them_or_backed_off() {
-        let mut waiting = session(needs_person());
-        waiting.person_acted();
-        assert_eq!(waiting.phase, SessionPhase::ended());
-
-        // A pending backoff is dropped: the person's action is the retry.
-        let mut backing_off = session(SessionPhase::Ended {
+    fn a_persons_login_rearms_a_refusal_and_any_act_drops_a_backoff() {
+        let backing_off = SessionPhase::Ended {
             retry_at: Some(datetime!(2026-12-01 09:00 UTC)),
             attempts: 3,
-        });
-        backing_off.person_acted();
-        assert_eq!(backing_off.phase, SessionPhase::ended());
-
-        // A live session (or none) has nothing to re-arm.
-        for phase in [SessionPhase::Live, SessionPhase::None] {
-            let mut untouched = session(phase.clone());
-            untouched.person_acted();
-            assert_eq!(untouched.phase, phase);
+        };
+        // (from, after the person's login, after a refresh, config change or terminal)
+        let table = [
+            // Only the person's login answers a refusal.
+            (needs_person(), SessionPhase::ended(), needs_person()),
+            // A pending backoff is dropped: the act is the retry.
+            (backing_off, SessionPhase::ended(), SessionPhase::ended()),
+            // A live session (or none) has nothing to re-arm.
+            (SessionPhase::Live, SessionPhase::Live, SessionPhase::Live),
+            (SessionPhase::None, SessionPhase::None, SessionPhase::None),
+        ];
+        for (from, after_login, after_other) in table {
+            let mut login = session(from.clone());
+            login.person_acted();
+            assert_eq!(login.phase, after_login, "{from:?}");
+            let mut other = session(from.clone());
+            other.retry_now();
+            assert_eq!(other.phase, after_other, "{from:?}");
         }
     }
 

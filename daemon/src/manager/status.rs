@@ -8,6 +8,7 @@ use samld_proto::{
 use time::OffsetDateTime;
 
 use super::Manager;
+use super::gate::{WhyNot, explain};
 use super::policy::{Phase, SessionPhase};
 use super::state::{AccountData, AccountSlot, FlightKind, SessionSlot};
 use crate::audit::Audit;
@@ -39,7 +40,7 @@ impl Manager {
                 .iter()
                 .map(|a| a.account.name.clone())
                 .collect();
-            sessions.push(session_status(&slot.session, names));
+            sessions.push(session_status(&slot.session, &slot.account, names));
         }
         let config = self.config.read().unwrap_or_else(|e| e.into_inner());
         Ok(StatusReport {
@@ -57,7 +58,12 @@ impl Manager {
     }
 }
 
-fn session_status(session: &SessionSlot, accounts: Vec<String>) -> IdpSessionStatus {
+/// `account`: one of the session's, whose `samlctl login` a refusal names.
+fn session_status(
+    session: &SessionSlot,
+    account: &Account,
+    accounts: Vec<String>,
+) -> IdpSessionStatus {
     let data = session.data();
     let state = match &data.phase {
         _ if data.login.is_some() => IdpSessionState::LoggingIn,
@@ -67,10 +73,12 @@ fn session_status(session: &SessionSlot, accounts: Vec<String>) -> IdpSessionSta
         SessionPhase::NeedsPerson { .. } => IdpSessionState::NeedsLogin,
     };
     let reason = match &data.phase {
-        SessionPhase::NeedsPerson { reason } => Some(format!(
-            "{reason} samld will not sign in by itself until you run: samlctl login {}",
-            accounts.first().map_or("ACCOUNT", String::as_str)
-        )),
+        SessionPhase::NeedsPerson { reason } => {
+            let why = WhyNot::PersonRefused {
+                reason: reason.clone(),
+            };
+            Some(explain(account, &why).message)
+        }
         _ => None,
     };
     IdpSessionStatus {

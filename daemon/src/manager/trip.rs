@@ -9,10 +9,13 @@ use samld_proto::{ErrorCode, ErrorInfo, Secret, WireError};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use super::gate::{self, AccountView, Asker, Pass, SessionView, WhyNot, explain};
 use super::policy::{self, Failure, LoginOutcome, Phase, SessionPhase, TripOutcome};
 use super::secrets::{self, SavedPassword, SecretSources};
-use super::state::{AccountData, AccountSlot, HeldCredentials, SessionSlot, SessionTimes};
-use super::{LoginSecrets, Manager, needs_person, session_ended, wait_flight};
+use super::state::{
+    AccountData, AccountSlot, HeldCredentials, SessionData, SessionSlot, SessionTimes,
+};
+use super::{LoginSecrets, Manager, wait_flight};
 use crate::clock::rfc3339;
 use crate::idp::IdpError;
 use crate::saml::{self, Assertion, RolePair};
@@ -133,9 +136,18 @@ impl Manager {
             && !matches!(slot.session.data().phase, SessionPhase::NeedsPerson { .. })
             && result.is_err();
         data.phase = next;
+        // What the helpers now answer is what the notification says (this trip is still
+        // the account's flight, which they would join).
+        let why = announce
+            .then(|| {
+                let view = self.account_view(&slot.account, &data, false);
+                let session = slot.session.data();
+                gate::gate(&view, &SessionView::of(&session), Asker::Unattended, now).err()
+            })
+            .flatten();
         drop(data);
-        if announce && let Err(e) = &result {
-            self.announce_needs_login(&slot.account, &e.error.message);
+        if let Some(why) = why {
+            self.announce_needs_login(&slot.account, &why);
         }
         self.schedule_changed.notify_one();
         result.map_err(|e| e.error)
@@ -294,7 +306,12 @@ impl Manager {
     fn session_alive(&self, session: &SessionSlot) {
         let now = self.clock.now();
         let mut data = session.data();
-        data.phase = SessionPhase::Live;
+        // A probe that started before the person refused a new sign-in may still find the
+        // old session alive: it serves this trip, but the refusal stands for the next
+        // sign-in, which only the person's login may start.
+        if !matches!(data.phase, SessionPhase::NeedsPerson { .. }) {
+            data.phase = SessionPhase::Live;
+        }
         match data.times.as_mut() {
             Some(t) => t.last_verified_at = now,
             // A session we did not see start (e.g. another account's before a restart).
@@ -347,54 +364,59 @@ impl Manager {
         {
             return Err(TripError::new(
                 Failure::NeedsPerson,
-                super::browser_login_needed(account),
+                explain(account, &WhyNot::BrowserOnly),
             ));
         }
+        let asker = person.as_ref().map_or(Asker::Unattended, |(s, _)| s.asker);
         let (tx, _guard, generation) = loop {
             let now = self.clock.now();
             // Lock order: an account before its session, never the other way round.
-            let (capable, never, logged_out) = {
+            let (phase, last_error, signs_in_alone, holds_credentials) = {
                 let data = slot.data();
+                let alone = self.can_login_unattended(account, &data);
                 (
-                    self.can_login_unattended(account, &data),
-                    data.creds.is_empty(),
-                    data.phase == Phase::LoggedOut,
+                    data.phase,
+                    data.last_error.clone(),
+                    alone,
+                    !data.creds.is_empty(),
                 )
             };
-            if person.is_none() && logged_out {
-                // A trip that a logout overtook: its result would be discarded, and a push
-                // or password sent for an account the person just left is theirs to ask for.
-                return Err(TripError::new(
-                    Failure::NeedsPerson,
-                    super::not_logged_in(account),
-                ));
-            }
+            let view = AccountView {
+                phase,
+                last_error: last_error.as_ref(),
+                // This is the account's flight.
+                flight_running: false,
+                signs_in_alone,
+                holds_credentials,
+            };
             let waiting = {
                 let mut data = session.data();
-                if let Some(rx) = &data.login {
-                    rx.clone()
-                } else {
-                    if person.is_none() {
-                        may_login_unattended(account, &data, capable, never, now)?;
-                        data.unattended_logins
-                            .retain(|&t| t > now - time::Duration::HOUR);
-                        data.unattended_logins.push(now);
+                match &data.login {
+                    Some(rx) => Some(rx.clone()),
+                    // Signed in meanwhile by another account's trip: use it.
+                    None if data.phase == SessionPhase::Live && asker != Asker::PersonLogin => None,
+                    None => {
+                        // Asked again under the session's lock: a refusal that landed since
+                        // the request passed the gate stops this sign-in too.
+                        may_sign_in(account, &view, &mut data, asker, now)?;
+                        let (tx, rx) = watch::channel(None);
+                        data.login = Some(rx);
+                        let guard = SessionLoginGuard {
+                            session: session.clone(),
+                        };
+                        break (tx, guard, data.generation);
                     }
-                    let (tx, rx) = watch::channel(None);
-                    data.login = Some(rx);
-                    let guard = SessionLoginGuard {
-                        session: session.clone(),
-                    };
-                    break (tx, guard, data.generation);
                 }
             };
-            let _ = wait_flight(waiting, account.login_wait, &account.name).await;
+            if let Some(waiting) = waiting {
+                let _ = wait_flight(waiting, account.login_wait, &account.name).await;
+            }
             match slot.idp.assertion_from_session().await {
                 Ok(a) => {
                     self.session_alive(session);
                     return Ok(a);
                 }
-                Err(IdpError::SessionExpired) => continue,
+                Err(IdpError::SessionExpired) => self.session_ended(session),
                 Err(e) => return Err(TripError::idp(account, e)),
             }
         };
@@ -458,6 +480,13 @@ impl Manager {
                             went_needs_person = Some(reason.clone());
                         }
                     }
+                    // The person refused at their own login (a push denied, a password or
+                    // code rejected): that stands for every path until they log in again.
+                    Err(e) if reached_person && policy::classify_idp(e) == Failure::NeedsPerson => {
+                        data.phase = SessionPhase::NeedsPerson {
+                            reason: e.to_string(),
+                        };
+                    }
                     // What the person typed (or could not type) is shown to them; the
                     // session stays as it was.
                     Err(_) => {}
@@ -471,9 +500,10 @@ impl Manager {
             self.wake_awaiting(session, now);
         }
         if let Some(reason) = went_needs_person {
+            let why = WhyNot::PersonRefused { reason };
             for other in self.slots_of(session) {
                 if other.data().phase != Phase::LoggedOut {
-                    self.announce_needs_login(&other.account, &reason);
+                    self.announce_needs_login(&other.account, &why);
                 }
             }
         }
@@ -498,14 +528,12 @@ impl Manager {
         if account.password_command.is_none() {
             let missing = || {
                 let never = slot.data().creds.is_empty() && slot.session.data().times.is_none();
-                TripError::new(
-                    Failure::NeedsPerson,
-                    if never {
-                        super::not_logged_in(account)
-                    } else {
-                        session_ended(account)
-                    },
-                )
+                let why = if never {
+                    WhyNot::NeverSignedIn
+                } else {
+                    WhyNot::SessionEnded
+                };
+                TripError::new(Failure::NeedsPerson, explain(account, &why))
             };
             let Some(store) = self.options.password_store.as_ref() else {
                 return Err(missing());
@@ -615,55 +643,26 @@ impl Manager {
     }
 }
 
-/// Checks the unattended-login rules for a session (under its lock), for an account that
-/// can (`capable`) or cannot sign in by itself and has (`never`: no) credentials yet.
-fn may_login_unattended(
+/// Whether `asker` may start a sign-in of `session` (under its lock) for this account, by
+/// the one gate; an unattended one is counted for the hourly cap.
+fn may_sign_in(
     account: &Account,
-    session: &super::state::SessionData,
-    capable: bool,
-    never: bool,
+    view: &AccountView<'_>,
+    session: &mut SessionData,
+    asker: Asker,
     now: OffsetDateTime,
 ) -> Result<(), TripError> {
-    if let SessionPhase::NeedsPerson { reason } = &session.phase {
-        return Err(TripError::new(
-            Failure::NeedsPerson,
-            needs_person(account, reason),
-        ));
+    match gate::gate(view, &SessionView::of(session), asker, now) {
+        Err(why) => Err(TripError::new(why.failure(now), explain(account, &why))),
+        Ok(Pass::Trip) if asker == Asker::Unattended => {
+            session
+                .unattended_logins
+                .retain(|&t| t > now - time::Duration::HOUR);
+            session.unattended_logins.push(now);
+            Ok(())
+        }
+        Ok(_) => Ok(()),
     }
-    if !capable {
-        let error = if session.phase == SessionPhase::None && never {
-            super::not_logged_in(account)
-        } else {
-            session_ended(account)
-        };
-        return Err(TripError::new(Failure::NeedsPerson, error));
-    }
-    if session
-        .phase
-        .may_login_unattended(now, &session.unattended_logins)
-    {
-        return Ok(());
-    }
-    let at = session
-        .phase
-        .next_unattended_at(now, &session.unattended_logins)
-        .unwrap_or_else(|| policy::add(now, policy::BACKOFF_BASE));
-    let wait = (at - now).try_into().unwrap_or(policy::BACKOFF_BASE);
-    Err(TripError::new(
-        Failure::Transient {
-            retry_after: Some(wait),
-        },
-        WireError::new(
-            ErrorCode::NeedsLogin,
-            format!(
-                "the {} session for {} has ended; samld signs in again at {} (or run: {})",
-                account.idp_name(),
-                account.name,
-                rfc3339(at),
-                account.login_command()
-            ),
-        ),
-    ))
 }
 
 /// Clears a session's login marker however the login ends.
