@@ -764,7 +764,7 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_refusal_only_the_persons_login_signs_in_again() {
     let config = stale_password_command();
-    let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
+    let h = harness_with(&config, scripted_idp(), Duration::from_secs(3600));
     unattended_password_rejected(&h).await;
     let refused = |e: samld_proto::WireError| {
         assert_eq!(e.code, ErrorCode::NeedsLogin, "{}", e.message);
