@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use samld_proto::{
     BrowserPlan, Credentials, ErrorCode, FrameError, Handout, LoginOutcome, LoginRequest,
-    PROTOCOL_VERSION, Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, SocketPathError,
-    StatusReport, WireError, read_frame, write_frame,
+    LogoutOutcome, PROTOCOL_VERSION, Request, Response, RoleInfo, RoleStatus, Secret, SecretKind,
+    SocketPathError, StatusReport, WireError, read_frame, write_frame,
 };
 
 pub use crate::audit::AuditFollow;
@@ -507,13 +507,13 @@ impl Client {
         }
     }
 
-    /// Logs out `account`, or every account; returns the accounts logged out.
-    pub fn logout(self, account: Option<&str>) -> Result<Vec<String>, ClientError> {
+    /// Logs out `account`, or every account; says which accounts and how many IdP sessions.
+    pub fn logout(self, account: Option<&str>) -> Result<LogoutOutcome, ClientError> {
         let request = Request::Logout {
             account: account.map(str::to_owned),
         };
         match self.simple(&request)? {
-            Response::LoggedOut { accounts } => Ok(accounts),
+            Response::LoggedOut(outcome) => Ok(outcome),
             other => Err(unexpected("logged_out", &other)),
         }
     }
@@ -669,7 +669,7 @@ fn response_type(r: &Response) -> &'static str {
         Response::Progress { .. } => "progress",
         Response::LoggedIn(_) => "logged_in",
         Response::BrowserPlan(_) => "browser_plan",
-        Response::LoggedOut { .. } => "logged_out",
+        Response::LoggedOut(_) => "logged_out",
         Response::Refreshed { .. } => "refreshed",
         Response::PasswordForgotten { .. } => "password_forgotten",
         Response::Roles { .. } => "roles",

@@ -5,8 +5,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use samld_proto::{
-    ErrorCode, FrameError, LoginOutcome, LoginRequest, PROTOCOL_VERSION, Request, Response,
-    RoleInfo, Secret, SecretKind,
+    ErrorCode, FrameError, LoginOutcome, LoginRequest, LogoutOutcome, PROTOCOL_VERSION, Request,
+    Response, RoleInfo, Secret, SecretKind,
 };
 
 use super::*;
@@ -362,9 +362,10 @@ fn wrong_response_type_is_reported() {
 fn each_method_sends_its_request_and_returns_its_payload() {
     let roles = vec![role("arn:aws:iam::1:role/A")];
     let daemon = FakeDaemon::serve(vec![
-        Conn::new().answer(Response::LoggedOut {
+        Conn::new().answer(Response::LoggedOut(LogoutOutcome {
             accounts: vec!["a".into(), "b".into()],
-        }),
+            idp_sessions: 1,
+        })),
         Conn::new().answer(Response::Refreshed {
             account: "a".into(),
             roles: vec![],
@@ -378,7 +379,10 @@ fn each_method_sends_its_request_and_returns_its_payload() {
     let s = daemon.socket.clone();
     assert_eq!(
         Client::connect_to(&s).unwrap().logout(None).unwrap(),
-        ["a", "b"]
+        LogoutOutcome {
+            accounts: vec!["a".into(), "b".into()],
+            idp_sessions: 1,
+        }
     );
     assert!(
         Client::connect_to(&s)

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use fake_daemon::{Conn, FAKE_PID, FakeDaemon, hello};
 use samld_proto::{
     AccountState, AccountStatus, BrowserPlan, DaemonInfo, ErrorCode, LoginOutcome, LoginRequest,
-    Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
+    LogoutOutcome, Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
 };
 
 /// Runs samlctl with `stdin` piped in, detached from any controlling terminal (`setsid`) so
@@ -276,9 +276,10 @@ fn daemon_errors_are_printed_with_the_prefix() {
 fn logout_all_and_roles_json() {
     let roles = outcome(false).roles;
     let daemon = FakeDaemon::serve(vec![
-        Conn::new().answer(Response::LoggedOut {
+        Conn::new().answer(Response::LoggedOut(LogoutOutcome {
             accounts: vec!["a".into(), "b".into()],
-        }),
+            idp_sessions: 2,
+        })),
         Conn::new().answer(Response::Roles {
             account: "a".into(),
             roles: roles.clone(),
@@ -286,7 +287,10 @@ fn logout_all_and_roles_json() {
     ]);
     let out = samlctl(&daemon.socket, &["logout", "--all"], "");
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout), "Logged out of a.\nLogged out of b.\n");
+    assert_eq!(
+        text(&out.stdout),
+        "Logged out of a.\nLogged out of b.\nSigned out of 2 IdP sessions.\n"
+    );
     let out = samlctl(&daemon.socket, &["roles", "a", "--json"], "");
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -368,7 +368,7 @@ impl Connection {
                 "a secret was sent without being asked for",
             ),
             Request::Logout { account } => match daemon.logout(account.as_deref()) {
-                Ok(accounts) => Response::LoggedOut { accounts },
+                Ok(outcome) => Response::LoggedOut(outcome),
                 Err(e) => Response::Error(e),
             },
             Request::ForgetPassword { account } => match daemon.forget_password(&account).await {

@@ -119,6 +119,17 @@ pub enum Request {
     },
 }
 
+/// What a [`Request::Logout`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LogoutOutcome {
+    /// The accounts that were logged out.
+    pub accounts: Vec<String>,
+    /// How many IdP sessions were signed out: a session goes with the last account that
+    /// uses it, and a logout of every account signs out every session.
+    #[serde(default)]
+    pub idp_sessions: u32,
+}
+
 /// The parameters of [`Request::Login`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LoginRequest {
@@ -243,10 +254,7 @@ pub enum Response {
     /// Answers [`Request::BrowserPlan`].
     BrowserPlan(BrowserPlan),
     /// Answers [`Request::Logout`].
-    LoggedOut {
-        /// The accounts that were logged out.
-        accounts: Vec<String>,
-    },
+    LoggedOut(LogoutOutcome),
     /// Answers [`Request::ForgetPassword`].
     PasswordForgotten {
         /// The account.

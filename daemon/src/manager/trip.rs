@@ -96,6 +96,15 @@ impl Manager {
             tracing::info!(account = %slot.account.name, "logged out during the trip; its result is discarded");
             return Err(super::not_logged_in(&slot.account));
         }
+        if prev == Phase::LoggedOut && result.is_err() {
+            // Only a person's login runs for a logged-out account, and only one that
+            // succeeds lifts the logout: this one leaves the account as the logout left it,
+            // even if STS answered for some of its roles.
+            data.creds.clear();
+            data.roles.clear();
+            data.wanted.clear();
+            return result.map_err(|e| e.error);
+        }
         let failure = result.as_ref().err().map(|e| e.failure.clone());
         if attended && matches!(failure, Some(Failure::NeedsPerson | Failure::SessionEnded)) {
             // What the person typed (or could not type) is shown to them where they typed
@@ -150,6 +159,7 @@ impl Manager {
         renew_all: bool,
     ) -> Result<bool, TripError> {
         let account = &slot.account;
+        let attended = person.is_some();
         let (saml_response, reused) = self.assertion(slot, &mut person).await?;
         let assertion = parse_assertion(account, &saml_response)?;
         let now = self.clock.now();
@@ -162,6 +172,11 @@ impl Manager {
                 ));
             }
             data.roles = assertion.roles.clone();
+            if attended {
+                // The person signed in: roles STS refused are asked again. A sign-in that
+                // failed never got here, and left the refusals as they were.
+                data.refused.clear();
+            }
             let renew_before = (!renew_all).then(|| policy::add(now, BATCH_WINDOW));
             choose_targets(
                 account,
@@ -265,6 +280,14 @@ impl Manager {
     ) -> Result<(Secret, bool), TripError> {
         let account = &slot.account;
         let force = person.as_ref().is_some_and(|(_, force)| *force);
+        if person.is_none() && slot.data().phase == Phase::LoggedOut {
+            // A trip that a logout overtook before it reached the IdP: nothing is sent for an
+            // account a person left.
+            return Err(TripError::new(
+                Failure::NeedsPerson,
+                super::not_logged_in(account),
+            ));
+        }
         if !force {
             // Another account of this user may be signing in right now: its session is ours.
             let running = slot.session.data().login.clone();

@@ -177,12 +177,20 @@ pub(crate) fn logout(
     account: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    let accounts = client.logout(account)?;
-    if accounts.is_empty() {
-        writeln!(out, "Nothing to log out: no account was logged in.")?;
+    let outcome = client.logout(account)?;
+    if outcome.accounts.is_empty() && outcome.idp_sessions == 0 {
+        writeln!(
+            out,
+            "Nothing to log out: no account was logged in and no IdP session was held."
+        )?;
     }
-    for a in accounts {
+    for a in &outcome.accounts {
         writeln!(out, "Logged out of {a}.")?;
+    }
+    match outcome.idp_sessions {
+        0 => {}
+        1 => writeln!(out, "Signed out of 1 IdP session.")?,
+        n => writeln!(out, "Signed out of {n} IdP sessions.")?,
     }
     Ok(())
 }
