@@ -181,16 +181,25 @@ impl fmt::Display for ClientError {
                  {our_uid}); remove it or set SAMLD_SOCKET to a socket of your own",
                 socket.display()
             ),
-            ClientError::VersionMismatch { client, daemon } => write!(
-                f,
-                "{client} {} speaks protocol {PROTOCOL_VERSION}, but the running samld {} \
-                 (pid {}) speaks protocol {}: restart it with `samlctl daemon stop` and start \
-                 it again",
-                samld_proto::CRATE_VERSION,
-                daemon.daemon_version,
-                daemon.pid,
-                daemon.protocol_version
-            ),
+            ClientError::VersionMismatch { client, daemon } => {
+                let (ours, theirs) = (PROTOCOL_VERSION, daemon.protocol_version);
+                let samld = format!("samld {} (pid {})", daemon.daemon_version, daemon.pid);
+                let this = format!("this {client} {}", samld_proto::CRATE_VERSION);
+                if theirs < ours {
+                    write!(
+                        f,
+                        "{samld} is older than {this} (protocol {theirs}, need {ours}): restart \
+                         it with `samlctl daemon stop` and start it again"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{samld} is newer than {this} (protocol {theirs}, this {client} speaks \
+                         {ours}): run the {client} installed with it (an older one may come \
+                         first on PATH)"
+                    )
+                }
+            }
             ClientError::Protocol(e) => write!(f, "bad answer from samld: {e}"),
             ClientError::Closed => f.write_str(
                 "samld closed the connection without answering (did it stop or crash? see its log)",

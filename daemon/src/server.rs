@@ -23,7 +23,7 @@ use crate::audit::{Record, process};
 use crate::exec_endpoint::Endpoint;
 use crate::future::BoxFuture;
 use crate::idp::IdpError;
-use crate::manager::{ClientChannel, LoginSecrets, Manager};
+use crate::manager::{ClientChannel, Manager};
 
 /// Limits of the socket server.
 #[derive(Debug, Clone)]
@@ -346,19 +346,12 @@ impl Connection {
                 return Answer::Audited(response, PendingAudit::new(record, peer_pid));
             }
             Request::Login(login) => {
-                let secrets = LoginSecrets {
-                    password: login.password,
-                    mfa_code: login.mfa_code,
-                    save_password: login.save_password,
-                    browser: login.browser,
-                    reuse_only: login.reuse_only,
+                let channel: Option<&mut dyn ClientChannel> = if login.intent.interactive() {
+                    Some(self)
+                } else {
+                    None
                 };
-                let channel: Option<&mut dyn ClientChannel> =
-                    if login.interactive { Some(self) } else { None };
-                match daemon
-                    .login(&login.account, secrets, login.force, channel)
-                    .await
-                {
+                match daemon.login(&login.account, login.intent, channel).await {
                     Ok(outcome) => Response::LoggedIn(outcome),
                     Err(e) => Response::Error(e),
                 }

@@ -14,10 +14,10 @@ use samld::clock::SystemClock;
 use samld::exec_endpoint::{Endpoint, EndpointOptions, Lease};
 use samld::future::BoxFuture;
 use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
-use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
-use samld_proto::Secret;
+use samld_proto::{LoginIntent, PasswordLogin, Secret};
 
 const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
 const READ: &str = "arn:aws:iam::123456789012:role/team/ReadOnly";
@@ -99,7 +99,11 @@ async fn logged_in_daemon() -> Arc<Manager> {
     );
     for account in ["prod", "stage"] {
         daemon
-            .login(account, LoginSecrets::default(), false, None)
+            .login(
+                account,
+                LoginIntent::Password(PasswordLogin::default()),
+                None,
+            )
             .await
             .expect("login reuses the live session");
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
 use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
-use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
-use samld_proto::{AccountState, Secret};
+use samld_proto::{AccountState, LoginIntent, PasswordLogin, Secret};
 use time::macros::datetime;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/Admin";
@@ -109,7 +109,11 @@ async fn the_scheduler_rearms_after_every_login_and_refresh() {
     for round in 0..100 {
         daemon.logout(None).expect("logout");
         daemon
-            .login("prod", LoginSecrets::default(), false, None)
+            .login(
+                "prod",
+                LoginIntent::Password(PasswordLogin::default()),
+                None,
+            )
             .await
             .expect("login");
         for refresh in 1..=2 {

@@ -12,10 +12,12 @@ use std::time::Duration;
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
 use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
-use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use samld::manager::{ClientChannel, DaemonOptions, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
-use samld_proto::{AccountState, AuditKind, ErrorCode, Secret, SecretKind};
+use samld_proto::{
+    AccountState, AuditKind, ErrorCode, HeldSession, LoginIntent, PasswordLogin, Secret, SecretKind,
+};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -251,7 +253,11 @@ async fn login(h: &Harness) {
     let mut client = ScriptedClient::answering(Some("correct horse"));
     let outcome = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .expect("login");
     assert!(!outcome.reused_session);
@@ -284,7 +290,11 @@ async fn a_second_login_reuses_the_live_session() {
     let mut client = ScriptedClient::answering(None);
     let outcome = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .unwrap();
     assert!(outcome.reused_session);
@@ -298,7 +308,11 @@ async fn a_wrong_password_is_reported_and_changes_nothing() {
     let mut client = ScriptedClient::answering(Some("wrong"));
     let err = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::AuthFailed);
@@ -499,7 +513,11 @@ async fn sts_errors_carry_their_code_and_message() {
     let mut client = ScriptedClient::answering(Some("correct horse"));
     let err = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::StsError);
@@ -537,11 +555,10 @@ async fn a_secret_from_the_request_wins_and_none_is_asked() {
     h.daemon
         .login(
             "prod",
-            LoginSecrets {
+            LoginIntent::Password(PasswordLogin {
                 password: Some(Secret::new("correct horse")),
-                ..LoginSecrets::default()
-            },
-            false,
+                ..PasswordLogin::default()
+            }),
             Some(&mut client),
         )
         .await
@@ -554,14 +571,22 @@ async fn password_command_is_used_without_a_client() {
     let config = format!("{CONFIG}password_command = \"printf 'correct horse\\\\n'\"\n");
     let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
     h.daemon
-        .login("prod", LoginSecrets::default(), false, None)
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            None,
+        )
         .await
         .expect("password from the command");
     let failing = format!("{CONFIG}password_command = \"exit 3\"\n");
     let h = harness_with(&failing, FakeIdp::new(), Duration::from_secs(3600));
     let err = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, None)
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("password_command"), "{}", err.message);
@@ -842,11 +867,10 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
     h.daemon
         .login(
             "prod",
-            LoginSecrets {
+            LoginIntent::Password(PasswordLogin {
                 password: Some(Secret::new("correct horse")),
-                ..LoginSecrets::default()
-            },
-            false,
+                ..PasswordLogin::default()
+            }),
             None,
         )
         .await
@@ -890,15 +914,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     };
     let outcome = h
         .daemon
-        .login(
-            "prod",
-            LoginSecrets {
-                browser: Some(signed_in),
-                ..LoginSecrets::default()
-            },
-            false,
-            None,
-        )
+        .login("prod", LoginIntent::Browser { sign_in: signed_in }, None)
         .await
         .unwrap();
     assert!(!outcome.reused_session, "a browser sign-in is a login");
@@ -908,15 +924,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     // `samlctl login --browser` asks to reuse the live session first: no browser needed.
     let reused = h
         .daemon
-        .login(
-            "prod",
-            LoginSecrets {
-                reuse_only: true,
-                ..LoginSecrets::default()
-            },
-            false,
-            None,
-        )
+        .login("prod", LoginIntent::ReuseOnly, None)
         .await
         .unwrap();
     assert!(reused.reused_session);
@@ -944,15 +952,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     // Asked to reuse a session that is gone, samld signs nothing in and says so.
     let err = h
         .daemon
-        .login(
-            "prod",
-            LoginSecrets {
-                reuse_only: true,
-                ..LoginSecrets::default()
-            },
-            false,
-            None,
-        )
+        .login("prod", LoginIntent::ReuseOnly, None)
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NeedsLogin);
@@ -1022,11 +1022,10 @@ async fn a_saved_password_lets_samld_log_in_again_by_itself() {
     h.daemon
         .login(
             "prod",
-            LoginSecrets {
-                save_password: true,
-                ..LoginSecrets::default()
-            },
-            false,
+            LoginIntent::Password(PasswordLogin {
+                session: HeldSession::SignInAndSavePassword,
+                ..PasswordLogin::default()
+            }),
             Some(&mut client),
         )
         .await

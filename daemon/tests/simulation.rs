@@ -32,10 +32,10 @@ use samld::future::BoxFuture;
 use samld::idp::{Contact, IdentityProvider, IdpError, LoginInteraction};
 use samld::keyring::{KeyringError, PasswordStore};
 use samld::manager::policy::{REFRESH_FLOOR, UNATTENDED_LOGINS_PER_HOUR};
-use samld::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
-use samld_proto::{AccountState, Secret};
+use samld_proto::{AccountState, HeldSession, LoginIntent, PasswordLogin, Secret};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -1360,9 +1360,11 @@ impl Sim {
         self.log.push(format!("login {account} (force: {force})"));
         self.person_acts(account);
         self.person(account, true);
-        let secrets =
-            person_secrets(user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap());
-        let result = self.manager.login(account, secrets, force, None).await;
+        let save = user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap();
+        let result = self
+            .manager
+            .login(account, person_secrets(force, save), None)
+            .await;
         self.person(account, false);
         // Only a login that succeeds lifts a logout: one that fails changes nothing.
         if result.is_ok() {
@@ -1498,14 +1500,13 @@ impl Sim {
 }
 
 /// What a person types at a login: the right password and code.
-fn person_secrets(save_password: bool) -> LoginSecrets {
-    LoginSecrets {
+fn person_secrets(force: bool, save_password: bool) -> LoginIntent {
+    LoginIntent::Password(PasswordLogin {
         password: Some(Secret::new(PASSWORD)),
         mfa_code: Some(Secret::new(CODE)),
-        save_password,
-        browser: None,
-        reuse_only: false,
-    }
+        interactive: false,
+        session: HeldSession::from_flags(force, save_password),
+    })
 }
 
 /// A runtime whose time only moves when every task waits, so that a seed replays exactly.
@@ -1577,7 +1578,7 @@ impl Sim {
             self.person(account, true);
             let mut result = self
                 .manager
-                .login(account, person_secrets(false), false, None)
+                .login(account, person_secrets(false, false), None)
                 .await;
             if let Err(e) = &result
                 && e.code == samld_proto::ErrorCode::Timeout
@@ -1586,7 +1587,7 @@ impl Sim {
                 // than login_wait): once it ends, the person's login goes through.
                 result = self
                     .manager
-                    .login(account, person_secrets(false), false, None)
+                    .login(account, person_secrets(false, false), None)
                     .await;
             }
             self.person(account, false);

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use samld_proto::{
-    AuditKind, CredentialSource, Handout, Request, Response, Secret, read_frame, write_frame,
+    AuditKind, CredentialSource, Handout, LoginIntent, PasswordLogin, Request, Response, Secret,
+    read_frame, write_frame,
 };
 use time::macros::datetime;
 
@@ -16,7 +17,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::exec_endpoint::{Endpoint, EndpointOptions};
 use crate::future::BoxFuture;
 use crate::idp::{IdentityProvider, IdpError, LoginInteraction};
-use crate::manager::{DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use crate::manager::{DaemonOptions, Manager, ProviderFactory};
 use crate::server::{ServerOptions, serve};
 use crate::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 
@@ -148,11 +149,11 @@ async fn logged_in() -> Arc<Manager> {
         Arc::new(Sts(clock.clone())),
         Arc::new(Factory),
     );
-    let secrets = LoginSecrets {
+    let intent = LoginIntent::Password(PasswordLogin {
         password: Some(Secret::new(PASSWORD.to_owned())),
-        ..LoginSecrets::default()
-    };
-    daemon.login("prod", secrets, false, None).await.unwrap();
+        ..PasswordLogin::default()
+    });
+    daemon.login("prod", intent, None).await.unwrap();
     daemon
 }
 

@@ -29,12 +29,15 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use samld_config::{Account, Config, LoginMethod, MfaMode, SessionKey};
-use samld_proto::{AuditKind, CredentialSource, Credentials, ErrorCode, RoleInfo, WireError};
+use samld_proto::{
+    AuditKind, CredentialSource, Credentials, ErrorCode, LoginIntent, PasswordLogin, RoleInfo,
+    WireError,
+};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
 use self::policy::{Phase, SessionPhase};
-pub use self::secrets::{ClientChannel, LoginSecrets};
+pub use self::secrets::ClientChannel;
 use self::state::{
     AccountData, AccountSlot, FlightKind, FlightResult, FlightWatch, HeldCredentials, SessionSlot,
 };
@@ -445,8 +448,12 @@ impl Manager {
                     matches!(blocked.code, ErrorCode::NotLoggedIn | ErrorCode::NeedsLogin);
                 if needs_user && let Some(channel) = channel.take() {
                     // The helper's terminal stands in for `samlctl login`.
-                    self.login(account, LoginSecrets::default(), false, Some(channel))
-                        .await?;
+                    self.login(
+                        account,
+                        LoginIntent::Password(PasswordLogin::default()),
+                        Some(channel),
+                    )
+                    .await?;
                     waited = Some(CredentialSource::Login);
                     continue;
                 }

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use samld_proto::{AuditKind, ErrorCode, LoginOutcome, LogoutOutcome, RoleStatus, WireError};
+use samld_proto::{
+    AuditKind, ErrorCode, LoginIntent, LoginOutcome, LogoutOutcome, RoleStatus, WireError,
+};
 use tokio::sync::watch;
 
 use super::policy::{Phase, SessionPhase};
 use super::secrets::SecretSources;
 use super::state::{AccountData, AccountSlot, FlightKind, SessionSlot};
-use super::{
-    ClientChannel, FlightGuard, LoginSecrets, Manager, not_logged_in, status, wait_flight,
-};
+use super::{ClientChannel, FlightGuard, Manager, not_logged_in, status, wait_flight};
 use crate::audit::Record;
 
 impl Manager {
@@ -130,14 +130,14 @@ impl Manager {
         ))
     }
 
-    /// `samlctl login`: reuses the IdP session when it lives (no secrets needed), otherwise
-    /// logs in with a password and MFA obtained through `channel`. It runs at once, whatever
-    /// backoff or refusal stood.
+    /// `samlctl login`: what `intent` asks, at once, whatever backoff or refusal stood: reuse
+    /// the IdP session, adopt a browser's sign-in, or sign in with a password and MFA
+    /// obtained through `channel` (reusing a live session unless the intent skips it). Only
+    /// a login that succeeds lifts a logout, refusals or a backoff.
     pub async fn login(
         self: &Arc<Self>,
         account: &str,
-        secrets: LoginSecrets,
-        force: bool,
+        intent: LoginIntent,
         channel: Option<&mut dyn ClientChannel>,
     ) -> Result<LoginOutcome, WireError> {
         let slot = self.slot(account)?;
@@ -173,21 +173,18 @@ impl Manager {
         // Nothing is lifted before the trip: a login that fails leaves the account's logout,
         // refusals and backoff as they were (the trip sets them aside for itself).
         // A new password is being saved: do not read the old one back.
-        let passwords = (!secrets.save_password)
+        let passwords = (!intent.saves_password())
             .then(|| self.options.password_store.as_ref().cloned())
             .flatten();
-        let force = force || secrets.save_password || secrets.browser.is_some();
-        let reuse_only = secrets.reuse_only;
+        let reuse_only = intent == LoginIntent::ReuseOnly;
         let mut sources = SecretSources::new(
             &slot.account,
-            secrets,
+            intent,
             channel,
             self.options.command_timeout,
             passwords,
         );
-        let result = self
-            .run_trip(&slot, None, Some((&mut sources, force)), true)
-            .await;
+        let result = self.run_trip(&slot, None, Some(&mut sources), true).await;
         drop(guard);
         let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
         // samlctl asks to reuse the session before it opens a browser: "none to reuse" is

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use samld_config::{Account, LoginMethod};
-use samld_proto::{ErrorCode, ErrorInfo, Secret, WireError};
+use samld_proto::{ErrorCode, ErrorInfo, LoginIntent, PasswordLogin, Secret, WireError};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::policy::{self, Failure, LoginOutcome, Phase, SessionPhase, TripOutcome};
 use super::secrets::{self, SavedPassword, SecretSources};
 use super::state::{AccountData, AccountSlot, HeldCredentials, SessionSlot, SessionTimes};
-use super::{LoginSecrets, Manager, needs_person, session_ended, wait_flight};
+use super::{Manager, needs_person, session_ended, wait_flight};
 use crate::clock::rfc3339;
 use crate::idp::IdpError;
 use crate::saml::{self, Assertion, RolePair};
@@ -64,13 +64,18 @@ impl TripError {
     }
 }
 
-/// A login's result, whether it reached the person, and whether its password came from the
-/// keyring.
-type LoginAttempt = (Result<Secret, IdpError>, bool, bool);
+/// A login that ran.
+struct LoginAttempt {
+    result: Result<Secret, IdpError>,
+    /// It sent a password, a push or a code.
+    reached_person: bool,
+    /// Its password came from the keyring.
+    from_keyring: bool,
+}
 
-/// The person at the other end of a login, if any: where secrets come from and whether to
-/// skip the held session.
-pub(super) type Person<'a, 'b> = Option<(&'a mut SecretSources<'b>, bool)>;
+/// The person at the other end of a login, if any: what they asked for, and where its
+/// secrets come from.
+pub(super) type Person<'a, 'b> = Option<&'a mut SecretSources<'b>>;
 
 impl Manager {
     /// One trip, and what it means for the account's state. Returns whether the IdP session
@@ -279,7 +284,9 @@ impl Manager {
         person: &mut Person<'_, '_>,
     ) -> Result<(Secret, bool), TripError> {
         let account = &slot.account;
-        let force = person.as_ref().is_some_and(|(_, force)| *force);
+        let force = person
+            .as_ref()
+            .is_some_and(|sources| sources.intent.skips_held_session());
         if person.is_none() && slot.data().phase == Phase::LoggedOut {
             // A trip that a logout overtook before it reached the IdP: nothing is sent for an
             // account a person left.
@@ -345,8 +352,8 @@ impl Manager {
     ) -> Result<Secret, TripError> {
         let account = &slot.account;
         let session = &slot.session;
-        if let Some((sources, _)) = person.as_ref()
-            && sources.given.reuse_only
+        if let Some(sources) = person.as_ref()
+            && sources.intent == LoginIntent::ReuseOnly
         {
             return Err(TripError::new(
                 Failure::NeedsPerson,
@@ -360,9 +367,9 @@ impl Manager {
                 ),
             ));
         }
-        if let Some((sources, _)) = person.as_ref()
+        if let Some(sources) = person.as_ref()
             && account.login == LoginMethod::Browser
-            && sources.given.browser.is_none()
+            && !matches!(sources.intent, LoginIntent::Browser { .. })
         {
             return Err(TripError::new(
                 Failure::NeedsPerson,
@@ -421,11 +428,12 @@ impl Manager {
         if unattended {
             tracing::info!(account = %account.name, session = %session.key, "IdP session ended; signing in again unattended");
         }
-        let result = match person.as_mut() {
-            Some((sources, _)) => {
-                let r = slot.idp.login(&mut **sources).await;
-                (r, sources.reached_person, false)
-            }
+        let attempt = match person.as_mut() {
+            Some(sources) => LoginAttempt {
+                result: slot.idp.login(&mut **sources).await,
+                reached_person: sources.reached_person,
+                from_keyring: false,
+            },
             None => match self.unattended_login(slot).await {
                 Ok(attempt) => attempt,
                 Err(missing) => {
@@ -436,7 +444,11 @@ impl Manager {
                 }
             },
         };
-        let (result, reached_person, from_keyring) = result;
+        let LoginAttempt {
+            result,
+            reached_person,
+            from_keyring,
+        } = attempt;
         if let Err(IdpError::AuthFailed { .. }) = &result
             && from_keyring
             && let Some(store) = self.options.password_store.as_ref()
@@ -512,7 +524,7 @@ impl Manager {
     /// reached the person, and whether the password came from the keyring.
     async fn unattended_login(&self, slot: &AccountSlot) -> Result<LoginAttempt, TripError> {
         let account = &slot.account;
-        let mut given = LoginSecrets::default();
+        let mut given = PasswordLogin::default();
         let mut from_keyring = false;
         if account.password_command.is_none() {
             let missing = || {
@@ -566,10 +578,19 @@ impl Manager {
                 }
             }
         }
-        let mut sources =
-            SecretSources::new(account, given, None, self.options.command_timeout, None);
+        let mut sources = SecretSources::new(
+            account,
+            LoginIntent::Password(given),
+            None,
+            self.options.command_timeout,
+            None,
+        );
         let result = slot.idp.login(&mut sources).await;
-        Ok((result, sources.reached_person, from_keyring))
+        Ok(LoginAttempt {
+            result,
+            reached_person: sources.reached_person,
+            from_keyring,
+        })
     }
 
     /// The session is live again: every account that was waiting for it refreshes now.
