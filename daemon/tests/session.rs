@@ -950,12 +950,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
     assert_eq!(h.idp.browser_logins.load(Ordering::SeqCst), 1);
     // Asked to reuse a session that is gone, samld signs nothing in and says so.
-    let err = h
-        .daemon
-        .login("prod", LoginIntent::ReuseOnly, None)
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::NeedsLogin);
+    let err = reuse_finds_no_session(&h).await;
     assert_eq!(err.message, "no live JumpCloud session to reuse for prod");
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
     // That was samlctl's question before it opens a browser, not a login: the audit has
@@ -1106,4 +1101,114 @@ async fn without_a_saved_password_the_helper_is_told_to_log_in() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotLoggedIn);
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
+}
+
+// ---- The life of a sign-in: a failed login, a session without accounts, roles held ----
+
+/// `samlctl login --browser`'s first question, asked when there is no session to reuse.
+async fn reuse_finds_no_session(h: &Harness) -> samld_proto::WireError {
+    let err = h
+        .daemon
+        .login("prod", LoginIntent::ReuseOnly, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NeedsLogin, "{}", err.message);
+    err
+}
+
+/// `config`, parsed as the watcher would hand it over.
+fn parsed(config: &str) -> samld_config::Config {
+    samld_config::parse(config, Path::new("/test/config.toml")).unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_login_leaves_a_logged_out_account_logged_out() {
+    // With a password_command samld could sign prod in by itself: only the logout stops it.
+    let config = format!("{CONFIG}password_command = \"printf 'correct horse'\"\n");
+    let h = harness_with(&config, FakeIdp::new(), Duration::from_secs(3600));
+    let password_login = || {
+        h.daemon.login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            None,
+        )
+    };
+    password_login().await.expect("login with password_command");
+    h.daemon.logout(Some("prod")).unwrap();
+    // `samlctl login --browser` asks to reuse a session first; there is none.
+    reuse_finds_no_session(&h).await;
+    assert_eq!(state(&h), AccountState::LoggedOut);
+    let (logins, calls) = (
+        h.idp.password_logins.load(Ordering::SeqCst),
+        h.sts.calls.load(Ordering::SeqCst),
+    );
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn, "{}", err.message);
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), logins);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), calls);
+    // A login that succeeds lifts the logout.
+    password_login().await.expect("login with password_command");
+    assert_eq!(state(&h), AccountState::Active);
+}
+
+#[tokio::test]
+async fn a_session_ends_with_the_last_account_in_the_config() {
+    let h = harness();
+    login(&h).await;
+    h.daemon.apply_config(parsed(""));
+    assert!(
+        !*h.idp.session_alive.lock().unwrap(),
+        "the IdP session was signed out with prod"
+    );
+    // The same user under another name signs in again.
+    h.daemon
+        .apply_config(parsed(&CONFIG.replace("accounts.prod", "accounts.dev")));
+    let err = h
+        .daemon
+        .get_credentials("dev", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn, "{}", err.message);
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_role_the_last_assertion_lacks_is_refused_from_memory_until_a_new_one_offers_it() {
+    let h = harness();
+    *h.idp.roles.lock().unwrap() = vec![ADMIN];
+    login(&h).await;
+    let (fetches, calls) = (
+        h.idp.session_fetches.load(Ordering::SeqCst),
+        h.sts.calls.load(Ordering::SeqCst),
+    );
+    for _ in 0..3 {
+        let err = h
+            .daemon
+            .get_credentials("prod", Some("ReadOnly"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownRole);
+        assert!(err.message.contains(ADMIN), "{}", err.message);
+        assert!(
+            err.message.contains("run: samlctl refresh prod"),
+            "{}",
+            err.message
+        );
+    }
+    assert_eq!(h.idp.session_fetches.load(Ordering::SeqCst), fetches);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), calls);
+
+    // The role is granted: the refresh's new assertion offers it, and it is served.
+    *h.idp.roles.lock().unwrap() = vec![ADMIN, READ];
+    h.daemon.refresh("prod").await.unwrap();
+    let creds = h
+        .daemon
+        .get_credentials("prod", Some("ReadOnly"), None)
+        .await
+        .unwrap();
+    assert_eq!(creds.role_arn, READ);
 }
