@@ -13,6 +13,7 @@
 mod frame;
 mod paths;
 mod secret;
+mod sign_in;
 mod wire;
 
 pub use frame::{
@@ -22,6 +23,7 @@ pub use paths::{
     PrivateDirError, SocketPathError, default_socket_path, prepare_private_dir, socket_dir_for,
 };
 pub use secret::Secret;
+pub use sign_in::*;
 pub use wire::*;
 
 /// Version of the wire protocol spoken over the socket.
