@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::policy::{Phase, SessionPhase};
 use super::secrets::SecretSources;
-use super::state::{AccountData, AccountSlot, FlightKind, SessionSlot};
+use super::state::{AccountData, AccountSlot, FlightKind, FlightResult, SessionSlot};
 use super::{ClientChannel, FlightGuard, Manager, not_logged_in, status, wait_flight};
 use crate::audit::Record;
 
@@ -141,35 +141,7 @@ impl Manager {
         channel: Option<&mut dyn ClientChannel>,
     ) -> Result<LoginOutcome, WireError> {
         let slot = self.slot(account)?;
-        let deadline = tokio::time::Instant::now()
-            .checked_add(slot.account.login_wait)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        // Become the account's only flight; wait out any other one first.
-        let (tx, guard) = loop {
-            let waiting = {
-                let mut data = slot.data();
-                match &data.flight {
-                    Some((_, rx)) => rx.clone(),
-                    None => {
-                        let (tx, rx) = watch::channel(None);
-                        data.flight = Some((FlightKind::Login, rx));
-                        let guard = FlightGuard {
-                            slot: slot.clone(),
-                            manager: self.clone(),
-                        };
-                        break (tx, guard);
-                    }
-                }
-            };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let _ = wait_flight(waiting, left, &slot.account.name).await;
-            if tokio::time::Instant::now() >= deadline {
-                return Err(WireError::new(
-                    ErrorCode::Timeout,
-                    format!("another login for {account} is still running; try again shortly"),
-                ));
-            }
-        };
+        let (tx, guard) = self.become_login_flight(&slot).await?;
         // Nothing is lifted before the trip: a login that fails leaves the account's logout,
         // refusals and backoff as they were (the trip sets them aside for itself).
         // A new password is being saved: do not read the old one back.
@@ -207,6 +179,45 @@ impl Manager {
             reused_session: reused,
             roles: status::role_infos(&slot.account, &data.roles),
         })
+    }
+
+    /// Makes a person's login the account's only flight, once any other one has ended
+    /// (within `login_wait`); the guard clears it however the login ends.
+    async fn become_login_flight(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+    ) -> Result<(watch::Sender<Option<FlightResult>>, FlightGuard), WireError> {
+        let deadline = tokio::time::Instant::now()
+            .checked_add(slot.account.login_wait)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        loop {
+            let waiting = {
+                let mut data = slot.data();
+                match &data.flight {
+                    Some((_, rx)) => rx.clone(),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        data.flight = Some((FlightKind::Login, rx));
+                        let guard = FlightGuard {
+                            slot: slot.clone(),
+                            manager: self.clone(),
+                        };
+                        return Ok((tx, guard));
+                    }
+                }
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = wait_flight(waiting, left, &slot.account.name).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WireError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "another login for {} is still running; try again shortly",
+                        slot.account.name
+                    ),
+                ));
+            }
+        }
     }
 
     /// Saves an accepted password; the message says what happened, for the user.
