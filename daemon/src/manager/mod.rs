@@ -175,8 +175,9 @@ impl Manager {
 
     /// Puts a new, valid configuration in force. Accounts whose settings did not change keep
     /// their credentials; changed accounts start over (and, being a person's act, let their
-    /// IdP session try an unattended login again); removed ones are forgotten. An IdP session
-    /// lives while an account uses it, and is signed out with the last one.
+    /// IdP session try an unattended login again), logged out if they were; removed ones are
+    /// forgotten. An IdP session lives while an account uses it, and is signed out with the
+    /// last one.
     pub fn apply_config(&self, config: Config) {
         self.audit.set_log_file(config.audit_log.as_deref());
         let mut accounts = self.lock_accounts();
