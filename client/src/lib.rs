@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use samld_proto::{
     BrowserPlan, Credentials, ErrorCode, FrameError, Handout, LoginOutcome, LoginRequest,
-    PROTOCOL_VERSION, Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, SocketPathError,
-    StatusReport, WireError, read_frame, write_frame,
+    LogoutOutcome, PROTOCOL_VERSION, Request, Response, RoleInfo, RoleStatus, Secret, SecretKind,
+    SocketPathError, StatusReport, WireError, read_frame, write_frame,
 };
 
 pub use crate::audit::AuditFollow;
@@ -181,16 +181,25 @@ impl fmt::Display for ClientError {
                  {our_uid}); remove it or set SAMLD_SOCKET to a socket of your own",
                 socket.display()
             ),
-            ClientError::VersionMismatch { client, daemon } => write!(
-                f,
-                "{client} {} speaks protocol {PROTOCOL_VERSION}, but the running samld {} \
-                 (pid {}) speaks protocol {}: restart it with `samlctl daemon stop` and start \
-                 it again",
-                samld_proto::CRATE_VERSION,
-                daemon.daemon_version,
-                daemon.pid,
-                daemon.protocol_version
-            ),
+            ClientError::VersionMismatch { client, daemon } => {
+                let (ours, theirs) = (PROTOCOL_VERSION, daemon.protocol_version);
+                let samld = format!("samld {} (pid {})", daemon.daemon_version, daemon.pid);
+                let this = format!("this {client} {}", samld_proto::CRATE_VERSION);
+                if theirs < ours {
+                    write!(
+                        f,
+                        "{samld} is older than {this} (protocol {theirs}, need {ours}): restart \
+                         it with `samlctl daemon stop` and start it again"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{samld} is newer than {this} (protocol {theirs}, this {client} speaks \
+                         {ours}): run the {client} installed with it (an older one may come \
+                         first on PATH)"
+                    )
+                }
+            }
             ClientError::Protocol(e) => write!(f, "bad answer from samld: {e}"),
             ClientError::Closed => f.write_str(
                 "samld closed the connection without answering (did it stop or crash? see its log)",
@@ -507,13 +516,13 @@ impl Client {
         }
     }
 
-    /// Logs out `account`, or every account; returns the accounts logged out.
-    pub fn logout(self, account: Option<&str>) -> Result<Vec<String>, ClientError> {
+    /// Logs out `account`, or every account; says which accounts and how many IdP sessions.
+    pub fn logout(self, account: Option<&str>) -> Result<LogoutOutcome, ClientError> {
         let request = Request::Logout {
             account: account.map(str::to_owned),
         };
         match self.simple(&request)? {
-            Response::LoggedOut { accounts } => Ok(accounts),
+            Response::LoggedOut(outcome) => Ok(outcome),
             other => Err(unexpected("logged_out", &other)),
         }
     }
@@ -669,7 +678,7 @@ fn response_type(r: &Response) -> &'static str {
         Response::Progress { .. } => "progress",
         Response::LoggedIn(_) => "logged_in",
         Response::BrowserPlan(_) => "browser_plan",
-        Response::LoggedOut { .. } => "logged_out",
+        Response::LoggedOut(_) => "logged_out",
         Response::Refreshed { .. } => "refreshed",
         Response::PasswordForgotten { .. } => "password_forgotten",
         Response::Roles { .. } => "roles",

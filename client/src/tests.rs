@@ -5,8 +5,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use samld_proto::{
-    ErrorCode, FrameError, LoginOutcome, LoginRequest, PROTOCOL_VERSION, Request, Response,
-    RoleInfo, Secret, SecretKind,
+    ErrorCode, FrameError, LoginIntent, LoginOutcome, LoginRequest, LogoutOutcome,
+    PROTOCOL_VERSION, PasswordLogin, Request, Response, RoleInfo, Secret, SecretKind,
 };
 
 use super::*;
@@ -52,27 +52,37 @@ fn hello_is_read_and_exposed() {
 
 #[test]
 fn version_mismatch_names_both_versions_and_the_fix_and_sends_nothing() {
-    let daemon = FakeDaemon::serve(vec![Conn::new().greeting(Some(hello(2))).recv()]);
-    let err = ConnectOptions::new(&daemon.socket)
-        .client_name("samlctl")
-        .connect()
-        .unwrap_err();
-    assert!(
-        matches!(&err, ClientError::VersionMismatch { daemon, .. } if daemon.protocol_version == 2)
-    );
-    assert_eq!(err.code(), Some(ErrorCode::VersionMismatch));
+    let mismatch = |protocol: u32| {
+        let daemon = FakeDaemon::serve(vec![Conn::new().greeting(Some(hello(protocol))).recv()]);
+        let err = ConnectOptions::new(&daemon.socket)
+            .client_name("samlctl")
+            .connect()
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::VersionMismatch { daemon, .. } if daemon.protocol_version == protocol)
+        );
+        assert_eq!(err.code(), Some(ErrorCode::VersionMismatch));
+        assert!(
+            daemon.requests().is_empty(),
+            "no request may follow a mismatched hello"
+        );
+        err.to_string()
+    };
+    let ours = samld_proto::CRATE_VERSION;
     assert_eq!(
-        err.to_string(),
+        mismatch(PROTOCOL_VERSION - 1),
         format!(
-            "samlctl {} speaks protocol 1, but the running samld 0.1.0-fake (pid 4242) speaks \
-             protocol 2: restart it with `samlctl daemon stop` and start it again",
-            samld_proto::CRATE_VERSION
+            "samld 0.1.0-fake (pid 4242) is older than this samlctl {ours} (protocol 1, need 2): \
+             restart it with `samlctl daemon stop` and start it again"
         )
     );
-    drop(err);
-    assert!(
-        daemon.requests().is_empty(),
-        "no request may follow a mismatched hello"
+    assert_eq!(
+        mismatch(PROTOCOL_VERSION + 1),
+        format!(
+            "samld 0.1.0-fake (pid 4242) is newer than this samlctl {ours} (protocol 3, this \
+             samlctl speaks 2): run the samlctl installed with it (an older one may come first \
+             on PATH)"
+        )
     );
 }
 
@@ -115,8 +125,10 @@ fn login_relays_progress_and_answers_secrets_on_the_same_connection() {
     let mut progress = Vec::new();
     let request = LoginRequest {
         account: "prod".into(),
-        interactive: true,
-        ..Default::default()
+        intent: LoginIntent::Password(PasswordLogin {
+            interactive: true,
+            ..PasswordLogin::default()
+        }),
     };
     let got = Client::connect_to(&daemon.socket)
         .unwrap()
@@ -362,9 +374,10 @@ fn wrong_response_type_is_reported() {
 fn each_method_sends_its_request_and_returns_its_payload() {
     let roles = vec![role("arn:aws:iam::1:role/A")];
     let daemon = FakeDaemon::serve(vec![
-        Conn::new().answer(Response::LoggedOut {
+        Conn::new().answer(Response::LoggedOut(LogoutOutcome {
             accounts: vec!["a".into(), "b".into()],
-        }),
+            idp_sessions: 1,
+        })),
         Conn::new().answer(Response::Refreshed {
             account: "a".into(),
             roles: vec![],
@@ -378,7 +391,10 @@ fn each_method_sends_its_request_and_returns_its_payload() {
     let s = daemon.socket.clone();
     assert_eq!(
         Client::connect_to(&s).unwrap().logout(None).unwrap(),
-        ["a", "b"]
+        LogoutOutcome {
+            accounts: vec!["a".into(), "b".into()],
+            idp_sessions: 1,
+        }
     );
     assert!(
         Client::connect_to(&s)

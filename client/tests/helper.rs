@@ -132,8 +132,9 @@ fn version_mismatch_says_what_to_do() {
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         format!(
-            "samld: samld-helper {} speaks protocol 1, but the running samld 0.1.0-fake (pid \
-             4242) speaks protocol 7: restart it with `samlctl daemon stop` and start it again\n",
+            "samld: samld 0.1.0-fake (pid 4242) is newer than this samld-helper {} (protocol \
+             7, this samld-helper speaks 2): run the samld-helper installed with it (an older \
+             one may come first on PATH)\n",
             samld_proto::CRATE_VERSION
         )
     );

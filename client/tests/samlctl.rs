@@ -10,8 +10,9 @@ use std::process::{Command, Output, Stdio};
 
 use fake_daemon::{Conn, FAKE_PID, FakeDaemon, hello};
 use samld_proto::{
-    AccountState, AccountStatus, BrowserPlan, DaemonInfo, ErrorCode, LoginOutcome, LoginRequest,
-    Request, Response, RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
+    AccountState, AccountStatus, BrowserPlan, DaemonInfo, ErrorCode, HeldSession, LoginIntent,
+    LoginOutcome, LoginRequest, LogoutOutcome, PROTOCOL_VERSION, PasswordLogin, Request, Response,
+    RoleInfo, RoleStatus, Secret, SecretKind, StatusReport,
 };
 
 /// Runs samlctl with `stdin` piped in, detached from any controlling terminal (`setsid`) so
@@ -73,13 +74,12 @@ fn plan_then_password_and_code_login() -> Vec<Request> {
         plan_request(),
         Request::Login(LoginRequest {
             account: "production".into(),
-            password: Some(Secret::new("correct horse battery staple")),
-            mfa_code: Some(Secret::new("123456")),
-            interactive: true,
-            force: false,
-            save_password: false,
-            browser: None,
-            reuse_only: false,
+            intent: LoginIntent::Password(PasswordLogin {
+                password: Some(Secret::new("correct horse battery staple")),
+                mfa_code: Some(Secret::new("123456")),
+                interactive: true,
+                session: HeldSession::Reuse,
+            }),
         }),
     ]
 }
@@ -228,9 +228,9 @@ fn login_with_a_live_session_needs_nothing() {
     let [_, Request::Login(req)] = &daemon.requests()[..] else {
         panic!("one login request")
     };
-    assert!(req.force && req.save_password);
+    assert!(req.intent.saves_password() && req.intent.skips_held_session());
     assert!(
-        !req.interactive,
+        !req.intent.interactive(),
         "no terminal and no --password-stdin: nothing to answer with"
     );
 }
@@ -276,9 +276,10 @@ fn daemon_errors_are_printed_with_the_prefix() {
 fn logout_all_and_roles_json() {
     let roles = outcome(false).roles;
     let daemon = FakeDaemon::serve(vec![
-        Conn::new().answer(Response::LoggedOut {
+        Conn::new().answer(Response::LoggedOut(LogoutOutcome {
             accounts: vec!["a".into(), "b".into()],
-        }),
+            idp_sessions: 2,
+        })),
         Conn::new().answer(Response::Roles {
             account: "a".into(),
             roles: roles.clone(),
@@ -286,7 +287,10 @@ fn logout_all_and_roles_json() {
     ]);
     let out = samlctl(&daemon.socket, &["logout", "--all"], "");
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout), "Logged out of a.\nLogged out of b.\n");
+    assert_eq!(
+        text(&out.stdout),
+        "Logged out of a.\nLogged out of b.\nSigned out of 2 IdP sessions.\n"
+    );
     let out = samlctl(&daemon.socket, &["roles", "a", "--json"], "");
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -314,7 +318,7 @@ fn daemon_status_exits_0_when_running_and_3_when_not() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "samld 0.1.0-fake is running (pid 4242, protocol 1) on {}\n",
+            "samld 0.1.0-fake is running (pid 4242, protocol {PROTOCOL_VERSION}) on {}\n",
             daemon.socket.display()
         )
     );
@@ -337,11 +341,22 @@ fn daemon_status_exits_0_when_running_and_3_when_not() {
 
 #[test]
 fn daemon_status_reports_an_incompatible_daemon_and_fails() {
-    let daemon = FakeDaemon::serve(vec![Conn::new().greeting(Some(hello(2)))]);
+    let older = PROTOCOL_VERSION - 1;
+    let daemon = FakeDaemon::serve(vec![Conn::new().greeting(Some(hello(older)))]);
     let out = samlctl(&daemon.socket, &["daemon", "status"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).starts_with("samld 0.1.0-fake is running (pid 4242, protocol 2)"));
-    assert!(text(&out.stderr).contains("restart it with `samlctl daemon stop`"));
+    assert!(text(&out.stdout).starts_with(&format!(
+        "samld 0.1.0-fake is running (pid 4242, protocol {older})"
+    )));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "samlctl: samld 0.1.0-fake (pid 4242) is older than this samlctl {} (protocol \
+             {older}, need {PROTOCOL_VERSION}): restart it with `samlctl daemon stop` and start \
+             it again\n",
+            samld_proto::CRATE_VERSION
+        )
+    );
 }
 
 #[test]
@@ -404,7 +419,10 @@ fn save_password_asks_for_a_password_login() {
     let [_, Request::Login(req)] = &daemon.requests()[..] else {
         panic!("one login request")
     };
-    assert!(req.save_password && req.force, "{req:?}");
+    assert!(
+        req.intent.saves_password() && req.intent.skips_held_session(),
+        "{req:?}"
+    );
 }
 
 #[test]
@@ -587,7 +605,7 @@ fn login_with_an_older_daemon_falls_back_to_the_api_login() {
     let [_, Request::Login(req)] = &daemon.requests()[..] else {
         panic!("a plan, then a login")
     };
-    assert!(req.browser.is_none());
+    assert!(matches!(req.intent, LoginIntent::Password(_)), "{req:?}");
 }
 
 #[test]
@@ -626,8 +644,7 @@ fn a_browser_account_opens_the_browser_and_says_so_when_there_is_none() {
             plan_request(),
             Request::Login(LoginRequest {
                 account: "production".into(),
-                reuse_only: true,
-                ..LoginRequest::default()
+                intent: LoginIntent::ReuseOnly,
             })
         ],
         "only a reuse was asked for: no sign-in was sent"

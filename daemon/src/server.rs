@@ -23,7 +23,7 @@ use crate::audit::{Handed, Record, process};
 use crate::exec_endpoint::Endpoint;
 use crate::future::BoxFuture;
 use crate::idp::IdpError;
-use crate::manager::{ClientChannel, LoginSecrets, Manager};
+use crate::manager::{ClientChannel, Manager};
 
 /// Limits of the socket server.
 #[derive(Debug, Clone)]
@@ -322,19 +322,12 @@ impl Connection {
                 return Answer::Audited(response, PendingAudit::new(record, peer_pid));
             }
             Request::Login(login) => {
-                let secrets = LoginSecrets {
-                    password: login.password,
-                    mfa_code: login.mfa_code,
-                    save_password: login.save_password,
-                    browser: login.browser,
-                    reuse_only: login.reuse_only,
+                let channel: Option<&mut dyn ClientChannel> = if login.intent.interactive() {
+                    Some(self)
+                } else {
+                    None
                 };
-                let channel: Option<&mut dyn ClientChannel> =
-                    if login.interactive { Some(self) } else { None };
-                match daemon
-                    .login(&login.account, secrets, login.force, channel)
-                    .await
-                {
+                match daemon.login(&login.account, login.intent, channel).await {
                     Ok(outcome) => Response::LoggedIn(outcome),
                     Err(e) => Response::Error(e),
                 }
@@ -344,7 +337,7 @@ impl Connection {
                 "a secret was sent without being asked for",
             ),
             Request::Logout { account } => match daemon.logout(account.as_deref()) {
-                Ok(accounts) => Response::LoggedOut { accounts },
+                Ok(outcome) => Response::LoggedOut(outcome),
                 Err(e) => Response::Error(e),
             },
             Request::ForgetPassword { account } => match daemon.forget_password(&account).await {

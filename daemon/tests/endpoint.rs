@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use samld::clock::SystemClock;
 use samld::exec_endpoint::{Endpoint, EndpointOptions, Lease};
-use samld::manager::{DaemonOptions, LoginSecrets, Manager};
+use samld::manager::{DaemonOptions, Manager};
+use samld_proto::{LoginIntent, PasswordLogin};
 
 const ADMIN: &str = "arn:aws:iam::123456789012:role/Admin";
 const READ: &str = "arn:aws:iam::123456789012:role/team/ReadOnly";
@@ -41,7 +42,11 @@ async fn logged_in_daemon() -> Arc<Manager> {
     );
     for account in ["prod", "stage"] {
         daemon
-            .login(account, LoginSecrets::default(), false, None)
+            .login(
+                account,
+                LoginIntent::Password(PasswordLogin::default()),
+                None,
+            )
             .await
             .expect("login reuses the live session");
     }

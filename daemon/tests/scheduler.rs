@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use samld::clock::ManualClock;
-use samld::manager::{DaemonOptions, LoginSecrets, Manager};
-use samld_proto::{AccountState, Secret};
+use samld::manager::{DaemonOptions, Manager};
+use samld_proto::{AccountState, LoginIntent, PasswordLogin, Secret};
 use time::macros::datetime;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/Admin";
@@ -46,12 +46,12 @@ async fn the_scheduler_rearms_after_every_login_and_refresh() {
     for round in 0..100 {
         daemon.logout(None).expect("logout");
         // The logout ended the session: each login signs in again with the password.
-        let password = LoginSecrets {
+        let password = LoginIntent::Password(PasswordLogin {
             password: Some(Secret::new(idp.password.to_owned())),
-            ..LoginSecrets::default()
-        };
+            ..PasswordLogin::default()
+        });
         daemon
-            .login("prod", password, false, None)
+            .login("prod", password, None)
             .await
             .expect("login");
         for refresh in 1..=2 {

@@ -16,8 +16,8 @@ use samld::manager::{DaemonOptions, Manager, ProviderFactory};
 use samld::server::{ServerOptions, serve};
 use samld_config::Config;
 use samld_proto::{
-    ErrorCode, LoginRequest, PROTOCOL_VERSION, Request, Response, Secret, SecretKind, read_frame,
-    write_frame,
+    ErrorCode, LoginIntent, LoginRequest, PROTOCOL_VERSION, PasswordLogin, Request, Response,
+    Secret, SecretKind, read_frame, write_frame,
 };
 use tokio::sync::oneshot;
 
@@ -487,8 +487,10 @@ async fn a_login_asks_the_client_for_the_secret_it_needs() {
             let mut stream = connect(&socket);
             let login = Request::Login(LoginRequest {
                 account: "prod".into(),
-                interactive: true,
-                ..LoginRequest::default()
+                intent: LoginIntent::Password(PasswordLogin {
+                    interactive: true,
+                    ..PasswordLogin::default()
+                }),
             });
             write_frame(&mut stream, &login).unwrap();
             let asked = read_frame::<_, Response>(&mut stream).unwrap();

@@ -13,9 +13,11 @@ use std::time::Duration;
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
 use samld::idp::{IdentityProvider, IdpError};
-use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager};
+use samld::manager::{ClientChannel, DaemonOptions, Manager};
 use samld::sts::StsError;
-use samld_proto::{AccountState, AuditKind, ErrorCode, Secret, SecretKind};
+use samld_proto::{
+    AccountState, AuditKind, ErrorCode, HeldSession, LoginIntent, PasswordLogin, Secret, SecretKind,
+};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -118,7 +120,11 @@ async fn login(h: &Harness) {
     let mut client = ScriptedClient::answering(Some("correct horse"));
     let outcome = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .expect("login");
     assert!(!outcome.reused_session);
@@ -151,7 +157,11 @@ async fn a_second_login_reuses_the_live_session() {
     let mut client = ScriptedClient::answering(None);
     let outcome = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .unwrap();
     assert!(outcome.reused_session);
@@ -165,7 +175,11 @@ async fn a_wrong_password_is_reported_and_changes_nothing() {
     let mut client = ScriptedClient::answering(Some("wrong"));
     let err = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::AuthFailed);
@@ -405,7 +419,11 @@ async fn sts_errors_carry_their_code_and_message() {
     let mut client = ScriptedClient::answering(Some("correct horse"));
     let err = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, Some(&mut client))
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            Some(&mut client),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::StsError);
@@ -443,11 +461,10 @@ async fn a_secret_from_the_request_wins_and_none_is_asked() {
     h.daemon
         .login(
             "prod",
-            LoginSecrets {
+            LoginIntent::Password(PasswordLogin {
                 password: Some(Secret::new("correct horse")),
-                ..LoginSecrets::default()
-            },
-            false,
+                ..PasswordLogin::default()
+            }),
             Some(&mut client),
         )
         .await
@@ -460,14 +477,22 @@ async fn password_command_is_used_without_a_client() {
     let config = format!("{CONFIG}password_command = \"printf 'correct horse\\\\n'\"\n");
     let h = harness_with(&config, scripted_idp(), Duration::from_secs(3600));
     h.daemon
-        .login("prod", LoginSecrets::default(), false, None)
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            None,
+        )
         .await
         .expect("password from the command");
     let failing = format!("{CONFIG}password_command = \"exit 3\"\n");
     let h = harness_with(&failing, scripted_idp(), Duration::from_secs(3600));
     let err = h
         .daemon
-        .login("prod", LoginSecrets::default(), false, None)
+        .login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("password_command"), "{}", err.message);
@@ -746,11 +771,10 @@ async fn a_rejected_password_is_never_retried_and_the_user_is_told() {
     h.daemon
         .login(
             "prod",
-            LoginSecrets {
+            LoginIntent::Password(PasswordLogin {
                 password: Some(Secret::new("correct horse")),
-                ..LoginSecrets::default()
-            },
-            false,
+                ..PasswordLogin::default()
+            }),
             None,
         )
         .await
@@ -788,11 +812,11 @@ async fn after_a_refusal_only_the_persons_login_signs_in_again() {
     );
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
     // The person logs in with the new password.
-    let secrets = LoginSecrets {
+    let intent = LoginIntent::Password(PasswordLogin {
         password: Some(Secret::new("correct horse")),
-        ..LoginSecrets::default()
-    };
-    h.daemon.login("prod", secrets, false, None).await.unwrap();
+        ..PasswordLogin::default()
+    });
+    h.daemon.login("prod", intent, None).await.unwrap();
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 2);
     assert_eq!(state(&h), AccountState::Active);
 }
@@ -832,15 +856,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     };
     let outcome = h
         .daemon
-        .login(
-            "prod",
-            LoginSecrets {
-                browser: Some(signed_in),
-                ..LoginSecrets::default()
-            },
-            false,
-            None,
-        )
+        .login("prod", LoginIntent::Browser { sign_in: signed_in }, None)
         .await
         .unwrap();
     assert!(!outcome.reused_session, "a browser sign-in is a login");
@@ -850,15 +866,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     // `samlctl login --browser` asks to reuse the live session first: no browser needed.
     let reused = h
         .daemon
-        .login(
-            "prod",
-            LoginSecrets {
-                reuse_only: true,
-                ..LoginSecrets::default()
-            },
-            false,
-            None,
-        )
+        .login("prod", LoginIntent::ReuseOnly, None)
         .await
         .unwrap();
     assert!(reused.reused_session);
@@ -884,20 +892,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
     assert_eq!(h.idp.browser_logins.load(Ordering::SeqCst), 1);
     // Asked to reuse a session that is gone, samld signs nothing in and says so.
-    let err = h
-        .daemon
-        .login(
-            "prod",
-            LoginSecrets {
-                reuse_only: true,
-                ..LoginSecrets::default()
-            },
-            false,
-            None,
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::NeedsLogin);
+    let err = reuse_finds_no_session(&h).await;
     assert_eq!(err.message, "no live JumpCloud session to reuse for prod");
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
     // That was samlctl's question before it opens a browser, not a login: the audit has
@@ -919,19 +914,22 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
 }
 
 #[tokio::test]
-async fn a_helper_with_a_terminal_logs_in_and_logout_no_longer_sticks() {
+async fn a_logout_sticks_even_for_a_helper_on_a_terminal() {
     let h = harness();
     login(&h).await;
     h.daemon.logout(Some("prod")).unwrap();
+    let logins = h.idp.password_logins.load(Ordering::SeqCst);
     let mut tty = ScriptedClient::answering(Some("correct horse"));
-    let creds = h
+    let err = h
         .daemon
         .get_credentials("prod", None, Some(&mut tty))
         .await
-        .unwrap();
-    assert_eq!(creds.role_arn, ADMIN);
-    assert_eq!(tty.asked, [SecretKind::Password]);
-    assert_eq!(state(&h), AccountState::Active);
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn);
+    assert!(err.message.contains("run: samlctl login prod"), "{}", err.message);
+    assert!(tty.asked.is_empty(), "{:?}", tty.asked);
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), logins);
+    assert_eq!(state(&h), AccountState::LoggedOut);
 }
 
 // ---- The keyring: --save-password, unattended logins with a saved password ----
@@ -964,11 +962,10 @@ async fn a_saved_password_lets_samld_log_in_again_by_itself() {
     h.daemon
         .login(
             "prod",
-            LoginSecrets {
-                save_password: true,
-                ..LoginSecrets::default()
-            },
-            false,
+            LoginIntent::Password(PasswordLogin {
+                session: HeldSession::SignInAndSavePassword,
+                ..PasswordLogin::default()
+            }),
             Some(&mut client),
         )
         .await
@@ -1049,4 +1046,114 @@ async fn without_a_saved_password_the_helper_is_told_to_log_in() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotLoggedIn);
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 0);
+}
+
+// ---- The life of a sign-in: a failed login, a session without accounts, roles held ----
+
+/// `samlctl login --browser`'s first question, asked when there is no session to reuse.
+async fn reuse_finds_no_session(h: &Harness) -> samld_proto::WireError {
+    let err = h
+        .daemon
+        .login("prod", LoginIntent::ReuseOnly, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NeedsLogin, "{}", err.message);
+    err
+}
+
+/// `config`, parsed as the watcher would hand it over.
+fn parsed(config: &str) -> samld_config::Config {
+    samld_config::parse(config, Path::new("/test/config.toml")).unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_login_leaves_a_logged_out_account_logged_out() {
+    // With a password_command samld could sign prod in by itself: only the logout stops it.
+    let config = format!("{CONFIG}password_command = \"printf 'correct horse'\"\n");
+    let h = harness_with(&config, scripted_idp(), Duration::from_secs(3600));
+    let password_login = || {
+        h.daemon.login(
+            "prod",
+            LoginIntent::Password(PasswordLogin::default()),
+            None,
+        )
+    };
+    password_login().await.expect("login with password_command");
+    h.daemon.logout(Some("prod")).unwrap();
+    // `samlctl login --browser` asks to reuse a session first; there is none.
+    reuse_finds_no_session(&h).await;
+    assert_eq!(state(&h), AccountState::LoggedOut);
+    let (logins, calls) = (
+        h.idp.password_logins.load(Ordering::SeqCst),
+        h.sts.calls.load(Ordering::SeqCst),
+    );
+    let err = h
+        .daemon
+        .get_credentials("prod", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn, "{}", err.message);
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), logins);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), calls);
+    // A login that succeeds lifts the logout.
+    password_login().await.expect("login with password_command");
+    assert_eq!(state(&h), AccountState::Active);
+}
+
+#[tokio::test]
+async fn a_session_ends_with_the_last_account_in_the_config() {
+    let h = harness();
+    login(&h).await;
+    h.daemon.apply_config(parsed(""));
+    assert!(
+        !*h.idp.session_alive.lock().unwrap(),
+        "the IdP session was signed out with prod"
+    );
+    // The same user under another name signs in again.
+    h.daemon
+        .apply_config(parsed(&CONFIG.replace("accounts.prod", "accounts.dev")));
+    let err = h
+        .daemon
+        .get_credentials("dev", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotLoggedIn, "{}", err.message);
+    assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_role_the_last_assertion_lacks_is_refused_from_memory_until_a_new_one_offers_it() {
+    let h = harness();
+    *h.idp.roles.lock().unwrap() = vec![ADMIN];
+    login(&h).await;
+    let (fetches, calls) = (
+        h.idp.session_fetches.load(Ordering::SeqCst),
+        h.sts.calls.load(Ordering::SeqCst),
+    );
+    for _ in 0..3 {
+        let err = h
+            .daemon
+            .get_credentials("prod", Some("ReadOnly"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownRole);
+        assert!(err.message.contains(ADMIN), "{}", err.message);
+        assert!(
+            err.message.contains("run: samlctl refresh prod"),
+            "{}",
+            err.message
+        );
+    }
+    assert_eq!(h.idp.session_fetches.load(Ordering::SeqCst), fetches);
+    assert_eq!(h.sts.calls.load(Ordering::SeqCst), calls);
+
+    // The role is granted: the refresh's new assertion offers it, and it is served.
+    *h.idp.roles.lock().unwrap() = vec![ADMIN, READ];
+    h.daemon.refresh("prod").await.unwrap();
+    let creds = h
+        .daemon
+        .get_credentials("prod", Some("ReadOnly"), None)
+        .await
+        .unwrap();
+    assert_eq!(creds.role_arn, READ);
 }

@@ -32,10 +32,10 @@ use samld::future::BoxFuture;
 use samld::idp::{Contact, IdentityProvider, IdpError, LoginInteraction};
 use samld::keyring::{KeyringError, PasswordStore};
 use samld::manager::policy::{REFRESH_FLOOR, UNATTENDED_LOGINS_PER_HOUR};
-use samld::manager::{ClientChannel, DaemonOptions, LoginSecrets, Manager, ProviderFactory};
+use samld::manager::{ClientChannel, DaemonOptions, Manager, ProviderFactory};
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
-use samld_proto::{AccountState, Secret, SecretKind};
+use samld_proto::{AccountState, HeldSession, LoginIntent, PasswordLogin, Secret, SecretKind};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -196,6 +196,49 @@ struct Streak {
     retries: Vec<(OffsetDateTime, usize)>,
 }
 
+/// Invariant: a logged-out account never becomes active except through a person's login
+/// of that account that succeeds. Being served and the account's state are checked by
+/// [`Sim::burst`] and [`Sim::check`]; this piece checks that no trip of its own reaches
+/// JumpCloud or STS: any call for it, while no person acts on it, must come from a trip
+/// that was already running (and had called) before the logout overtook it.
+#[derive(Default)]
+struct LogoutWatch {
+    /// Per account: the tasks that called JumpCloud or STS for it while it was logged in.
+    callers: HashMap<&'static str, std::collections::HashSet<tokio::task::Id>>,
+}
+
+impl LogoutWatch {
+    /// A call for `account` from the current task; the violation, if it is one.
+    fn call(&mut self, account: &'static str, logged_out: bool, person: bool) -> Option<String> {
+        let task = tokio::task::try_id()?;
+        if person {
+            return None;
+        }
+        let callers = self.callers.entry(account).or_default();
+        if !logged_out {
+            callers.insert(task);
+            return None;
+        }
+        (!callers.contains(&task)).then(|| {
+            format!(
+                "{account}, which a person logged out, started a trip that reached JumpCloud \
+                 or STS with no login of it"
+            )
+        })
+    }
+}
+
+impl World {
+    /// [`LogoutWatch::call`] for a call starting now.
+    fn watch_logout(&self, account: &'static str) {
+        let mut s = self.lock();
+        let (logged_out, person) = (s.logged_out.contains(account), s.person(account));
+        if let Some(violation) = s.logout_watch.call(account, logged_out, person) {
+            s.records.violations.push(violation);
+        }
+    }
+}
+
 /// What the scripted services saw, for the invariants.
 #[derive(Default)]
 struct Records {
@@ -337,6 +380,8 @@ struct WorldState {
     logins_ended: HashMap<&'static str, u32>,
     /// Accounts a person logged out, not logged in since.
     logged_out: std::collections::HashSet<&'static str>,
+    /// The invariant that a logout holds until a person's login succeeds.
+    logout_watch: LogoutWatch,
     /// Accounts whose last assertion STS judged was too old.
     aged_before: std::collections::HashSet<&'static str>,
     records: Records,
@@ -557,6 +602,7 @@ impl World {
     /// [`World::enter`], left however the call ends (a trip can be aborted mid-call).
     fn call(self: &Arc<Self>, account: &'static str) -> InCall {
         self.enter(account);
+        self.watch_logout(account);
         InCall {
             world: self.clone(),
             account,
@@ -1176,6 +1222,7 @@ impl Sim {
                 keys: HashMap::new(),
                 aged_before: Default::default(),
                 logged_out: Default::default(),
+                logout_watch: LogoutWatch::default(),
                 logins_started: HashMap::from([("alice", 0), ("bob", 0)]),
                 logins_ended: HashMap::from([("alice", 0), ("bob", 0)]),
                 audit: None,
@@ -1332,8 +1379,8 @@ impl Sim {
                     let a = config.accounts.get_mut(account).unwrap();
                     a.notifications = !a.notifications;
                     self.log.push(format!("config change {account}"));
+                    // Editing an account is no login: a logout holds.
                     self.person_acts(account);
-                    self.set_logged_out(account, false);
                 } else {
                     self.log.push("config reload, unchanged".into());
                 }
@@ -1422,17 +1469,20 @@ impl Sim {
             .person_logs_in(user_of(account), true);
         self.person_acts(account);
         self.person(account, true);
-        let secrets =
-            person_secrets(user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap());
-        let result = self.manager.login(account, secrets, force, None).await;
+        let save = user_of(account) == "alice" && !*self.keyring.locked.lock().unwrap();
+        let result = self
+            .manager
+            .login(account, person_secrets(force, save), None)
+            .await;
         self.person(account, false);
         self.world
             .lock()
             .refusals
             .person_logs_in(user_of(account), false);
-        // A person logging in lifts their logout, whether or not the login succeeds.
-        let _ = result;
-        self.set_logged_out(account, false);
+        // Only a login that succeeds lifts a logout: one that fails changes nothing.
+        if result.is_ok() {
+            self.set_logged_out(account, false);
+        }
         self.settle().await;
     }
 
@@ -1597,14 +1647,13 @@ impl Sim {
 }
 
 /// What a person types at a login: the right password and code.
-fn person_secrets(save_password: bool) -> LoginSecrets {
-    LoginSecrets {
+fn person_secrets(force: bool, save_password: bool) -> LoginIntent {
+    LoginIntent::Password(PasswordLogin {
         password: Some(Secret::new(PASSWORD)),
         mfa_code: Some(Secret::new(CODE)),
-        save_password,
-        browser: None,
-        reuse_only: false,
-    }
+        interactive: false,
+        session: HeldSession::from_flags(force, save_password),
+    })
 }
 
 /// A runtime whose time only moves when every task waits, so that a seed replays exactly.
@@ -1680,7 +1729,7 @@ impl Sim {
             self.person(account, true);
             let mut result = self
                 .manager
-                .login(account, person_secrets(false), false, None)
+                .login(account, person_secrets(false, false), None)
                 .await;
             if let Err(e) = &result
                 && e.code == samld_proto::ErrorCode::Timeout
@@ -1689,7 +1738,7 @@ impl Sim {
                 // than login_wait): once it ends, the person's login goes through.
                 result = self
                     .manager
-                    .login(account, person_secrets(false), false, None)
+                    .login(account, person_secrets(false, false), None)
                     .await;
             }
             self.person(account, false);

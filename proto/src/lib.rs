@@ -13,6 +13,7 @@
 mod frame;
 mod paths;
 mod secret;
+mod sign_in;
 mod wire;
 
 pub use frame::{
@@ -22,6 +23,7 @@ pub use paths::{
     PrivateDirError, SocketPathError, default_socket_path, prepare_private_dir, socket_dir_for,
 };
 pub use secret::Secret;
+pub use sign_in::*;
 pub use wire::*;
 
 /// Version of the wire protocol spoken over the socket.
@@ -29,7 +31,10 @@ pub use wire::*;
 /// Bumped by hand whenever a change to [`Request`] or [`Response`] would make an old client
 /// and a new daemon (or the reverse) misunderstand each other. It is deliberately not the
 /// crate version: a release that does not touch the wire keeps it.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: a login's intent is one [`LoginIntent`] instead of flags; a logout counts the IdP
+/// sessions it signed out.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The version of the samld release these binaries come from.
 pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");

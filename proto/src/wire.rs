@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Secret;
+use crate::{LoginRequest, LogoutOutcome, Secret};
 
 /// What a client asks of the daemon. One request per connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,37 +119,6 @@ pub enum Request {
     },
 }
 
-/// The parameters of [`Request::Login`].
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct LoginRequest {
-    /// The account name from the config.
-    pub account: String,
-    /// A password the client already has (`--password-stdin`); otherwise the daemon uses
-    /// `password_command`, the keyring, or asks with [`Response::NeedSecret`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    /// A TOTP code the client already has (`--mfa-code-stdin`, `--mfa-code`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mfa_code: Option<Secret>,
-    /// The client can answer [`Response::NeedSecret`].
-    #[serde(default)]
-    pub interactive: bool,
-    /// Log in with a password even if the JumpCloud session is still alive.
-    #[serde(default)]
-    pub force: bool,
-    /// Store the password in the OS keyring once JumpCloud has accepted it.
-    #[serde(default)]
-    pub save_password: bool,
-    /// A sign-in the person finished in a browser (`samlctl login --browser`): the daemon
-    /// takes its SAML response and IdP session instead of signing in itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub browser: Option<BrowserSignIn>,
-    /// Only reuse the IdP session if it lives; never sign in (`samlctl login --browser` asks
-    /// this first, so that a live session needs no browser).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub reuse_only: bool,
-}
-
 /// What a browser sign-in hands the daemon: the SAML response the browser was about to post
 /// to AWS, and the IdP's session cookies, so that later assertions need no browser while the
 /// IdP session lives. Both travel only over the socket and live only in the daemon's memory.
@@ -243,10 +212,7 @@ pub enum Response {
     /// Answers [`Request::BrowserPlan`].
     BrowserPlan(BrowserPlan),
     /// Answers [`Request::Logout`].
-    LoggedOut {
-        /// The accounts that were logged out.
-        accounts: Vec<String>,
-    },
+    LoggedOut(LogoutOutcome),
     /// Answers [`Request::ForgetPassword`].
     PasswordForgotten {
         /// The account.

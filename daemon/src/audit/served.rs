@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samld_proto::{
-    AuditKind, CredentialSource, Handout, Request, Response, Secret, read_frame, write_frame,
+    AuditKind, CredentialSource, Handout, LoginIntent, PasswordLogin, Request, Response, Secret,
+    read_frame, write_frame,
 };
 use time::macros::datetime;
 
 use crate::clock::ManualClock;
 use crate::exec_endpoint::{Endpoint, EndpointOptions};
-use crate::manager::{DaemonOptions, LoginSecrets, Manager};
+use crate::manager::{DaemonOptions, Manager};
 use crate::server::{ServerOptions, serve};
 use crate::test_doubles::{ScriptedIdp, ScriptedProviders, ScriptedSts};
 
@@ -114,11 +115,11 @@ async fn logged_in_with(config: &str) -> Arc<Manager> {
         ScriptedSts::new(clock.clone(), std::time::Duration::from_secs(3600)),
         ScriptedProviders::serving(Arc::new(scripted_idp())),
     );
-    let secrets = LoginSecrets {
+    let intent = LoginIntent::Password(PasswordLogin {
         password: Some(Secret::new(PASSWORD.to_owned())),
-        ..LoginSecrets::default()
-    };
-    daemon.login("prod", secrets, false, None).await.unwrap();
+        ..PasswordLogin::default()
+    });
+    daemon.login("prod", intent, None).await.unwrap();
     daemon
 }
 

@@ -204,15 +204,16 @@ impl WhyNot {
     /// sign-in does not fix.
     fn a_terminal_answers(&self) -> bool {
         match self {
-            // A logout too: the person who types the password at the helper's prompt logs
-            // the account in again.
-            WhyNot::LoggedOut
-            | WhyNot::NeverSignedIn
+            WhyNot::NeverSignedIn
             | WhyNot::SessionEnded
             | WhyNot::SignsInAgainAt { .. } => true,
             // A keyring that could not be read: the person can type the password instead.
             WhyNot::BackingOff { last, .. } => last.code == ErrorCode::NeedsLogin,
-            WhyNot::Refused { .. }
+            // A logout is lifted only by the person's `samlctl login` of that account: with
+            // a password_command, a helper run on a terminal would otherwise send a push
+            // for an account they left.
+            WhyNot::LoggedOut
+            | WhyNot::Refused { .. }
             | WhyNot::PersonRefused { .. }
             | WhyNot::TooSoon { .. }
             | WhyNot::BrowserOnly => false,
@@ -371,8 +372,8 @@ mod tests {
             Row {
                 phase: Phase::LoggedOut,
                 unattended: Err(WhyNot::LoggedOut),
-                terminal: Ok(Pass::SignIn),
-                ..row("logged out")
+                terminal: Err(WhyNot::LoggedOut),
+                ..row("logged out: only the person's login lifts it")
             },
             Row {
                 phase: Phase::Refused,

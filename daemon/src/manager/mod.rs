@@ -11,6 +11,7 @@
 //!   one login per IdP session), returning typed outcomes;
 //! - `schedule.rs`: the background refresher;
 //! - `secrets.rs`: where a login's password and code come from;
+//! - `sign_in.rs`: what a person starts and ends (`login`, `logout`, `refresh`);
 //! - `status.rs`: the state as `samlctl status` shows it.
 //!
 //! Every request that needs a trip while one runs joins it and shares its outcome instead of
@@ -20,6 +21,7 @@ mod gate;
 pub mod policy;
 mod schedule;
 mod secrets;
+mod sign_in;
 mod state;
 mod status;
 mod trip;
@@ -31,7 +33,7 @@ use std::time::Duration;
 
 use samld_config::{Account, Config, LoginMethod, MfaMode, SessionKey};
 use samld_proto::{
-    AuditKind, CredentialSource, Credentials, ErrorCode, LoginOutcome, RoleInfo, RoleStatus,
+    AuditKind, CredentialSource, Credentials, ErrorCode, LoginIntent, PasswordLogin, RoleInfo,
     WireError,
 };
 use time::OffsetDateTime;
@@ -39,8 +41,7 @@ use tokio::sync::{Notify, watch};
 
 use self::gate::{AccountView, Asker, Pass, SessionView, WhyNot, explain};
 use self::policy::{Phase, SessionPhase};
-use self::secrets::SecretSources;
-pub use self::secrets::{ClientChannel, LoginSecrets};
+pub use self::secrets::ClientChannel;
 use self::state::{
     AccountData, AccountSlot, FlightKind, FlightResult, FlightWatch, HeldCredentials, SessionSlot,
 };
@@ -177,9 +178,10 @@ impl Manager {
     }
 
     /// Puts a new, valid configuration in force. Accounts whose settings did not change keep
-    /// their credentials; changed accounts start over (and their IdP session drops a backoff,
-    /// but not a refusal, which waits for the person's login); removed ones are forgotten. An
-    /// IdP session lives while an account uses it.
+    /// their credentials; changed accounts start over (their IdP session drops a backoff,
+    /// but not a refusal, which waits for the person's login), logged out if they were;
+    /// removed ones are forgotten. An IdP session lives while an account uses it, and is
+    /// signed out with the last one.
     pub fn apply_config(&self, config: Config) {
         self.audit.set_log_file(config.audit_log.as_deref());
         let mut accounts = self.lock_accounts();
@@ -202,17 +204,19 @@ impl Manager {
                 .entry(key.clone())
                 .or_insert_with(|| Arc::new(SessionSlot::new(key)))
                 .clone();
-            if accounts.contains_key(name) {
+            let slot = AccountSlot::new(account.clone(), idp, session.clone());
+            if let Some(old) = accounts.get(name) {
                 tracing::info!(account = %name, "account settings changed; its credentials start over");
                 // A new try, but no answer to a refusal: only the person's login is that.
                 session.data().retry_now();
+                if old.data().phase == Phase::LoggedOut {
+                    // Editing an account is no login: only a person's login lifts a logout.
+                    slot.data().phase = Phase::LoggedOut;
+                }
             } else {
                 tracing::info!(account = %name, "account added");
             }
-            next.insert(
-                name.clone(),
-                Arc::new(AccountSlot::new(account.clone(), idp, session)),
-            );
+            next.insert(name.clone(), Arc::new(slot));
         }
         for name in accounts.keys().filter(|n| !next.contains_key(*n)) {
             tracing::info!(account = %name, "account removed");
@@ -227,6 +231,21 @@ impl Manager {
                 // trips, and two at once for one account is what single flight forbids.
                 task.abort();
             }
+        }
+        for (key, session) in sessions.iter() {
+            if next.values().any(|a| Arc::ptr_eq(&a.session, session)) {
+                continue;
+            }
+            // No account uses it any more: kept, it would sign the next account of that
+            // user in with no password.
+            for old in accounts
+                .values()
+                .filter(|a| Arc::ptr_eq(&a.session, session))
+            {
+                old.idp.forget_session();
+            }
+            session.data().forget(false);
+            tracing::info!(session = %key, "IdP session signed out: no account uses it");
         }
         sessions.retain(|_, s| next.values().any(|a| Arc::ptr_eq(&a.session, s)));
         *accounts = next;
@@ -339,62 +358,6 @@ impl Manager {
         Ok(status::role_infos(&slot.account, &data.roles))
     }
 
-    /// `samlctl logout`: forgets every credential of the account and keeps it logged out
-    /// until a person logs in again; a flight still running stores nothing. The shared IdP
-    /// session is forgotten too once no account of that user is still logged in (so
-    /// `logout` without an account signs the user out of JumpCloud everywhere).
-    pub fn logout(&self, account: Option<&str>) -> Result<Vec<String>, WireError> {
-        let slots: Vec<Arc<AccountSlot>> = match account {
-            Some(name) => vec![self.slot(name)?],
-            None => self.all_slots(),
-        };
-        let mut names = Vec::new();
-        for slot in &slots {
-            let mut data = slot.data();
-            let flight = data.flight.take();
-            let generation = data.generation.wrapping_add(1);
-            *data = AccountData {
-                phase: Phase::LoggedOut,
-                generation,
-                max_duration: std::mem::take(&mut data.max_duration),
-                saved_password: data.saved_password,
-                // Still the account's trip: a config change that replaces the account must
-                // be able to abort it, or it runs beside the new account's own.
-                trip_task: data.trip_task.take(),
-                ..AccountData::default()
-            };
-            // A flight still running finds the generation moved when it finishes.
-            data.flight = flight;
-            names.push(slot.account.name.clone());
-            tracing::info!(account = %slot.account.name, "logged out");
-            self.audit
-                .record(Record::new(AuditKind::Logout, Some(&slot.account.name)));
-        }
-        // The shared IdP session goes with the last account signed in through it: an account
-        // never logged in (idle) does not keep it alive, or logging out of the only account
-        // in use would leave a session that signs the next `samlctl login` in unasked.
-        for slot in &slots {
-            let sharing = self.slots_of(&slot.session);
-            let still_used = sharing.iter().any(|other| {
-                let data = other.data();
-                data.phase != Phase::LoggedOut
-                    && (data.phase != Phase::Idle
-                        || !data.creds.is_empty()
-                        || data.flight.is_some())
-            });
-            if !still_used {
-                // A refusal waits for the person's login whatever else happens: a logout is
-                // no answer to it, and a helper on a terminal may sign a logged-out account
-                // in again.
-                slot.idp.forget_session();
-                slot.session.data().forget(true);
-                tracing::info!(session = %slot.session.key, "IdP session forgotten");
-            }
-        }
-        self.schedule_changed.notify_one();
-        Ok(names)
-    }
-
     /// `samld-helper`: credentials for one role, from memory when they are fresh.
     ///
     /// With a `channel` (a helper that has a terminal), an account that needs a login is
@@ -459,8 +422,13 @@ impl Manager {
                         }
                     }
                     Ok(None) => None,
-                    // The assertion we hold does not offer that role; a fresh one might.
+                    // The assertion just fetched does not offer that role.
                     Err(e) if last_flight.is_some() => return Err(e),
+                    // Nor does the last one, and while its session lives a trip would fetch
+                    // the same: answer from it (a new sign-in brings a new assertion).
+                    Err(e) if slot.session.data().phase == SessionPhase::Live => {
+                        return Err(role_not_offered(&slot.account, e));
+                    }
                     Err(_) => None,
                 };
                 let asker = match channel {
@@ -490,15 +458,9 @@ impl Manager {
                 && let Some(channel) = channel.take()
             {
                 // The person at the helper's terminal types what the sign-in needs.
-                let secrets = LoginSecrets::default();
-                self.login_as(
-                    account,
-                    secrets,
-                    false,
-                    Some(channel),
-                    Asker::TerminalHelper,
-                )
-                .await?;
+                let intent = LoginIntent::Password(PasswordLogin::default());
+                self.login_as(account, intent, Some(channel), Asker::TerminalHelper)
+                    .await?;
                 waited = Some(CredentialSource::Login);
                 continue;
             }
@@ -607,172 +569,22 @@ impl Manager {
         password && second_factor
     }
 
-    /// A person acted on this account (`login`, `refresh`, a sign-in on a helper's terminal):
-    /// what stopped unattended attempts no longer applies to the account, and its IdP session
-    /// drops a backoff. Only a person's login lifts the session's refusal: neither a refresh
-    /// nor a helper on a terminal is their decision to be asked again.
-    fn person_acts(&self, slot: &AccountSlot, asker: Asker) {
+    /// A person asked for a refresh: the account's refusals and backoff no longer apply, and
+    /// its IdP session drops a backoff. A refusal of the session stays: a refresh is not the
+    /// person's decision to be asked again; only their login is, and only one that succeeds
+    /// lifts anything (see `sign_in.rs`).
+    fn refresh_asked(&self, slot: &AccountSlot) {
         {
             let mut data = slot.data();
             if matches!(
                 data.phase,
-                Phase::LoggedOut | Phase::Refused | Phase::Backoff { .. } | Phase::AwaitingSession
+                Phase::Refused | Phase::Backoff { .. } | Phase::AwaitingSession
             ) {
                 data.phase = Phase::Idle;
             }
             data.refused.clear();
         }
-        let mut session = slot.session.data();
-        match asker {
-            Asker::PersonLogin => session.person_acted(),
-            Asker::TerminalHelper | Asker::Unattended => session.retry_now(),
-        }
-    }
-
-    /// `samlctl refresh`: fresh credentials for every role in use, now. A person asked, so
-    /// refusals and backoffs are set aside for this one trip.
-    pub async fn refresh(self: &Arc<Self>, account: &str) -> Result<Vec<RoleStatus>, WireError> {
-        let slot = self.slot(account)?;
-        {
-            let data = slot.data();
-            let never = data.phase == Phase::Idle
-                && data.creds.is_empty()
-                && slot.session.data().phase != SessionPhase::Live;
-            if data.phase == Phase::LoggedOut || never {
-                return Err(not_logged_in(&slot.account));
-            }
-        }
-        self.person_acts(&slot, Asker::Unattended);
-        // A refresh already running may have started before the user asked; wait for it and
-        // then run one of our own so the answer is really fresh.
-        let running = slot.data().flight.as_ref().map(|(_, rx)| rx.clone());
-        if let Some(rx) = running {
-            let _ = wait_flight(rx, slot.account.login_wait, &slot.account.name).await;
-        }
-        let rx = self.start_trip(&slot, None, true);
-        let outcome = wait_flight(rx, slot.account.login_wait, &slot.account.name).await;
-        self.audit
-            .record(Record::new(AuditKind::Refresh, Some(&slot.account.name)).outcome(&outcome));
-        outcome?;
-        let now = self.clock.now();
-        let data = slot.data();
-        Ok(status::role_statuses(
-            &slot.account,
-            &data,
-            &self.audit,
-            now,
-        ))
-    }
-
-    /// `samlctl login`: reuses the IdP session when it lives (no secrets needed), otherwise
-    /// logs in with a password and MFA obtained through `channel`. It runs at once, whatever
-    /// backoff or refusal stood.
-    pub async fn login(
-        self: &Arc<Self>,
-        account: &str,
-        secrets: LoginSecrets,
-        force: bool,
-        channel: Option<&mut dyn ClientChannel>,
-    ) -> Result<LoginOutcome, WireError> {
-        self.login_as(account, secrets, force, channel, Asker::PersonLogin)
-            .await
-    }
-
-    /// [`Manager::login`] for `asker`: a person's, or a helper's on a terminal, which may ask
-    /// for a password or code but lifts no refusal (checked again right before it signs in).
-    async fn login_as(
-        self: &Arc<Self>,
-        account: &str,
-        secrets: LoginSecrets,
-        force: bool,
-        channel: Option<&mut dyn ClientChannel>,
-        asker: Asker,
-    ) -> Result<LoginOutcome, WireError> {
-        let slot = self.slot(account)?;
-        let deadline = tokio::time::Instant::now()
-            .checked_add(slot.account.login_wait)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        // Become the account's only flight; wait out any other one first.
-        let (tx, guard) = loop {
-            let waiting = {
-                let mut data = slot.data();
-                match &data.flight {
-                    Some((_, rx)) => rx.clone(),
-                    None => {
-                        let (tx, rx) = watch::channel(None);
-                        data.flight = Some((FlightKind::Login, rx));
-                        let guard = FlightGuard {
-                            slot: slot.clone(),
-                            manager: self.clone(),
-                        };
-                        break (tx, guard);
-                    }
-                }
-            };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let _ = wait_flight(waiting, left, &slot.account.name).await;
-            if tokio::time::Instant::now() >= deadline {
-                return Err(WireError::new(
-                    ErrorCode::Timeout,
-                    format!("another login for {account} is still running; try again shortly"),
-                ));
-            }
-        };
-        self.person_acts(&slot, asker);
-        // A new password is being saved: do not read the old one back.
-        let passwords = (!secrets.save_password)
-            .then(|| self.options.password_store.as_ref().cloned())
-            .flatten();
-        let force = force || secrets.save_password || secrets.browser.is_some();
-        let reuse_only = secrets.reuse_only;
-        let mut sources = SecretSources::new(
-            &slot.account,
-            secrets,
-            channel,
-            self.options.command_timeout,
-            passwords,
-        );
-        sources.asker = asker;
-        let result = self
-            .run_trip(&slot, None, Some((&mut sources, force)), true)
-            .await;
-        drop(guard);
-        let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
-        // samlctl asks to reuse the session before it opens a browser: "none to reuse" is
-        // the answer to that question, not a failed login, and the browser login follows.
-        let nothing_to_reuse =
-            reuse_only && matches!(&result, Err(e) if e.code == ErrorCode::NeedsLogin);
-        if !nothing_to_reuse {
-            self.audit
-                .record(Record::new(AuditKind::Login, Some(&slot.account.name)).outcome(&result));
-        }
-        let reused = result?;
-        if let Some(password) = sources.to_save.take() {
-            let message = self.save_password(&slot, password).await;
-            sources.tell(&message).await;
-        }
-        let data = slot.data();
-        Ok(LoginOutcome {
-            account: slot.account.name.clone(),
-            username: slot.account.username.clone(),
-            reused_session: reused,
-            roles: status::role_infos(&slot.account, &data.roles),
-        })
-    }
-
-    /// Saves an accepted password; the message says what happened, for the user.
-    async fn save_password(&self, slot: &AccountSlot, password: samld_proto::Secret) -> String {
-        let Some(store) = self.options.password_store.as_ref() else {
-            return "Logged in, but the password was not saved: this samld has no keyring".into();
-        };
-        let (name, username) = (slot.account.name.clone(), slot.account.username.clone());
-        match crate::keyring::run(store, move |s| s.set(&name, &username, &password)).await {
-            Ok(()) => {
-                slot.data().saved_password = Some(true);
-                "Saved the password in the OS keyring; samld can now log in again by itself.".into()
-            }
-            Err(e) => format!("Logged in, but the password was not saved: {e}"),
-        }
+        slot.session.data().retry_now();
     }
 
     /// Joins the running flight of an account, or starts a trip in its own task so that it
@@ -896,6 +708,18 @@ fn resolve_role(
 ) -> Result<Option<String>, WireError> {
     saml::resolve_role(roles, asked, account.role.as_deref())
         .map_err(|e| WireError::new(ErrorCode::UnknownRole, format!("{}: {e}", account.name)))
+}
+
+/// [`resolve_role`]'s error when it came from the assertion held: the role may have been
+/// granted since, which only a new assertion shows.
+fn role_not_offered(account: &Account, e: WireError) -> WireError {
+    WireError::new(
+        e.code,
+        format!(
+            "{} (as of the last sign-in; if it was granted since, run: samlctl refresh {})",
+            e.message, account.name
+        ),
+    )
 }
 
 fn usable(held: &HeldCredentials, now: OffsetDateTime) -> bool {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samld_config::Account;
-use samld_proto::{Secret, SecretKind};
+use samld_proto::{LoginIntent, PasswordLogin, Secret, SecretKind};
 
 use super::gate::Asker;
 use crate::future::BoxFuture;
@@ -25,27 +25,13 @@ pub trait ClientChannel: Send {
     fn tell<'a>(&'a mut self, message: &'a str) -> BoxFuture<'a, ()>;
 }
 
-/// Secrets a client sent with its login request, and what to do with them.
-#[derive(Debug, Default)]
-pub struct LoginSecrets {
-    /// From `--password-stdin`.
-    pub password: Option<Secret>,
-    /// From `--mfa-code`.
-    pub mfa_code: Option<Secret>,
-    /// `--save-password`: keep the password in the OS keyring once JumpCloud accepts it.
-    pub save_password: bool,
-    /// `--browser`: the person signed in in a browser; the provider adopts that sign-in.
-    pub browser: Option<samld_proto::BrowserSignIn>,
-    /// Reuse the IdP session or fail: no sign-in of any kind.
-    pub reuse_only: bool,
-}
-
 /// Where a login's secrets come from, in order: what the client sent with the request, the
 /// account's `password_command`/`mfa_command`, the keyring, then a question to the client if
 /// it can answer one. It also counts what reached the person, for the unattended-login rule.
 pub(super) struct SecretSources<'a> {
     pub(super) account: Account,
-    pub(super) given: LoginSecrets,
+    /// What the login is for; the secrets it carries are taken out as they are used.
+    pub(super) intent: LoginIntent,
     pub(super) channel: Option<&'a mut dyn ClientChannel>,
     pub(super) command_timeout: Duration,
     /// The keyring to look in after `password_command`; `None` to skip it (unattended
@@ -63,14 +49,14 @@ pub(super) struct SecretSources<'a> {
 impl<'a> SecretSources<'a> {
     pub(super) fn new(
         account: &Account,
-        given: LoginSecrets,
+        intent: LoginIntent,
         channel: Option<&'a mut dyn ClientChannel>,
         command_timeout: Duration,
         passwords: Option<Arc<dyn PasswordStore>>,
     ) -> Self {
         Self {
             account: account.clone(),
-            given,
+            intent,
             channel,
             command_timeout,
             passwords,
@@ -116,16 +102,30 @@ impl<'a> SecretSources<'a> {
     pub(super) async fn tell(&mut self, message: &str) {
         self.progress(message).await
     }
+
+    /// The password login's secrets, for taking them out: a secret is handed out once.
+    fn given(&mut self) -> Option<&mut PasswordLogin> {
+        match &mut self.intent {
+            LoginIntent::Password(login) => Some(login),
+            LoginIntent::ReuseOnly | LoginIntent::Browser { .. } => None,
+        }
+    }
 }
 
 impl LoginInteraction for SecretSources<'_> {
     fn browser_sign_in(&mut self) -> Option<samld_proto::BrowserSignIn> {
-        self.given.browser.take()
+        match &mut self.intent {
+            // Taken once: an empty one is what is left behind.
+            LoginIntent::Browser { sign_in } if !sign_in.saml_response.expose().is_empty() => {
+                Some(std::mem::take(sign_in))
+            }
+            _ => None,
+        }
     }
 
     fn password<'a>(&'a mut self, prompt: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>> {
         Box::pin(async move {
-            let mut given = self.given.password.take();
+            let mut given = self.given().and_then(|g| g.password.take());
             let command = self.account.password_command.clone();
             if given.is_none()
                 && command.is_none()
@@ -143,7 +143,7 @@ impl LoginInteraction for SecretSources<'_> {
             let password = self
                 .obtain(SecretKind::Password, given, command, prompt)
                 .await?;
-            if self.given.save_password {
+            if self.intent.saves_password() {
                 self.to_save = Some(password.clone());
             }
             Ok(password)
@@ -153,7 +153,7 @@ impl LoginInteraction for SecretSources<'_> {
     fn mfa_code<'a>(&'a mut self, prompt: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>> {
         Box::pin(async move {
             // A code is good for one attempt: never hand the same one out twice.
-            let given = self.given.mfa_code.take();
+            let given = self.given().and_then(|g| g.mfa_code.take());
             let command = self.account.mfa_command.clone();
             self.obtain(SecretKind::MfaCode, given, command, prompt)
                 .await

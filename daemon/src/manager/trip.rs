@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use samld_config::{Account, LoginMethod};
-use samld_proto::{ErrorCode, ErrorInfo, Secret, WireError};
+use samld_proto::{ErrorCode, ErrorInfo, LoginIntent, PasswordLogin, Secret, WireError};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -15,7 +15,7 @@ use super::secrets::{self, SavedPassword, SecretSources};
 use super::state::{
     AccountData, AccountSlot, HeldCredentials, SessionData, SessionSlot, SessionTimes,
 };
-use super::{LoginSecrets, Manager, wait_flight};
+use super::{Manager, wait_flight};
 use crate::clock::rfc3339;
 use crate::idp::IdpError;
 use crate::saml::{self, Assertion, RolePair};
@@ -67,13 +67,18 @@ impl TripError {
     }
 }
 
-/// A login's result, whether it reached the person, and whether its password came from the
-/// keyring.
-type LoginAttempt = (Result<Secret, IdpError>, bool, bool);
+/// A login that ran.
+struct LoginAttempt {
+    result: Result<Secret, IdpError>,
+    /// It sent a password, a push or a code.
+    reached_person: bool,
+    /// Its password came from the keyring.
+    from_keyring: bool,
+}
 
-/// The person at the other end of a login, if any: where secrets come from and whether to
-/// skip the held session.
-pub(super) type Person<'a, 'b> = Option<(&'a mut SecretSources<'b>, bool)>;
+/// The person at the other end of a login, if any: what they asked for, and where its
+/// secrets come from.
+pub(super) type Person<'a, 'b> = Option<&'a mut SecretSources<'b>>;
 
 impl Manager {
     /// One trip, and what it means for the account's state. Returns whether the IdP session
@@ -98,6 +103,15 @@ impl Manager {
         if data.generation != generation {
             tracing::info!(account = %slot.account.name, "logged out during the trip; its result is discarded");
             return Err(super::not_logged_in(&slot.account));
+        }
+        if prev == Phase::LoggedOut && result.is_err() {
+            // Only a person's login runs for a logged-out account, and only one that
+            // succeeds lifts the logout: this one leaves the account as the logout left it,
+            // even if STS answered for some of its roles.
+            data.creds.clear();
+            data.roles.clear();
+            data.wanted.clear();
+            return result.map_err(|e| e.error);
         }
         let failure = result.as_ref().err().map(|e| e.failure.clone());
         if attended && matches!(failure, Some(Failure::NeedsPerson | Failure::SessionEnded)) {
@@ -162,6 +176,7 @@ impl Manager {
         renew_all: bool,
     ) -> Result<bool, TripError> {
         let account = &slot.account;
+        let attended = person.is_some();
         let (saml_response, reused) = self.assertion(slot, &mut person).await?;
         let assertion = parse_assertion(account, &saml_response)?;
         let now = self.clock.now();
@@ -174,6 +189,11 @@ impl Manager {
                 ));
             }
             data.roles = assertion.roles.clone();
+            if attended {
+                // The person signed in: roles STS refused are asked again. A sign-in that
+                // failed never got here, and left the refusals as they were.
+                data.refused.clear();
+            }
             let renew_before = (!renew_all).then(|| policy::add(now, BATCH_WINDOW));
             choose_targets(
                 account,
@@ -280,7 +300,17 @@ impl Manager {
         person: &mut Person<'_, '_>,
     ) -> Result<(Secret, bool), TripError> {
         let account = &slot.account;
-        let force = person.as_ref().is_some_and(|(_, force)| *force);
+        let force = person
+            .as_ref()
+            .is_some_and(|sources| sources.intent.skips_held_session());
+        if person.is_none() && slot.data().phase == Phase::LoggedOut {
+            // A trip that a logout overtook before it reached the IdP: nothing is sent for an
+            // account a person left.
+            return Err(TripError::new(
+                Failure::NeedsPerson,
+                super::not_logged_in(account),
+            ));
+        }
         if !force {
             // Another account of this user may be signing in right now: its session is ours.
             let running = slot.session.data().login.clone();
@@ -343,8 +373,8 @@ impl Manager {
     ) -> Result<Secret, TripError> {
         let account = &slot.account;
         let session = &slot.session;
-        if let Some((sources, _)) = person.as_ref()
-            && sources.given.reuse_only
+        if let Some(sources) = person.as_ref()
+            && sources.intent == LoginIntent::ReuseOnly
         {
             return Err(TripError::new(
                 Failure::NeedsPerson,
@@ -358,16 +388,16 @@ impl Manager {
                 ),
             ));
         }
-        if let Some((sources, _)) = person.as_ref()
+        if let Some(sources) = person.as_ref()
             && account.login == LoginMethod::Browser
-            && sources.given.browser.is_none()
+            && !matches!(sources.intent, LoginIntent::Browser { .. })
         {
             return Err(TripError::new(
                 Failure::NeedsPerson,
                 explain(account, &WhyNot::BrowserOnly),
             ));
         }
-        let asker = person.as_ref().map_or(Asker::Unattended, |(s, _)| s.asker);
+        let asker = person.as_ref().map_or(Asker::Unattended, |s| s.asker);
         let (tx, _guard, generation) = loop {
             let now = self.clock.now();
             // Lock order: an account before its session, never the other way round.
@@ -424,11 +454,12 @@ impl Manager {
         if unattended {
             tracing::info!(account = %account.name, session = %session.key, "IdP session ended; signing in again unattended");
         }
-        let result = match person.as_mut() {
-            Some((sources, _)) => {
-                let r = slot.idp.login(&mut **sources).await;
-                (r, sources.reached_person, false)
-            }
+        let attempt = match person.as_mut() {
+            Some(sources) => LoginAttempt {
+                result: slot.idp.login(&mut **sources).await,
+                reached_person: sources.reached_person,
+                from_keyring: false,
+            },
             None => match self.unattended_login(slot).await {
                 Ok(attempt) => attempt,
                 Err(missing) => {
@@ -439,7 +470,11 @@ impl Manager {
                 }
             },
         };
-        let (result, reached_person, from_keyring) = result;
+        let LoginAttempt {
+            result,
+            reached_person,
+            from_keyring,
+        } = attempt;
         if let Err(IdpError::AuthFailed { .. }) = &result
             && from_keyring
             && let Some(store) = self.options.password_store.as_ref()
@@ -523,7 +558,7 @@ impl Manager {
     /// reached the person, and whether the password came from the keyring.
     async fn unattended_login(&self, slot: &AccountSlot) -> Result<LoginAttempt, TripError> {
         let account = &slot.account;
-        let mut given = LoginSecrets::default();
+        let mut given = PasswordLogin::default();
         let mut from_keyring = false;
         if account.password_command.is_none() {
             let missing = || {
@@ -575,10 +610,19 @@ impl Manager {
                 }
             }
         }
-        let mut sources =
-            SecretSources::new(account, given, None, self.options.command_timeout, None);
+        let mut sources = SecretSources::new(
+            account,
+            LoginIntent::Password(given),
+            None,
+            self.options.command_timeout,
+            None,
+        );
         let result = slot.idp.login(&mut sources).await;
-        Ok((result, sources.reached_person, from_keyring))
+        Ok(LoginAttempt {
+            result,
+            reached_person: sources.reached_person,
+            from_keyring,
+        })
     }
 
     /// The session is live again: every account that was waiting for it refreshes now.

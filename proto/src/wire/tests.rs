@@ -1,11 +1,11 @@
 use super::*;
-use crate::PROTOCOL_VERSION;
+use crate::{LoginIntent, PROTOCOL_VERSION, PasswordLogin};
 
 #[test]
 fn protocol_version_is_pinned() {
     // Changing this number is a deliberate wire break: update this test in the same commit
     // and say why.
-    assert_eq!(PROTOCOL_VERSION, 1);
+    assert_eq!(PROTOCOL_VERSION, 2);
     let hello = Response::Hello {
         protocol_version: PROTOCOL_VERSION,
         daemon_version: "0.1.0".into(),
@@ -13,7 +13,7 @@ fn protocol_version_is_pinned() {
     };
     assert_eq!(
         serde_json::to_string(&hello).unwrap(),
-        r#"{"type":"hello","protocol_version":1,"daemon_version":"0.1.0","pid":42}"#
+        r#"{"type":"hello","protocol_version":2,"daemon_version":"0.1.0","pid":42}"#
     );
 }
 
@@ -33,10 +33,19 @@ fn golden_requests() {
         (
             Request::Login(LoginRequest {
                 account: "prod".into(),
-                mfa_code: Some(Secret::new("123456")),
-                ..Default::default()
+                intent: LoginIntent::Password(PasswordLogin {
+                    mfa_code: Some(Secret::new("123456")),
+                    ..PasswordLogin::default()
+                }),
             }),
-            r#"{"type":"login","account":"prod","mfa_code":"123456","interactive":false,"force":false,"save_password":false}"#,
+            r#"{"type":"login","account":"prod","intent":{"kind":"password","mfa_code":"123456","interactive":false,"session":"reuse"}}"#,
+        ),
+        (
+            Request::Login(LoginRequest {
+                account: "prod".into(),
+                intent: LoginIntent::ReuseOnly,
+            }),
+            r#"{"type":"login","account":"prod","intent":{"kind":"reuse_only"}}"#,
         ),
         (
             Request::ProvideSecret {

@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime};
 use clap::CommandFactory;
 use samld_client::browser::{self, BrowserSettings};
 use samld_client::{Client, ClientError, ConnectOptions, PromptError};
-use samld_proto::{BrowserPlan, ErrorCode, Handout, LoginRequest, RoleInfo, Secret};
+use samld_proto::{
+    BrowserPlan, ErrorCode, Handout, HeldSession, LoginIntent, LoginRequest, PasswordLogin,
+    RoleInfo, Secret,
+};
 use serde::Serialize;
 
 use crate::prompt::{LoginPrompter, read_code_line, read_password_line};
@@ -95,15 +98,14 @@ pub(crate) fn login(
     };
     let request = LoginRequest {
         account: args.account,
-        password,
-        mfa_code,
-        // Whether samld may ask us at all; what we cannot answer fails with a clear message.
-        interactive: prompter.tty.is_some() || args.password_stdin || args.mfa_code_stdin,
-        // A reused session asks for no password, so there would be nothing to save.
-        force: args.force || args.save_password,
-        save_password: args.save_password,
-        browser: None,
-        reuse_only: false,
+        intent: LoginIntent::Password(PasswordLogin {
+            password,
+            mfa_code,
+            // Whether samld may ask us at all; what we cannot answer fails with a clear
+            // message.
+            interactive: prompter.tty.is_some() || args.password_stdin || args.mfa_code_stdin,
+            session: HeldSession::from_flags(args.force, args.save_password),
+        }),
     };
     let outcome = client.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
     out.write_all(render_login(&outcome).as_bytes())?;
@@ -129,8 +131,7 @@ fn browser_login(
     if !force {
         let reuse = LoginRequest {
             account: account.clone(),
-            reuse_only: true,
-            ..LoginRequest::default()
+            intent: LoginIntent::ReuseOnly,
         };
         match connect()?.login(reuse, &mut prompter, &mut |msg| eprintln!("{msg}")) {
             Ok(outcome) => {
@@ -156,9 +157,7 @@ fn browser_login(
         .map_err(|e| Failure(format!("{e}; {account} is as it was")))?;
     let request = LoginRequest {
         account,
-        force: true,
-        browser: Some(signed_in),
-        ..LoginRequest::default()
+        intent: LoginIntent::Browser { sign_in: signed_in },
     };
     let outcome = connect()?.login(request, &mut prompter, &mut |msg| eprintln!("{msg}"))?;
     out.write_all(render_login(&outcome).as_bytes())?;
@@ -177,12 +176,20 @@ pub(crate) fn logout(
     account: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    let accounts = client.logout(account)?;
-    if accounts.is_empty() {
-        writeln!(out, "Nothing to log out: no account was logged in.")?;
+    let outcome = client.logout(account)?;
+    if outcome.accounts.is_empty() && outcome.idp_sessions == 0 {
+        writeln!(
+            out,
+            "Nothing to log out: no account was logged in and no IdP session was held."
+        )?;
     }
-    for a in accounts {
+    for a in &outcome.accounts {
         writeln!(out, "Logged out of {a}.")?;
+    }
+    match outcome.idp_sessions {
+        0 => {}
+        1 => writeln!(out, "Signed out of 1 IdP session.")?,
+        n => writeln!(out, "Signed out of {n} IdP sessions.")?,
     }
     Ok(())
 }
