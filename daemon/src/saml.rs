@@ -56,6 +56,24 @@ pub struct Assertion {
     pub role_session_name: Option<String>,
     /// SubjectConfirmationData/@NotOnOrAfter (else Conditions/@NotOnOrAfter).
     pub not_on_or_after: Option<OffsetDateTime>,
+    /// Subject/NameID: who the IdP signed in (an email address at JumpCloud), trimmed.
+    pub subject: Option<String>,
+}
+
+impl Assertion {
+    /// Whether the assertion's subject is `identity`, compared as IdPs compare logins
+    /// (case-insensitively). An assertion without a subject is no one's.
+    pub fn is_for(&self, identity: &str) -> bool {
+        self.subject
+            .as_deref()
+            .is_some_and(|subject| same_identity(subject, identity))
+    }
+}
+
+/// Whether two logins name the same person: IdPs match email addresses and user names
+/// case-insensitively, so `Alice@Example.com` and `alice@example.com` are one identity.
+pub fn same_identity(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 /// Why a SAML page or assertion could not be used.
@@ -324,6 +342,7 @@ enum Node {
     Assertion,
     EncryptedAssertion,
     Subject,
+    NameId,
     SubjectConfirmation,
     SubjectConfirmationData,
     Conditions,
@@ -343,6 +362,7 @@ impl Node {
             "Assertion" => Node::Assertion,
             "EncryptedAssertion" => Node::EncryptedAssertion,
             "Subject" => Node::Subject,
+            "NameID" => Node::NameId,
             "SubjectConfirmation" => Node::SubjectConfirmation,
             "SubjectConfirmationData" => Node::SubjectConfirmationData,
             "Conditions" => Node::Conditions,
@@ -394,6 +414,7 @@ struct AssertionParser {
     role_session_name: Option<String>,
     subject_not_on_or_after: Option<OffsetDateTime>,
     conditions_not_on_or_after: Option<OffsetDateTime>,
+    subject: Option<String>,
 }
 
 impl Default for AssertionParser {
@@ -413,6 +434,7 @@ impl Default for AssertionParser {
             role_session_name: None,
             subject_not_on_or_after: None,
             conditions_not_on_or_after: None,
+            subject: None,
         }
     }
 }
@@ -532,6 +554,9 @@ impl AssertionParser {
                 ] if self.subject_not_on_or_after.is_none() => {
                     self.subject_not_on_or_after = timestamp(start, "SubjectConfirmationData")?;
                 }
+                [Node::Subject, Node::NameId] if self.subject.is_none() => {
+                    self.text = Some((self.stack.len(), String::new()));
+                }
                 [Node::Conditions] if self.conditions_not_on_or_after.is_none() => {
                     self.conditions_not_on_or_after = timestamp(start, "Conditions")?;
                 }
@@ -583,8 +608,13 @@ impl AssertionParser {
                 self.assertion = AssertionState::Done;
             }
             AssertionState::Inside(assertion_depth) => {
-                if let Some(value) = text {
-                    self.attribute_value(&value)?;
+                let in_name_id = self.stack[assertion_depth..] == [Node::Subject, Node::NameId];
+                match text {
+                    Some(name) if in_name_id => {
+                        self.subject = Some(name.trim().to_owned()).filter(|n| !n.is_empty());
+                    }
+                    Some(value) => self.attribute_value(&value)?,
+                    None => {}
                 }
                 if self.stack[assertion_depth..] == [Node::AttributeStatement, Node::Attribute] {
                     self.attribute = None;
@@ -662,6 +692,7 @@ impl AssertionParser {
             not_on_or_after: self
                 .subject_not_on_or_after
                 .or(self.conditions_not_on_or_after),
+            subject: self.subject,
         })
     }
 }
@@ -962,6 +993,7 @@ mod tests {
                 session_duration: Some(7200),
                 role_session_name: Some("alice@example.com".to_owned()),
                 not_on_or_after: Some(datetime!(2036-11-25 10:37:56 UTC)),
+                subject: Some("alice@example.com".to_owned()),
             }
         );
     }
@@ -983,6 +1015,29 @@ mod tests {
             assertion.role_session_name.as_deref(),
             Some("bob@example.com")
         );
+    }
+
+    #[test]
+    fn the_subject_is_the_assertions_name_id_whatever_its_prefix() {
+        // `saml2:` prefixes; the RoleSessionName (bob) is not the subject.
+        let fixture = parse_xml(SIGNED_BOTH_SAML2).unwrap();
+        assert_eq!(fixture.subject.as_deref(), Some("alice@example.com"));
+        assert!(fixture.is_for("Alice@Example.com") && !fixture.is_for("bob@example.com"));
+        let attributes = role_attribute(&[&format!("{},{}", role("A"), provider())]);
+        let spaced = response(&attributes).replace(
+            "<saml:NameID>alice@example.com</saml:NameID>",
+            "<saml:NameID Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress\">\n  alice@example.com\n</saml:NameID>",
+        );
+        assert_eq!(
+            parse_xml(&spaced).unwrap().subject.as_deref(),
+            Some("alice@example.com")
+        );
+        // No NameID: the assertion is no one's, never a match for any identity.
+        let anonymous =
+            response(&attributes).replace("<saml:NameID>alice@example.com</saml:NameID>", "");
+        let anonymous = parse_xml(&anonymous).unwrap();
+        assert_eq!(anonymous.subject, None);
+        assert!(!anonymous.is_for(""));
     }
 
     #[test]

@@ -887,6 +887,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     let signed_in = samld_proto::BrowserSignIn {
         saml_response: h.idp.current(),
         cookies: Vec::new(),
+        replace_identity: false,
     };
     let outcome = h
         .daemon

@@ -18,6 +18,7 @@ use samld_proto::Secret;
 use tracing::debug;
 
 use super::browser_session::adopt_cookies;
+use super::identity::{CheckedAt, IdentityMismatch, IdentitySource, is_one_of, subject_of};
 use super::transport::{
     POOL_IDLE_TIMEOUT, USER_AGENT, network_error, redacted_url, shared_tls_config,
 };
@@ -42,10 +43,15 @@ impl fmt::Debug for SharedBrowserSession {
 struct Slot {
     generation: u64,
     client: Option<Client>,
+    /// The subject of the first sign-in: whose the accounts at this IdP are. It outlives
+    /// the session (a logout does not make the accounts anyone's), and changes only when the
+    /// person forces a sign-in as someone else.
+    identity: Option<String>,
 }
 
 /// A generic SAML IdP for one account.
 pub struct GenericSaml {
+    account: String,
     url: Url,
     request_timeout: Duration,
     session: SharedBrowserSession,
@@ -60,8 +66,10 @@ impl fmt::Debug for GenericSaml {
 }
 
 impl GenericSaml {
-    /// A provider fetching assertions from `url` with the cookies of `session`.
+    /// A provider for `account` fetching assertions from `url` with the cookies of
+    /// `session`.
     pub fn new(
+        account: &str,
         url: &str,
         request_timeout: Duration,
         session: SharedBrowserSession,
@@ -71,6 +79,7 @@ impl GenericSaml {
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| IdpError::Config(format!("`url` is not an http(s) URL: {url:?}")))?;
         Ok(Self {
+            account: account.to_owned(),
             url,
             request_timeout,
             session,
@@ -131,7 +140,7 @@ impl GenericSaml {
             body.extend_from_slice(&chunk);
         }
         match crate::saml::extract_saml_response(&String::from_utf8_lossy(&body)) {
-            Ok(saml) => Ok(saml),
+            Ok(saml) => self.check_refresh(saml),
             // A login page, a consent page, a device check: whatever it is, only the person
             // in the browser gets past it.
             Err(crate::saml::SamlError::NoSamlResponse) => {
@@ -142,7 +151,41 @@ impl GenericSaml {
         }
     }
 
+    /// Refuses an assertion for anyone but the identity, before it can reach STS.
+    fn check_refresh(&self, saml: Secret) -> Result<Secret, IdpError> {
+        let expected = self.slot().identity.clone();
+        // An unreadable assertion is refused by the trip's own parse, with its own message.
+        let (Some(expected), Ok(subject)) = (expected, subject_of(&saml)) else {
+            return Ok(saml);
+        };
+        if is_one_of(subject.as_deref(), std::slice::from_ref(&expected)) {
+            return Ok(saml);
+        }
+        Err(self.mismatch(subject, expected, CheckedAt::Refresh))
+    }
+
+    fn mismatch(&self, signed_in: Option<String>, expected: String, at: CheckedAt) -> IdpError {
+        IdpError::IdentityMismatch(IdentityMismatch {
+            account: self.account.clone(),
+            signed_in,
+            expected,
+            source: IdentitySource::FirstSignIn,
+            at,
+            idp: "the IdP",
+        })
+    }
+
+    /// Takes in the browser's sign-in when it is the identity's, or the first one, or the
+    /// person forced it; anyone else's is refused and the held session stays as it was.
     fn adopt(&self, signed_in: samld_proto::BrowserSignIn) -> Result<Secret, IdpError> {
+        let subject = subject_of(&signed_in.saml_response)?;
+        let expected = self.slot().identity.clone();
+        if let Some(expected) = expected
+            && !signed_in.replace_identity
+            && !is_one_of(subject.as_deref(), std::slice::from_ref(&expected))
+        {
+            return Err(self.mismatch(subject, expected, CheckedAt::BrowserSignIn));
+        }
         let jar = Arc::new(Jar::default());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -153,6 +196,9 @@ impl GenericSaml {
         let mut slot = self.slot();
         slot.generation += 1;
         slot.client = Some(client);
+        if subject.is_some() {
+            slot.identity = subject;
+        }
         Ok(signed_in.saml_response.clone())
     }
 }
@@ -176,6 +222,10 @@ impl IdentityProvider for GenericSaml {
                 )),
             }
         })
+    }
+
+    fn identity(&self) -> Option<String> {
+        self.slot().identity.clone()
     }
 
     fn forget_session(&self) {

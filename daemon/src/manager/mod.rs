@@ -757,7 +757,11 @@ impl Manager {
         let data = slot.data();
         Ok(LoginOutcome {
             account: slot.account.name.clone(),
-            username: slot.account.username.clone(),
+            // A `provider = "saml"` account has no username: it is whom it signed in as.
+            username: slot
+                .idp
+                .identity()
+                .unwrap_or_else(|| slot.account.username.clone()),
             reused_session: reused,
             roles: status::role_infos(&slot.account, &data.roles),
         })

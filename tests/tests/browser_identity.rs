@@ -1,0 +1,181 @@
+//! A session belongs to an identity: a browser sign-in as someone else is refused before
+//! samld adopts it, with the real `samld` and `samlctl`, headless Chromium reaching nothing
+//! beyond 127.0.0.1, the fake JumpCloud's sign-in page (signing in alice or bob) and the fake
+//! STS. The test plays the person at the browser through a second DevTools channel.
+
+mod support;
+
+use samld_proto::AccountState;
+use samld_tests::fake_jumpcloud::{
+    DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_PROVIDER_ARN, DEFAULT_ROLE_ARN, FakeApp,
+    FakeJumpCloud, FakeJumpCloudConfig, FakeUser,
+};
+use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
+use samld_tests::fixture::{failed, succeeded};
+use std::process::Output;
+
+use support::World;
+use support::browser::{
+    CHROMIUM, browser_args_toml, enter_password, finish, person_at_login_page, start_samlctl,
+};
+
+const BOB_EMAIL: &str = "bob@example.com";
+const BOB_PASSWORD: &str = "pw-bob-Wq3!zT8#kL5";
+
+/// The fake JumpCloud with alice and bob, both assigned the default app.
+fn alice_and_bob(config: impl FnOnce(&FakeJumpCloud, &FakeSts) -> String) -> World {
+    let jc = FakeJumpCloudConfig {
+        users: vec![
+            FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD),
+            FakeUser::new(BOB_EMAIL, BOB_PASSWORD),
+        ],
+        apps: vec![FakeApp::new(
+            DEFAULT_APP,
+            &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)],
+        )],
+        ..FakeJumpCloudConfig::default()
+    }
+    .on_localhost();
+    World::with_setup(
+        jc,
+        FakeStsConfig::default(),
+        |jc, sts, _| config(jc, sts),
+        None,
+    )
+}
+
+/// `[accounts.NAME]` at the fake's app, with the browser samlctl opens.
+fn account(name: &str, jc: &FakeJumpCloud, sts: &FakeSts, keys: &str) -> String {
+    format!(
+        "[accounts.{name}]\nurl = \"{url}\"\nsts_endpoint = \"{sts}\"\nregion = \"us-east-1\"\n\
+         browser = \"{CHROMIUM}\"\nbrowser_args = {args}\n{keys}\n",
+        url = jc.app_url(DEFAULT_APP),
+        sts = sts.endpoint_url(),
+        args = browser_args_toml(),
+    )
+}
+
+/// `samlctl ARGS`, with the person signing in to the browser it opens as `email`.
+fn browser_login_as(w: &World, args: &[&str], email: &str, password: &str) -> Output {
+    let samlctl = start_samlctl(w, args);
+    enter_password(&person_at_login_page(w), email, password);
+    finish(samlctl)
+}
+
+/// The identity status shows for `account`.
+fn identity_of(w: &World, account: &str) -> Option<String> {
+    w.account_status(account).identity
+}
+
+/// Whose assertion STS got for each call, by the session name STS put in the assumed-role
+/// ARN (the fake's assertions carry the email as RoleSessionName).
+fn sts_sessions(w: &World) -> Vec<String> {
+    w.sts
+        .issued()
+        .iter()
+        .map(|c| {
+            let arn = &c.assumed_role_arn;
+            arn.rsplit('/').next().unwrap_or(arn).to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_browser_signed_in_as_someone_else_is_refused_and_the_live_session_stays() {
+    let w = alice_and_bob(|jc, sts| {
+        let jumpcloud = format!(
+            "username = \"{DEFAULT_EMAIL}\"\njumpcloud_console_url = \"{}\"",
+            jc.base_url()
+        );
+        account("api", jc, sts, &jumpcloud)
+            + &account("web", jc, sts, &format!("{jumpcloud}\nlogin = \"browser\""))
+    });
+    succeeded(
+        &w.login("api", DEFAULT_PASSWORD, None),
+        "samlctl login api as alice",
+    );
+    assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL]);
+
+    // --force opens the browser although alice's session lives (it would be reused).
+    let login = browser_login_as(&w, &["login", "web", "--force"], BOB_EMAIL, BOB_PASSWORD);
+    let message = failed(&login, "a browser sign-in as bob for web");
+    assert!(
+        message.contains(
+            "Signed in to the browser as bob@example.com, but web is configured for \
+             alice@example.com; nothing changed. Sign out of JumpCloud in that browser, or run \
+             `samlctl login web --browser` again and sign in as alice@example.com."
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        sts_sessions(&w),
+        [DEFAULT_EMAIL],
+        "bob's assertion reached STS"
+    );
+
+    // alice's session is untouched: the refresh reuses it, and STS gets alice's assertion.
+    let posts = w.jc.stats().password_posts;
+    succeeded(&w.samlctl(&["refresh", "api"]), "samlctl refresh api");
+    assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL, DEFAULT_EMAIL]);
+    assert_eq!(
+        w.jc.stats().password_posts,
+        posts,
+        "the refresh needed no login"
+    );
+    let status = w.status();
+    assert!(
+        status.sessions.iter().all(|s| s.username == DEFAULT_EMAIL),
+        "{:?}",
+        status.sessions
+    );
+    assert_eq!(w.account_status("api").state, AccountState::Active);
+}
+
+#[test]
+fn a_saml_account_is_whoever_signed_in_first_until_the_person_forces_another() {
+    let w = alice_and_bob(|jc, sts| account("prod", jc, sts, "provider = \"saml\""));
+    assert_eq!(identity_of(&w, "prod"), None);
+    let login = browser_login_as(&w, &["login", "prod"], DEFAULT_EMAIL, DEFAULT_PASSWORD);
+    let text = succeeded(&login, "the first browser sign-in, as alice");
+    assert!(
+        text.starts_with("Logged in to prod as alice@example.com"),
+        "{text}"
+    );
+    assert_eq!(identity_of(&w, "prod").as_deref(), Some(DEFAULT_EMAIL));
+    let table = succeeded(&w.samlctl(&["status"]), "samlctl status");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("prod ") && l.contains(DEFAULT_EMAIL)),
+        "{table}"
+    );
+
+    // The IdP session ends; the person signs in again, as bob this time.
+    w.jc.expire_all_sessions();
+    let login = browser_login_as(&w, &["login", "prod"], BOB_EMAIL, BOB_PASSWORD);
+    let message = failed(&login, "a browser sign-in as bob for alice's prod");
+    assert!(
+        message.contains(
+            "Signed in to the browser as bob@example.com, but prod is alice@example.com's"
+        ) && message.contains("`samlctl login prod --browser --force` to make bob@example.com"),
+        "{message}"
+    );
+    assert_eq!(
+        sts_sessions(&w),
+        [DEFAULT_EMAIL],
+        "bob's assertion reached STS"
+    );
+    let status = w.account_status("prod");
+    assert_eq!(status.identity.as_deref(), Some(DEFAULT_EMAIL));
+    assert_ne!(status.state, AccountState::LoggingIn);
+
+    // The person forces it: signing in as bob makes bob prod's identity.
+    let forced = browser_login_as(&w, &["login", "prod", "--force"], BOB_EMAIL, BOB_PASSWORD);
+    let text = succeeded(&forced, "a forced browser sign-in as bob");
+    assert!(
+        text.starts_with("Logged in to prod as bob@example.com"),
+        "{text}"
+    );
+    assert_eq!(identity_of(&w, "prod").as_deref(), Some(BOB_EMAIL));
+    assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL, BOB_EMAIL]);
+}
