@@ -9,7 +9,7 @@ use std::fmt;
 use samld_proto::Secret;
 
 use super::IdpError;
-use crate::saml::{self, same_identity};
+use crate::saml::{self, Assertion, same_identity};
 
 /// Where the identity an assertion was checked against comes from; it decides what the
 /// person can do about a mismatch.
@@ -27,8 +27,9 @@ pub enum IdentitySource {
 pub enum CheckedAt {
     /// A sign-in finished in a browser, before samld adopted it.
     BrowserSignIn,
-    /// An assertion fetched from the held session, before it reached STS.
-    Refresh,
+    /// An assertion about to be handed to STS (from a refresh of the held session, or any
+    /// sign-in): the session manager's last check.
+    BeforeSts,
 }
 
 /// A sign-in or an assertion for someone other than the account's identity. Nothing was
@@ -75,14 +76,38 @@ impl fmt::Display for IdentityMismatch {
                  {account} --browser` again and sign in as {expected}, or run `samlctl login \
                  {account} --browser --force` to make {signed_in} the identity of {account}."
             ),
-            (CheckedAt::Refresh, _) => write!(
+            (CheckedAt::BeforeSts, _) => write!(
                 f,
-                "{idp} answered {account}'s refresh with an assertion for {signed_in}, but the \
-                 session is {expected}'s; samld did not send it to AWS. Run `samlctl login \
-                 {account} --browser` (or `samlctl login {account}`) and sign in as {expected}."
+                "{idp} gave samld an assertion for {signed_in} for {account}, but {account}'s \
+                 session is {expected}'s; samld did not send it to AWS. Sign in again as \
+                 {expected}: `samlctl login {account}` (with `--browser` for a browser \
+                 account)."
             ),
         }
     }
+}
+
+/// Refuses, before STS, an assertion whose subject is none of `identities` (the held
+/// session's, [`super::IdentityProvider::identities`]); with no identity known yet, any.
+pub fn check_hand_out(
+    account: &samld_config::Account,
+    identities: &[String],
+    assertion: &Assertion,
+) -> Result<(), IdentityMismatch> {
+    if identities.is_empty() || is_one_of(assertion.subject.as_deref(), identities) {
+        return Ok(());
+    }
+    Err(IdentityMismatch {
+        account: account.name.clone(),
+        signed_in: assertion.subject.clone(),
+        expected: identities[0].clone(),
+        source: match account.provider {
+            samld_config::Provider::JumpCloud => IdentitySource::Configured,
+            samld_config::Provider::Saml => IdentitySource::FirstSignIn,
+        },
+        at: CheckedAt::BeforeSts,
+        idp: account.idp_name(),
+    })
 }
 
 /// The subject (NameID) of a SAMLResponse; an unreadable response is a SAML error, as it
@@ -129,9 +154,10 @@ mod tests {
                 && first.contains("`samlctl login web --browser --force` to make bob@example.com"),
             "{first}"
         );
-        let refresh = mismatch(IdentitySource::Configured, CheckedAt::Refresh);
+        let refresh = mismatch(IdentitySource::Configured, CheckedAt::BeforeSts);
         assert!(
-            refresh.contains("assertion for bob@example.com, but the session is alice@"),
+            refresh
+                .contains("an assertion for bob@example.com for web, but web's session is alice@"),
             "{refresh}"
         );
     }

@@ -42,6 +42,13 @@ pub trait IdentityProvider: Send + Sync {
     fn identity(&self) -> Option<String> {
         None
     }
+
+    /// Whom the held session signs in: the subjects an assertion may name to be handed on
+    /// to STS (the session manager refuses any other). Empty when no identity is known yet,
+    /// before the first sign-in of a `provider = "saml"` account.
+    fn identities(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where a login gets its secrets and where it reports progress.

@@ -140,7 +140,7 @@ impl GenericSaml {
             body.extend_from_slice(&chunk);
         }
         match crate::saml::extract_saml_response(&String::from_utf8_lossy(&body)) {
-            Ok(saml) => self.check_refresh(saml),
+            Ok(saml) => Ok(saml),
             // A login page, a consent page, a device check: whatever it is, only the person
             // in the browser gets past it.
             Err(crate::saml::SamlError::NoSamlResponse) => {
@@ -151,26 +151,13 @@ impl GenericSaml {
         }
     }
 
-    /// Refuses an assertion for anyone but the identity, before it can reach STS.
-    fn check_refresh(&self, saml: Secret) -> Result<Secret, IdpError> {
-        let expected = self.slot().identity.clone();
-        // An unreadable assertion is refused by the trip's own parse, with its own message.
-        let (Some(expected), Ok(subject)) = (expected, subject_of(&saml)) else {
-            return Ok(saml);
-        };
-        if is_one_of(subject.as_deref(), std::slice::from_ref(&expected)) {
-            return Ok(saml);
-        }
-        Err(self.mismatch(subject, expected, CheckedAt::Refresh))
-    }
-
-    fn mismatch(&self, signed_in: Option<String>, expected: String, at: CheckedAt) -> IdpError {
+    fn refused_sign_in(&self, signed_in: Option<String>, expected: String) -> IdpError {
         IdpError::IdentityMismatch(IdentityMismatch {
             account: self.account.clone(),
             signed_in,
             expected,
             source: IdentitySource::FirstSignIn,
-            at,
+            at: CheckedAt::BrowserSignIn,
             idp: "the IdP",
         })
     }
@@ -184,7 +171,7 @@ impl GenericSaml {
             && !signed_in.replace_identity
             && !is_one_of(subject.as_deref(), std::slice::from_ref(&expected))
         {
-            return Err(self.mismatch(subject, expected, CheckedAt::BrowserSignIn));
+            return Err(self.refused_sign_in(subject, expected));
         }
         let jar = Arc::new(Jar::default());
         let now = SystemTime::now()
@@ -226,6 +213,10 @@ impl IdentityProvider for GenericSaml {
 
     fn identity(&self) -> Option<String> {
         self.slot().identity.clone()
+    }
+
+    fn identities(&self) -> Vec<String> {
+        self.identity().into_iter().collect()
     }
 
     fn forget_session(&self) {

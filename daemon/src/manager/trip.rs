@@ -14,7 +14,7 @@ use super::secrets::{self, SavedPassword, SecretSources};
 use super::state::{AccountData, AccountSlot, HeldCredentials, SessionSlot, SessionTimes};
 use super::{LoginSecrets, Manager, needs_person, session_ended, wait_flight};
 use crate::clock::rfc3339;
-use crate::idp::IdpError;
+use crate::idp::{IdpError, identity};
 use crate::saml::{self, Assertion, RolePair};
 use crate::sts::{AssumeRequest, AwsCredentials, StsError, StsTarget, choose_duration};
 
@@ -151,7 +151,7 @@ impl Manager {
     ) -> Result<bool, TripError> {
         let account = &slot.account;
         let (saml_response, reused) = self.assertion(slot, &mut person).await?;
-        let assertion = parse_assertion(account, &saml_response)?;
+        let assertion = parse_assertion(slot, &saml_response)?;
         let now = self.clock.now();
         let targets = {
             let mut data = slot.data();
@@ -205,7 +205,7 @@ impl Manager {
                             .assertion_from_session()
                             .await
                             .map_err(|e| TripError::idp(account, e))?;
-                        assertion = parse_assertion(account, &saml_response)?;
+                        assertion = parse_assertion(slot, &saml_response)?;
                     }
                     other => break other,
                 }
@@ -673,8 +673,11 @@ impl Drop for SessionLoginGuard {
     }
 }
 
-fn parse_assertion(account: &Account, saml_response: &Secret) -> Result<Assertion, TripError> {
-    saml::parse_saml_response(saml_response.expose()).map_err(|e| {
+/// The assertion a trip hands on to STS: readable, and for the held session's identity
+/// (whatever path it came by: a browser's, a login's, a refresh's).
+fn parse_assertion(slot: &AccountSlot, saml_response: &Secret) -> Result<Assertion, TripError> {
+    let account = &slot.account;
+    let assertion = saml::parse_saml_response(saml_response.expose()).map_err(|e| {
         TripError::new(
             Failure::Refused,
             WireError::new(
@@ -682,7 +685,10 @@ fn parse_assertion(account: &Account, saml_response: &Secret) -> Result<Assertio
                 format!("the SAML assertion for {} is unusable: {e}", account.name),
             ),
         )
-    })
+    })?;
+    identity::check_hand_out(account, &slot.idp.identities(), &assertion)
+        .map_err(|e| TripError::idp(account, IdpError::IdentityMismatch(e)))?;
+    Ok(assertion)
 }
 
 /// Keeps new credentials, with their refresh deadline floored and jittered.

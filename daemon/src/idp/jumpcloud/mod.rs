@@ -361,35 +361,17 @@ impl JumpCloud {
         let saml = self
             .fetch_saml(&session, &self.app, SamlFetch::FromSession)
             .await?;
-        self.check_subject(&session, &saml)?;
+        remember_subject(&session, &saml);
         Ok(saml)
     }
 
-    /// Refuses an assertion from `session` for anyone but the session's identity, before it
-    /// can reach STS; the first assertion of a password login names that identity.
-    fn check_subject(&self, session: &Session, saml: &Secret) -> Result<(), IdpError> {
-        // An unreadable assertion is refused by the trip's own parse, with its own message.
-        let Ok(subject) = identity::subject_of(saml) else {
-            return Ok(());
-        };
-        let mut known = session.identities.lock().unwrap_or_else(|e| e.into_inner());
-        if known.is_empty() {
-            known.extend(subject);
-            return Ok(());
-        }
-        if identity::is_one_of(subject.as_deref(), &known) {
-            return Ok(());
-        }
-        Err(self.mismatch(subject, CheckedAt::Refresh))
-    }
-
-    fn mismatch(&self, signed_in: Option<String>, at: CheckedAt) -> IdpError {
+    fn refused_sign_in(&self, signed_in: Option<String>) -> IdpError {
         IdpError::IdentityMismatch(IdentityMismatch {
             account: self.account.clone(),
             signed_in,
             expected: self.username.clone(),
             source: IdentitySource::Configured,
-            at,
+            at: CheckedAt::BrowserSignIn,
             idp: "JumpCloud",
         })
     }
@@ -410,7 +392,7 @@ impl JumpCloud {
                 }
                 Ok(names) => {
                     let shown = names.into_iter().next();
-                    return Err(self.mismatch(shown, CheckedAt::BrowserSignIn));
+                    return Err(self.refused_sign_in(shown));
                 }
                 // Cookies the console does not know: only the assertion can tell.
                 Err(IdpError::SessionExpired) => {}
@@ -419,7 +401,7 @@ impl JumpCloud {
         }
         let subject = identity::subject_of(saml)?;
         if !identity::is_one_of(subject.as_deref(), &identities) {
-            return Err(self.mismatch(subject, CheckedAt::BrowserSignIn));
+            return Err(self.refused_sign_in(subject));
         }
         Ok(identities)
     }
@@ -497,8 +479,20 @@ impl JumpCloud {
         let saml = self
             .fetch_saml(&session, &target, SamlFetch::AfterLogin)
             .await?;
-        self.check_subject(&session, &saml)?;
+        remember_subject(&session, &saml);
         Ok(saml)
+    }
+}
+
+/// After a password login, the subject of its first assertion is whom the session signs
+/// in: JumpCloud has just authenticated the configured user, whatever NameID format the app
+/// sends. The session manager checks every later assertion against it before STS.
+fn remember_subject(session: &Session, saml: &Secret) {
+    let mut known = session.identities.lock().unwrap_or_else(|e| e.into_inner());
+    if known.is_empty()
+        && let Ok(subject) = identity::subject_of(saml)
+    {
+        known.extend(subject);
     }
 }
 
@@ -519,6 +513,21 @@ impl IdentityProvider for JumpCloud {
         slot.generation += 1;
         slot.session = None;
         debug!("JumpCloud session forgotten");
+    }
+
+    fn identities(&self) -> Vec<String> {
+        let mut names = vec![self.username.clone()];
+        if let Some(session) = self.current_session() {
+            names.extend(
+                session
+                    .identities
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned(),
+            );
+        }
+        names
     }
 }
 
