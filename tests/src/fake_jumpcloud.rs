@@ -686,6 +686,24 @@ impl FakeJumpCloud {
         state.pushes.clear();
     }
 
+    /// A console session signed in as `email`, as a browser holds one once the person has
+    /// signed in: the value of its session cookie ([`SESSION_COOKIE`]).
+    pub fn signed_in_session(&self, email: &str) -> String {
+        let sid = token(40);
+        let mut state = self.inner.lock();
+        let expires_at = state.now() + state.session_lifetime;
+        state.sessions.insert(
+            sid.clone(),
+            ConsoleSession {
+                xsrf: token(32),
+                pending: None,
+                user: Some(email.to_owned()),
+                expires_at,
+            },
+        );
+        sid
+    }
+
     /// How many signed-in sessions are alive.
     pub fn live_sessions(&self) -> usize {
         let state = self.inner.lock();

@@ -1,17 +1,23 @@
 //! A session belongs to an identity: a browser sign-in as someone else is refused before
 //! samld adopts it, with the real `samld` and `samlctl`, headless Chromium reaching nothing
 //! beyond 127.0.0.1, the fake JumpCloud's sign-in page (signing in alice or bob) and the fake
-//! STS. The test plays the person at the browser through a second DevTools channel.
+//! STS. The test plays the person at the browser through a second DevTools channel. The
+//! JumpCloud provider is also tried alone against the fake, with hand-overs no real browser
+//! makes (a console session of one user, an assertion of another).
 
 mod support;
 
-use samld_proto::AccountState;
+use samld::future::BoxFuture;
+use samld::idp::jumpcloud::{JumpCloud, JumpCloudSettings};
+use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
+use samld_proto::{AccountState, BrowserCookie, BrowserSignIn, Secret};
 use samld_tests::fake_jumpcloud::{
     DEFAULT_APP, DEFAULT_EMAIL, DEFAULT_PASSWORD, DEFAULT_PROVIDER_ARN, DEFAULT_ROLE_ARN, FakeApp,
-    FakeJumpCloud, FakeJumpCloudConfig, FakeUser,
+    FakeJumpCloud, FakeJumpCloudConfig, FakeUser, SESSION_COOKIE,
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
 use samld_tests::fixture::{failed, succeeded};
+use samld_tests::saml_builder::{SamlSpec, saml_response_base64};
 use std::process::Output;
 
 use support::World;
@@ -178,4 +184,134 @@ fn a_saml_account_is_whoever_signed_in_first_until_the_person_forces_another() {
     );
     assert_eq!(identity_of(&w, "prod").as_deref(), Some(BOB_EMAIL));
     assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL, BOB_EMAIL]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The JumpCloud provider alone, against the fake: which of the two checks refuses what.
+
+/// What a browser hands samld: an assertion naming `subject`, and the console cookie of a
+/// session signed in as `console_user` (no cookie with `None`).
+fn handed_over(jc: &FakeJumpCloud, subject: &str, console_user: Option<&str>) -> BrowserSignIn {
+    let spec = SamlSpec::new(subject, &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)]);
+    let cookies = console_user.map(|email| BrowserCookie {
+        name: SESSION_COOKIE.into(),
+        value: Secret::new(jc.signed_in_session(email)),
+        domain: jc.addr().ip().to_string(),
+        path: "/".into(),
+        secure: false,
+        expires: None,
+    });
+    BrowserSignIn {
+        saml_response: Secret::new(saml_response_base64(&spec)),
+        cookies: cookies.into_iter().collect(),
+        replace_identity: false,
+    }
+}
+
+/// A person who hands over a browser's sign-in and can type nothing.
+struct Browser(Option<BrowserSignIn>);
+
+impl LoginInteraction for Browser {
+    fn password<'a>(&'a mut self, _: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        Box::pin(async {
+            Err(IdpError::PasswordUnavailable {
+                reason: "a browser sign-in".into(),
+            })
+        })
+    }
+
+    fn mfa_code<'a>(&'a mut self, _: &'a str) -> BoxFuture<'a, Result<Secret, IdpError>> {
+        Box::pin(async {
+            Err(IdpError::MfaCodeUnavailable {
+                reason: "a browser sign-in".into(),
+            })
+        })
+    }
+
+    fn progress<'a>(&'a mut self, _: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn browser_sign_in(&mut self) -> Option<BrowserSignIn> {
+        self.0.take()
+    }
+}
+
+/// alice's provider for account `web`, and the fake with alice and bob.
+async fn alices_provider() -> (FakeJumpCloud, JumpCloud) {
+    let jc = FakeJumpCloud::start(FakeJumpCloudConfig {
+        users: vec![
+            FakeUser::new(DEFAULT_EMAIL, DEFAULT_PASSWORD),
+            FakeUser::new(BOB_EMAIL, BOB_PASSWORD),
+        ],
+        ..FakeJumpCloudConfig::default()
+    })
+    .await;
+    let mut settings = JumpCloudSettings::new(jc.app_url(DEFAULT_APP), DEFAULT_EMAIL);
+    settings.account = "web".into();
+    settings.console_url = jc.base_url();
+    let provider = JumpCloud::new(settings).expect("valid settings");
+    (jc, provider)
+}
+
+fn refused_as(result: Result<Secret, IdpError>, signed_in: &str) {
+    match result {
+        Err(IdpError::IdentityMismatch(m)) => {
+            assert_eq!(m.signed_in.as_deref(), Some(signed_in), "{m}");
+            assert_eq!(m.expected, DEFAULT_EMAIL);
+        }
+        other => panic!("expected a refusal naming {signed_in}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_console_and_the_assertion_must_both_be_the_configured_user() {
+    let (jc, web) = alices_provider().await;
+    // The console says bob, whatever the assertion says.
+    let bob_console = handed_over(&jc, DEFAULT_EMAIL, Some(BOB_EMAIL));
+    refused_as(web.login(&mut Browser(Some(bob_console))).await, BOB_EMAIL);
+    // The console says alice but the assertion names bob.
+    let bob_assertion = handed_over(&jc, BOB_EMAIL, Some(DEFAULT_EMAIL));
+    refused_as(
+        web.login(&mut Browser(Some(bob_assertion))).await,
+        BOB_EMAIL,
+    );
+    // No console cookie: the assertion alone decides.
+    let no_cookie = handed_over(&jc, BOB_EMAIL, None);
+    refused_as(web.login(&mut Browser(Some(no_cookie))).await, BOB_EMAIL);
+    assert!(!web.has_session(), "a refused sign-in was adopted");
+    assert_eq!(web.identities(), [DEFAULT_EMAIL]);
+
+    // alice's own, names differing only in case: adopted, and the console's names become
+    // the session's identity.
+    let alice = handed_over(&jc, "Alice@Example.com", Some(DEFAULT_EMAIL));
+    web.login(&mut Browser(Some(alice)))
+        .await
+        .expect("alice's sign-in");
+    assert!(web.has_session());
+    assert!(
+        web.identities().contains(&"alice".to_owned()),
+        "{:?}",
+        web.identities()
+    );
+}
+
+#[tokio::test]
+async fn a_refused_sign_in_leaves_the_live_session_of_the_configured_user() {
+    let (jc, web) = alices_provider().await;
+    web.login(&mut Browser(Some(handed_over(
+        &jc,
+        DEFAULT_EMAIL,
+        Some(DEFAULT_EMAIL),
+    ))))
+    .await
+    .expect("alice's sign-in");
+    let bob = handed_over(&jc, BOB_EMAIL, Some(BOB_EMAIL));
+    refused_as(web.login(&mut Browser(Some(bob))).await, BOB_EMAIL);
+    // The session held is still alice's: its next assertion names her.
+    let saml = web.assertion_from_session().await.expect("alice's session");
+    let subject = samld::saml::parse_saml_response(saml.expose())
+        .unwrap()
+        .subject;
+    assert_eq!(subject.as_deref(), Some(DEFAULT_EMAIL));
 }
