@@ -86,21 +86,31 @@ fn sts_sessions(w: &World) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_browser_signed_in_as_someone_else_is_refused_and_the_live_session_stays() {
-    let w = alice_and_bob(|jc, sts| {
-        let jumpcloud = format!(
-            "username = \"{DEFAULT_EMAIL}\"\njumpcloud_console_url = \"{}\"",
-            jc.base_url()
-        );
-        account("api", jc, sts, &jumpcloud)
-            + &account("web", jc, sts, &format!("{jumpcloud}\nlogin = \"browser\""))
-    });
+/// The keys of a JumpCloud account of alice's at the fake.
+fn alices_keys(jc: &FakeJumpCloud) -> String {
+    format!(
+        "username = \"{DEFAULT_EMAIL}\"\njumpcloud_console_url = \"{}\"",
+        jc.base_url()
+    )
+}
+
+/// `samlctl login api` with alice's password: STS gets her assertion.
+fn log_alice_in_to_api(w: &World) {
     succeeded(
         &w.login("api", DEFAULT_PASSWORD, None),
         "samlctl login api as alice",
     );
-    assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL]);
+    assert_eq!(sts_sessions(w), [DEFAULT_EMAIL]);
+}
+
+#[test]
+fn a_browser_signed_in_as_someone_else_is_refused_and_the_live_session_stays() {
+    let w = alice_and_bob(|jc, sts| {
+        let alice = alices_keys(jc);
+        account("api", jc, sts, &alice)
+            + &account("web", jc, sts, &format!("{alice}\nlogin = \"browser\""))
+    });
+    log_alice_in_to_api(&w);
 
     // --force opens the browser although alice's session lives (it would be reused).
     let login = browser_login_as(&w, &["login", "web", "--force"], BOB_EMAIL, BOB_PASSWORD);
@@ -314,4 +324,31 @@ async fn a_refused_sign_in_leaves_the_live_session_of_the_configured_user() {
         .unwrap()
         .subject;
     assert_eq!(subject.as_deref(), Some(DEFAULT_EMAIL));
+}
+
+#[test]
+fn an_assertion_for_someone_else_from_the_held_session_never_reaches_sts() {
+    let w = alice_and_bob(|jc, sts| account("api", jc, sts, &alices_keys(jc)));
+    log_alice_in_to_api(&w);
+    // The IdP's session of alice starts answering with assertions for bob.
+    w.jc.name_in_assertions(DEFAULT_EMAIL, BOB_EMAIL);
+    let message = failed(
+        &w.samlctl(&["refresh", "api"]),
+        "a refresh given bob's assertion",
+    );
+    assert!(
+        message.contains(
+            "JumpCloud gave samld an assertion for bob@example.com for api, but api's session \
+             is alice@example.com's; samld did not send it to AWS."
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        sts_sessions(&w),
+        [DEFAULT_EMAIL],
+        "bob's assertion reached STS"
+    );
+    // The helper still serves alice's credentials, and never bob's.
+    succeeded(&w.helper(&["api"]), "samld-helper api");
+    assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL]);
 }
