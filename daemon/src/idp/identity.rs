@@ -162,6 +162,38 @@ mod tests {
         );
     }
 
+    fn assertion_for(subject: Option<&str>) -> Assertion {
+        Assertion {
+            roles: Vec::new(),
+            session_duration: None,
+            role_session_name: None,
+            not_on_or_after: None,
+            subject: subject.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_the_sessions_identity_reaches_sts_once_one_is_known() {
+        let config = samld_config::parse(
+            "[accounts.okta]\nprovider = \"saml\"\nurl = \"https://idp.example.com/app\"\n",
+            std::path::Path::new("/test/config.toml"),
+        )
+        .unwrap();
+        let okta = &config.accounts["okta"];
+        let alice = ["alice@example.com".to_owned()];
+        assert!(check_hand_out(okta, &alice, &assertion_for(Some("ALICE@example.com"))).is_ok());
+        let refused = check_hand_out(okta, &alice, &assertion_for(Some("bob@example.com")))
+            .expect_err("bob's assertion");
+        assert_eq!(
+            (refused.signed_in.as_deref(), refused.expected.as_str()),
+            (Some("bob@example.com"), "alice@example.com")
+        );
+        assert_eq!(refused.source, IdentitySource::FirstSignIn);
+        assert!(check_hand_out(okta, &alice, &assertion_for(None)).is_err());
+        // Before the first sign-in of a provider = "saml" account, whoever signs in is it.
+        assert!(check_hand_out(okta, &[], &assertion_for(Some("bob@example.com"))).is_ok());
+    }
+
     #[test]
     fn identities_match_case_insensitively_and_no_subject_matches_none() {
         let ids = ["alice@example.com".to_owned(), "alice".to_owned()];
