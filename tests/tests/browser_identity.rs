@@ -8,7 +8,7 @@
 mod support;
 
 use samld::future::BoxFuture;
-use samld::idp::jumpcloud::{JumpCloud, JumpCloudSettings};
+use samld::idp::jumpcloud::{JumpCloud, JumpCloudSettings, SharedSession};
 use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
 use samld_proto::{AccountState, BrowserCookie, BrowserSignIn, Secret};
 use samld_tests::fake_jumpcloud::{
@@ -17,6 +17,7 @@ use samld_tests::fake_jumpcloud::{
 };
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
 use samld_tests::fixture::{failed, succeeded};
+use samld_tests::interaction::ScriptedInteraction;
 use samld_tests::saml_builder::{SamlSpec, saml_response_base64};
 use std::process::Output;
 
@@ -351,4 +352,36 @@ fn an_assertion_for_someone_else_from_the_held_session_never_reaches_sts() {
     // The helper still serves alice's credentials, and never bob's.
     succeeded(&w.helper(&["api"]), "samld-helper api");
     assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL]);
+}
+
+#[tokio::test]
+async fn each_app_of_a_password_session_may_name_the_user_its_own_way() {
+    let jc = FakeJumpCloud::start(FakeJumpCloudConfig {
+        apps: vec![
+            FakeApp::new(DEFAULT_APP, &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)]),
+            FakeApp::new("other", &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)]),
+        ],
+        ..FakeJumpCloudConfig::default()
+    })
+    .await;
+    let session = SharedSession::default();
+    let provider = |app: &str| {
+        let mut settings = JumpCloudSettings::new(jc.app_url(app), DEFAULT_EMAIL);
+        settings.console_url = jc.base_url();
+        JumpCloud::with_session(settings, session.clone()).expect("valid settings")
+    };
+    let (by_email, by_name) = (provider(DEFAULT_APP), provider("other"));
+    by_email
+        .login(&mut ScriptedInteraction::with_password(DEFAULT_PASSWORD))
+        .await
+        .expect("alice's password login");
+    // The other app sends the user name as NameID: its first assertion says so.
+    jc.name_in_assertions(DEFAULT_EMAIL, "alice");
+    by_name
+        .assertion_from_session()
+        .await
+        .expect("the other app");
+    assert!(by_name.identities().contains(&"alice".to_owned()));
+    // The first app named alice by her email: "alice" from it is a change, not its format.
+    assert!(!by_email.identities().contains(&"alice".to_owned()));
 }

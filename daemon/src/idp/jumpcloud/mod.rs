@@ -29,6 +29,7 @@ mod http;
 mod mfa;
 mod saml_page;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -175,11 +176,20 @@ struct Session {
     /// Never follows redirects: JSON API calls and the session probe, where a redirect means
     /// "not logged in" and must be seen rather than followed to an HTML login page.
     api: Client,
-    /// Whom this session signs in: the subjects its assertions may carry. Set from the
-    /// console's `/userconsole/api/self` when a browser hands the session over; after a
-    /// password login, from its first assertion (JumpCloud has just authenticated the
-    /// configured user, whatever NameID format the app sends).
-    identities: Mutex<Vec<String>>,
+    /// Whom this session signs in: the subjects its assertions may carry.
+    identity: Mutex<SessionIdentity>,
+}
+
+/// What samld learnt of whom a session signs in, beyond the configured `username`.
+#[derive(Default)]
+struct SessionIdentity {
+    /// The console's names for the user (`/userconsole/api/self`: email and username), when
+    /// a browser handed the session over.
+    console: Vec<String>,
+    /// After a password login, the subject of each app's first assertion, by app URL:
+    /// JumpCloud had just authenticated the configured user, whatever NameID format (email
+    /// or user name) that app sends.
+    first_subjects: HashMap<String, String>,
 }
 
 /// The part of `GET /userconsole/api/self` that says who is signed in.
@@ -292,7 +302,7 @@ impl JumpCloud {
             browse: build(redirect::Policy::limited(10))?,
             api: build(redirect::Policy::none())?,
             jar,
-            identities: Mutex::default(),
+            identity: Mutex::default(),
         })
     }
 
@@ -361,8 +371,21 @@ impl JumpCloud {
         let saml = self
             .fetch_saml(&session, &self.app, SamlFetch::FromSession)
             .await?;
-        remember_subject(&session, &saml);
+        self.remember_subject(&session, &saml);
         Ok(saml)
+    }
+
+    /// Keeps the subject of this app's first assertion from a password login's session.
+    fn remember_subject(&self, session: &Session, saml: &Secret) {
+        let mut identity = session.identity();
+        if identity.console.is_empty()
+            && let Ok(Some(subject)) = identity::subject_of(saml)
+        {
+            identity
+                .first_subjects
+                .entry(self.app.to_string())
+                .or_insert(subject);
+        }
     }
 
     fn refused_sign_in(&self, signed_in: Option<String>) -> IdpError {
@@ -390,6 +413,8 @@ impl JumpCloud {
                 Ok(names) if identity::is_one_of(Some(&self.username), &names) => {
                     identities.extend(names);
                 }
+                // A console that names no one leaves it to the assertion.
+                Ok(names) if names.is_empty() => {}
                 Ok(names) => {
                     let shown = names.into_iter().next();
                     return Err(self.refused_sign_in(shown));
@@ -429,7 +454,7 @@ impl JumpCloud {
         let identities = self
             .browser_identity(&session, &signed_in.saml_response)
             .await?;
-        *session.identities.lock().unwrap_or_else(|e| e.into_inner()) = identities;
+        session.identity().console = identities;
         let mut slot = self.slot();
         slot.generation += 1;
         slot.session = Some(session);
@@ -479,20 +504,15 @@ impl JumpCloud {
         let saml = self
             .fetch_saml(&session, &target, SamlFetch::AfterLogin)
             .await?;
-        remember_subject(&session, &saml);
+        self.remember_subject(&session, &saml);
         Ok(saml)
     }
 }
 
-/// After a password login, the subject of its first assertion is whom the session signs
-/// in: JumpCloud has just authenticated the configured user, whatever NameID format the app
-/// sends. The session manager checks every later assertion against it before STS.
-fn remember_subject(session: &Session, saml: &Secret) {
-    let mut known = session.identities.lock().unwrap_or_else(|e| e.into_inner());
-    if known.is_empty()
-        && let Ok(subject) = identity::subject_of(saml)
-    {
-        known.extend(subject);
+impl Session {
+    fn identity(&self) -> std::sync::MutexGuard<'_, SessionIdentity> {
+        // Names only: no invariant a panic could break halfway.
+        self.identity.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -518,14 +538,9 @@ impl IdentityProvider for JumpCloud {
     fn identities(&self) -> Vec<String> {
         let mut names = vec![self.username.clone()];
         if let Some(session) = self.current_session() {
-            names.extend(
-                session
-                    .identities
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .cloned(),
-            );
+            let identity = session.identity();
+            names.extend(identity.console.iter().cloned());
+            names.extend(identity.first_subjects.get(self.app.as_str()).cloned());
         }
         names
     }
