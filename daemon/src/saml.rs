@@ -60,22 +60,6 @@ pub struct Assertion {
     pub subject: Option<String>,
 }
 
-impl Assertion {
-    /// Whether the assertion's subject is `identity`, compared as IdPs compare logins
-    /// (case-insensitively). An assertion without a subject is no one's.
-    pub fn is_for(&self, identity: &str) -> bool {
-        self.subject
-            .as_deref()
-            .is_some_and(|subject| same_identity(subject, identity))
-    }
-}
-
-/// Whether two logins name the same person: IdPs match email addresses and user names
-/// case-insensitively, so `Alice@Example.com` and `alice@example.com` are one identity.
-pub fn same_identity(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
-}
-
 /// Why a SAML page or assertion could not be used.
 ///
 /// No variant holds the SAMLResponse or any part of it; role ARNs and attribute values other
@@ -1022,7 +1006,6 @@ mod tests {
         // `saml2:` prefixes; the RoleSessionName (bob) is not the subject.
         let fixture = parse_xml(SIGNED_BOTH_SAML2).unwrap();
         assert_eq!(fixture.subject.as_deref(), Some("alice@example.com"));
-        assert!(fixture.is_for("Alice@Example.com") && !fixture.is_for("bob@example.com"));
         let attributes = role_attribute(&[&format!("{},{}", role("A"), provider())]);
         let spaced = response(&attributes).replace(
             "<saml:NameID>alice@example.com</saml:NameID>",
@@ -1032,12 +1015,9 @@ mod tests {
             parse_xml(&spaced).unwrap().subject.as_deref(),
             Some("alice@example.com")
         );
-        // No NameID: the assertion is no one's, never a match for any identity.
         let anonymous =
             response(&attributes).replace("<saml:NameID>alice@example.com</saml:NameID>", "");
-        let anonymous = parse_xml(&anonymous).unwrap();
-        assert_eq!(anonymous.subject, None);
-        assert!(!anonymous.is_for(""));
+        assert_eq!(parse_xml(&anonymous).unwrap().subject, None);
     }
 
     #[test]

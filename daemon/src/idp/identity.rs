@@ -9,7 +9,7 @@ use std::fmt;
 use samld_proto::Secret;
 
 use super::IdpError;
-use crate::saml::{self, Assertion, same_identity};
+use crate::saml::{self, Assertion};
 
 /// Where the identity an assertion was checked against comes from; it decides what the
 /// person can do about a mismatch.
@@ -118,9 +118,15 @@ pub fn subject_of(saml_response: &Secret) -> Result<Option<String>, IdpError> {
         .map_err(IdpError::Saml)
 }
 
-/// Whether `subject` is any of `identities` (case-insensitively, as IdPs match logins).
+/// Whether `subject` is any of `identities`: IdPs match email addresses and user names
+/// case-insensitively, so `Alice@Example.com` and `alice@example.com` are one identity. No
+/// subject is no one's.
 pub fn is_one_of(subject: Option<&str>, identities: &[String]) -> bool {
-    subject.is_some_and(|s| identities.iter().any(|id| same_identity(s, id)))
+    subject.is_some_and(|s| {
+        identities
+            .iter()
+            .any(|id| s.trim().eq_ignore_ascii_case(id.trim()))
+    })
 }
 
 #[cfg(test)]
