@@ -195,6 +195,9 @@ fn a_saml_account_is_whoever_signed_in_first_until_the_person_forces_another() {
     );
     assert_eq!(identity_of(&w, "prod").as_deref(), Some(BOB_EMAIL));
     assert_eq!(sts_sessions(&w), [DEFAULT_EMAIL, BOB_EMAIL]);
+    // A logout ends the session, not whose the account is.
+    succeeded(&w.samlctl(&["logout", "prod"]), "samlctl logout prod");
+    assert_eq!(identity_of(&w, "prod").as_deref(), Some(BOB_EMAIL));
 }
 
 // ---------------------------------------------------------------------------------------
