@@ -114,6 +114,7 @@ fn status_json_is_the_daemons_report() {
             state: AccountState::Active,
             provider: "jumpcloud".into(),
             username: "road.runner@example.com".into(),
+            identity: None,
             url: "https://sso.jumpcloud.com/saml2/acme".into(),
             region: Some("us-east-2".into()),
             default_role: Some("Admin".into()),

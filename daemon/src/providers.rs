@@ -44,6 +44,7 @@ impl ProviderFactory for DefaultProviders {
                     .or_default()
                     .clone();
                 Ok(Arc::new(GenericSaml::new(
+                    &account.name,
                     &account.url,
                     account.request_timeout,
                     session,

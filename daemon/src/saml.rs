@@ -56,6 +56,8 @@ pub struct Assertion {
     pub role_session_name: Option<String>,
     /// SubjectConfirmationData/@NotOnOrAfter (else Conditions/@NotOnOrAfter).
     pub not_on_or_after: Option<OffsetDateTime>,
+    /// Subject/NameID: who the IdP signed in (an email address at JumpCloud), trimmed.
+    pub subject: Option<String>,
 }
 
 /// Why a SAML page or assertion could not be used.
@@ -324,6 +326,7 @@ enum Node {
     Assertion,
     EncryptedAssertion,
     Subject,
+    NameId,
     SubjectConfirmation,
     SubjectConfirmationData,
     Conditions,
@@ -343,6 +346,7 @@ impl Node {
             "Assertion" => Node::Assertion,
             "EncryptedAssertion" => Node::EncryptedAssertion,
             "Subject" => Node::Subject,
+            "NameID" => Node::NameId,
             "SubjectConfirmation" => Node::SubjectConfirmation,
             "SubjectConfirmationData" => Node::SubjectConfirmationData,
             "Conditions" => Node::Conditions,
@@ -394,6 +398,7 @@ struct AssertionParser {
     role_session_name: Option<String>,
     subject_not_on_or_after: Option<OffsetDateTime>,
     conditions_not_on_or_after: Option<OffsetDateTime>,
+    subject: Option<String>,
 }
 
 impl Default for AssertionParser {
@@ -413,6 +418,7 @@ impl Default for AssertionParser {
             role_session_name: None,
             subject_not_on_or_after: None,
             conditions_not_on_or_after: None,
+            subject: None,
         }
     }
 }
@@ -532,6 +538,9 @@ impl AssertionParser {
                 ] if self.subject_not_on_or_after.is_none() => {
                     self.subject_not_on_or_after = timestamp(start, "SubjectConfirmationData")?;
                 }
+                [Node::Subject, Node::NameId] if self.subject.is_none() => {
+                    self.text = Some((self.stack.len(), String::new()));
+                }
                 [Node::Conditions] if self.conditions_not_on_or_after.is_none() => {
                     self.conditions_not_on_or_after = timestamp(start, "Conditions")?;
                 }
@@ -583,8 +592,13 @@ impl AssertionParser {
                 self.assertion = AssertionState::Done;
             }
             AssertionState::Inside(assertion_depth) => {
-                if let Some(value) = text {
-                    self.attribute_value(&value)?;
+                let in_name_id = self.stack[assertion_depth..] == [Node::Subject, Node::NameId];
+                match text {
+                    Some(name) if in_name_id => {
+                        self.subject = Some(name.trim().to_owned()).filter(|n| !n.is_empty());
+                    }
+                    Some(value) => self.attribute_value(&value)?,
+                    None => {}
                 }
                 if self.stack[assertion_depth..] == [Node::AttributeStatement, Node::Attribute] {
                     self.attribute = None;
@@ -662,6 +676,7 @@ impl AssertionParser {
             not_on_or_after: self
                 .subject_not_on_or_after
                 .or(self.conditions_not_on_or_after),
+            subject: self.subject,
         })
     }
 }

@@ -50,10 +50,7 @@ async fn the_scheduler_rearms_after_every_login_and_refresh() {
             password: Some(Secret::new(idp.password.to_owned())),
             ..PasswordLogin::default()
         });
-        daemon
-            .login("prod", password, None)
-            .await
-            .expect("login");
+        daemon.login("prod", password, None).await.expect("login");
         for refresh in 1..=2 {
             let expected = sts.calls.load(Ordering::SeqCst) + 1;
             // Past `refresh_before` (20 minutes) ahead of expiry, jitter included.

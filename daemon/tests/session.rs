@@ -853,6 +853,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
     let signed_in = samld_proto::BrowserSignIn {
         saml_response: h.idp.current(),
         cookies: Vec::new(),
+        replace_identity: false,
     };
     let outcome = h
         .daemon
@@ -926,7 +927,11 @@ async fn a_logout_sticks_even_for_a_helper_on_a_terminal() {
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotLoggedIn);
-    assert!(err.message.contains("run: samlctl login prod"), "{}", err.message);
+    assert!(
+        err.message.contains("run: samlctl login prod"),
+        "{}",
+        err.message
+    );
     assert!(tty.asked.is_empty(), "{:?}", tty.asked);
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), logins);
     assert_eq!(state(&h), AccountState::LoggedOut);

@@ -386,6 +386,7 @@ struct WorldState {
     aged_before: std::collections::HashSet<&'static str>,
     records: Records,
     refusals: RefusalWatch,
+    subjects: HandOutSubjects,
 }
 
 impl WorldState {
@@ -612,6 +613,12 @@ impl World {
     /// An assertion from `account`'s app: it names the account's user and offers the
     /// account's roles, with a serial so that STS can tell assertions apart.
     fn issue(&self, account: &'static str) -> Secret {
+        self.issue_naming(account, email_of(account))
+    }
+
+    /// [`World::issue`] with `subject` as the assertion's NameID: what an IdP hands a browser
+    /// signed in as someone else.
+    fn issue_naming(&self, account: &'static str, subject: &str) -> Secret {
         let mut s = self.lock();
         let serial = s.issued.len() as u64 + 1;
         s.issued.insert(
@@ -630,7 +637,7 @@ impl World {
         common::named_assertion(
             &[(&roles[0], &provider), (&roles[1], &provider)],
             None,
-            Some((email_of(account), &format!("sim-{serial}"))),
+            Some((subject, &format!("sim-{serial}"))),
         )
     }
 
@@ -702,6 +709,11 @@ struct SimIdp {
 
 impl SimIdp {
     async fn login_inner(&self, io: &mut dyn LoginInteraction) -> Result<Secret, IdpError> {
+        // A provider that takes any browser's sign-in as it is: the session manager's check
+        // before STS is what must stop one for the wrong person.
+        if let Some(signed_in) = io.browser_sign_in() {
+            return Ok(signed_in.saml_response);
+        }
         let user = user_of(self.account);
         let password = io.password("JumpCloud password").await?;
         if let Some(e) = self.world.idp_fault(self.account) {
@@ -904,6 +916,46 @@ impl IdentityProvider for SimIdp {
 
     fn forget_session(&self) {
         self.world.lock().alive.insert(user_of(self.account), false);
+    }
+
+    fn identities(&self) -> Vec<String> {
+        vec![email_of(self.account).to_owned()]
+    }
+}
+
+/// The invariant that credentials handed out for an account come from an assertion whose
+/// subject is that account's identity: STS records the subject behind each key it issues,
+/// each hand-out is recorded, and after every step each hand-out is checked.
+#[derive(Default)]
+struct HandOutSubjects {
+    /// The NameID of the assertion each access key was issued for.
+    by_key: HashMap<String, String>,
+    /// Hand-outs since the last check: the account asked for, and the key it got.
+    pending: Vec<(&'static str, String)>,
+}
+
+impl HandOutSubjects {
+    fn issued(&mut self, access_key_id: &str, subject: &str) {
+        self.by_key
+            .insert(access_key_id.to_owned(), subject.to_owned());
+    }
+
+    fn handed_out(&mut self, account: &'static str, access_key_id: &str) {
+        self.pending.push((account, access_key_id.to_owned()));
+    }
+
+    /// The hand-outs since the last check whose assertion named someone else.
+    fn check(&mut self) -> Vec<String> {
+        let mut wrong = Vec::new();
+        for (account, key) in self.pending.drain(..) {
+            let subject = self.by_key.get(&key).map(String::as_str).unwrap_or("");
+            if !subject.eq_ignore_ascii_case(email_of(account)) {
+                wrong.push(format!(
+                    "credentials handed out for {account} come from an assertion for {subject:?}"
+                ));
+            }
+        }
+        wrong
     }
 }
 
@@ -1109,6 +1161,7 @@ impl SimSts {
             _ => 3600,
         };
         let access_key_id = format!("ASIA{:016}", s.keys.len());
+        s.subjects.issued(&access_key_id, &name);
         s.keys.insert(
             access_key_id.clone(),
             Issue {
@@ -1229,6 +1282,7 @@ impl Sim {
                 trips_ended: HashMap::new(),
                 records: Records::default(),
                 refusals: RefusalWatch::default(),
+                subjects: HandOutSubjects::default(),
             }),
         });
         let keyring = Arc::new(SimKeyring::default());
@@ -1307,7 +1361,11 @@ impl Sim {
             eprintln!("  roll {roll}");
         }
         match roll {
-            0..400 => {
+            0..8 => {
+                let account = self.pick_account();
+                self.browser_sign_in_as_someone_else(account).await;
+            }
+            8..400 => {
                 let by = Duration::from_secs(self.rng.u64(1..300));
                 self.advance(by).await;
             }
@@ -1486,6 +1544,36 @@ impl Sim {
         self.settle().await;
     }
 
+    /// A person finishes a browser sign-in for `account` as the other user: whatever the
+    /// provider does with it, no credentials for `account` may come from its assertion.
+    async fn browser_sign_in_as_someone_else(&mut self, account: &'static str) {
+        let other = if user_of(account) == "alice" {
+            "bob@example.com"
+        } else {
+            "alice@example.com"
+        };
+        self.log
+            .push(format!("browser sign-in for {account} as {other}"));
+        self.person_acts(account);
+        self.person(account, true);
+        let intent = LoginIntent::Browser {
+            sign_in: samld_proto::BrowserSignIn {
+                saml_response: self.world.issue_naming(account, other),
+                cookies: Vec::new(),
+                replace_identity: false,
+            },
+        };
+        let result = self.manager.login(account, intent, None).await;
+        self.person(account, false);
+        // Refused, it changes nothing: a logged-out account stays logged out.
+        if result.is_ok() {
+            self.world
+                .violation(format!("a browser sign-in as {other} logged {account} in"));
+            self.set_logged_out(account, false);
+        }
+        self.settle().await;
+    }
+
     async fn burst(&mut self, account: &'static str, role: Option<&'static str>, n: usize) {
         self.log.push(format!("{n} helpers for {account} {role:?}"));
         if std::env::var_os("SAMLD_SIM_TRACE").is_some() {
@@ -1527,6 +1615,10 @@ impl Sim {
                             .violation(format!("served credentials for logged-out {account}"));
                     }
                     self.check_identity(account, role, &creds);
+                    self.world
+                        .lock()
+                        .subjects
+                        .handed_out(account, &creds.access_key_id);
                 }
                 Err(e) => {
                     if e.message.contains("PASSWORD") || e.message.contains(PASSWORD) {
@@ -1605,6 +1697,10 @@ impl Sim {
 
     /// The invariants that must hold after every step.
     fn check(&self) {
+        let wrong = self.world.lock().subjects.check();
+        for violation in wrong {
+            self.world.violation(violation);
+        }
         let status = self.manager.status(None).unwrap();
         for account in &status.accounts {
             if self.logged_out.get(account.name.as_str()) == Some(&true)

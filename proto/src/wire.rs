@@ -129,6 +129,11 @@ pub struct BrowserSignIn {
     /// The browser profile's cookies for the IdP (never those of AWS's own sites).
     #[serde(default)]
     pub cookies: Vec<BrowserCookie>,
+    /// The person forced this sign-in (`samlctl login --browser --force`): for an account
+    /// whose identity is the subject of its first sign-in (`provider = "saml"`), a sign-in as
+    /// another subject makes that subject the identity instead of being refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_identity: bool,
 }
 
 /// One cookie of the browser profile, as the DevTools protocol reports it.
@@ -648,6 +653,10 @@ pub struct AccountStatus {
     pub login: String,
     /// The JumpCloud user name.
     pub username: String,
+    /// Whom the account's sign-ins must be for when that is not `username`: for
+    /// `provider = "saml"`, the subject of its first sign-in (absent before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// The IdP URL of the AWS app.
     pub url: String,
     /// The AWS region, if configured.

@@ -552,6 +552,7 @@ impl FakeJumpCloud {
                 apps: config.apps.clone(),
                 session_lifetime: config.session_lifetime,
                 remember_browsers: false,
+                named_instead: HashMap::new(),
                 push_lifetime: config.push_lifetime,
                 push_poll_min_gap: config.push_poll_min_gap,
                 push_poll_times: Vec::new(),
@@ -686,6 +687,24 @@ impl FakeJumpCloud {
         state.pushes.clear();
     }
 
+    /// A console session signed in as `email`, as a browser holds one once the person has
+    /// signed in: the value of its session cookie ([`SESSION_COOKIE`]).
+    pub fn signed_in_session(&self, email: &str) -> String {
+        let sid = token(40);
+        let mut state = self.inner.lock();
+        let expires_at = state.now() + state.session_lifetime;
+        state.sessions.insert(
+            sid.clone(),
+            ConsoleSession {
+                xsrf: token(32),
+                pending: None,
+                user: Some(email.to_owned()),
+                expires_at,
+            },
+        );
+        sid
+    }
+
     /// How many signed-in sessions are alive.
     pub fn live_sessions(&self) -> usize {
         let state = self.inner.lock();
@@ -695,6 +714,15 @@ impl FakeJumpCloud {
             .values()
             .filter(|s| s.user.is_some() && s.expires_at > now)
             .count()
+    }
+
+    /// Makes the assertions of `email`'s sessions name `subject` from now on: an IdP whose
+    /// session starts answering for someone else (a mix-up at the IdP, or an attack on it).
+    pub fn name_in_assertions(&self, email: &str, subject: &str) {
+        self.inner
+            .lock()
+            .named_instead
+            .insert(email.to_ascii_lowercase(), subject.to_owned());
     }
 
     /// Makes the session cookie of sessions started from now on persistent (`Max-Age`), so
@@ -843,6 +871,8 @@ struct ServerState {
     /// The session cookie carries `Max-Age` (the session lifetime) and so outlives the
     /// browser, as an IdP's "keep me signed in" cookie does.
     remember_browsers: bool,
+    /// See [`FakeJumpCloud::name_in_assertions`].
+    named_instead: HashMap<String, String>,
     push_lifetime: Duration,
     /// See [`FakeJumpCloudConfig::push_poll_min_gap`].
     push_poll_min_gap: Duration,
@@ -1830,7 +1860,8 @@ async fn saml_page(State(inner): Shared, Path(app): Path<String>, headers: Heade
 
 /// The auto-post form with a fresh SAMLResponse for `email`, counted.
 fn saml_form(state: &mut ServerState, app: &FakeApp, email: &str) -> Response {
-    let mut spec = SamlSpec::new(email, &[]);
+    let named = state.named_instead.get(&email.to_ascii_lowercase());
+    let mut spec = SamlSpec::new(named.map_or(email, String::as_str), &[]);
     spec.roles = app.roles.clone();
     spec.session_duration = app.session_duration;
     spec.session_duration_text = app.session_duration_text.clone();

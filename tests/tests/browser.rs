@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use samld_client::browser::{self, BrowserError, BrowserSettings};
@@ -26,24 +26,10 @@ use samld_tests::fake_jumpcloud::{
 use samld_tests::fake_sts::{FakeSts, FakeStsConfig};
 use samld_tests::fixture::{failed, stderr, succeeded};
 use support::World;
-
-/// Flags every test browser runs with: headless as root, and unable to resolve any name but
-/// loopback, so that the POST to the real AWS host name is proven caught before anything
-/// leaves the machine.
-fn offline_args() -> Vec<String> {
-    [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-const CHROMIUM: &str = "/usr/bin/chromium";
+use support::browser::{
+    CHROMIUM, PAGE_WAIT, browser_args_toml, finish, offline_args, person_at_login_page,
+    start_samlctl,
+};
 
 /// Serves one page at every path and records the request lines it got.
 fn serve(page: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -181,21 +167,8 @@ fn a_missing_browser_says_where_it_looked() {
 // ---------------------------------------------------------------------------------------
 // End to end: samlctl login --browser, samld, the fakes.
 
-/// How long the person waits for a page or an element: a cold Chromium on a loaded 2-core
-/// machine takes a few seconds to start.
-const PAGE_WAIT: Duration = Duration::from_secs(30);
-
 /// A TOTP code the fake accepts (once).
 const CODE: &str = "246810";
-
-/// `--remote-debugging-port=0` lets the person in through a second DevTools channel; the
-/// rest keeps the browser on 127.0.0.1.
-fn browser_args_toml() -> String {
-    let mut args = offline_args();
-    args.push("--remote-debugging-port=0".into());
-    let quoted: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    format!("[{}]", quoted.join(", "))
-}
 
 /// One account, `prod`, signing in through the browser at the fake's app `app`.
 fn browser_account(jc: &FakeJumpCloud, sts: &FakeSts, app: &str, extra: &str) -> String {
@@ -239,43 +212,9 @@ fn default_app() -> FakeApp {
     FakeApp::new(DEFAULT_APP, &[(DEFAULT_ROLE_ARN, DEFAULT_PROVIDER_ARN)])
 }
 
-/// samld's browser profile in this world (`$HOME/.local/state/samld/browser`).
-fn profile_of(w: &World) -> PathBuf {
-    w.env.path().join(".local/state/samld/browser")
-}
-
-/// Starts `samlctl ARGS`, which waits for the browser sign-in.
-fn start_samlctl(w: &World, args: &[&str]) -> Child {
-    w.env
-        .command("samlctl")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start samlctl")
-}
-
-fn finish(child: Child) -> Output {
-    child.wait_with_output().expect("samlctl's output")
-}
-
-/// The person at the browser samlctl opened, on the JumpCloud login page.
-fn person_at_login_page(w: &World) -> BrowserPerson {
-    let person = BrowserPerson::attach(&profile_of(w), PAGE_WAIT).expect("attach to the browser");
-    person
-        .wait_for_url("/login", PAGE_WAIT)
-        .expect("the login page");
-    person
-        .wait_for_selector("#email", PAGE_WAIT)
-        .expect("the email field");
-    person
-}
-
-/// Types the email and password and presses Continue.
+/// Types alice's email and password and presses Continue.
 fn enter_password(person: &BrowserPerson) {
-    person.fill("#email", DEFAULT_EMAIL).unwrap();
-    person.fill("#password", DEFAULT_PASSWORD).unwrap();
-    person.click("#continue").unwrap();
+    support::browser::enter_password(person, DEFAULT_EMAIL, DEFAULT_PASSWORD);
 }
 
 /// `aws sts get-caller-identity --profile prod` with the venv's AWS CLI (the test command

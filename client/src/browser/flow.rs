@@ -146,6 +146,7 @@ pub(super) fn run(
                     return Ok(BrowserSignIn {
                         saml_response,
                         cookies: idp_cookies(&cookies["cookies"]),
+                        replace_identity: false,
                     });
                 }
                 // Anything else bound for AWS (a GET of the console, a post without an

@@ -6,6 +6,7 @@
 //! because most logins reuse the JumpCloud session and need none.
 
 pub mod browser_session;
+pub mod identity;
 pub mod jumpcloud;
 pub mod saml_idp;
 pub(crate) mod transport;
@@ -34,6 +35,20 @@ pub trait IdentityProvider: Send + Sync {
 
     /// Forgets the IdP session (cookies and tokens).
     fn forget_session(&self);
+
+    /// Whom the account's sign-ins must be for when it is not the configured `username`:
+    /// for `provider = "saml"`, the subject of the first sign-in. `None` when the configured
+    /// `username` is the identity, or before any sign-in.
+    fn identity(&self) -> Option<String> {
+        None
+    }
+
+    /// Whom the held session signs in: the subjects an assertion may name to be handed on
+    /// to STS (the session manager refuses any other). Empty when no identity is known yet,
+    /// before the first sign-in of a `provider = "saml"` account.
+    fn identities(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where a login gets its secrets and where it reports progress.
@@ -203,6 +218,9 @@ pub enum IdpError {
         /// What kind of answer it was meant to be ("a page", "a JSON answer").
         kind: &'static str,
     },
+    /// A sign-in or an assertion for someone other than the account's identity: refused
+    /// before it could replace a session or reach STS.
+    IdentityMismatch(identity::IdentityMismatch),
 }
 
 impl IdpError {
@@ -239,6 +257,8 @@ impl IdpError {
             | IdpError::TooLarge { .. } => ErrorCode::IdpError,
             // Nothing samld can do about it: the closest code that makes clients stop.
             IdpError::BrowserRequired { .. } => ErrorCode::MfaUnsupported,
+            // Signing in again, as the right person, is what mends it.
+            IdpError::IdentityMismatch(_) => ErrorCode::NeedsLogin,
         }
     }
 
@@ -451,6 +471,7 @@ impl fmt::Display for IdpError {
                  portal: check `url`, `jumpcloud_console_url` and any proxy settings.",
                 human_bytes(*limit)
             ),
+            IdpError::IdentityMismatch(mismatch) => mismatch.fmt(f),
         }
     }
 }

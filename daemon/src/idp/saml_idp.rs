@@ -18,6 +18,7 @@ use samld_proto::Secret;
 use tracing::debug;
 
 use super::browser_session::adopt_cookies;
+use super::identity::{CheckedAt, IdentityMismatch, IdentitySource, is_one_of, subject_of};
 use super::transport::{
     POOL_IDLE_TIMEOUT, USER_AGENT, network_error, redacted_url, shared_tls_config,
 };
@@ -42,10 +43,15 @@ impl fmt::Debug for SharedBrowserSession {
 struct Slot {
     generation: u64,
     client: Option<Client>,
+    /// The subject of the first sign-in: whose the accounts at this IdP are. It outlives
+    /// the session (a logout does not make the accounts anyone's), and changes only when the
+    /// person forces a sign-in as someone else.
+    identity: Option<String>,
 }
 
 /// A generic SAML IdP for one account.
 pub struct GenericSaml {
+    account: String,
     url: Url,
     request_timeout: Duration,
     session: SharedBrowserSession,
@@ -60,8 +66,10 @@ impl fmt::Debug for GenericSaml {
 }
 
 impl GenericSaml {
-    /// A provider fetching assertions from `url` with the cookies of `session`.
+    /// A provider for `account` fetching assertions from `url` with the cookies of
+    /// `session`.
     pub fn new(
+        account: &str,
         url: &str,
         request_timeout: Duration,
         session: SharedBrowserSession,
@@ -71,6 +79,7 @@ impl GenericSaml {
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| IdpError::Config(format!("`url` is not an http(s) URL: {url:?}")))?;
         Ok(Self {
+            account: account.to_owned(),
             url,
             request_timeout,
             session,
@@ -142,7 +151,28 @@ impl GenericSaml {
         }
     }
 
+    fn refused_sign_in(&self, signed_in: Option<String>, expected: String) -> IdpError {
+        IdpError::IdentityMismatch(IdentityMismatch {
+            account: self.account.clone(),
+            signed_in,
+            expected,
+            source: IdentitySource::FirstSignIn,
+            at: CheckedAt::BrowserSignIn,
+            idp: "the IdP",
+        })
+    }
+
+    /// Takes in the browser's sign-in when it is the identity's, or the first one, or the
+    /// person forced it; anyone else's is refused and the held session stays as it was.
     fn adopt(&self, signed_in: samld_proto::BrowserSignIn) -> Result<Secret, IdpError> {
+        let subject = subject_of(&signed_in.saml_response)?;
+        let expected = self.slot().identity.clone();
+        if let Some(expected) = expected
+            && !signed_in.replace_identity
+            && !is_one_of(subject.as_deref(), std::slice::from_ref(&expected))
+        {
+            return Err(self.refused_sign_in(subject, expected));
+        }
         let jar = Arc::new(Jar::default());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -153,6 +183,9 @@ impl GenericSaml {
         let mut slot = self.slot();
         slot.generation += 1;
         slot.client = Some(client);
+        if subject.is_some() {
+            slot.identity = subject;
+        }
         Ok(signed_in.saml_response.clone())
     }
 }
@@ -176,6 +209,14 @@ impl IdentityProvider for GenericSaml {
                 )),
             }
         })
+    }
+
+    fn identity(&self) -> Option<String> {
+        self.slot().identity.clone()
+    }
+
+    fn identities(&self) -> Vec<String> {
+        self.identity().into_iter().collect()
     }
 
     fn forget_session(&self) {

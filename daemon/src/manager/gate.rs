@@ -160,6 +160,13 @@ fn why_not(
     if account.flight_running {
         return None;
     }
+    // The person's refusal comes before any wait of the account's own: a terminal may answer
+    // a backoff for a locked keyring, but never a refusal.
+    if let SessionPhase::NeedsPerson { reason } = session.phase {
+        return Some(WhyNot::PersonRefused {
+            reason: reason.clone(),
+        });
+    }
     if let Phase::Backoff { retry_at, .. } = account.phase
         && retry_at > now
         && let Some(last) = account.last_error
@@ -171,11 +178,6 @@ fn why_not(
     }
     if session.login_running || *session.phase == SessionPhase::Live {
         return None;
-    }
-    if let SessionPhase::NeedsPerson { reason } = session.phase {
-        return Some(WhyNot::PersonRefused {
-            reason: reason.clone(),
-        });
     }
     let ended = if account.holds_credentials || session.signed_in_before {
         WhyNot::SessionEnded
@@ -204,9 +206,7 @@ impl WhyNot {
     /// sign-in does not fix.
     fn a_terminal_answers(&self) -> bool {
         match self {
-            WhyNot::NeverSignedIn
-            | WhyNot::SessionEnded
-            | WhyNot::SignsInAgainAt { .. } => true,
+            WhyNot::NeverSignedIn | WhyNot::SessionEnded | WhyNot::SignsInAgainAt { .. } => true,
             // A keyring that could not be read: the person can type the password instead.
             WhyNot::BackingOff { last, .. } => last.code == ErrorCode::NeedsLogin,
             // A logout is lifted only by the person's `samlctl login` of that account: with
@@ -414,11 +414,22 @@ mod tests {
                 },
                 last_error: Some(keyring.clone()),
                 unattended: Err(WhyNot::BackingOff {
-                    last: keyring,
+                    last: keyring.clone(),
                     retry_at: secs(30),
                 }),
                 terminal: Ok(Pass::SignIn),
                 ..row("the keyring could not be read: the person can type the password")
+            },
+            Row {
+                phase: Phase::Backoff {
+                    attempts: 1,
+                    retry_at: secs(30),
+                },
+                last_error: Some(keyring.clone()),
+                session: refusal(),
+                unattended: Err(person_refused()),
+                terminal: Err(person_refused()),
+                ..row("a locked keyring after the person refused: the refusal stands")
             },
             Row {
                 phase: Phase::Backoff {

@@ -101,6 +101,7 @@ pub fn classify_idp(error: &IdpError) -> Failure {
         | IdpError::MfaUnsupported { .. }
         | IdpError::NoUsableFactor { .. }
         | IdpError::MfaUnnamed { .. }
+        | IdpError::IdentityMismatch(_)
         | IdpError::Cancelled => Failure::NeedsPerson,
         IdpError::UnexpectedStatus { .. }
         | IdpError::UnexpectedHtml { .. }

@@ -8,10 +8,10 @@ use samld_proto::{
 };
 use tokio::sync::watch;
 
+use super::gate::Asker;
 use super::policy::{Phase, SessionPhase};
 use super::secrets::SecretSources;
 use super::state::{AccountData, AccountSlot, FlightKind, FlightResult, SessionSlot};
-use super::gate::Asker;
 use super::{ClientChannel, FlightGuard, Manager, not_logged_in, status, wait_flight};
 use crate::audit::Record;
 
@@ -192,7 +192,11 @@ impl Manager {
         let data = slot.data();
         Ok(LoginOutcome {
             account: slot.account.name.clone(),
-            username: slot.account.username.clone(),
+            // A `provider = "saml"` account has no username: it is whom it signed in as.
+            username: slot
+                .idp
+                .identity()
+                .unwrap_or_else(|| slot.account.username.clone()),
             reused_session: reused,
             roles: status::role_infos(&slot.account, &data.roles),
         })

@@ -188,6 +188,7 @@ fn account_status(slot: &AccountSlot, audit: &Audit, now: OffsetDateTime) -> Acc
         provider: account.provider.as_str().to_owned(),
         login: account.login.as_str().to_owned(),
         username: account.username.clone(),
+        identity: slot.idp.identity(),
         url: account.url.clone(),
         region: account.region.clone(),
         default_role: account.role.clone(),

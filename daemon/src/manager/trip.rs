@@ -17,7 +17,7 @@ use super::state::{
 };
 use super::{Manager, wait_flight};
 use crate::clock::rfc3339;
-use crate::idp::IdpError;
+use crate::idp::{IdpError, identity};
 use crate::saml::{self, Assertion, RolePair};
 use crate::sts::{AssumeRequest, AwsCredentials, StsError, StsTarget, choose_duration};
 
@@ -178,7 +178,7 @@ impl Manager {
         let account = &slot.account;
         let attended = person.is_some();
         let (saml_response, reused) = self.assertion(slot, &mut person).await?;
-        let assertion = parse_assertion(account, &saml_response)?;
+        let assertion = parse_assertion(slot, &saml_response)?;
         let now = self.clock.now();
         let targets = {
             let mut data = slot.data();
@@ -237,7 +237,7 @@ impl Manager {
                             .assertion_from_session()
                             .await
                             .map_err(|e| TripError::idp(account, e))?;
-                        assertion = parse_assertion(account, &saml_response)?;
+                        assertion = parse_assertion(slot, &saml_response)?;
                         if !retry_left {
                             break Err(e);
                         }
@@ -475,6 +475,13 @@ impl Manager {
             reached_person,
             from_keyring,
         } = attempt;
+        // A sign-in as someone else (a browser signed in as another person) is no sign-in of
+        // this session: it fails here, before it can mark the session live and so lift a
+        // refusal or start unattended sign-ins for the accounts that share it.
+        let result = result.and_then(|saml_response| match someone_else(slot, &saml_response) {
+            Some(mismatch) => Err(mismatch),
+            None => Ok(saml_response),
+        });
         if let Err(IdpError::AuthFailed { .. }) = &result
             && from_keyring
             && let Some(store) = self.options.password_store.as_ref()
@@ -720,8 +727,20 @@ impl Drop for SessionLoginGuard {
     }
 }
 
-fn parse_assertion(account: &Account, saml_response: &Secret) -> Result<Assertion, TripError> {
-    saml::parse_saml_response(saml_response.expose()).map_err(|e| {
+/// The identity mismatch, when a sign-in's assertion names someone other than the
+/// session's identity (an unreadable assertion is left to [`parse_assertion`] to report).
+fn someone_else(slot: &AccountSlot, saml_response: &Secret) -> Option<IdpError> {
+    let assertion = saml::parse_saml_response(saml_response.expose()).ok()?;
+    identity::check_hand_out(&slot.account, &slot.idp.identities(), &assertion)
+        .err()
+        .map(IdpError::IdentityMismatch)
+}
+
+/// The assertion a trip hands on to STS: readable, and for the held session's identity
+/// (whatever path it came by: a browser's, a login's, a refresh's).
+fn parse_assertion(slot: &AccountSlot, saml_response: &Secret) -> Result<Assertion, TripError> {
+    let account = &slot.account;
+    let assertion = saml::parse_saml_response(saml_response.expose()).map_err(|e| {
         TripError::new(
             Failure::Refused,
             WireError::new(
@@ -729,7 +748,10 @@ fn parse_assertion(account: &Account, saml_response: &Secret) -> Result<Assertio
                 format!("the SAML assertion for {} is unusable: {e}", account.name),
             ),
         )
-    })
+    })?;
+    identity::check_hand_out(account, &slot.idp.identities(), &assertion)
+        .map_err(|e| TripError::idp(account, IdpError::IdentityMismatch(e)))?;
+    Ok(assertion)
 }
 
 /// Keeps new credentials, with their refresh deadline floored and jittered.

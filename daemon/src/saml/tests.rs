@@ -87,6 +87,7 @@ fn signed_assertion_fixture() {
             session_duration: Some(7200),
             role_session_name: Some("alice@example.com".to_owned()),
             not_on_or_after: Some(datetime!(2036-11-25 10:37:56 UTC)),
+            subject: Some("alice@example.com".to_owned()),
         }
     );
 }
@@ -108,6 +109,25 @@ fn signed_both_saml2_fixture_has_provider_first_and_a_role_path() {
         assertion.role_session_name.as_deref(),
         Some("bob@example.com")
     );
+}
+
+#[test]
+fn the_subject_is_the_assertions_name_id_whatever_its_prefix() {
+    // `saml2:` prefixes; the RoleSessionName (bob) is not the subject.
+    let fixture = parse_xml(SIGNED_BOTH_SAML2).unwrap();
+    assert_eq!(fixture.subject.as_deref(), Some("alice@example.com"));
+    let attributes = role_attribute(&[&format!("{},{}", role("A"), provider())]);
+    let spaced = response(&attributes).replace(
+        "<saml:NameID>alice@example.com</saml:NameID>",
+        "<saml:NameID Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress\">\n  alice@example.com\n</saml:NameID>",
+    );
+    assert_eq!(
+        parse_xml(&spaced).unwrap().subject.as_deref(),
+        Some("alice@example.com")
+    );
+    let anonymous =
+        response(&attributes).replace("<saml:NameID>alice@example.com</saml:NameID>", "");
+    assert_eq!(parse_xml(&anonymous).unwrap().subject, None);
 }
 
 #[test]

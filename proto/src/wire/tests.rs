@@ -214,6 +214,7 @@ fn status_round_trips() {
             config_error: None,
         },
         accounts: vec![AccountStatus {
+            identity: None,
             login: "api".into(),
             name: "prod".into(),
             state: AccountState::NeedsLogin,

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod browser;
 pub mod flows;
 
 use std::io::Write as _;

@@ -153,8 +153,10 @@ fn browser_login(
     let profile = browser::profile_dir().ok_or_else(|| {
         Failure("cannot place the browser profile: set HOME (or XDG_STATE_HOME)".to_owned())
     })?;
-    let signed_in = browser::sign_in(&settings, &profile, &mut |m| eprintln!("{m}"))
+    let mut signed_in = browser::sign_in(&settings, &profile, &mut |m| eprintln!("{m}"))
         .map_err(|e| Failure(format!("{e}; {account} is as it was")))?;
+    // Only a person's --force may make someone else the identity of the account.
+    signed_in.replace_identity = force;
     let request = LoginRequest {
         account,
         intent: LoginIntent::Browser { sign_in: signed_in },

@@ -61,6 +61,15 @@ pub(crate) fn render_role_expiry(roles: &[RoleStatus], now: SystemTime) -> Strin
         .collect()
 }
 
+/// Whom the account signs in as: its identity when samld learnt it from a sign-in
+/// (`provider = "saml"`), else the configured user.
+fn user_of(account: &AccountStatus) -> String {
+    account
+        .identity
+        .clone()
+        .unwrap_or_else(|| account.username.clone())
+}
+
 /// The human `samlctl status`.
 pub(crate) fn render_status(report: &StatusReport, now: SystemTime) -> String {
     let d = &report.daemon;
@@ -106,7 +115,7 @@ pub(crate) fn render_status(report: &StatusReport, now: SystemTime) -> String {
             rows.push([
                 a.name.clone(),
                 a.state.to_string(),
-                a.username.clone(),
+                user_of(a),
                 session.clone(),
                 "-".into(),
                 "-".into(),
@@ -127,11 +136,7 @@ pub(crate) fn render_status(report: &StatusReport, now: SystemTime) -> String {
                 } else {
                     String::new()
                 },
-                if first {
-                    a.username.clone()
-                } else {
-                    String::new()
-                },
+                if first { user_of(a) } else { String::new() },
                 if first {
                     session.clone()
                 } else {

@@ -29,6 +29,7 @@ mod http;
 mod mfa;
 mod saml_page;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,9 +41,10 @@ use samld_proto::Secret;
 use tracing::debug;
 
 use self::auth::AuthStep;
-use self::http::{BodyKind, read_capped, send, shared_tls_config, unexpected_status};
+use self::http::{BodyKind, parse_json, read_capped, send, shared_tls_config, unexpected_status};
 use self::mfa::Factor;
 use self::saml_page::{SamlFetch, parse_url, redirect_to_for};
+use super::identity::{self, CheckedAt, IdentityMismatch, IdentitySource};
 use super::{Contact, IdentityProvider, IdpError, LoginInteraction};
 use crate::error_chain::error_chain;
 use crate::future::BoxFuture;
@@ -51,9 +53,14 @@ use crate::idp::transport::{POOL_IDLE_TIMEOUT, USER_AGENT};
 pub use self::http::{MAX_JSON_BYTES, MAX_PAGE_BYTES, MAX_RETRY_AFTER};
 pub use samld_config::MfaMode;
 
+/// The console's account of who is signed in, also the session probe.
+const SELF_REQUEST: &str = "GET /userconsole/api/self";
+
 /// What [`JumpCloud`] needs from an account's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JumpCloudSettings {
+    /// The account's name in the config, for messages that tell the person what to run.
+    pub account: String,
     /// The user console, `https://console.jumpcloud.com` unless overridden.
     pub console_url: String,
     /// The IdP URL of the AWS app, such as `https://sso.jumpcloud.com/saml2/acme-aws`.
@@ -71,6 +78,7 @@ impl JumpCloudSettings {
     /// default timeouts.
     pub fn new(app_url: impl Into<String>, username: impl Into<String>) -> Self {
         Self {
+            account: "this account".to_owned(),
             console_url: samld_config::DEFAULT_JUMPCLOUD_CONSOLE_URL.to_owned(),
             app_url: app_url.into(),
             username: username.into(),
@@ -84,6 +92,7 @@ impl JumpCloudSettings {
     pub fn from_account(account: &samld_config::Account) -> Self {
         let defaults = JumpCloudTimeouts::default();
         Self {
+            account: account.name.clone(),
             console_url: account.jumpcloud_console_url.clone(),
             app_url: account.url.clone(),
             username: account.username.clone(),
@@ -131,6 +140,7 @@ pub struct JumpCloud {
     /// The `redirectTo` sent with the password: the app URL's path (and query) without the
     /// leading `/`, the way JumpCloud's own login page sends it.
     redirect_to: String,
+    account: String,
     username: String,
     mfa: MfaMode,
     timeouts: JumpCloudTimeouts,
@@ -166,6 +176,29 @@ struct Session {
     /// Never follows redirects: JSON API calls and the session probe, where a redirect means
     /// "not logged in" and must be seen rather than followed to an HTML login page.
     api: Client,
+    /// Whom this session signs in: the subjects its assertions may carry.
+    identity: Mutex<SessionIdentity>,
+}
+
+/// What samld learnt of whom a session signs in, beyond the configured `username`.
+#[derive(Default)]
+struct SessionIdentity {
+    /// The console's names for the user (`/userconsole/api/self`: email and username), when
+    /// a browser handed the session over.
+    console: Vec<String>,
+    /// After a password login, the subject of each app's first assertion, by app URL:
+    /// JumpCloud had just authenticated the configured user, whatever NameID format (email
+    /// or user name) that app sends.
+    first_subjects: HashMap<String, String>,
+}
+
+/// The part of `GET /userconsole/api/self` that says who is signed in.
+#[derive(serde::Deserialize)]
+struct SignedInUser {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
 }
 
 impl fmt::Debug for JumpCloud {
@@ -211,6 +244,7 @@ impl JumpCloud {
             console,
             app,
             redirect_to,
+            account: settings.account,
             username: settings.username,
             mfa: settings.mfa,
             timeouts: settings.timeouts,
@@ -268,6 +302,7 @@ impl JumpCloud {
             browse: build(redirect::Policy::limited(10))?,
             api: build(redirect::Policy::none())?,
             jar,
+            identity: Mutex::default(),
         })
     }
 
@@ -280,7 +315,26 @@ impl JumpCloud {
 
     /// `GET /userconsole/api/self` without following redirects: is the session alive?
     async fn probe(&self, session: &Session) -> Result<(), IdpError> {
-        const NAME: &str = "GET /userconsole/api/self";
+        self.ask_self(session).await.map(drop)
+    }
+
+    /// Who the session is signed in as, by the console's own account of it.
+    async fn signed_in_user(&self, session: &Session) -> Result<Vec<String>, IdpError> {
+        let (response, url) = self.ask_self(session).await?;
+        let status = response.status();
+        let body = read_capped(response, SELF_REQUEST, &url, BodyKind::Json).await?;
+        let user: SignedInUser = parse_json(SELF_REQUEST, status, &body)?;
+        Ok([user.email, user.username]
+            .into_iter()
+            .flatten()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect())
+    }
+
+    /// `GET /userconsole/api/self`: its answer when the session is alive.
+    async fn ask_self(&self, session: &Session) -> Result<(reqwest::Response, Url), IdpError> {
+        const NAME: &str = SELF_REQUEST;
         let url = self.console_endpoint("/userconsole/api/self");
         let request = self.api_request(session, Method::GET, &url, None)?;
         let response = send(request, NAME, &url).await?;
@@ -292,7 +346,7 @@ impl JumpCloud {
             .and_then(|l| url.join(l).ok())
             .is_some_and(|l| self.is_login_page(&l));
         if status.is_success() && !to_login {
-            return Ok(());
+            return Ok((response, url));
         }
         if status.is_redirection()
             || matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
@@ -314,13 +368,73 @@ impl JumpCloud {
             return Err(IdpError::SessionExpired);
         }
         self.probe(&session).await?;
-        self.fetch_saml(&session, &self.app, SamlFetch::FromSession)
-            .await
+        let saml = self
+            .fetch_saml(&session, &self.app, SamlFetch::FromSession)
+            .await?;
+        self.remember_subject(&session, &saml);
+        Ok(saml)
     }
 
-    /// Takes in the JumpCloud session the person signed in to in a browser: its cookies
-    /// become the held session, exactly as if samld had signed in itself.
-    fn adopt_browser_session(
+    /// Keeps the subject of this app's first assertion from a password login's session.
+    fn remember_subject(&self, session: &Session, saml: &Secret) {
+        let mut identity = session.identity();
+        if identity.console.is_empty()
+            && let Ok(Some(subject)) = identity::subject_of(saml)
+        {
+            identity
+                .first_subjects
+                .entry(self.app.to_string())
+                .or_insert(subject);
+        }
+    }
+
+    fn refused_sign_in(&self, signed_in: Option<String>) -> IdpError {
+        IdpError::IdentityMismatch(IdentityMismatch {
+            account: self.account.clone(),
+            signed_in,
+            expected: self.username.clone(),
+            source: IdentitySource::Configured,
+            at: CheckedAt::BrowserSignIn,
+            idp: "JumpCloud",
+        })
+    }
+
+    /// Who a browser's session signs in, refused unless it is the configured user: by the
+    /// console's `/userconsole/api/self` when the browser handed over its cookies, and by
+    /// the assertion's subject in any case.
+    async fn browser_identity(
+        &self,
+        session: &Session,
+        saml: &Secret,
+    ) -> Result<Vec<String>, IdpError> {
+        let mut identities = vec![self.username.clone()];
+        if session.jar.cookies(&self.console).is_some() {
+            match self.signed_in_user(session).await {
+                Ok(names) if identity::is_one_of(Some(&self.username), &names) => {
+                    identities.extend(names);
+                }
+                // A console that names no one leaves it to the assertion.
+                Ok(names) if names.is_empty() => {}
+                Ok(names) => {
+                    let shown = names.into_iter().next();
+                    return Err(self.refused_sign_in(shown));
+                }
+                // Cookies the console does not know: only the assertion can tell.
+                Err(IdpError::SessionExpired) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let subject = identity::subject_of(saml)?;
+        if !identity::is_one_of(subject.as_deref(), &identities) {
+            return Err(self.refused_sign_in(subject));
+        }
+        Ok(identities)
+    }
+
+    /// Takes in the JumpCloud session the person signed in to in a browser: once it proves
+    /// to be the configured user's, its cookies become the held session, exactly as if samld
+    /// had signed in itself. Anyone else's is refused and the held session stays as it was.
+    async fn adopt_browser_session(
         &self,
         signed_in: samld_proto::BrowserSignIn,
     ) -> Result<Secret, IdpError> {
@@ -337,6 +451,10 @@ impl JumpCloud {
                 "the browser handed over no cookie for the JumpCloud console: refreshes will need another browser sign-in"
             );
         }
+        let identities = self
+            .browser_identity(&session, &signed_in.saml_response)
+            .await?;
+        session.identity().console = identities;
         let mut slot = self.slot();
         slot.generation += 1;
         slot.session = Some(session);
@@ -346,7 +464,7 @@ impl JumpCloud {
 
     async fn full_login(&self, io: &mut dyn LoginInteraction) -> Result<Secret, IdpError> {
         if let Some(signed_in) = io.browser_sign_in() {
-            return self.adopt_browser_session(signed_in);
+            return self.adopt_browser_session(signed_in).await;
         }
         let generation = self.slot().generation;
         let session = Arc::new(self.new_session()?);
@@ -383,8 +501,18 @@ impl JumpCloud {
             }
         }
         debug!("JumpCloud login succeeded");
-        self.fetch_saml(&session, &target, SamlFetch::AfterLogin)
-            .await
+        let saml = self
+            .fetch_saml(&session, &target, SamlFetch::AfterLogin)
+            .await?;
+        self.remember_subject(&session, &saml);
+        Ok(saml)
+    }
+}
+
+impl Session {
+    fn identity(&self) -> std::sync::MutexGuard<'_, SessionIdentity> {
+        // Names only: no invariant a panic could break halfway.
+        self.identity.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -405,6 +533,16 @@ impl IdentityProvider for JumpCloud {
         slot.generation += 1;
         slot.session = None;
         debug!("JumpCloud session forgotten");
+    }
+
+    fn identities(&self) -> Vec<String> {
+        let mut names = vec![self.username.clone()];
+        if let Some(session) = self.current_session() {
+            let identity = session.identity();
+            names.extend(identity.console.iter().cloned());
+            names.extend(identity.first_subjects.get(self.app.as_str()).cloned());
+        }
+        names
     }
 }
 

@@ -43,6 +43,7 @@ fn status_table_shows_states_roles_and_relative_times() {
         state,
         provider: "jumpcloud".into(),
         username: format!("{name}@example.com"),
+        identity: None,
         url: "https://sso.jumpcloud.com/saml2/x".into(),
         region: None,
         default_role: None,
@@ -171,6 +172,7 @@ fn a_browser_account_at_any_idp_is_told_to_use_the_browser() {
             state: AccountState::NeedsLogin,
             provider: "saml".into(),
             username: String::new(),
+            identity: Some("dana@acme.com".into()),
             url: "https://acme.okta.com/home/amazon_aws/0oa1/272".into(),
             region: None,
             default_role: None,
@@ -190,8 +192,10 @@ fn a_browser_account_at_any_idp_is_told_to_use_the_browser() {
         }],
     };
     let text = render_status(&report, now);
+    // The user is the subject of the account's first sign-in, which samld learnt.
     assert!(
-        text.contains("ACCOUNT  STATE        USER  IDP SESSION"),
+        text.contains("ACCOUNT  STATE        USER           IDP SESSION")
+            && text.contains("okta     needs-login  dana@acme.com"),
         "{text}"
     );
     assert!(
