@@ -384,7 +384,12 @@ fn background_refreshes_run_headlessly_from_the_browser_session() {
     assert!(after.saml_pages >= signed_in.saml_pages + 2, "{after:?}");
     assert_eq!(after.password_posts, signed_in.password_posts);
     assert_sts_got_the_browsers_assertion(&w);
-    assert_eq!(w.account_status("prod").state, AccountState::Active);
+    // Refreshes come every few seconds here: one may be running as status is read.
+    let state = w.account_status("prod").state;
+    assert!(
+        matches!(state, AccountState::Active | AccountState::Refreshing),
+        "{state:?}"
+    );
 }
 
 #[test]

@@ -163,6 +163,39 @@ impl Server {
     }
 }
 
+/// Follows prod's audit over `socket`, having read the events so far (the login alone).
+fn follow_prod(socket: &Path) -> UnixStream {
+    let mut follower = UnixStream::connect(socket).unwrap();
+    follower
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _hello: Response = read_frame(&mut follower).unwrap().unwrap();
+    let follow = Request::Audit {
+        account: Some("prod".into()),
+        since_secs: None,
+        follow: true,
+    };
+    write_frame(&mut follower, &follow).unwrap();
+    let mut events = Vec::new();
+    let dropped = loop {
+        match read_frame(&mut follower).unwrap() {
+            Some(Response::AuditEvent(event)) => events.push(event),
+            Some(Response::AuditFollowing {
+                events: rest,
+                dropped,
+            }) => {
+                events.extend(rest);
+                break dropped;
+            }
+            other => panic!("expected the events so far: {other:?}"),
+        }
+    };
+    assert_eq!(dropped, 0);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, AuditKind::Login);
+    follower
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
     let daemon = logged_in().await;
@@ -174,34 +207,7 @@ async fn hand_outs_are_recorded_with_their_process_and_no_secret() {
         let daemon = daemon.clone();
         tokio::task::spawn_blocking(move || {
             // A follower first: it must see the hand-outs that come after it.
-            let mut follower = UnixStream::connect(&socket).unwrap();
-            follower
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let _hello: Response = read_frame(&mut follower).unwrap().unwrap();
-            let follow = Request::Audit {
-                account: Some("prod".into()),
-                since_secs: None,
-                follow: true,
-            };
-            write_frame(&mut follower, &follow).unwrap();
-            let mut events = Vec::new();
-            let dropped = loop {
-                match read_frame(&mut follower).unwrap() {
-                    Some(Response::AuditEvent(event)) => events.push(event),
-                    Some(Response::AuditFollowing {
-                        events: rest,
-                        dropped,
-                    }) => {
-                        events.extend(rest);
-                        break dropped;
-                    }
-                    other => panic!("expected the events so far: {other:?}"),
-                }
-            };
-            assert_eq!(dropped, 0);
-            assert_eq!(events.len(), 1, "{events:?}");
-            assert_eq!(events[0].kind, AuditKind::Login);
+            let mut follower = follow_prod(&socket);
 
             let Response::Credentials(creds) = ask(&socket, &get(None)) else {
                 panic!("expected credentials");

@@ -317,6 +317,10 @@ mod tests {
     }
 
     /// One row: the account and session, and what each asker gets.
+    #[expect(
+        clippy::struct_excessive_bools,
+        reason = "a table row: each bool is one column of the gate's input"
+    )]
     struct Row {
         what: &'static str,
         phase: Phase,
@@ -363,6 +367,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "a table: one row per case, read side by side"
+    )]
     fn who_may_trip_as_a_table() {
         let keyring = error(ErrorCode::NeedsLogin, "the keyring is locked");
         let five_xx = error(ErrorCode::IdpError, "JumpCloud answered 503");

@@ -671,6 +671,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "a table: one row per error, read side by side"
+    )]
     fn idp_and_sts_failures_are_classified() {
         use crate::idp::IdpError as E;
         let table: Vec<(IdpError, Failure)> = vec![
