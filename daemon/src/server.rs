@@ -286,6 +286,64 @@ impl Connection {
         }
     }
 
+    /// Credentials for a helper or an exec endpoint, audited whether or not they came; an
+    /// interactive request lets the daemon ask this connection's person for a sign-in.
+    async fn get_credentials(
+        &mut self,
+        daemon: &Arc<Manager>,
+        account: &str,
+        role: Option<&str>,
+        interactive: bool,
+        via: Option<Handout>,
+    ) -> Answer {
+        let peer_pid = self.peer_pid;
+        let channel: Option<&mut dyn ClientChannel> = if interactive { Some(self) } else { None };
+        let result = daemon.get_credentials_traced(account, role, channel).await;
+        let record = Record::handout_result(via.unwrap_or(Handout::Helper), account, role, &result);
+        let response = match result {
+            Ok((creds, _)) => Response::Credentials(creds),
+            Err(e) => Response::Error(e),
+        };
+        Answer::Audited(response, PendingAudit::new(record, peer_pid))
+    }
+
+    /// A console sign-in URL, audited with the role whose credentials reached the federation
+    /// endpoint.
+    async fn console_url(
+        &self,
+        daemon: &Arc<Manager>,
+        account: &str,
+        role: Option<&str>,
+        session_duration: Option<u32>,
+    ) -> Answer {
+        let mut handed_out = None;
+        let result = crate::console::console_url_traced(
+            daemon,
+            account,
+            role,
+            session_duration,
+            &mut handed_out,
+        )
+        .await;
+        // The role whose credentials went to the federation endpoint, even when the
+        // sign-in failed after that; else the one asked for.
+        let record = Record::handout(
+            Handout::Console,
+            account,
+            role,
+            handed_out.as_ref().map(|(role_arn, source)| Handed {
+                role_arn,
+                source: *source,
+            }),
+            result.as_ref().err().map(|e| e.message.as_str()),
+        );
+        let response = match result {
+            Ok(signin) => Response::ConsoleUrl(signin),
+            Err(e) => Response::Error(e),
+        };
+        Answer::Audited(response, PendingAudit::new(record, self.peer_pid))
+    }
+
     async fn dispatch(
         &mut self,
         daemon: &Arc<Manager>,
@@ -303,23 +361,9 @@ impl Connection {
                 interactive,
                 via,
             } => {
-                let peer_pid = self.peer_pid;
-                let channel: Option<&mut dyn ClientChannel> =
-                    if interactive { Some(self) } else { None };
-                let result = daemon
-                    .get_credentials_traced(&account, role.as_deref(), channel)
+                return self
+                    .get_credentials(daemon, &account, role.as_deref(), interactive, via)
                     .await;
-                let record = Record::handout_result(
-                    via.unwrap_or(Handout::Helper),
-                    &account,
-                    role.as_deref(),
-                    &result,
-                );
-                let response = match result {
-                    Ok((creds, _)) => Response::Credentials(creds),
-                    Err(e) => Response::Error(e),
-                };
-                return Answer::Audited(response, PendingAudit::new(record, peer_pid));
             }
             Request::Login(login) => {
                 let channel: Option<&mut dyn ClientChannel> = if login.intent.interactive() {
@@ -366,32 +410,9 @@ impl Connection {
                 role,
                 session_duration,
             } => {
-                let mut handed_out = None;
-                let result = crate::console::console_url_traced(
-                    daemon,
-                    &account,
-                    role.as_deref(),
-                    session_duration,
-                    &mut handed_out,
-                )
-                .await;
-                // The role whose credentials went to the federation endpoint, even when the
-                // sign-in failed after that; else the one asked for.
-                let record = Record::handout(
-                    Handout::Console,
-                    &account,
-                    role.as_deref(),
-                    handed_out.as_ref().map(|(role_arn, source)| Handed {
-                        role_arn,
-                        source: *source,
-                    }),
-                    result.as_ref().err().map(|e| e.message.as_str()),
-                );
-                let response = match result {
-                    Ok(signin) => Response::ConsoleUrl(signin),
-                    Err(e) => Response::Error(e),
-                };
-                return Answer::Audited(response, PendingAudit::new(record, self.peer_pid));
+                return self
+                    .console_url(daemon, &account, role.as_deref(), session_duration)
+                    .await;
             }
             Request::Audit {
                 account,

@@ -272,38 +272,107 @@ impl IdpError {
     }
 }
 
+// The messages, one group of variants per helper; `fmt` sends each variant to its group, so
+// the helpers' last arm is never taken.
 impl fmt::Display for IdpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdpError::AuthFailed { .. }
+            | IdpError::PasswordUnavailable { .. }
+            | IdpError::SessionExpired
+            | IdpError::Cancelled => self.fmt_sign_in(f),
+            IdpError::MfaCodeRejected { .. }
+            | IdpError::PushDenied
+            | IdpError::PushExpired
+            | IdpError::MfaCodeUnavailable { .. }
+            | IdpError::MfaUnnamed { .. } => self.fmt_mfa(f),
+            IdpError::MfaUnsupported { .. } | IdpError::NoUsableFactor { .. } => {
+                self.fmt_factors(f)
+            }
+            IdpError::Network { .. }
+            | IdpError::UnexpectedHtml { .. }
+            | IdpError::UnexpectedStatus { .. }
+            | IdpError::Throttled { .. }
+            | IdpError::IdpUnavailable { .. }
+            | IdpError::TooLarge { .. } => self.fmt_http(f),
+            IdpError::JumpCloudError { .. }
+            | IdpError::SentToLoginPage { .. }
+            | IdpError::BrowserRequired { .. } => self.fmt_refusal(f),
+            // The saml error already says what to check.
+            IdpError::Saml(e) => write!(f, "{e}"),
+            IdpError::Config(message) => write!(f, "Configuration error: {message}"),
+            IdpError::IdentityMismatch(mismatch) => mismatch.fmt(f),
+        }
+    }
+}
+
+impl IdpError {
+    /// The errors about the password and the session: what the person signs in with.
+    fn fmt_sign_in(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdpError::AuthFailed { message } => write!(
                 f,
                 "JumpCloud rejected the email or password: {message} Check `username` (it must \
-                 be the JumpCloud email address, not the JumpCloud username) and the password."
+                     be the JumpCloud email address, not the JumpCloud username) and the password."
             ),
+            IdpError::PasswordUnavailable { reason } => write!(
+                f,
+                "No JumpCloud password could be had ({reason}); run `samlctl login` in a \
+                     terminal, pipe the password to `samlctl login --password-stdin`, or set \
+                     `password_command`."
+            ),
+            IdpError::SessionExpired => f.write_str(
+                "The JumpCloud session has expired; a password login is needed (`samlctl login`).",
+            ),
+            IdpError::Cancelled => f.write_str("The login was cancelled."),
+            _ => unreachable!("{self:?} is not one of fmt_sign_in's errors"),
+        }
+    }
+
+    /// The errors about answering a second factor.
+    fn fmt_mfa(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             IdpError::MfaCodeRejected { message } => write!(
                 f,
                 "JumpCloud rejected the TOTP code: {message} Each code works only once: wait for \
-                 the next code and log in again."
+                     the next code and log in again."
             ),
             IdpError::PushDenied => f.write_str(
                 "The JumpCloud Protect push was denied on the phone; log in again and approve it.",
             ),
             IdpError::PushExpired => f.write_str(
                 "The JumpCloud Protect push was not approved before it expired; log in again and \
-                 approve it on your phone.",
+                     approve it on your phone.",
             ),
             IdpError::MfaCodeUnavailable { reason } => write!(
                 f,
                 "JumpCloud asks for a TOTP code but none could be had ({reason}); run `samlctl \
-                 login` in a terminal, pipe the code to `samlctl login --mfa-code-stdin`, or set \
-                 `mfa_command`."
+                     login` in a terminal, pipe the code to `samlctl login --mfa-code-stdin`, or set \
+                     `mfa_command`."
             ),
-            IdpError::PasswordUnavailable { reason } => write!(
-                f,
-                "No JumpCloud password could be had ({reason}); run `samlctl login` in a \
-                 terminal, pipe the password to `samlctl login --password-stdin`, or set \
-                 `password_command`."
-            ),
+            IdpError::MfaUnnamed { configured, reason } => {
+                f.write_str("JumpCloud asks for a second factor without saying which")?;
+                match (configured.as_str(), reason) {
+                    ("auto", Some(reason)) => write!(
+                        f,
+                        ", and no TOTP code was at hand ({reason}): to answer it with a TOTP \
+                             code, set mfa = \"totp\" and `mfa_command`, or pass the code to \
+                             `samlctl login`; if you use JumpCloud Protect, set mfa = \"push\"."
+                    ),
+                    (other, _) => write!(
+                        f,
+                        ", and mfa = \"{other}\" cannot answer it: set mfa = \"totp\" (with \
+                             `mfa_command` for unattended logins) or mfa = \"push\"."
+                    ),
+                }
+            }
+            _ => unreachable!("{self:?} is not one of fmt_mfa's errors"),
+        }
+    }
+
+    /// The errors about which second factor to use: the config and the account disagree.
+    fn fmt_factors(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             IdpError::MfaUnsupported {
                 factor,
                 alternatives,
@@ -321,7 +390,7 @@ impl fmt::Display for IdpError {
                     ),
                     None => f.write_str(
                         "; this account offers no factor samld supports: enroll JumpCloud \
-                         Protect (push) or a TOTP authenticator in the JumpCloud user console.",
+                             Protect (push) or a TOTP authenticator in the JumpCloud user console.",
                     ),
                 }
             }
@@ -333,33 +402,43 @@ impl fmt::Display for IdpError {
                     write!(
                         f,
                         "JumpCloud asks for a second factor but offers none that is available \
-                         (mfa = \"{configured}\"); enroll JumpCloud Protect (push) or a TOTP \
-                         authenticator in the JumpCloud user console."
+                             (mfa = \"{configured}\"); enroll JumpCloud Protect (push) or a TOTP \
+                             authenticator in the JumpCloud user console."
                     )
                 } else if configured == "none" {
                     write!(
                         f,
                         "JumpCloud asks for a second factor but mfa = \"none\"; this account \
-                         offers: {} — set mfa = \"auto\".",
+                             offers: {} — set mfa = \"auto\".",
                         offered.join(", ")
                     )
                 } else {
                     write!(
                         f,
                         "mfa = \"{configured}\" but this JumpCloud account offers only: {} — set \
-                         mfa to one of them, or \"auto\".",
+                             mfa to one of them, or \"auto\".",
                         offered.join(", ")
                     )
                 }
             }
-            IdpError::SessionExpired => f.write_str(
-                "The JumpCloud session has expired; a password login is needed (`samlctl login`).",
+            _ => unreachable!("{self:?} is not one of fmt_factors's errors"),
+        }
+    }
+
+    /// The errors about what came back over the network: unreachable, odd statuses,
+    /// throttling, oversized answers.
+    fn fmt_http(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdpError::Network { url, reason } => write!(
+                f,
+                "Could not reach {url}: {reason}. Check the network connection, any proxy, and \
+                     the configured URL."
             ),
             IdpError::UnexpectedHtml { request, status } => write!(
                 f,
                 "JumpCloud answered HTML instead of JSON to {request} (HTTP {status}); JumpCloud \
-                 may be down or a proxy is intercepting: check `jumpcloud_console_url` and any \
-                 proxy settings, and try again later."
+                     may be down or a proxy is intercepting: check `jumpcloud_console_url` and any \
+                     proxy settings, and try again later."
             ),
             IdpError::UnexpectedStatus {
                 request,
@@ -377,56 +456,12 @@ impl fmt::Display for IdpError {
                     429 => f.write_str("; too many requests, try again in a minute."),
                     403 => f.write_str(
                         "; JumpCloud refused the XSRF token or the session cookies (a proxy or \
-                         a JumpCloud change may be the cause).",
+                             a JumpCloud change may be the cause).",
                     ),
                     404 => f.write_str("; check `url` and `jumpcloud_console_url`."),
                     _ => f.write_str("."),
                 }
             }
-            // The saml error already says what to check.
-            IdpError::Saml(e) => write!(f, "{e}"),
-            IdpError::Network { url, reason } => write!(
-                f,
-                "Could not reach {url}: {reason}. Check the network connection, any proxy, and \
-                 the configured URL."
-            ),
-            IdpError::Config(message) => write!(f, "Configuration error: {message}"),
-            IdpError::Cancelled => f.write_str("The login was cancelled."),
-            IdpError::MfaUnnamed { configured, reason } => {
-                f.write_str("JumpCloud asks for a second factor without saying which")?;
-                match (configured.as_str(), reason) {
-                    ("auto", Some(reason)) => write!(
-                        f,
-                        ", and no TOTP code was at hand ({reason}): to answer it with a TOTP \
-                         code, set mfa = \"totp\" and `mfa_command`, or pass the code to \
-                         `samlctl login`; if you use JumpCloud Protect, set mfa = \"push\"."
-                    ),
-                    (other, _) => write!(
-                        f,
-                        ", and mfa = \"{other}\" cannot answer it: set mfa = \"totp\" (with \
-                         `mfa_command` for unattended logins) or mfa = \"push\"."
-                    ),
-                }
-            }
-            IdpError::JumpCloudError {
-                request,
-                status,
-                error,
-            } => write!(
-                f,
-                "JumpCloud refused {request} (HTTP {status}): \"{error}\". These are \
-                 JumpCloud's own words: if they are about your account (locked, suspended, \
-                 password expired), sign in to the JumpCloud user console in a browser or ask \
-                 your JumpCloud administrator."
-            ),
-            IdpError::SentToLoginPage { request } => write!(
-                f,
-                "JumpCloud answered {request} with a redirect to its login page instead of \
-                 signing in or asking for a second factor: it wants this sign-in done on its \
-                 own login page. Sign in to the JumpCloud user console in a browser once to see \
-                 what it asks for, then try again; if it keeps happening, your organisation's \
-                 policy may require signing in through a browser."
-            ),
             IdpError::Throttled {
                 request,
                 retry_after,
@@ -444,20 +479,10 @@ impl fmt::Display for IdpError {
                     None => f.write_str("wait a minute before trying again."),
                 }
             }
-            IdpError::BrowserRequired { request, url } => write!(
-                f,
-                "JumpCloud accepted the sign-in but answered {request} with a page that is \
-                 neither its login page nor the SAML form: your organisation's policy requires \
-                 signing in to this app through a browser (conditional access or device trust): \
-                 sign in with `samlctl login ACCOUNT --browser`, and set login = \"browser\" \
-                 for the account. If {url} shows an error or a maintenance notice in a browser \
-                 instead, check that `url` is the IdP URL of the AWS app and that you are \
-                 assigned to it, or try again later."
-            ),
             IdpError::IdpUnavailable { request, status } => write!(
                 f,
                 "The IdP answered {request} with HTTP {status}; it seems to be having trouble: \
-                 samld asks again later."
+                     samld asks again later."
             ),
             IdpError::TooLarge {
                 request,
@@ -466,12 +491,48 @@ impl fmt::Display for IdpError {
             } => write!(
                 f,
                 "JumpCloud's answer to {request} is larger than {}, samld's limit for {kind}; \
-                 samld stopped reading it. Real JumpCloud answers are far smaller (a SAML page \
-                 is a few KiB), so something else answered, such as a proxy or a captive \
-                 portal: check `url`, `jumpcloud_console_url` and any proxy settings.",
+                     samld stopped reading it. Real JumpCloud answers are far smaller (a SAML page \
+                     is a few KiB), so something else answered, such as a proxy or a captive \
+                     portal: check `url`, `jumpcloud_console_url` and any proxy settings.",
                 human_bytes(*limit)
             ),
-            IdpError::IdentityMismatch(mismatch) => mismatch.fmt(f),
+            _ => unreachable!("{self:?} is not one of fmt_http's errors"),
+        }
+    }
+
+    /// The errors where JumpCloud itself declines the sign-in and says, or shows, why.
+    fn fmt_refusal(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdpError::JumpCloudError {
+                request,
+                status,
+                error,
+            } => write!(
+                f,
+                "JumpCloud refused {request} (HTTP {status}): \"{error}\". These are \
+                     JumpCloud's own words: if they are about your account (locked, suspended, \
+                     password expired), sign in to the JumpCloud user console in a browser or ask \
+                     your JumpCloud administrator."
+            ),
+            IdpError::SentToLoginPage { request } => write!(
+                f,
+                "JumpCloud answered {request} with a redirect to its login page instead of \
+                     signing in or asking for a second factor: it wants this sign-in done on its \
+                     own login page. Sign in to the JumpCloud user console in a browser once to see \
+                     what it asks for, then try again; if it keeps happening, your organisation's \
+                     policy may require signing in through a browser."
+            ),
+            IdpError::BrowserRequired { request, url } => write!(
+                f,
+                "JumpCloud accepted the sign-in but answered {request} with a page that is \
+                     neither its login page nor the SAML form: your organisation's policy requires \
+                     signing in to this app through a browser (conditional access or device trust): \
+                     sign in with `samlctl login ACCOUNT --browser`, and set login = \"browser\" \
+                     for the account. If {url} shows an error or a maintenance notice in a browser \
+                     instead, check that `url` is the IdP URL of the AWS app and that you are \
+                     assigned to it, or try again later."
+            ),
+            _ => unreachable!("{self:?} is not one of fmt_refusal's errors"),
         }
     }
 }

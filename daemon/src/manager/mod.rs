@@ -27,6 +27,7 @@ mod status;
 mod trip;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -397,40 +398,12 @@ impl Manager {
             let now = self.clock.now();
             let (stale, blocked, trip) = {
                 let mut data = slot.data();
-                let stale = match resolve_role(&slot.account, &data.roles, role) {
-                    Ok(Some(arn)) => {
-                        if let Some(refused) = data.refused.get(&arn) {
-                            let last = Some(refused.clone());
-                            return Err(explain(&slot.account, &WhyNot::Refused { last }));
-                        }
-                        match data.creds.get(&arn) {
-                            // Fresh, unless STS handed them out already (nearly) dead.
-                            Some(held) if now < held.refresh_at && usable(held, now) => {
-                                let answer = wire_credentials(&slot.account, &arn, held);
-                                data.wanted.insert(arn);
-                                return Ok((answer, waited.unwrap_or(CredentialSource::Memory)));
-                            }
-                            Some(held) if usable(held, now) => Some((arn, held.clone())),
-                            Some(held)
-                                if now < policy::add(held.obtained_at, policy::REFRESH_FLOOR) =>
-                            {
-                                // STS handed out credentials that died at once: asking again
-                                // this soon would be a loop.
-                                return Err(explain(&slot.account, &too_soon(&arn, held)));
-                            }
-                            _ => None,
-                        }
-                    }
-                    Ok(None) => None,
-                    // The assertion just fetched does not offer that role.
-                    Err(e) if last_flight.is_some() => return Err(e),
-                    // Nor does the last one, and while its session lives a trip would fetch
-                    // the same: answer from it (a new sign-in brings a new assertion).
-                    Err(e) if slot.session.data().phase == SessionPhase::Live => {
-                        return Err(role_not_offered(&slot.account, e));
-                    }
-                    Err(_) => None,
-                };
+                let stale =
+                    match held_for_role(&slot, &mut data, role, last_flight.is_some(), waited, now)
+                    {
+                        ControlFlow::Break(answer) => return answer,
+                        ControlFlow::Continue(stale) => stale,
+                    };
                 let asker = match channel {
                     Some(_) => Asker::TerminalHelper,
                     None => Asker::Unattended,
@@ -465,29 +438,18 @@ impl Manager {
                 continue;
             }
             if let Err(why) = blocked {
-                return match (stale, last_flight) {
-                    (Some((arn, held)), _) => Ok((
-                        wire_credentials(&slot.account, &arn, &held),
-                        CredentialSource::Memory,
-                    )),
-                    // The attempt just made says best what went wrong.
-                    (None, Some(Err(e))) => Err(e),
-                    (None, _) => Err(explain(&slot.account, &why)),
-                };
+                return stale_or(&slot.account, stale, last_flight, || {
+                    explain(&slot.account, &why)
+                });
             }
             let Some(rx) = trip else {
                 // The trip already made failed: answer with what is still valid, or why not.
-                return match (stale, last_flight) {
-                    (Some((arn, held)), _) => Ok((
-                        wire_credentials(&slot.account, &arn, &held),
-                        CredentialSource::Memory,
-                    )),
-                    (None, Some(Err(e))) => Err(e),
-                    (None, _) => Err(WireError::new(
+                return stale_or(&slot.account, stale, last_flight, || {
+                    WireError::new(
                         ErrorCode::Internal,
                         format!("no way to obtain credentials for {account}"),
-                    )),
-                };
+                    )
+                });
             };
             let wait = if stale.is_some() {
                 self.options.fresh_wait
@@ -697,6 +659,72 @@ async fn wait_flight_for(
                 wait.as_secs()
             ),
         )),
+    }
+}
+
+/// What a credentials request answers, and where the credentials came from.
+type CredentialsAnswer = Result<(Credentials, CredentialSource), WireError>;
+
+/// A request that can go no further: the credentials still valid, else what the attempt
+/// just made says (it says best what went wrong), else `otherwise`.
+fn stale_or(
+    account: &Account,
+    stale: Option<(String, HeldCredentials)>,
+    last_flight: Option<FlightResult>,
+    otherwise: impl FnOnce() -> WireError,
+) -> CredentialsAnswer {
+    match (stale, last_flight) {
+        (Some((arn, held)), _) => Ok((
+            wire_credentials(account, &arn, &held),
+            CredentialSource::Memory,
+        )),
+        (None, Some(Err(e))) => Err(e),
+        (None, _) => Err(otherwise()),
+    }
+}
+
+/// What a credentials request, for one pass, makes of what the account holds for its role:
+/// an answer now (fresh credentials, or why the role cannot be had), or the credentials
+/// still valid but due, served should no refresh come in time. `after_flight`: a trip just
+/// ended, so the roles are those of the assertion it fetched.
+fn held_for_role(
+    slot: &AccountSlot,
+    data: &mut AccountData,
+    role: Option<&str>,
+    after_flight: bool,
+    waited: Option<CredentialSource>,
+    now: OffsetDateTime,
+) -> ControlFlow<CredentialsAnswer, Option<(String, HeldCredentials)>> {
+    let arn = match resolve_role(&slot.account, &data.roles, role) {
+        Ok(Some(arn)) => arn,
+        Ok(None) => return ControlFlow::Continue(None),
+        // The assertion just fetched does not offer that role.
+        Err(e) if after_flight => return ControlFlow::Break(Err(e)),
+        // Nor does the last one, and while its session lives a trip would fetch
+        // the same: answer from it (a new sign-in brings a new assertion).
+        Err(e) if slot.session.data().phase == SessionPhase::Live => {
+            return ControlFlow::Break(Err(role_not_offered(&slot.account, e)));
+        }
+        Err(_) => return ControlFlow::Continue(None),
+    };
+    if let Some(refused) = data.refused.get(&arn) {
+        let last = Some(refused.clone());
+        return ControlFlow::Break(Err(explain(&slot.account, &WhyNot::Refused { last })));
+    }
+    match data.creds.get(&arn) {
+        // Fresh, unless STS handed them out already (nearly) dead.
+        Some(held) if now < held.refresh_at && usable(held, now) => {
+            let answer = wire_credentials(&slot.account, &arn, held);
+            data.wanted.insert(arn);
+            ControlFlow::Break(Ok((answer, waited.unwrap_or(CredentialSource::Memory))))
+        }
+        Some(held) if usable(held, now) => ControlFlow::Continue(Some((arn, held.clone()))),
+        Some(held) if now < policy::add(held.obtained_at, policy::REFRESH_FLOOR) => {
+            // STS handed out credentials that died at once: asking again
+            // this soon would be a loop.
+            ControlFlow::Break(Err(explain(&slot.account, &too_soon(&arn, held))))
+        }
+        _ => ControlFlow::Continue(None),
     }
 }
 

@@ -13,7 +13,7 @@ use super::gate::{self, AccountView, Asker, Pass, SessionView, WhyNot, explain};
 use super::policy::{self, Failure, LoginOutcome, Phase, SessionPhase, TripOutcome};
 use super::secrets::{self, SavedPassword, SecretSources};
 use super::state::{
-    AccountData, AccountSlot, HeldCredentials, SessionData, SessionSlot, SessionTimes,
+    AccountData, AccountSlot, FlightResult, HeldCredentials, SessionData, SessionSlot, SessionTimes,
 };
 use super::{Manager, wait_flight};
 use crate::clock::rfc3339;
@@ -254,35 +254,12 @@ impl Manager {
                     super::not_logged_in(account),
                 ));
             }
-            match result {
-                Ok(creds) => store(account, &mut data, &pair, creds, now),
-                Err(e) => {
-                    let failure = policy::classify_sts(&e);
-                    let error = WireError::new(
-                        ErrorCode::StsError,
-                        format!(
-                            "AssumeRoleWithSAML for {} ({}) failed: {e}",
-                            pair.role_arn, account.name
-                        ),
-                    );
-                    if failure == Failure::Refused {
-                        // Not asked again until a person acts; other roles go on.
-                        data.refused.insert(
-                            pair.role_arn.to_string(),
-                            ErrorInfo {
-                                code: error.code,
-                                message: error.message.clone(),
-                                at: rfc3339(now),
-                            },
-                        );
-                        data.wanted.remove(pair.role_arn.as_str());
-                    }
-                    let transient = matches!(failure, Failure::Transient { .. });
-                    first_failure.get_or_insert(TripError::new(failure, error));
-                    if transient {
-                        // STS is in trouble: the other roles would only add to it.
-                        break;
-                    }
+            if let Err(e) = record_assume(account, &mut data, &pair, result, now) {
+                let transient = matches!(e.failure, Failure::Transient { .. });
+                first_failure.get_or_insert(e);
+                if transient {
+                    // STS is in trouble: the other roles would only add to it.
+                    break;
                 }
             }
         }
@@ -363,42 +340,17 @@ impl Manager {
         data.times = None;
     }
 
-    /// Signs the account's IdP session in: with the person's secrets, or unattended when the
-    /// session's policy allows it. At most one login per session runs; a trip that finds one
-    /// running waits for it and then uses the session it made.
-    async fn session_login(
+    /// Makes this trip the session's one login, or waits for the login running and takes the
+    /// session it made. A session that another account's trip signed in meanwhile is used
+    /// as it is.
+    async fn lead_or_join_login(
         self: &Arc<Self>,
         slot: &Arc<AccountSlot>,
-        person: &mut Person<'_, '_>,
-    ) -> Result<Secret, TripError> {
+        asker: Asker,
+    ) -> Result<SessionLogin, TripError> {
         let account = &slot.account;
         let session = &slot.session;
-        if let Some(sources) = person.as_ref()
-            && sources.intent == LoginIntent::ReuseOnly
-        {
-            return Err(TripError::new(
-                Failure::NeedsPerson,
-                WireError::new(
-                    ErrorCode::NeedsLogin,
-                    format!(
-                        "no live {} session to reuse for {}",
-                        account.idp_name(),
-                        account.name
-                    ),
-                ),
-            ));
-        }
-        if let Some(sources) = person.as_ref()
-            && account.login == LoginMethod::Browser
-            && !matches!(sources.intent, LoginIntent::Browser { .. })
-        {
-            return Err(TripError::new(
-                Failure::NeedsPerson,
-                explain(account, &WhyNot::BrowserOnly),
-            ));
-        }
-        let asker = person.as_ref().map_or(Asker::Unattended, |s| s.asker);
-        let (tx, _guard, generation) = loop {
+        loop {
             let now = self.clock.now();
             // Lock order: an account before its session, never the other way round.
             let (phase, last_error, signs_in_alone, holds_credentials) = {
@@ -434,7 +386,11 @@ impl Manager {
                         let guard = SessionLoginGuard {
                             session: session.clone(),
                         };
-                        break (tx, guard, data.generation);
+                        return Ok(SessionLogin::Leading {
+                            tx,
+                            guard,
+                            generation: data.generation,
+                        });
                     }
                 }
             };
@@ -444,11 +400,33 @@ impl Manager {
             match slot.idp.assertion_from_session().await {
                 Ok(a) => {
                     self.session_alive(session);
-                    return Ok(a);
+                    return Ok(SessionLogin::Joined(a));
                 }
                 Err(IdpError::SessionExpired) => self.session_ended(session),
                 Err(e) => return Err(TripError::idp(account, e)),
             }
+        }
+    }
+
+    /// Signs the account's IdP session in: with the person's secrets, or unattended when the
+    /// session's policy allows it. At most one login per session runs; a trip that finds one
+    /// running waits for it and then uses the session it made.
+    async fn session_login(
+        self: &Arc<Self>,
+        slot: &Arc<AccountSlot>,
+        person: &mut Person<'_, '_>,
+    ) -> Result<Secret, TripError> {
+        let account = &slot.account;
+        let session = &slot.session;
+        refuse_login_not_asked_for(account, person.as_deref())?;
+        let asker = person.as_ref().map_or(Asker::Unattended, |s| s.asker);
+        let (tx, _guard, generation) = match self.lead_or_join_login(slot, asker).await? {
+            SessionLogin::Joined(saml_response) => return Ok(saml_response),
+            SessionLogin::Leading {
+                tx,
+                guard,
+                generation,
+            } => (tx, guard, generation),
         };
         let unattended = person.is_none();
         if unattended {
@@ -490,51 +468,16 @@ impl Manager {
             slot.data().saved_password = Some(false);
         }
         let now = self.clock.now();
-        let mut went_needs_person = None;
-        {
-            let mut data = session.data();
-            let current = data.generation == generation;
-            // A logout forgot the session while this login ran. What the login brings back
-            // is discarded, but not the person's answer: a push they let expire or denied
-            // still blocks the helpers of the accounts that share the session.
-            let refusal_outlives_logout =
-                !current && reached_person && data.phase == SessionPhase::None;
-            if current || refusal_outlives_logout {
-                match &result {
-                    Ok(_) if !current => {}
-                    Ok(_) => {
-                        data.phase = SessionPhase::Live;
-                        data.times = Some(SessionTimes {
-                            established_at: now,
-                            last_verified_at: now,
-                        });
-                    }
-                    Err(e) if unattended => {
-                        let outcome = LoginOutcome {
-                            reached_person,
-                            failure: Some((policy::classify_idp(e), e.to_string())),
-                        };
-                        let was = data.phase.clone();
-                        data.phase = policy::after_login(&data.phase, &outcome, now);
-                        if let SessionPhase::NeedsPerson { reason } = &data.phase
-                            && !matches!(was, SessionPhase::NeedsPerson { .. })
-                        {
-                            went_needs_person = Some(reason.clone());
-                        }
-                    }
-                    // The person refused at their own login (a push denied, a password or
-                    // code rejected): that stands for every path until they log in again.
-                    Err(e) if reached_person && policy::classify_idp(e) == Failure::NeedsPerson => {
-                        data.phase = SessionPhase::NeedsPerson {
-                            reason: e.to_string(),
-                        };
-                    }
-                    // What the person typed (or could not type) is shown to them; the
-                    // session stays as it was.
-                    Err(_) => {}
-                }
-            }
-        }
+        let went_needs_person = settle_session_after_login(
+            session,
+            generation,
+            &result,
+            LoginReach {
+                unattended,
+                reached_person,
+            },
+            now,
+        );
         let _ = tx.send(Some(result.as_ref().map(|_| ()).map_err(|e| {
             WireError::new(e.code(), format!("{}: {e}", account.name))
         })));
@@ -716,6 +659,117 @@ fn may_sign_in(
     }
 }
 
+/// Refuses a person's login that would do what they did not ask for: a login when they
+/// asked only to reuse a live session, or a headless one for an account that signs in only
+/// in a browser.
+fn refuse_login_not_asked_for(
+    account: &Account,
+    person: Option<&SecretSources<'_>>,
+) -> Result<(), TripError> {
+    if let Some(sources) = person
+        && sources.intent == LoginIntent::ReuseOnly
+    {
+        return Err(TripError::new(
+            Failure::NeedsPerson,
+            WireError::new(
+                ErrorCode::NeedsLogin,
+                format!(
+                    "no live {} session to reuse for {}",
+                    account.idp_name(),
+                    account.name
+                ),
+            ),
+        ));
+    }
+    if let Some(sources) = person
+        && account.login == LoginMethod::Browser
+        && !matches!(sources.intent, LoginIntent::Browser { .. })
+    {
+        return Err(TripError::new(
+            Failure::NeedsPerson,
+            explain(account, &WhyNot::BrowserOnly),
+        ));
+    }
+    Ok(())
+}
+
+/// How a trip comes to the session's login: it found a session signed in, or it is the one
+/// login, which its watchers wait on until the guard drops.
+enum SessionLogin {
+    Joined(Secret),
+    Leading {
+        tx: watch::Sender<Option<FlightResult>>,
+        guard: SessionLoginGuard,
+        generation: u64,
+    },
+}
+
+/// Who a login reached: whether a person was there to ask it, and whether it sent them
+/// anything (a password, a push, a code).
+#[derive(Clone, Copy)]
+struct LoginReach {
+    unattended: bool,
+    reached_person: bool,
+}
+
+/// The session's phase after a login this trip led. Returns the reason when an unattended
+/// login has just left the session needing the person, for the accounts to announce.
+fn settle_session_after_login(
+    session: &SessionSlot,
+    generation: u64,
+    result: &Result<Secret, IdpError>,
+    reach: LoginReach,
+    now: OffsetDateTime,
+) -> Option<String> {
+    let LoginReach {
+        unattended,
+        reached_person,
+    } = reach;
+    let mut went_needs_person = None;
+    let mut data = session.data();
+    let current = data.generation == generation;
+    // A logout forgot the session while this login ran. What the login brings back
+    // is discarded, but not the person's answer: a push they let expire or denied
+    // still blocks the helpers of the accounts that share the session.
+    let refusal_outlives_logout = !current && reached_person && data.phase == SessionPhase::None;
+    if current || refusal_outlives_logout {
+        match result {
+            Ok(_) if !current => {}
+            Ok(_) => {
+                data.phase = SessionPhase::Live;
+                data.times = Some(SessionTimes {
+                    established_at: now,
+                    last_verified_at: now,
+                });
+            }
+            Err(e) if unattended => {
+                let outcome = LoginOutcome {
+                    reached_person,
+                    failure: Some((policy::classify_idp(e), e.to_string())),
+                };
+                let was = data.phase.clone();
+                data.phase = policy::after_login(&data.phase, &outcome, now);
+                if let SessionPhase::NeedsPerson { reason } = &data.phase
+                    && !matches!(was, SessionPhase::NeedsPerson { .. })
+                {
+                    went_needs_person = Some(reason.clone());
+                }
+            }
+            // The person refused at their own login (a push denied, a password or
+            // code rejected): that stands for every path until they log in again.
+            Err(e) if reached_person && policy::classify_idp(e) == Failure::NeedsPerson => {
+                data.phase = SessionPhase::NeedsPerson {
+                    reason: e.to_string(),
+                };
+            }
+            // What the person typed (or could not type) is shown to them; the
+            // session stays as it was.
+            Err(_) => {}
+        }
+    }
+    went_needs_person
+}
+
 /// Clears a session's login marker however the login ends.
 struct SessionLoginGuard {
     session: Arc<SessionSlot>,
@@ -752,6 +806,45 @@ fn parse_assertion(slot: &AccountSlot, saml_response: &Secret) -> Result<Asserti
     identity::check_hand_out(account, &slot.idp.identities(), &assertion)
         .map_err(|e| TripError::idp(account, IdpError::IdentityMismatch(e)))?;
     Ok(assertion)
+}
+
+/// Keeps what STS answered for one role: the credentials, or a refusal that holds until a
+/// person acts. A failure comes back for the trip to report.
+fn record_assume(
+    account: &Account,
+    data: &mut AccountData,
+    pair: &RolePair,
+    result: Result<AwsCredentials, StsError>,
+    now: OffsetDateTime,
+) -> Result<(), TripError> {
+    let e = match result {
+        Ok(creds) => {
+            store(account, data, pair, creds, now);
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let failure = policy::classify_sts(&e);
+    let error = WireError::new(
+        ErrorCode::StsError,
+        format!(
+            "AssumeRoleWithSAML for {} ({}) failed: {e}",
+            pair.role_arn, account.name
+        ),
+    );
+    if failure == Failure::Refused {
+        // Not asked again until a person acts; other roles go on.
+        data.refused.insert(
+            pair.role_arn.to_string(),
+            ErrorInfo {
+                code: error.code,
+                message: error.message.clone(),
+                at: rfc3339(now),
+            },
+        );
+        data.wanted.remove(pair.role_arn.as_str());
+    }
+    Err(TripError::new(failure, error))
 }
 
 /// Keeps new credentials, with their refresh deadline floored and jittered.
