@@ -45,7 +45,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
 use base64::Engine as _;
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, macros::format_description};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -614,64 +614,98 @@ fn endpoint_partition(host: &str) -> Option<&'static str> {
 /// Validates the request as STS would and issues credentials. `partition` is that of the
 /// STS host the request was addressed to, when it names one.
 fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> Answer {
+    let answer = || -> Result<Answer, Answer> {
+        let (duration, role) = check_request(request, partition)?;
+        let checked = check_assertion(request, &role)?;
+        let issued = issue_credentials(shared, request, &role, duration, &checked)?;
+        Ok(assume_role_answer(
+            request,
+            &role,
+            &issued,
+            checked.assertion,
+        ))
+    };
+    answer().unwrap_or_else(|error| error)
+}
+
+/// An assertion STS accepts for the requested role, and the time it was checked at.
+struct CheckedAssertion {
+    assertion: SamlFacts,
+    session_name: String,
+    /// When it was checked, to the second.
+    now: OffsetDateTime,
+}
+
+/// The checks STS makes of the request itself, before it reads the assertion: the
+/// `DurationSeconds` it asks for and the role it names, or the error answer.
+fn check_request(
+    request: &ReceivedAssume,
+    partition: Option<&str>,
+) -> Result<(u32, RoleArn), Answer> {
     for (name, value) in [
         ("roleArn", &request.role_arn),
         ("principalArn", &request.principal_arn),
         ("SAMLAssertion", &request.assertion),
     ] {
         if value.is_empty() {
-            return sts_error(
+            return Err(sts_error(
                 400,
                 "ValidationError",
                 &format!(
                     "1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"
                 ),
-            );
+            ));
         }
     }
     let duration = request.duration_seconds.unwrap_or(3600);
     if duration < MIN_DURATION {
-        return sts_error(
+        return Err(sts_error(
             400,
             "ValidationError",
             &format!(
                 "1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to {MIN_DURATION}"
             ),
-        );
+        ));
     }
     if duration > MAX_DURATION {
-        return sts_error(
+        return Err(sts_error(
             400,
             "ValidationError",
             &format!(
                 "1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value less than or equal to {MAX_DURATION}"
             ),
-        );
+        ));
     }
     let Some(role) = RoleArn::parse(&request.role_arn) else {
-        return sts_error(
+        return Err(sts_error(
             400,
             "ValidationError",
             &format!("{} is invalid", request.role_arn),
-        );
+        ));
     };
     if partition.is_some_and(|p| p != role.partition) {
         // What the commercial STS answers for a GovCloud role (saml2aws#89, #187): the SAML
         // provider lives in another partition, so this one has never heard of it.
-        return sts_error(
+        return Err(sts_error(
             400,
             "InvalidIdentityToken",
             "Specified provider doesn't exist (Service: AWSOpenIdDiscoveryService; Status Code: \
              400; Error Code: AuthSamlManifestNotFoundException)",
-        );
+        ));
     }
+    Ok((duration, role))
+}
+
+/// The checks STS makes of the assertion: well-formed, addressed to AWS in the role's
+/// partition, within its time limits, listing the role, and naming a session.
+fn check_assertion(request: &ReceivedAssume, role: &RoleArn) -> Result<CheckedAssertion, Answer> {
     let assertion = match SamlFacts::parse(&request.assertion) {
         Ok(facts) => facts,
-        Err(why) => return sts_error(400, "InvalidIdentityToken", &why),
+        Err(why) => return Err(sts_error(400, "InvalidIdentityToken", &why)),
     };
 
     if let Err(why) = assertion.addressed_to_aws(&role.partition) {
-        return sts_error(400, "InvalidIdentityToken", &why);
+        return Err(sts_error(400, "InvalidIdentityToken", &why));
     }
     let exact_now = OffsetDateTime::now_utc();
     let now = exact_now
@@ -681,18 +715,18 @@ fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> 
         .issue_instant
         .is_some_and(|issued| exact_now > issued + REDEEM_WITHIN);
     if too_old || assertion.not_on_or_after.iter().any(|limit| *limit <= now) {
-        return expired_token();
+        return Err(expired_token());
     }
     if assertion
         .not_before
         .iter()
         .any(|start| *start > exact_now + CLOCK_SKEW)
     {
-        return sts_error(
+        return Err(sts_error(
             400,
             "InvalidIdentityToken",
             "The SAML assertion is not yet valid (NotBefore is in the future)",
-        );
+        ));
     }
     let listed = assertion.roles.iter().any(|value| {
         let parts: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -700,16 +734,31 @@ fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> 
             || (a == request.principal_arn && b == request.role_arn))
     });
     if !listed {
-        return access_denied();
+        return Err(access_denied());
     }
     let Some(session_name) = assertion.session_name.clone() else {
-        return sts_error(
+        return Err(sts_error(
             400,
             "InvalidIdentityToken",
             "RoleSessionName is required in AuthnResponse",
-        );
+        ));
     };
+    Ok(CheckedAssertion {
+        assertion,
+        session_name,
+        now,
+    })
+}
 
+/// Issues and records the role's credentials, unless `duration` is longer than the role
+/// allows. They last no longer than the assertion's session either.
+fn issue_credentials(
+    shared: &Shared,
+    request: &ReceivedAssume,
+    role: &RoleArn,
+    duration: u32,
+    checked: &CheckedAssertion,
+) -> Result<IssuedCredentials, Answer> {
     let mut state = shared.lock();
     let max = state
         .config
@@ -718,18 +767,18 @@ fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> 
         .copied()
         .unwrap_or(state.config.default_max_session);
     if duration > max {
-        return sts_error(
+        return Err(sts_error(
             400,
             "ValidationError",
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
-        );
+        ));
     }
     let mut lifetime = time::Duration::seconds(i64::from(duration));
     if let Some(forced) = state.config.credential_lifetime {
         lifetime = lifetime.min(time::Duration::try_from(forced).expect("a short lifetime"));
     }
-    let mut expiration = now + lifetime;
-    if let Some(session_end) = assertion.session_not_on_or_after {
+    let mut expiration = checked.now + lifetime;
+    if let Some(session_end) = checked.assertion.session_not_on_or_after {
         expiration = expiration.min(
             session_end
                 .replace_nanosecond(0)
@@ -737,6 +786,7 @@ fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> 
         );
     }
 
+    let session_name = &checked.session_name;
     let role_id = state
         .role_ids
         .entry(request.role_arn.clone())
@@ -756,7 +806,16 @@ fn issue(shared: &Shared, request: &ReceivedAssume, partition: Option<&str>) -> 
     };
     state.issued.push(issued.clone());
     drop(state);
+    Ok(issued)
+}
 
+/// The `AssumeRoleWithSAMLResponse` for `issued`, with what STS reports of the assertion.
+fn assume_role_answer(
+    request: &ReceivedAssume,
+    role: &RoleArn,
+    issued: &IssuedCredentials,
+    assertion: SamlFacts,
+) -> Answer {
     let subject = assertion.name_id.unwrap_or_default();
     let subject_type = subject_type(assertion.name_id_format.as_deref());
     let issuer = assertion.issuer.unwrap_or_default();
@@ -944,55 +1003,7 @@ impl SamlFacts {
                             return Err(format!("root element is {name}, not Response"));
                         }
                     }
-                    let attr = |key: &str| -> Result<Option<String>, String> {
-                        match e.try_get_attribute(key).map_err(|e| e.to_string())? {
-                            Some(a) => Ok(Some(
-                                a.normalized_value(quick_xml::XmlVersion::default())
-                                    .map_err(|e| e.to_string())?
-                                    .into_owned(),
-                            )),
-                            None => Ok(None),
-                        }
-                    };
-                    let what = match name {
-                        "Conditions" | "SubjectConfirmationData" => {
-                            if let Some(limit) = attr("NotOnOrAfter")? {
-                                facts.not_on_or_after.push(parse_time(&limit)?);
-                            }
-                            if let Some(start) = attr("NotBefore")? {
-                                facts.not_before.push(parse_time(&start)?);
-                            }
-                            if name == "SubjectConfirmationData" {
-                                facts.recipients.push(attr("Recipient")?);
-                            }
-                            None
-                        }
-                        "Assertion" if facts.issue_instant.is_none() => {
-                            if let Some(instant) = attr("IssueInstant")? {
-                                facts.issue_instant = Some(parse_time(&instant)?);
-                            }
-                            None
-                        }
-                        "AuthnStatement" => {
-                            if let Some(limit) = attr("SessionNotOnOrAfter")? {
-                                facts.session_not_on_or_after = Some(parse_time(&limit)?);
-                            }
-                            None
-                        }
-                        "Attribute" => {
-                            attribute = attr("Name")?;
-                            None
-                        }
-                        "AttributeValue" => Some(Capture::AttributeValue),
-                        "Issuer" if facts.issuer.is_none() => Some(Capture::Issuer),
-                        "NameID" => {
-                            facts.name_id_format = attr("Format")?;
-                            Some(Capture::NameId)
-                        }
-                        "Audience" => Some(Capture::Audience),
-                        _ => None,
-                    };
-                    if let Some(what) = what {
+                    if let Some(what) = facts.start_element(e, &mut attribute)? {
                         if empty {
                             facts.store(what, String::new(), attribute.as_deref());
                         } else {
@@ -1038,6 +1049,65 @@ impl SamlFacts {
             return Err("no root element".to_owned());
         }
         Ok(facts)
+    }
+
+    /// Reads the facts an opening (or empty) element carries in its attributes, and says
+    /// which, if any, its text is. `attribute` is the Name of the Attribute being read.
+    fn start_element(
+        &mut self,
+        e: &BytesStart<'_>,
+        attribute: &mut Option<String>,
+    ) -> Result<Option<Capture>, String> {
+        let local = e.local_name();
+        let name: &str = local.as_ref();
+        let attr = |key: &str| -> Result<Option<String>, String> {
+            match e.try_get_attribute(key).map_err(|e| e.to_string())? {
+                Some(a) => Ok(Some(
+                    a.normalized_value(quick_xml::XmlVersion::default())
+                        .map_err(|e| e.to_string())?
+                        .into_owned(),
+                )),
+                None => Ok(None),
+            }
+        };
+        Ok(match name {
+            "Conditions" | "SubjectConfirmationData" => {
+                if let Some(limit) = attr("NotOnOrAfter")? {
+                    self.not_on_or_after.push(parse_time(&limit)?);
+                }
+                if let Some(start) = attr("NotBefore")? {
+                    self.not_before.push(parse_time(&start)?);
+                }
+                if name == "SubjectConfirmationData" {
+                    self.recipients.push(attr("Recipient")?);
+                }
+                None
+            }
+            "Assertion" if self.issue_instant.is_none() => {
+                if let Some(instant) = attr("IssueInstant")? {
+                    self.issue_instant = Some(parse_time(&instant)?);
+                }
+                None
+            }
+            "AuthnStatement" => {
+                if let Some(limit) = attr("SessionNotOnOrAfter")? {
+                    self.session_not_on_or_after = Some(parse_time(&limit)?);
+                }
+                None
+            }
+            "Attribute" => {
+                *attribute = attr("Name")?;
+                None
+            }
+            "AttributeValue" => Some(Capture::AttributeValue),
+            "Issuer" if self.issuer.is_none() => Some(Capture::Issuer),
+            "NameID" => {
+                self.name_id_format = attr("Format")?;
+                Some(Capture::NameId)
+            }
+            "Audience" => Some(Capture::Audience),
+            _ => None,
+        })
     }
 
     /// Whether the assertion is meant for AWS in `partition`: exactly one

@@ -836,8 +836,6 @@ fn flood(addr: &str) {
 
 #[test]
 fn a_flood_of_tokenless_connections_cannot_starve_the_program() {
-    use std::os::unix::fs::PermissionsExt;
-
     if std::env::var_os(ENDPOINT_PROBE_ENV).is_some() {
         endpoint_probe();
         return;
@@ -854,9 +852,41 @@ fn a_flood_of_tokenless_connections_cannot_starve_the_program() {
          (util-linux) installed, as CI does"
     );
     let world = World::new();
-    // A first exec keeps the endpoint listening and tells us its port, as a port scan would.
+    let (mut holder, _holder_out, addr) = hold_endpoint(&world);
+
+    // A refused keep-alive request gets its answer and then the connection is closed at
+    // once (not when the server's idle timeout would end it anyway).
+    let (status, closed) = refused_request(&addr, None, Duration::from_secs(1));
+    assert_eq!(status, 401);
+    assert!(closed, "the connection stayed open after a 401");
+    let (status, closed) = refused_request(&addr, Some("guess"), Duration::from_secs(1));
+    assert_eq!(status, 401);
+    assert!(closed, "the connection stayed open after a refused token");
+
+    // The checkout may sit where nobody cannot reach (under /root): the flood runs a copy
+    // of this test binary from a directory of its own.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let me = std::env::current_exe().unwrap();
+    let flood = Flood::start(bin_dir.path(), &me, &addr);
+
+    // The real program, started during the flood, still gets its credentials, every time.
+    let failures = probe_during_flood(&world, &me);
+    flood.stop();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert!(
+        failures.is_empty(),
+        "the program got no credentials during the flood:\n{}",
+        failures.join("\n")
+    );
+    assert_few_warnings(&world);
+}
+
+/// Starts an exec that keeps the endpoint listening until its stdin closes, and finds its
+/// port, as a port scan would. Returns the exec, its stdout, and the endpoint's address.
+fn hold_endpoint(world: &World) -> (Child, BufReader<std::process::ChildStdout>, String) {
     let mut holder = spawn_exec(
-        &world,
+        world,
         &[
             "prod",
             "--",
@@ -874,65 +904,79 @@ fn a_flood_of_tokenless_connections_cannot_starve_the_program() {
         .and_then(|rest| rest.split('/').next())
         .expect("endpoint URL")
         .to_owned();
+    (holder, out, addr)
+}
 
-    // A refused keep-alive request gets its answer and then the connection is closed at
-    // once (not when the server's idle timeout would end it anyway).
-    let (status, closed) = refused_request(&addr, None, Duration::from_secs(1));
-    assert_eq!(status, 401);
-    assert!(closed, "the connection stayed open after a 401");
-    let (status, closed) = refused_request(&addr, Some("guess"), Duration::from_secs(1));
-    assert_eq!(status, 401);
-    assert!(closed, "the connection stayed open after a refused token");
+/// Another local user (nobody) flooding the endpoint, from a copy of this test binary.
+struct Flood {
+    process: Child,
+    /// Reads the flood's reports, or it would block on a full pipe and stop flooding.
+    drain: std::thread::JoinHandle<()>,
+}
 
-    // Another local user (nobody) floods the port. The checkout may sit where nobody cannot
-    // reach (under /root): run a copy of this test binary.
-    let bin_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let me = std::env::current_exe().unwrap();
-    let copy = bin_dir.path().join("flood");
-    std::fs::copy(&me, &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut flooder = std::process::Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(&copy)
-        .args([
-            "--exact",
-            "a_flood_of_tokenless_connections_cannot_starve_the_program",
-            "--nocapture",
-        ])
-        .env(FLOOD_ENV, &addr)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the flood as nobody");
-    let mut flood_out = BufReader::new(flooder.stdout.take().unwrap());
-    // Saturated: well over the endpoint's 64 connections have been opened.
-    loop {
-        let mut line = String::new();
-        let n = flood_out.read_line(&mut line).unwrap();
-        assert!(n > 0, "the flood ended early");
-        if line
-            .strip_prefix("opened ")
-            .and_then(|n| n.trim().parse::<usize>().ok())
-            .is_some_and(|n| n >= 300)
-        {
-            break;
+impl Flood {
+    /// Copies `me` into `bin_dir`, runs it as nobody against `addr`, and returns once the
+    /// flood has saturated the endpoint: well over its 64 connections have been opened.
+    fn start(bin_dir: &std::path::Path, me: &std::path::Path, addr: &str) -> Flood {
+        use std::os::unix::fs::PermissionsExt;
+
+        std::fs::set_permissions(bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = bin_dir.join("flood");
+        std::fs::copy(me, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut process = std::process::Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&copy)
+            .args([
+                "--exact",
+                "a_flood_of_tokenless_connections_cannot_starve_the_program",
+                "--nocapture",
+            ])
+            .env(FLOOD_ENV, addr)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the flood as nobody");
+        let mut flood_out = BufReader::new(process.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            let n = flood_out.read_line(&mut line).unwrap();
+            assert!(n > 0, "the flood ended early");
+            if line
+                .strip_prefix("opened ")
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .is_some_and(|n| n >= 300)
+            {
+                break;
+            }
         }
+        let drain = std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = flood_out.read_to_string(&mut sink);
+        });
+        Flood { process, drain }
     }
-    // Keep reading, or the flood would block on a full pipe and stop flooding.
-    let drain = std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = flood_out.read_to_string(&mut sink);
-    });
 
-    // The real program, started during the flood, still gets its credentials, every time.
+    fn stop(mut self) {
+        // SAFETY: kill only signals our own child (setpriv exec'd the flood in its place).
+        unsafe {
+            libc::kill(self.process.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.process.wait();
+        let _ = self.drain.join();
+    }
+}
+
+/// Runs the real program (this test binary as the endpoint's prober) under `samlctl exec`
+/// three times; what went wrong in each attempt that got no credentials.
+fn probe_during_flood(world: &World, me: &std::path::Path) -> Vec<String> {
     let mut failures = Vec::new();
     for attempt in 0..3 {
         let out = world
             .env
             .command("samlctl")
             .args(["exec", "prod", "--"])
-            .arg(&me)
+            .arg(me)
             .args([
                 "--exact",
                 "a_flood_of_tokenless_connections_cannot_starve_the_program",
@@ -946,21 +990,11 @@ fn a_flood_of_tokenless_connections_cannot_starve_the_program() {
             failures.push(format!("attempt {attempt}: {text}{}", stderr(&out)));
         }
     }
-    // SAFETY: kill only signals our own child (setpriv exec'd the flood in its place).
-    unsafe {
-        libc::kill(flooder.id() as i32, libc::SIGKILL);
-    }
-    let _ = flooder.wait();
-    let _ = drain.join();
-    drop(holder.stdin.take());
-    holder.wait().unwrap();
-    assert!(
-        failures.is_empty(),
-        "the program got no credentials during the flood:\n{}",
-        failures.join("\n")
-    );
+    failures
+}
 
-    // Thousands of refusals, a handful of warnings.
+/// Thousands of refusals, a handful of warnings: still saying that requests were refused.
+fn assert_few_warnings(world: &World) {
     let log = world.daemon.log();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
     assert!(

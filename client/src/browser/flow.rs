@@ -29,7 +29,6 @@ pub(super) fn run(
     deadline: Instant,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BrowserSignIn, BrowserError> {
-    let soon = || (Instant::now() + COMMAND_WAIT).min(deadline);
     // Attach to every page the browser has or opens (a popup may carry the sign-in), each
     // paused until its interception is in place.
     browser
@@ -37,17 +36,23 @@ pub(super) fn run(
             "Target.setAutoAttach",
             json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
             None,
-            soon(),
+            soon(deadline),
         )
         .map_err(|e| call_failed(browser, e))?;
-    let mut pages: HashSet<String> = HashSet::new();
-    let mut navigated = false;
-    let mut last_host = String::new();
+    let mut sign_in = SignIn {
+        browser,
+        url,
+        deadline,
+        progress,
+        pages: HashSet::new(),
+        navigated: false,
+        last_host: String::new(),
+    };
     loop {
-        let message = match browser.next(deadline) {
+        let message = match sign_in.browser.next(deadline) {
             Ok(message) => message,
             Err(CallError::TimedOut) => return Err(BrowserError::TimedOut),
-            Err(e) => return Err(call_failed(browser, e)),
+            Err(e) => return Err(call_failed(sign_in.browser, e)),
         };
         let Incoming::Event {
             method,
@@ -58,117 +63,188 @@ pub(super) fn run(
             continue;
         };
         match method.as_str() {
-            "Target.attachedToTarget" => {
-                let Some(session) = params["sessionId"].as_str() else {
-                    continue;
-                };
-                let info = &params["targetInfo"];
-                let kind = info["type"].as_str().unwrap_or_default();
-                if !matches!(kind, "page" | "iframe") {
-                    // Browser UI and workers carry no sign-in: let them run.
-                    let _ =
-                        browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
-                    continue;
-                }
-                // A frame of another site may run in a target of its own: it gets the same
-                // guard, so that nothing bound for AWS leaves from it either.
-                let is_page = kind == "page";
-                if is_page {
-                    pages.insert(info["targetId"].as_str().unwrap_or_default().to_owned());
-                }
-                browser
-                    .call(
-                        "Fetch.enable",
-                        json!({"patterns": patterns()}),
-                        Some(session),
-                        soon(),
-                    )
-                    .map_err(|e| call_failed(browser, e))?;
-                // Its out-of-process frames (and their workers) are attached the same way.
-                let _ = browser.send(
-                    "Target.setAutoAttach",
-                    json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
-                    Some(session),
-                );
-                let _ = browser.send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
-                if is_page && !navigated {
-                    navigated = true;
-                    browser
-                        .call("Page.navigate", json!({"url": url}), Some(session), soon())
-                        .map_err(|e| call_failed(browser, e))?;
-                    progress("Waiting for you to sign in in the browser window.");
-                }
-            }
-            "Target.targetInfoChanged" => {
-                let info = &params["targetInfo"];
-                if info["type"] == "page"
-                    && let Some(host) = info["url"].as_str().and_then(origin_of)
-                    && host != last_host
-                    && !host.starts_with("about:")
-                {
-                    progress(&format!("The browser is at {host}"));
-                    last_host = host;
-                }
-            }
-            "Target.detachedFromTarget" | "Target.targetDestroyed" => {
-                if let Some(target) = params["targetId"].as_str()
-                    && pages.remove(target)
-                    && pages.is_empty()
-                    && navigated
-                {
-                    return Err(BrowserError::ClosedByPerson);
-                }
-            }
+            "Target.attachedToTarget" => sign_in.attached(&params)?,
+            "Target.targetInfoChanged" => sign_in.info_changed(&params),
+            "Target.detachedFromTarget" | "Target.targetDestroyed" => sign_in.detached(&params)?,
             "Fetch.requestPaused" => {
                 let Some(session) = session else { continue };
-                if let Some(saml_response) = caught_saml_post(&params) {
-                    let request_id = params["requestId"].clone();
-                    let body = base64::engine::general_purpose::STANDARD.encode(DONE_PAGE);
-                    let _ = browser.call(
-                        "Fetch.fulfillRequest",
-                        json!({
-                            "requestId": request_id,
-                            "responseCode": 200,
-                            "responseHeaders": [
-                                {"name": "Content-Type", "value": "text/html; charset=utf-8"},
-                                {"name": "Cache-Control", "value": "no-store"},
-                            ],
-                            "body": body,
-                        }),
-                        Some(&session),
-                        soon(),
-                    );
-                    progress("Got the SAML response; closing the browser.");
-                    let cookies = browser
-                        .call("Storage.getCookies", json!({}), None, soon())
-                        .map_err(|e| call_failed(browser, e))?;
-                    let _ = browser.call("Browser.close", json!({}), None, soon());
-                    return Ok(BrowserSignIn {
-                        saml_response,
-                        cookies: idp_cookies(&cookies["cookies"]),
-                        replace_identity: false,
-                    });
+                if let Some(done) = sign_in.request_paused(&params, &session)? {
+                    return Ok(done);
                 }
-                // Anything else bound for AWS (a GET of the console, a post without an
-                // assertion) is stopped here: nothing of this sign-in leaves for AWS.
-                let url = params["request"]["url"].as_str().unwrap_or_default();
-                let aws = host_of(url).is_some_and(|h| Partition::is_aws_web_host(&h));
-                let (command, params) = if aws {
-                    (
-                        "Fetch.failRequest",
-                        json!({"requestId": params["requestId"], "errorReason": "BlockedByClient"}),
-                    )
-                } else {
-                    // The pattern is wider than the check (a '*' matches across '/').
-                    (
-                        "Fetch.continueRequest",
-                        json!({"requestId": params["requestId"]}),
-                    )
-                };
-                let _ = browser.send(command, params, Some(&session));
             }
             _ => {}
         }
+    }
+}
+
+/// When a command to the browser must be answered by: soon, and never after the sign-in's
+/// own deadline.
+fn soon(deadline: Instant) -> Instant {
+    (Instant::now() + COMMAND_WAIT).min(deadline)
+}
+
+/// One sign-in in progress: the browser, and what the events so far have told about it.
+struct SignIn<'a> {
+    browser: &'a mut Browser,
+    url: &'a str,
+    deadline: Instant,
+    progress: &'a mut dyn FnMut(&str),
+    /// The page targets still open; when the last one goes, the person has given up.
+    pages: HashSet<String>,
+    /// Whether the account's URL has been opened (in the first page attached).
+    navigated: bool,
+    /// The last host reported to the person, so that each is told once.
+    last_host: String,
+}
+
+impl SignIn<'_> {
+    /// A target was attached, paused: guard it before letting it run, and open the
+    /// account's URL in the first page.
+    fn attached(&mut self, params: &Value) -> Result<(), BrowserError> {
+        let Some(session) = params["sessionId"].as_str() else {
+            return Ok(());
+        };
+        let info = &params["targetInfo"];
+        let kind = info["type"].as_str().unwrap_or_default();
+        if !matches!(kind, "page" | "iframe") {
+            // Browser UI and workers carry no sign-in: let them run.
+            let _ = self
+                .browser
+                .send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
+            return Ok(());
+        }
+        // A frame of another site may run in a target of its own: it gets the same
+        // guard, so that nothing bound for AWS leaves from it either.
+        let is_page = kind == "page";
+        if is_page {
+            self.pages
+                .insert(info["targetId"].as_str().unwrap_or_default().to_owned());
+        }
+        self.browser
+            .call(
+                "Fetch.enable",
+                json!({"patterns": patterns()}),
+                Some(session),
+                soon(self.deadline),
+            )
+            .map_err(|e| call_failed(self.browser, e))?;
+        // Its out-of-process frames (and their workers) are attached the same way.
+        let _ = self.browser.send(
+            "Target.setAutoAttach",
+            json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
+            Some(session),
+        );
+        let _ = self
+            .browser
+            .send("Runtime.runIfWaitingForDebugger", json!({}), Some(session));
+        if is_page && !self.navigated {
+            self.navigated = true;
+            self.browser
+                .call(
+                    "Page.navigate",
+                    json!({"url": self.url}),
+                    Some(session),
+                    soon(self.deadline),
+                )
+                .map_err(|e| call_failed(self.browser, e))?;
+            (self.progress)("Waiting for you to sign in in the browser window.");
+        }
+        Ok(())
+    }
+
+    /// A target's URL changed: tell the person when a page reaches a new host.
+    fn info_changed(&mut self, params: &Value) {
+        let info = &params["targetInfo"];
+        if info["type"] == "page"
+            && let Some(host) = info["url"].as_str().and_then(origin_of)
+            && host != self.last_host
+            && !host.starts_with("about:")
+        {
+            (self.progress)(&format!("The browser is at {host}"));
+            self.last_host = host;
+        }
+    }
+
+    /// A target went away: once the person has closed every page after the sign-in
+    /// started, they have given up.
+    fn detached(&mut self, params: &Value) -> Result<(), BrowserError> {
+        if let Some(target) = params["targetId"].as_str()
+            && self.pages.remove(target)
+            && self.pages.is_empty()
+            && self.navigated
+        {
+            return Err(BrowserError::ClosedByPerson);
+        }
+        Ok(())
+    }
+
+    /// A request to an AWS sign-in host is paused: the sign-in if it carries the SAML
+    /// response, otherwise it is let through or stopped.
+    fn request_paused(
+        &mut self,
+        params: &Value,
+        session: &str,
+    ) -> Result<Option<BrowserSignIn>, BrowserError> {
+        if let Some(saml_response) = caught_saml_post(params) {
+            return self.finish(params, session, saml_response).map(Some);
+        }
+        // Anything else bound for AWS (a GET of the console, a post without an
+        // assertion) is stopped here: nothing of this sign-in leaves for AWS.
+        let url = params["request"]["url"].as_str().unwrap_or_default();
+        let aws = host_of(url).is_some_and(|h| Partition::is_aws_web_host(&h));
+        let (command, params) = if aws {
+            (
+                "Fetch.failRequest",
+                json!({"requestId": params["requestId"], "errorReason": "BlockedByClient"}),
+            )
+        } else {
+            // The pattern is wider than the check (a '*' matches across '/').
+            (
+                "Fetch.continueRequest",
+                json!({"requestId": params["requestId"]}),
+            )
+        };
+        let _ = self.browser.send(command, params, Some(session));
+        Ok(None)
+    }
+
+    /// The SAML POST was caught: answer it in the browser instead of AWS, take the
+    /// identity provider's cookies, and close the browser.
+    fn finish(
+        &mut self,
+        params: &Value,
+        session: &str,
+        saml_response: Secret,
+    ) -> Result<BrowserSignIn, BrowserError> {
+        let request_id = params["requestId"].clone();
+        let body = base64::engine::general_purpose::STANDARD.encode(DONE_PAGE);
+        let _ = self.browser.call(
+            "Fetch.fulfillRequest",
+            json!({
+                "requestId": request_id,
+                "responseCode": 200,
+                "responseHeaders": [
+                    {"name": "Content-Type", "value": "text/html; charset=utf-8"},
+                    {"name": "Cache-Control", "value": "no-store"},
+                ],
+                "body": body,
+            }),
+            Some(session),
+            soon(self.deadline),
+        );
+        (self.progress)("Got the SAML response; closing the browser.");
+        let cookies = self
+            .browser
+            .call("Storage.getCookies", json!({}), None, soon(self.deadline))
+            .map_err(|e| call_failed(self.browser, e))?;
+        let _ = self
+            .browser
+            .call("Browser.close", json!({}), None, soon(self.deadline));
+        Ok(BrowserSignIn {
+            saml_response,
+            cookies: idp_cookies(&cookies["cookies"]),
+            replace_identity: false,
+        })
     }
 }
 

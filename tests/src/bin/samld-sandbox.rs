@@ -113,10 +113,30 @@ struct Options {
     credential_lifetime: Option<u64>,
     ready_file: Option<PathBuf>,
     login: bool,
-    browser: bool,
-    /// The browser runs headless and the fake's page signs in by itself.
-    headless: bool,
+    sign_in: SignIn,
     verbose: bool,
+}
+
+/// How the account signs in: `--browser` and `--browser-headless` choose a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignIn {
+    /// samld's API login (`login = "api"`).
+    Api,
+    /// In a browser, by the person at it.
+    Browser,
+    /// In a headless browser, where the fake's page signs in by itself.
+    HeadlessBrowser,
+}
+
+impl SignIn {
+    /// Whether the account's config says `login = "browser"`.
+    fn browser(self) -> bool {
+        self != SignIn::Api
+    }
+
+    fn headless(self) -> bool {
+        self == SignIn::HeadlessBrowser
+    }
 }
 
 /// What the command line asks for.
@@ -133,8 +153,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
         credential_lifetime: None,
         ready_file: None,
         login: true,
-        browser: false,
-        headless: false,
+        sign_in: SignIn::Api,
         verbose: false,
     };
     let mut args = args.into_iter();
@@ -190,14 +209,14 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String
             "--no-login" => options.login = false,
             // The person signs in, in the browser: the sandbox cannot do it for them.
             "--browser" => {
-                options.browser = true;
+                // After --browser-headless the browser stays headless.
+                if options.sign_in == SignIn::Api {
+                    options.sign_in = SignIn::Browser;
+                }
                 options.login = false;
             }
             // The page signs in by itself: the sandbox logs in as in API mode.
-            "--browser-headless" => {
-                options.browser = true;
-                options.headless = true;
-            }
+            "--browser-headless" => options.sign_in = SignIn::HeadlessBrowser,
             "--verbose" => options.verbose = true,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
@@ -512,12 +531,12 @@ fn jumpcloud_config(options: &Options, totp_codes: &[String]) -> FakeJumpCloudCo
             .with_push(PushBehavior::AcceptAfterPolls(PUSH_POLLS));
     }
     let mut config = FakeJumpCloudConfig::with_user(user);
-    if options.browser {
+    if options.sign_in.browser() {
         // The browser reaches the fake by name (a WebAuthn relying party needs one, and one
         // host name keeps the console's cookies for the SSO host, as in reality).
         config = config.on_localhost();
     }
-    if options.headless {
+    if options.sign_in.headless() {
         config.page_signs_in = Some(PageSignIn {
             email: DEFAULT_EMAIL.to_owned(),
             password: DEFAULT_PASSWORD.to_owned(),
@@ -545,7 +564,11 @@ fn samld_config(
     federation_url: &str,
     options: &Options,
 ) -> String {
-    let login = if options.browser { "browser" } else { "api" };
+    let login = if options.sign_in.browser() {
+        "browser"
+    } else {
+        "api"
+    };
     let mut config = format!(
         "# Written by samld-sandbox: one account against the fake JumpCloud on 127.0.0.1.\n\
          [accounts.{ACCOUNT}]\n\
@@ -561,7 +584,7 @@ fn samld_config(
         mfa = options.mfa.as_str(),
         console = jumpcloud.base_url(),
     );
-    if options.headless {
+    if options.sign_in.headless() {
         config.push_str(&format!(
             "browser_args = [{}]\n",
             headless_browser_args()
@@ -749,7 +772,7 @@ impl Sandbox<'_> {
     /// standard input: the fake user's password (and in totp mode the first code) for an
     /// API login; nothing for a headless browser, whose page types them in.
     fn login_command(&self) -> (Vec<&'static str>, &'static str, String) {
-        if self.options.browser {
+        if self.options.sign_in.browser() {
             let comment = match self.options.mfa {
                 Mfa::Push => {
                     "a headless browser; the fake's page types the password, takes the push"
@@ -782,7 +805,7 @@ impl Sandbox<'_> {
              \x20          samlctl console {ACCOUNT} --print    # a sign-in URL of the fake console\n"
         );
         if self.options.login {
-            let again = if self.options.headless {
+            let again = if self.options.sign_in.headless() {
                 "the page signs in by itself again".to_owned()
             } else {
                 format!("the fake user's password is \"{DEFAULT_PASSWORD}\"")
@@ -797,7 +820,7 @@ impl Sandbox<'_> {
     /// How to log in by hand, for `--no-login`. The password is the fake user's, a public
     /// constant of the test suite.
     fn login_hint(&self) -> String {
-        if self.options.browser {
+        if self.options.sign_in.browser() {
             let mut hint = format!(
                 "sign in through a browser:  samlctl login {ACCOUNT}\n  (a browser opens on \
                  the fake JumpCloud's sign-in page: email {DEFAULT_EMAIL}, password \
@@ -867,7 +890,7 @@ impl Sandbox<'_> {
             shell_word(&aws_config.with_file_name("credentials"))?,
             shell_word(self.bin_dir)?,
         );
-        if self.options.browser {
+        if self.options.sign_in.browser() {
             // samlctl keeps samld's browser profile under the state directory: the one the
             // sandbox's own login used (its HOME is the temp dir), which goes with it.
             exports.push_str(&format!(
@@ -975,7 +998,7 @@ mod tests {
         let Parsed::Run(o) = parse(&["--browser", "--mfa", "totp"]).unwrap() else {
             panic!("not a run")
         };
-        assert!(o.browser && !o.login);
+        assert!(o.sign_in == SignIn::Browser && !o.login);
         assert_eq!(o.mfa, Mfa::Totp);
         assert_eq!(
             parse(&["--browser=yes"]),
@@ -985,7 +1008,7 @@ mod tests {
         let Parsed::Run(o) = parse(&["--browser-headless"]).unwrap() else {
             panic!("not a run")
         };
-        assert!(o.browser && o.headless && o.login);
+        assert!(o.sign_in == SignIn::HeadlessBrowser && o.login);
     }
 
     #[test]

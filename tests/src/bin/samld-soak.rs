@@ -276,6 +276,61 @@ fn soak(options: &Options) -> Result<bool, String> {
     );
 
     let login_at = Instant::now();
+    login_and_warm_up(&env)?;
+    let rss_start = rss_kb(pid).ok_or("cannot read samld's VmRSS")?;
+
+    let env = Arc::new(env);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loops = spawn_helper_loops(&env, &stop, options);
+    let started = Instant::now();
+    let mut timeline = keep_time(options, started, &jc, &sts, pid, rss_start);
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = Calls::default();
+    for handle in loops {
+        calls.merge(handle.join().map_err(|_| "a helper loop panicked")?);
+    }
+    let rss_end = rss_kb(pid).ok_or("cannot read samld's VmRSS at the end")?;
+    timeline.rss_max = timeline.rss_max.max(rss_end);
+    let elapsed = started.elapsed();
+    let stats = jc.stats();
+    let sts_calls = sts.calls();
+    let issued: HashSet<String> = sts.issued_key_ids().into_iter().collect();
+    let unknown_keys = calls.keys.difference(&issued).count();
+    drop(daemon);
+    let run = Run {
+        calls,
+        rss_start,
+        rss_middle: timeline.rss_middle.unwrap_or(rss_end),
+        rss_end,
+        timeline,
+        elapsed,
+        stats,
+        sts_calls,
+        sts_allowed: sts_allowed(options, login_at),
+        issued,
+        unknown_keys,
+    };
+
+    let problems = problems(options, &run);
+    print_summary(options, &run);
+    if problems.is_empty() {
+        println!("\nPASS");
+        Ok(true)
+    } else {
+        println!("\nFAIL");
+        for p in &problems {
+            println!("  - {p}");
+        }
+        for f in &run.calls.failures {
+            println!("  failed call: {f}");
+        }
+        Ok(false)
+    }
+}
+
+/// Logs in once with `samlctl login`, then makes the helper calls that allocate what every
+/// later call reuses, so that the RSS measured next is the daemon's settled size.
+fn login_and_warm_up(env: &TestEnv) -> Result<(), String> {
     let login = env
         .command("samlctl")
         .args(["login", ACCOUNT])
@@ -285,19 +340,23 @@ fn soak(options: &Options) -> Result<bool, String> {
     if !login.status.success() {
         return Err(format!("samlctl login failed: {}", stderr(&login)));
     }
-    // Warm-up: the first calls allocate what every later one reuses.
     let mut warmup = Calls::default();
     for _ in 0..50 {
-        warmup.call(&env);
+        warmup.call(env);
     }
     if warmup.failed > 0 {
         return Err(format!("warm-up calls failed: {:?}", warmup.failures));
     }
-    let rss_start = rss_kb(pid).ok_or("cannot read samld's VmRSS")?;
+    Ok(())
+}
 
-    let env = Arc::new(env);
-    let stop = Arc::new(AtomicBool::new(false));
-    let loops: Vec<_> = (0..options.loops)
+/// Starts the helper loops; each runs until `stop` is set and returns what it saw.
+fn spawn_helper_loops(
+    env: &Arc<TestEnv>,
+    stop: &Arc<AtomicBool>,
+    options: &Options,
+) -> Vec<std::thread::JoinHandle<Calls>> {
+    (0..options.loops)
         .map(|_| {
             let (env, stop, pause) = (env.clone(), stop.clone(), options.pause);
             std::thread::spawn(move || {
@@ -309,10 +368,30 @@ fn soak(options: &Options) -> Result<bool, String> {
                 calls
             })
         })
-        .collect();
+        .collect()
+}
 
-    // The clock of the run: end sessions on schedule, sample RSS, report progress.
-    let started = Instant::now();
+/// What the clock of the run saw while the helpers ran.
+struct Timeline {
+    sessions_ended: u64,
+    /// Login counts that were wrong when a session was about to be ended.
+    login_mismatches: Vec<String>,
+    rss_samples: Vec<(Duration, u64)>,
+    /// The first sample from the second half of the run.
+    rss_middle: Option<u64>,
+    rss_max: u64,
+}
+
+/// The clock of the run, until `options.duration` after `started`: end JumpCloud sessions
+/// on schedule, sample the daemon's RSS, report progress.
+fn keep_time(
+    options: &Options,
+    started: Instant,
+    jc: &FakeJumpCloud,
+    sts: &FakeSts,
+    pid: u32,
+    rss_start: u64,
+) -> Timeline {
     let end = started + options.duration;
     // An ended session is renewed at the next refresh (within two thirds of a lifetime);
     // none is ended so late that the run stops before that.
@@ -320,38 +399,24 @@ fn soak(options: &Options) -> Result<bool, String> {
         .duration
         .saturating_sub(options.lifetime * 2 / 3 + Duration::from_secs(10));
     let mut next_session_end = options.jumpcloud_session;
-    let mut sessions_ended: u64 = 0;
-    let mut login_mismatches: Vec<String> = Vec::new();
-    let mut rss_samples: Vec<(Duration, u64)> = vec![(Duration::ZERO, rss_start)];
-    let mut rss_middle = None;
+    let mut timeline = Timeline {
+        sessions_ended: 0,
+        login_mismatches: Vec::new(),
+        rss_samples: vec![(Duration::ZERO, rss_start)],
+        rss_middle: None,
+        rss_max: rss_start,
+    };
     let mut next_sample = Duration::from_secs(10);
     let mut next_report = Duration::from_secs(30);
-    let mut rss_max = rss_start;
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(250).min(end - Instant::now()));
         let elapsed = started.elapsed();
         if elapsed >= next_session_end && next_session_end <= last_end_at {
-            // One login per session so far: the first, and one after each ended session.
-            let logins = jc.stats().logins;
-            if logins != sessions_ended + 1 {
-                login_mismatches.push(format!(
-                    "{logins} logins before ending session {} (expected {})",
-                    sessions_ended + 1,
-                    sessions_ended + 1
-                ));
-            }
-            jc.expire_all_sessions();
-            sessions_ended += 1;
+            timeline.end_session(jc);
             next_session_end += options.jumpcloud_session;
         }
         if elapsed >= next_sample {
-            if let Some(rss) = rss_kb(pid) {
-                rss_samples.push((elapsed, rss));
-                rss_max = rss_max.max(rss);
-                if rss_middle.is_none() && elapsed >= options.duration / 2 {
-                    rss_middle = Some(rss);
-                }
-            }
+            timeline.sample_rss(pid, elapsed, options.duration);
             next_sample += Duration::from_secs(10);
         }
         if elapsed >= next_report {
@@ -366,30 +431,83 @@ fn soak(options: &Options) -> Result<bool, String> {
             next_report += Duration::from_secs(30);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut calls = Calls::default();
-    for handle in loops {
-        calls.merge(handle.join().map_err(|_| "a helper loop panicked")?);
-    }
-    let rss_end = rss_kb(pid).ok_or("cannot read samld's VmRSS at the end")?;
-    rss_max = rss_max.max(rss_end);
-    let rss_middle = rss_middle.unwrap_or(rss_end);
-    let elapsed = started.elapsed();
-    let stats: FakeJumpCloudStats = jc.stats();
-    let sts_calls = sts.calls();
-    let issued: HashSet<String> = sts.issued_key_ids().into_iter().collect();
-    let unknown_keys = calls.keys.difference(&issued).count();
-    drop(daemon);
+    timeline
+}
 
-    // Checks.
-    let expected_logins = sessions_ended + 1;
-    let mut problems = login_mismatches;
+impl Timeline {
+    /// Ends the JumpCloud session, as an org's session timeout would, after checking that
+    /// each session so far had one login: the first, and one after each ended session.
+    fn end_session(&mut self, jc: &FakeJumpCloud) {
+        let logins = jc.stats().logins;
+        if logins != self.sessions_ended + 1 {
+            self.login_mismatches.push(format!(
+                "{logins} logins before ending session {} (expected {})",
+                self.sessions_ended + 1,
+                self.sessions_ended + 1
+            ));
+        }
+        jc.expire_all_sessions();
+        self.sessions_ended += 1;
+    }
+
+    /// Records the daemon's RSS now, `elapsed` into a run of `duration`.
+    fn sample_rss(&mut self, pid: u32, elapsed: Duration, duration: Duration) {
+        if let Some(rss) = rss_kb(pid) {
+            self.rss_samples.push((elapsed, rss));
+            self.rss_max = self.rss_max.max(rss);
+            if self.rss_middle.is_none() && elapsed >= duration / 2 {
+                self.rss_middle = Some(rss);
+            }
+        }
+    }
+}
+
+/// Everything the run measured, for the checks and the summary.
+struct Run {
+    calls: Calls,
+    timeline: Timeline,
+    rss_start: u64,
+    rss_middle: u64,
+    rss_end: u64,
+    elapsed: Duration,
+    stats: FakeJumpCloudStats,
+    sts_calls: usize,
+    /// The most STS calls the refresh schedule needs since the login.
+    sts_allowed: usize,
+    /// Every AccessKeyId STS issued.
+    issued: HashSet<String>,
+    /// Keys handed out that STS never issued.
+    unknown_keys: usize,
+}
+
+impl Run {
+    fn expected_logins(&self) -> u64 {
+        self.timeline.sessions_ended + 1
+    }
+
+    fn rss_growth(&self) -> u64 {
+        self.rss_end.saturating_sub(self.rss_start)
+    }
+}
+
+/// One refresh per two thirds of a lifetime (less 2% jitter), plus the login's call.
+fn sts_allowed(options: &Options, login_at: Instant) -> usize {
+    let period = options.lifetime.as_secs_f64() * 2.0 / 3.0 * 0.98;
+    (login_at.elapsed().as_secs_f64() / period).ceil() as usize + 1
+}
+
+/// What went wrong in the run, if anything.
+fn problems(options: &Options, run: &Run) -> Vec<String> {
+    let (calls, stats) = (&run.calls, &run.stats);
+    let expected_logins = run.expected_logins();
+    let mut problems = run.timeline.login_mismatches.clone();
     if calls.failed > 0 {
         problems.push(format!("{} helper calls failed", calls.failed));
     }
-    if unknown_keys > 0 {
+    if run.unknown_keys > 0 {
         problems.push(format!(
-            "{unknown_keys} keys handed out were never issued by STS"
+            "{} keys handed out were never issued by STS",
+            run.unknown_keys
         ));
     }
     if stats.logins != expected_logins {
@@ -407,15 +525,13 @@ fn soak(options: &Options) -> Result<bool, String> {
             stats.password_posts, stats.failed_passwords, stats.pushes_started
         ));
     }
-    // One refresh per two thirds of a lifetime (less 2% jitter), plus the login's call.
-    let period = options.lifetime.as_secs_f64() * 2.0 / 3.0 * 0.98;
-    let sts_allowed = (login_at.elapsed().as_secs_f64() / period).ceil() as usize + 1;
-    if sts_calls > sts_allowed {
+    if run.sts_calls > run.sts_allowed {
         problems.push(format!(
-            "{sts_calls} STS calls, more than the {sts_allowed} the refresh schedule needs"
+            "{} STS calls, more than the {} the refresh schedule needs",
+            run.sts_calls, run.sts_allowed
         ));
     }
-    let growth = rss_end.saturating_sub(rss_start);
+    let growth = run.rss_growth();
     if growth > options.max_rss_growth_kb {
         problems.push(format!(
             "samld's RSS grew by {} (more than {})",
@@ -423,11 +539,34 @@ fn soak(options: &Options) -> Result<bool, String> {
             mb(options.max_rss_growth_kb)
         ));
     }
+    problems
+}
 
+/// Prints the summary table and the RSS samples.
+fn print_summary(options: &Options, run: &Run) {
+    let rows = summary_rows(options, run);
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    println!("\n{:<width$}  value", "samld soak");
+    println!("{}  {}", "-".repeat(width), "-".repeat(32));
+    for (k, v) in &rows {
+        println!("{k:<width$}  {v}");
+    }
+    let samples: Vec<String> = run
+        .timeline
+        .rss_samples
+        .iter()
+        .map(|(at, kb)| format!("{:.0}s={:.1}", at.as_secs_f64(), *kb as f64 / 1024.0))
+        .collect();
+    println!("\nRSS samples (MB): {}", samples.join(" "));
+}
+
+/// The rows of the summary table: what was measured, and what was expected.
+fn summary_rows(options: &Options, run: &Run) -> Vec<(&'static str, String)> {
+    let (calls, stats, elapsed) = (&run.calls, &run.stats, run.elapsed);
     let mut sorted = calls.latencies.clone();
     sorted.sort_unstable();
     let total = sorted.len() as u64;
-    let rows: Vec<(&str, String)> = vec![
+    vec![
         (
             "duration",
             format!("{:.1} min", elapsed.as_secs_f64() / 60.0),
@@ -463,16 +602,19 @@ fn soak(options: &Options) -> Result<bool, String> {
         ),
         (
             "distinct keys served / issued",
-            format!("{} / {}", calls.keys.len(), issued.len()),
+            format!("{} / {}", calls.keys.len(), run.issued.len()),
         ),
         (
             "STS calls (allowed)",
-            format!("{sts_calls} ({sts_allowed})"),
+            format!("{} ({})", run.sts_calls, run.sts_allowed),
         ),
-        ("JumpCloud sessions ended", sessions_ended.to_string()),
+        (
+            "JumpCloud sessions ended",
+            run.timeline.sessions_ended.to_string(),
+        ),
         (
             "JumpCloud logins (expected)",
-            format!("{} ({expected_logins})", stats.logins),
+            format!("{} ({})", stats.logins, run.expected_logins()),
         ),
         (
             "password posts / pushes",
@@ -481,33 +623,14 @@ fn soak(options: &Options) -> Result<bool, String> {
         ("SAML assertions served", stats.saml_pages.to_string()),
         (
             "samld RSS start / middle / end",
-            format!("{} / {} / {}", mb(rss_start), mb(rss_middle), mb(rss_end)),
+            format!(
+                "{} / {} / {}",
+                mb(run.rss_start),
+                mb(run.rss_middle),
+                mb(run.rss_end)
+            ),
         ),
-        ("samld RSS max", mb(rss_max)),
-        ("samld RSS growth", mb(growth)),
-    ];
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    println!("\n{:<width$}  value", "samld soak");
-    println!("{}  {}", "-".repeat(width), "-".repeat(32));
-    for (k, v) in &rows {
-        println!("{k:<width$}  {v}");
-    }
-    let samples: Vec<String> = rss_samples
-        .iter()
-        .map(|(at, kb)| format!("{:.0}s={:.1}", at.as_secs_f64(), *kb as f64 / 1024.0))
-        .collect();
-    println!("\nRSS samples (MB): {}", samples.join(" "));
-    if problems.is_empty() {
-        println!("\nPASS");
-        Ok(true)
-    } else {
-        println!("\nFAIL");
-        for p in &problems {
-            println!("  - {p}");
-        }
-        for f in &calls.failures {
-            println!("  failed call: {f}");
-        }
-        Ok(false)
-    }
+        ("samld RSS max", mb(run.timeline.rss_max)),
+        ("samld RSS growth", mb(run.rss_growth())),
+    ]
 }

@@ -72,7 +72,7 @@ pub(crate) fn login(
     // A password piped in is sent with the request: samld uses a password it is given before
     // `password_command`, which may print a stale one (the user is typing the new one here).
     // Whatever feeds the pipe runs anyway, so reading it when the session lives costs nothing.
-    let password = if args.password_stdin {
+    let password = if args.stdin.password_stdin {
         match read_password_line(io::stdin().lock()) {
             Ok(password) => Some(password),
             // Nothing piped in: that is an error only if samld turns out to need a password,
@@ -85,15 +85,15 @@ pub(crate) fn login(
     };
     // The code follows the password, so that one pipe can carry both. Like the password, a
     // missing code is an error only if JumpCloud asks for one.
-    let mfa_code = if args.mfa_code_stdin {
+    let mfa_code = if args.stdin.mfa_code_stdin {
         read_code_line(io::stdin().lock()).map_err(|e| Failure(format!("--mfa-code-stdin: {e}")))?
     } else {
         args.mfa_code.map(Secret::from)
     };
     let mut prompter = LoginPrompter {
-        password_stdin: args.password_stdin,
+        password_stdin: args.stdin.password_stdin,
         stdin_used: password.is_some(),
-        mfa_code_stdin: args.mfa_code_stdin.then_some(mfa_code.is_some()),
+        mfa_code_stdin: args.stdin.mfa_code_stdin.then_some(mfa_code.is_some()),
         tty,
     };
     let request = LoginRequest {
@@ -103,7 +103,9 @@ pub(crate) fn login(
             mfa_code,
             // Whether samld may ask us at all; what we cannot answer fails with a clear
             // message.
-            interactive: prompter.tty.is_some() || args.password_stdin || args.mfa_code_stdin,
+            interactive: prompter.tty.is_some()
+                || args.stdin.password_stdin
+                || args.stdin.mfa_code_stdin,
             session: HeldSession::from_flags(args.force, args.save_password),
         }),
     };

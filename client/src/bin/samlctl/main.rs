@@ -220,13 +220,8 @@ struct LoginArgs {
     /// leave it out and type the code at the prompt, in scripts use --mfa-code-stdin
     #[arg(long, value_name = "CODE", conflicts_with = "mfa_code_stdin")]
     mfa_code: Option<String>,
-    /// Read the password from the first line of stdin, if samld needs one
-    #[arg(long)]
-    password_stdin: bool,
-    /// Read the TOTP code from stdin instead of the command line: the first line, or the
-    /// second (after the password) with --password-stdin
-    #[arg(long)]
-    mfa_code_stdin: bool,
+    #[command(flatten)]
+    stdin: StdinSecrets,
     /// Log in with the password even if the JumpCloud session is still alive
     #[arg(long)]
     force: bool,
@@ -242,6 +237,18 @@ struct LoginArgs {
         conflicts_with_all = ["mfa_code", "password_stdin", "mfa_code_stdin", "save_password"]
     )]
     browser: bool,
+}
+
+/// Which of `samlctl login`'s secrets come from stdin rather than a prompt.
+#[derive(Debug, Args)]
+struct StdinSecrets {
+    /// Read the password from the first line of stdin, if samld needs one
+    #[arg(long)]
+    password_stdin: bool,
+    /// Read the TOTP code from stdin instead of the command line: the first line, or the
+    /// second (after the password) with --password-stdin
+    #[arg(long)]
+    mfa_code_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]

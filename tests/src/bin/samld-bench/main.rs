@@ -1030,64 +1030,10 @@ fn aws_cli(
     let moto = aws::Moto::start(venv, dir.path())?;
     let daemon =
         Daemon::start_with_app("moto", lab, &moto.url, APP_ONE_ROLE, vec![SOLO.to_owned()])?;
-    let out = daemon
-        .helper(SOLO, None)
-        .output()
-        .map_err(|e| format!("cannot run samld-helper: {e}"))?;
-    check_helper_output(out.status.success(), &out.stdout, &out.stderr).map_err(|e| {
-        let log = fs::read_to_string(dir.path().join("moto.log")).unwrap_or_default();
-        format!(
-            "samld-helper against moto: {e}\nmoto's log:\n{}",
-            tail(&log, 30)
-        )
-    })?;
-    let json = String::from_utf8_lossy(&out.stdout).into_owned();
-    let template = daemon.env.command("samld-helper");
-    let mut base_env: Vec<(String, String)> = template
-        .get_envs()
-        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
-        .filter(|(k, _)| k != "PATH")
-        .collect();
-    let path = std::env::var("PATH").unwrap_or_default();
-    base_env.push((
-        "PATH".into(),
-        format!("{}:{path}", venv.join("bin").display()),
-    ));
-    let cli = aws::AwsCli::new(
-        venv,
-        dir.path(),
-        &moto.url,
-        &fixture::bin_path("samld-helper"),
-        SOLO,
-        &json,
-        base_env,
-    )?;
+    let cli = aws_cli_for(&daemon, &moto, venv, dir.path())?;
 
     let load_before = loadavg();
-    let mut samples: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
-    let mut identities = Vec::new();
-    let warmup = 2;
-    for i in 0..warmup + options.aws_runs {
-        for k in 0..aws::Variant::ALL.len() {
-            let variant = aws::Variant::ALL[(i + k) % aws::Variant::ALL.len()];
-            let (took, stdout) = cli.run(variant)?;
-            if i >= warmup {
-                samples.entry(variant.label()).or_default().push(took);
-            } else {
-                let doc: serde_json::Value = serde_json::from_str(&stdout)
-                    .map_err(|e| format!("aws printed no JSON ({e}): {stdout}"))?;
-                identities.push(doc["Arn"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    }
-    // The same keys, so moto must name the same caller whichever way they came (moto makes
-    // up a new UserId each time, so only the ARN is compared).
-    identities.dedup();
-    if identities.len() != 1 {
-        return Err(format!(
-            "the variants saw different identities: {identities:?}"
-        ));
-    }
+    let samples = time_aws_variants(&cli, options)?;
     let sum = |v: aws::Variant| Summary::of(&samples[v.label()]);
     let (stat, helper, cat) = (
         sum(aws::Variant::Static),
@@ -1096,9 +1042,9 @@ fn aws_cli(
     );
     let mut text = format!(
         "`aws sts get-caller-identity --endpoint-url {{moto}}` (awscli from the venv), {} runs \
-         of each after {warmup} warm-up runs, interleaved. All three use the same keys, which \
-         moto issued to samld; moto named the same caller (ARN) each time. Load average before: \
-         {load_before}, after: {}.\n\n\
+         of each after {AWS_WARMUP_RUNS} warm-up runs, interleaved. All three use the same \
+         keys, which moto issued to samld; moto named the same caller (ARN) each time. Load \
+         average before: {load_before}, after: {}.\n\n\
          | credentials from | median | p25 | p75 | p99 | median vs static |\n\
          | --- | --- | --- | --- | --- | --- |\n",
         options.aws_runs,
@@ -1144,6 +1090,84 @@ fn aws_cli(
     drop(moto);
     Ok(text)
 }
+
+/// The AWS CLI set up to take its credentials from `daemon`'s helper (and the other ways
+/// the section compares), once the helper is seen to get credentials from moto.
+fn aws_cli_for(
+    daemon: &Daemon,
+    moto: &aws::Moto,
+    venv: &Path,
+    dir: &Path,
+) -> Result<aws::AwsCli, String> {
+    let out = daemon
+        .helper(SOLO, None)
+        .output()
+        .map_err(|e| format!("cannot run samld-helper: {e}"))?;
+    check_helper_output(out.status.success(), &out.stdout, &out.stderr).map_err(|e| {
+        let log = fs::read_to_string(dir.join("moto.log")).unwrap_or_default();
+        format!(
+            "samld-helper against moto: {e}\nmoto's log:\n{}",
+            tail(&log, 30)
+        )
+    })?;
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    let template = daemon.env.command("samld-helper");
+    let mut base_env: Vec<(String, String)> = template
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+        .filter(|(k, _)| k != "PATH")
+        .collect();
+    let path = std::env::var("PATH").unwrap_or_default();
+    base_env.push((
+        "PATH".into(),
+        format!("{}:{path}", venv.join("bin").display()),
+    ));
+    aws::AwsCli::new(
+        venv,
+        dir,
+        &moto.url,
+        &fixture::bin_path("samld-helper"),
+        SOLO,
+        &json,
+        base_env,
+    )
+}
+
+/// Times each way of getting credentials, interleaved, after warm-up runs that check the
+/// ways all name the same caller.
+fn time_aws_variants(
+    cli: &aws::AwsCli,
+    options: &Options,
+) -> Result<BTreeMap<&'static str, Vec<Duration>>, String> {
+    let mut samples: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    let mut identities = Vec::new();
+    let warmup = AWS_WARMUP_RUNS;
+    for i in 0..warmup + options.aws_runs {
+        for k in 0..aws::Variant::ALL.len() {
+            let variant = aws::Variant::ALL[(i + k) % aws::Variant::ALL.len()];
+            let (took, stdout) = cli.run(variant)?;
+            if i >= warmup {
+                samples.entry(variant.label()).or_default().push(took);
+            } else {
+                let doc: serde_json::Value = serde_json::from_str(&stdout)
+                    .map_err(|e| format!("aws printed no JSON ({e}): {stdout}"))?;
+                identities.push(doc["Arn"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    // The same keys, so moto must name the same caller whichever way they came (moto makes
+    // up a new UserId each time, so only the ARN is compared).
+    identities.dedup();
+    if identities.len() != 1 {
+        return Err(format!(
+            "the variants saw different identities: {identities:?}"
+        ));
+    }
+    Ok(samples)
+}
+
+/// Runs of each variant before the timed ones, left out of the timings.
+const AWS_WARMUP_RUNS: usize = 2;
 
 /// Section 5: helper and status latency with 1, 100 and 500 accounts, and the reload.
 fn scaling(runtime: &Runtime, daemons: [&Daemon; 3], options: &Options) -> Result<String, String> {

@@ -33,15 +33,10 @@ fn t(secs: u64) -> String {
     timestamp::format_rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-#[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one status of every kind, and the table it renders to, in one place"
-)]
-fn status_table_shows_states_roles_and_relative_times() {
-    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let base = 1_800_000_000;
-    let account = |name: &str, state| AccountStatus {
+/// An account of `status_table_shows_states_roles_and_relative_times`, in `state`, with
+/// nothing else to show.
+fn status_account(name: &str, state: AccountState) -> AccountStatus {
+    AccountStatus {
         login: "api".into(),
         name: name.into(),
         state,
@@ -55,8 +50,13 @@ fn status_table_shows_states_roles_and_relative_times() {
         roles: vec![],
         last_error: None,
         next_retry_at: None,
-    };
-    let mut prod = account("prod", AccountState::Active);
+    }
+}
+
+/// The status test's active account: a JumpCloud session, a default role and a role whose
+/// credentials expired, with a warning and its last use.
+fn status_prod(base: u64) -> AccountStatus {
+    let mut prod = status_account("prod", AccountState::Active);
     prod.session = Some(SessionInfo {
         established_at: t(base - 62 * 60),
         last_verified_at: t(base - 120),
@@ -90,20 +90,39 @@ fn status_table_shows_states_roles_and_relative_times() {
             }),
         },
     ];
-    let sign_in =
-        |username: &str, state, accounts: &[&str], reason: Option<&str>| IdpSessionStatus {
-            provider: "jumpcloud".into(),
-            console_url: "https://console.jumpcloud.com".into(),
-            username: username.into(),
-            state,
-            session: (state == IdpSessionState::Live).then(|| SessionInfo {
-                established_at: t(base - 62 * 60),
-                last_verified_at: t(base - 120),
-            }),
-            accounts: accounts.iter().map(|a| a.to_string()).collect(),
-            reason: reason.map(String::from),
-        };
-    let mut stage = account("stage", AccountState::NeedsLogin);
+    prod
+}
+
+/// A JumpCloud sign-in of the status test, serving `accounts`.
+fn status_sign_in(
+    base: u64,
+    username: &str,
+    state: IdpSessionState,
+    accounts: &[&str],
+    reason: Option<&str>,
+) -> IdpSessionStatus {
+    IdpSessionStatus {
+        provider: "jumpcloud".into(),
+        console_url: "https://console.jumpcloud.com".into(),
+        username: username.into(),
+        state,
+        session: (state == IdpSessionState::Live).then(|| SessionInfo {
+            established_at: t(base - 62 * 60),
+            last_verified_at: t(base - 120),
+        }),
+        accounts: accounts.iter().map(|a| a.to_string()).collect(),
+        reason: reason.map(String::from),
+    }
+}
+
+#[test]
+fn status_table_shows_states_roles_and_relative_times() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let base = 1_800_000_000;
+    let sign_in = |username: &str, state, accounts: &[&str], reason: Option<&str>| {
+        status_sign_in(base, username, state, accounts, reason)
+    };
+    let mut stage = status_account("stage", AccountState::NeedsLogin);
     stage.last_error = Some(ErrorInfo {
         code: ErrorCode::NeedsLogin,
         message: "the JumpCloud session expired".into(),
@@ -118,7 +137,7 @@ fn status_table_shows_states_roles_and_relative_times() {
             started_at: t(base - 3 * 3600 - 120),
             config_error: Some("line 3, column 1: unknown key `rol`".into()),
         },
-        accounts: vec![prod, stage],
+        accounts: vec![status_prod(base), stage],
         sessions: vec![
             sign_in(
                 "prod@example.com",
