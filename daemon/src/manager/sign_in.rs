@@ -180,11 +180,6 @@ impl Manager {
                 .record(Record::new(AuditKind::Login, Some(&slot.account.name)).outcome(&result));
         }
         let reused = result?;
-        if asker == Asker::PersonLogin {
-            // The person signed in: a refusal of theirs that a reused session left standing
-            // is answered now.
-            slot.session.data().person_acted();
-        }
         if let Some(password) = sources.to_save.take() {
             let message = self.save_password(&slot, password).await;
             sources.tell(&message).await;

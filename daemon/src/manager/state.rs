@@ -174,20 +174,9 @@ pub(super) struct SessionTimes {
 }
 
 impl SessionData {
-    /// A person logged in (`samlctl login`): a session that needed them may try one
-    /// unattended login again, and a pending backoff is dropped.
-    pub(super) fn person_acted(&mut self) {
-        if matches!(
-            self.phase,
-            SessionPhase::NeedsPerson { .. } | SessionPhase::Ended { .. }
-        ) {
-            self.phase = SessionPhase::ended();
-        }
-    }
-
     /// Someone who is not deciding to sign in again acted (a `samlctl refresh`, a config
     /// change, a helper on a terminal): a pending backoff is dropped, but a refusal stands
-    /// until the person runs `samlctl login` ([`SessionData::person_acted`]).
+    /// until the person's own `samlctl login` succeeds (which marks the session live).
     pub(super) fn retry_now(&mut self) {
         if matches!(self.phase, SessionPhase::Ended { .. }) {
             self.phase = SessionPhase::ended();
@@ -233,28 +222,25 @@ mod tests {
     }
 
     #[test]
-    fn a_persons_login_rearms_a_refusal_and_any_act_drops_a_backoff() {
+    fn a_retry_drops_a_backoff_but_never_a_refusal() {
         let backing_off = SessionPhase::Ended {
             retry_at: Some(datetime!(2026-12-01 09:00 UTC)),
             attempts: 3,
         };
-        // (from, after the person's login, after a refresh, config change or terminal)
+        // (from, after a refresh, a config change or a helper on a terminal)
         let table = [
             // Only the person's login answers a refusal.
-            (needs_person(), SessionPhase::ended(), needs_person()),
+            (needs_person(), needs_person()),
             // A pending backoff is dropped: the act is the retry.
-            (backing_off, SessionPhase::ended(), SessionPhase::ended()),
+            (backing_off, SessionPhase::ended()),
             // A live session (or none) has nothing to re-arm.
-            (SessionPhase::Live, SessionPhase::Live, SessionPhase::Live),
-            (SessionPhase::None, SessionPhase::None, SessionPhase::None),
+            (SessionPhase::Live, SessionPhase::Live),
+            (SessionPhase::None, SessionPhase::None),
         ];
-        for (from, after_login, after_other) in table {
-            let mut login = session(from.clone());
-            login.person_acted();
-            assert_eq!(login.phase, after_login, "{from:?}");
+        for (from, after) in table {
             let mut other = session(from.clone());
             other.retry_now();
-            assert_eq!(other.phase, after_other, "{from:?}");
+            assert_eq!(other.phase, after, "{from:?}");
         }
     }
 

@@ -280,26 +280,20 @@ impl Manager {
         let force = person
             .as_ref()
             .is_some_and(|sources| sources.intent.skips_held_session());
-        if person.is_none() && slot.data().phase == Phase::LoggedOut {
-            // A trip that a logout overtook before it reached the IdP: nothing is sent for an
-            // account a person left.
-            return Err(TripError::new(
-                Failure::NeedsPerson,
-                super::not_logged_in(account),
-            ));
-        }
+        not_overtaken_by_logout(slot, asker_of(person))?;
         if !force {
             // Another account of this user may be signing in right now: its session is ours.
             let running = slot.session.data().login.clone();
             if let Some(rx) = running {
                 let _ = wait_flight(rx, account.login_wait, &account.name).await;
+                not_overtaken_by_logout(slot, asker_of(person))?;
             }
             let needs_person =
                 matches!(slot.session.data().phase, SessionPhase::NeedsPerson { .. });
             if person.is_some() || !needs_person {
                 match slot.idp.assertion_from_session().await {
                     Ok(a) => {
-                        self.session_alive(&slot.session);
+                        self.session_alive(&slot.session, asker_of(person));
                         return Ok((a, true));
                     }
                     Err(IdpError::SessionExpired) => self.session_ended(&slot.session),
@@ -310,13 +304,14 @@ impl Manager {
         self.session_login(slot, person).await.map(|a| (a, false))
     }
 
-    fn session_alive(&self, session: &SessionSlot) {
+    fn session_alive(&self, session: &SessionSlot, asker: Asker) {
         let now = self.clock.now();
         let mut data = session.data();
         // A probe that started before the person refused a new sign-in may still find the
         // old session alive: it serves this trip, but the refusal stands for the next
-        // sign-in, which only the person's login may start.
-        if !matches!(data.phase, SessionPhase::NeedsPerson { .. }) {
+        // sign-in, which only the person's login may start. The person's own login that
+        // finds it alive answers the refusal.
+        if asker == Asker::PersonLogin || !matches!(data.phase, SessionPhase::NeedsPerson { .. }) {
             data.phase = SessionPhase::Live;
         }
         match data.times.as_mut() {
@@ -396,10 +391,11 @@ impl Manager {
             };
             if let Some(waiting) = waiting {
                 let _ = wait_flight(waiting, account.login_wait, &account.name).await;
+                not_overtaken_by_logout(slot, asker)?;
             }
             match slot.idp.assertion_from_session().await {
                 Ok(a) => {
-                    self.session_alive(session);
+                    self.session_alive(session, asker);
                     return Ok(SessionLogin::Joined(a));
                 }
                 Err(IdpError::SessionExpired) => self.session_ended(session),
@@ -419,7 +415,7 @@ impl Manager {
         let account = &slot.account;
         let session = &slot.session;
         refuse_login_not_asked_for(account, person.as_deref())?;
-        let asker = person.as_ref().map_or(Asker::Unattended, |s| s.asker);
+        let asker = asker_of(person);
         let (tx, _guard, generation) = match self.lead_or_join_login(slot, asker).await? {
             SessionLogin::Joined(saml_response) => return Ok(saml_response),
             SessionLogin::Leading {
@@ -635,6 +631,26 @@ impl Manager {
             other => other,
         }
     }
+}
+
+/// Who is behind a trip's sign-in: its person's asker, or nobody.
+fn asker_of(person: &Person<'_, '_>) -> Asker {
+    person
+        .as_ref()
+        .map_or(Asker::Unattended, |sources| sources.asker)
+}
+
+/// Stops an unattended trip that a logout overtook before it reached the IdP (at its start,
+/// or while it waited for another account's sign-in): nothing is sent for an account a
+/// person left.
+fn not_overtaken_by_logout(slot: &AccountSlot, asker: Asker) -> Result<(), TripError> {
+    if asker == Asker::Unattended && slot.data().phase == Phase::LoggedOut {
+        return Err(TripError::new(
+            Failure::NeedsPerson,
+            super::not_logged_in(&slot.account),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `asker` may start a sign-in of `session` (under its lock) for this account, by
