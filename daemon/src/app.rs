@@ -102,7 +102,7 @@ pub async fn run(startup: Startup) -> Result<(), AppError> {
         },
         Arc::new(SystemClock),
         Arc::new(SdkSts::new()),
-        Arc::new(DefaultProviders::default()),
+        Arc::new(DefaultProviders),
     );
     if let Some(error) = config_error {
         daemon.config_rejected(error);

@@ -20,7 +20,7 @@ use std::time::Duration;
 use base64::Engine;
 use samld::clock::Clock;
 use samld::future::BoxFuture;
-use samld::idp::{IdentityProvider, IdpError, LoginInteraction};
+use samld::idp::{ExternalSession, IdentityProvider, IdpError, IdpSession, LoginInteraction};
 use samld::manager::ProviderFactory;
 use samld::sts::{AssumeRequest, AwsCredentials, StsApi, StsError, StsTarget};
 use samld_config::Account;
@@ -209,8 +209,34 @@ impl ScriptedProviders {
     }
 }
 
+/// The scripted IdP holds the one session it scripts: forgetting the manager's handle
+/// forgets it.
+impl ExternalSession for ScriptedIdp {
+    fn forget(&self) {
+        self.forget_session();
+    }
+}
+
+/// A session with nothing behind it, for a factory that hands out no IdP.
+struct NoSession;
+
+impl ExternalSession for NoSession {
+    fn forget(&self) {}
+}
+
 impl ProviderFactory for ScriptedProviders {
-    fn provider(&self, _account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
+    fn new_session(&self, _account: &Account) -> IdpSession {
+        match &self.0 {
+            Some(idp) => IdpSession::External(idp.clone()),
+            None => IdpSession::External(Arc::new(NoSession)),
+        }
+    }
+
+    fn provider(
+        &self,
+        _account: &Account,
+        _session: &IdpSession,
+    ) -> Result<Arc<dyn IdentityProvider>, IdpError> {
         match &self.0 {
             Some(idp) => Ok(idp.clone()),
             None => Err(IdpError::Config("not used in these tests".into())),

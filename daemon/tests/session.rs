@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
-use samld::idp::{IdentityProvider, IdpError};
-use samld::manager::{ClientChannel, DaemonOptions, Manager};
+use samld::idp::{IdentityProvider, IdpError, IdpSession};
+use samld::manager::{ClientChannel, DaemonOptions, Manager, ProviderFactory};
 use samld::sts::StsError;
 use samld_proto::{
     AccountState, AuditKind, ErrorCode, HeldSession, LoginIntent, PasswordLogin, Secret, SecretKind,
@@ -1124,6 +1124,94 @@ async fn a_session_ends_with_the_last_account_in_the_config() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotLoggedIn, "{}", err.message);
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
+}
+
+/// A factory that makes a new scripted IdP session for every session slot of the manager,
+/// as the production one makes a new cookie jar, and builds each provider on the session it
+/// is given: which session an account signs in with shows who owns it.
+#[derive(Default)]
+struct SessionPerSlot {
+    made: Mutex<Vec<Arc<ScriptedIdp>>>,
+}
+
+impl ProviderFactory for SessionPerSlot {
+    fn new_session(&self, _account: &samld_config::Account) -> IdpSession {
+        let idp = scripted_idp();
+        self.made.lock().unwrap().push(idp.clone());
+        IdpSession::External(idp)
+    }
+
+    fn provider(
+        &self,
+        _account: &samld_config::Account,
+        session: &IdpSession,
+    ) -> Result<Arc<dyn IdentityProvider>, IdpError> {
+        let IdpSession::External(session) = session else {
+            panic!("a session this factory did not make");
+        };
+        let made = self.made.lock().unwrap();
+        let idp = made
+            .iter()
+            .find(|idp| std::ptr::addr_eq(Arc::as_ptr(idp), Arc::as_ptr(session)))
+            .expect("a session this factory made");
+        Ok(idp.clone())
+    }
+}
+
+#[tokio::test]
+async fn the_manager_owns_each_idp_session_and_drops_it_with_its_last_account() {
+    let clock = Arc::new(ManualClock::new(START));
+    let sts = ScriptedSts::new(clock.clone(), Duration::from_secs(3600));
+    let factory = Arc::new(SessionPerSlot::default());
+    let two = CONFIG.to_owned() + &CONFIG.replace("accounts.prod", "accounts.dev");
+    let h = Harness {
+        daemon: Manager::new(
+            parsed(&two),
+            DaemonOptions::new("/test/config.toml".into()),
+            clock.clone(),
+            sts.clone(),
+            factory.clone(),
+        ),
+        idp: scripted_idp(),
+        sts,
+        clock,
+    };
+    let made = || factory.made.lock().unwrap().clone();
+    assert_eq!(made().len(), 1, "prod and dev share one session");
+    login(&h).await;
+    let first = made()[0].clone();
+    assert!(*first.session_alive.lock().unwrap());
+
+    // While an account uses the session, it stays: dev signs in with prod's cookies.
+    h.daemon
+        .apply_config(parsed(&CONFIG.replace("accounts.prod", "accounts.dev")));
+    let reused = h.daemon.login("dev", LoginIntent::ReuseOnly, None).await;
+    assert!(reused.expect("dev reuses the session").reused_session);
+    assert_eq!(made().len(), 1);
+
+    let fetched = first.session_fetches.load(Ordering::SeqCst);
+
+    // Without an account, the manager drops the session, and nothing else holds it.
+    h.daemon.apply_config(parsed(""));
+    assert!(!*first.session_alive.lock().unwrap(), "signed out");
+    assert_eq!(
+        Arc::strong_count(&first),
+        2,
+        "held by the factory's record and `first` only"
+    );
+
+    // The same user again: a new session, signed out, that knows nothing of the old one.
+    h.daemon.apply_config(parsed(CONFIG));
+    assert_eq!(made().len(), 2, "a new slot has a new session");
+    reuse_finds_no_session(&h).await;
+    assert_eq!(
+        (
+            first.session_fetches.load(Ordering::SeqCst),
+            made()[1].session_fetches.load(Ordering::SeqCst)
+        ),
+        (fetched, 1),
+        "the new session was asked, the old one not"
+    );
 }
 
 #[tokio::test]

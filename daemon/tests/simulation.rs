@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use samld::clock::{Clock, ManualClock};
 use samld::future::BoxFuture;
-use samld::idp::{Contact, IdentityProvider, IdpError, LoginInteraction};
+use samld::idp::{
+    Contact, ExternalSession, IdentityProvider, IdpError, IdpSession, LoginInteraction,
+};
 use samld::keyring::{KeyringError, PasswordStore};
 use samld::manager::policy::{REFRESH_FLOOR, UNATTENDED_LOGINS_PER_HOUR};
 use samld::manager::{ClientChannel, DaemonOptions, Manager, ProviderFactory};
@@ -961,8 +963,31 @@ impl HandOutSubjects {
 
 struct SimProviders(Arc<World>);
 
+/// One simulated user's JumpCloud session, which the world keeps.
+struct SimSession {
+    world: Arc<World>,
+    user: &'static str,
+}
+
+impl ExternalSession for SimSession {
+    fn forget(&self) {
+        self.world.lock().alive.insert(self.user, false);
+    }
+}
+
 impl ProviderFactory for SimProviders {
-    fn provider(&self, account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError> {
+    fn new_session(&self, account: &Account) -> IdpSession {
+        IdpSession::External(Arc::new(SimSession {
+            world: self.0.clone(),
+            user: user_of(&account.name),
+        }))
+    }
+
+    fn provider(
+        &self,
+        account: &Account,
+        _session: &IdpSession,
+    ) -> Result<Arc<dyn IdentityProvider>, IdpError> {
         let name = ACCOUNTS
             .into_iter()
             .find(|a| *a == account.name)

@@ -9,6 +9,7 @@ pub mod browser_session;
 pub mod identity;
 pub mod jumpcloud;
 pub mod saml_idp;
+pub mod session;
 pub(crate) mod transport;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use samld_proto::{ErrorCode, Secret};
 
+pub use self::session::{ExternalSession, IdpSession};
 use crate::future::BoxFuture;
 
 /// A provider of SAML assertions for one account.

@@ -39,6 +39,17 @@ impl fmt::Debug for SharedBrowserSession {
     }
 }
 
+impl SharedBrowserSession {
+    /// Forgets the browser's cookies for every provider that shares them. Whose the accounts
+    /// are stays: a logout makes them no one else's.
+    pub fn forget(&self) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.generation += 1;
+        slot.client = None;
+        debug!("IdP browser session forgotten");
+    }
+}
+
 #[derive(Default)]
 struct Slot {
     generation: u64,
@@ -220,9 +231,6 @@ impl IdentityProvider for GenericSaml {
     }
 
     fn forget_session(&self) {
-        let mut slot = self.slot();
-        slot.generation += 1;
-        slot.client = None;
-        debug!("IdP browser session forgotten");
+        self.session.forget();
     }
 }

@@ -49,7 +49,7 @@ use self::state::{
 use crate::audit::{Audit, Record};
 use crate::clock::{Clock, rfc3339};
 use crate::future::BoxFuture;
-use crate::idp::{IdentityProvider, IdpError, LoginInteraction};
+use crate::idp::{IdentityProvider, IdpError, IdpSession, LoginInteraction};
 use crate::keyring::PasswordStore;
 use crate::saml::{self, RolePair};
 use crate::sts::StsApi;
@@ -59,11 +59,20 @@ use crate::sts::StsApi;
 const MIN_REMAINING: time::Duration = time::Duration::seconds(60);
 
 /// Builds the identity provider for an account (JumpCloud in production, fakes in tests).
-/// Accounts with the same [`Account::session_key`] must get providers that share one IdP
-/// session, so that one login serves all of them.
+/// The manager owns each IdP session: it asks for one handle per [`Account::session_key`]
+/// and builds every account with that key on it, so that one login serves all of them and
+/// the cookies end with the manager's session slot.
 pub trait ProviderFactory: Send + Sync {
-    /// A provider for this account's settings. Called again when the settings change.
-    fn provider(&self, account: &Account) -> Result<Arc<dyn IdentityProvider>, IdpError>;
+    /// A new, signed-out session for the accounts with this account's session key.
+    fn new_session(&self, account: &Account) -> IdpSession;
+
+    /// A provider for this account's settings on `session`, made by
+    /// [`ProviderFactory::new_session`] for its key. Called again when the settings change.
+    fn provider(
+        &self,
+        account: &Account,
+        session: &IdpSession,
+    ) -> Result<Arc<dyn IdentityProvider>, IdpError>;
 }
 
 /// Tunables of the manager, and the services it is built with.
@@ -193,18 +202,20 @@ impl Manager {
                 next.insert(name.clone(), slot.clone());
                 continue;
             }
-            let idp = match self.providers.provider(account) {
+            let key = account.session_key();
+            let session = sessions
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    Arc::new(SessionSlot::new(key, self.providers.new_session(account)))
+                })
+                .clone();
+            let idp = match self.providers.provider(account, &session.idp) {
                 Ok(idp) => idp,
                 Err(e) => {
                     tracing::error!(account = %name, error = %e, "account cannot be used");
                     Arc::new(BrokenProvider(e)) as Arc<dyn IdentityProvider>
                 }
             };
-            let key = account.session_key();
-            let session = sessions
-                .entry(key.clone())
-                .or_insert_with(|| Arc::new(SessionSlot::new(key)))
-                .clone();
             let slot = AccountSlot::new(account.clone(), idp, session.clone());
             if let Some(old) = accounts.get(name) {
                 tracing::info!(account = %name, "account settings changed; its credentials start over");
@@ -237,14 +248,11 @@ impl Manager {
             if next.values().any(|a| Arc::ptr_eq(&a.session, session)) {
                 continue;
             }
-            // No account uses it any more: kept, it would sign the next account of that
-            // user in with no password.
-            for old in accounts
-                .values()
-                .filter(|a| Arc::ptr_eq(&a.session, session))
-            {
-                old.idp.forget_session();
-            }
+            // No account uses it any more: dropped with its slot below, and forgotten now
+            // for whatever still holds it (a request or trip of a removed account), so
+            // that nothing can sign in with it. The next account of that user gets a new
+            // slot and a new session, and needs its password.
+            session.idp.forget();
             session.data().forget(false);
             tracing::info!(session = %key, "IdP session signed out: no account uses it");
         }

@@ -80,9 +80,7 @@ impl Manager {
 
     /// Signs an IdP session out (its cookies too) and says whether it held a sign-in.
     pub(super) fn sign_out(&self, session: &Arc<SessionSlot>) -> bool {
-        for slot in &self.slots_of(session) {
-            slot.idp.forget_session();
-        }
+        session.idp.forget();
         let mut data = session.data();
         let held = data.phase == SessionPhase::Live || data.times.is_some();
         // A refusal waits for the person's login whatever else happens: signing out is no

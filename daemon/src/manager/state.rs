@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::policy::{Phase, SessionPhase};
-use crate::idp::IdentityProvider;
+use crate::idp::{IdentityProvider, IdpSession};
 use crate::saml::RolePair;
 use crate::sts::AwsCredentials;
 
@@ -122,16 +122,20 @@ pub(super) struct HeldCredentials {
     pub(super) short_lived: bool,
 }
 
-/// One IdP sign-in (a user at a console), shared by every account with that key.
+/// One IdP sign-in (a user at a console), shared by every account with that key. It owns
+/// both halves of the session: the policy's [`SessionData`] and the IdP's state (cookies),
+/// which every provider of those accounts is built on and which ends with the slot.
 pub(super) struct SessionSlot {
     pub(super) key: SessionKey,
+    pub(super) idp: IdpSession,
     data: Mutex<SessionData>,
 }
 
 impl SessionSlot {
-    pub(super) fn new(key: SessionKey) -> Self {
+    pub(super) fn new(key: SessionKey, idp: IdpSession) -> Self {
         Self {
             key,
+            idp,
             data: Mutex::new(SessionData::default()),
         }
     }
@@ -141,7 +145,7 @@ impl SessionSlot {
     }
 }
 
-/// What one IdP session holds (its cookies live in the provider, never here).
+/// What the policy knows of one IdP session (its cookies are [`SessionSlot::idp`]).
 pub(super) struct SessionData {
     pub(super) phase: SessionPhase,
     /// When the sign-in happened and when the IdP last confirmed it.

@@ -159,6 +159,17 @@ impl fmt::Debug for SharedSession {
     }
 }
 
+impl SharedSession {
+    /// Forgets the session (its cookie jar) for every provider that shares it; a login
+    /// running meanwhile finds the generation moved and keeps nothing.
+    pub fn forget(&self) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.generation += 1;
+        slot.session = None;
+        debug!("JumpCloud session forgotten");
+    }
+}
+
 /// The held JumpCloud session. `generation` moves on every [`IdentityProvider::forget_session`],
 /// so that a login that was running while the session was forgotten does not bring it back.
 #[derive(Default)]
@@ -529,10 +540,7 @@ impl IdentityProvider for JumpCloud {
     }
 
     fn forget_session(&self) {
-        let mut slot = self.slot();
-        slot.generation += 1;
-        slot.session = None;
-        debug!("JumpCloud session forgotten");
+        self.slot.forget();
     }
 
     fn identities(&self) -> Vec<String> {

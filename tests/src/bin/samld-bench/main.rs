@@ -1277,7 +1277,7 @@ fn reload_in_process(
         DaemonOptions::new(path.clone()),
         std::sync::Arc::new(samld::clock::SystemClock),
         std::sync::Arc::new(samld::sts::SdkSts::new()),
-        std::sync::Arc::new(samld::providers::DefaultProviders::default()),
+        std::sync::Arc::new(samld::providers::DefaultProviders),
     );
     let dir = big.env.path().join("reload-variants");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
