@@ -117,6 +117,11 @@ impl Default for ScriptedIdp {
 }
 
 impl ScriptedIdp {
+    /// The IdP ends its session (as JumpCloud does when it expires or an admin ends it).
+    pub fn end_session(&self) {
+        *self.session_alive.lock().unwrap() = false;
+    }
+
     /// An IdP offering `roles`, whose session has ended.
     pub fn offering(roles: &[&'static str]) -> Self {
         Self {
@@ -187,10 +192,6 @@ impl IdentityProvider for ScriptedIdp {
             Ok(self.current())
         })
     }
-
-    fn forget_session(&self) {
-        *self.session_alive.lock().unwrap() = false;
-    }
 }
 
 /// The provider factory: every account gets the one scripted IdP, or, with none, a
@@ -213,7 +214,7 @@ impl ScriptedProviders {
 /// forgets it.
 impl ExternalSession for ScriptedIdp {
     fn forget(&self) {
-        self.forget_session();
+        self.end_session();
     }
 }
 

@@ -237,7 +237,7 @@ async fn a_burst_shares_a_failure_too() {
     // Logged in once, then the session died: the refresh fails, and 50 callers must not
     // turn that into 50 attempts.
     login(&h).await;
-    h.idp.forget_session();
+    h.idp.end_session();
     h.clock.advance(Duration::from_secs(3600));
     let fetches = h.idp.session_fetches.load(Ordering::SeqCst);
     let gate = h.idp.gate.write().await;
@@ -279,7 +279,7 @@ async fn old_credentials_are_served_while_valid_when_refresh_fails() {
     let h = harness();
     login(&h).await;
     let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
-    h.idp.forget_session();
+    h.idp.end_session();
     h.clock.advance(Duration::from_secs(45 * 60));
     let again = h.daemon.get_credentials("prod", None, None).await.unwrap();
     assert_eq!(again.access_key_id, first.access_key_id);
@@ -694,7 +694,7 @@ async fn an_ended_session_is_renewed_unattended() {
     let first = h.daemon.get_credentials("prod", None, None).await.unwrap();
     assert_eq!(h.idp.password_logins.load(Ordering::SeqCst), 1);
     let scheduler = start_scheduler(&h);
-    h.idp.forget_session();
+    h.idp.end_session();
     h.clock.advance(Duration::from_secs(40 * 60));
     h.sts.wait_for_calls(2).await;
     wait_for_status(&h, |s| s.state == AccountState::Active).await;
@@ -874,7 +874,7 @@ async fn a_browser_account_is_only_ever_signed_in_by_the_browser() {
 
     // The IdP ends the session: the next refresh finds it gone, and samld waits for the
     // person (and says so once) instead of logging in with the password it could get.
-    h.idp.forget_session();
+    h.idp.end_session();
     h.clock.advance(Duration::from_secs(45 * 60));
     wait_for_status(&h, |s| s.state == AccountState::NeedsLogin).await;
     for _ in 0..5 {
@@ -987,7 +987,7 @@ async fn a_saved_password_lets_samld_log_in_again_by_itself() {
         Some("correct horse".to_string())
     );
     // The session ends; the next refresh logs in with the saved password, nobody typing.
-    h.idp.forget_session();
+    h.idp.end_session();
     h.clock.advance(Duration::from_secs(45 * 60));
     let creds = h.daemon.get_credentials("prod", None, None).await.unwrap();
     assert_eq!(creds.expiration, "2026-11-28T11:45:00Z");

@@ -916,10 +916,6 @@ impl IdentityProvider for SimIdp {
         })
     }
 
-    fn forget_session(&self) {
-        self.world.lock().alive.insert(user_of(self.account), false);
-    }
-
     fn identities(&self) -> Vec<String> {
         vec![email_of(self.account).to_owned()]
     }

@@ -146,7 +146,7 @@ async fn a_reused_totp_code_is_rejected() {
         .then_password(MFA_PASSWORD)
         .then_code("111111");
     jc.login(&mut io).await.expect("first login");
-    jc.forget_session();
+    jc.session().forget();
 
     let err = jc.login(&mut io).await.unwrap_err();
 
@@ -543,7 +543,7 @@ async fn a_forgotten_session_is_expired_without_contacting_jumpcloud() {
     let jc = provider(&fake, DEFAULT_EMAIL, MfaMode::Auto);
     let mut io = ScriptedInteraction::with_password(DEFAULT_PASSWORD);
     jc.login(&mut io).await.expect("login");
-    jc.forget_session();
+    jc.session().forget();
     let before = fake.stats();
 
     assert_eq!(

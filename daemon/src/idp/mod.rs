@@ -35,9 +35,6 @@ pub trait IdentityProvider: Send + Sync {
         io: &'a mut dyn LoginInteraction,
     ) -> BoxFuture<'a, Result<Secret, IdpError>>;
 
-    /// Forgets the IdP session (cookies and tokens).
-    fn forget_session(&self);
-
     /// Whom the account's sign-ins must be for when it is not the configured `username`:
     /// for `provider = "saml"`, the subject of the first sign-in. `None` when the configured
     /// `username` is the identity, or before any sign-in.

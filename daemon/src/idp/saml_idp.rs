@@ -229,8 +229,4 @@ impl IdentityProvider for GenericSaml {
     fn identities(&self) -> Vec<String> {
         self.identity().into_iter().collect()
     }
-
-    fn forget_session(&self) {
-        self.session.forget();
-    }
 }

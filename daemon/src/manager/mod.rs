@@ -810,8 +810,6 @@ impl IdentityProvider for BrokenProvider {
         let e = self.0.clone();
         Box::pin(async move { Err(e) })
     }
-
-    fn forget_session(&self) {}
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ impl SharedSession {
     }
 }
 
-/// The held JumpCloud session. `generation` moves on every [`IdentityProvider::forget_session`],
+/// The held JumpCloud session. `generation` moves on every [`SharedSession::forget`],
 /// so that a login that was running while the session was forgotten does not bring it back.
 #[derive(Default)]
 struct SessionSlot {
@@ -230,6 +230,12 @@ impl JumpCloud {
     /// password would cross the network in clear).
     pub fn new(settings: JumpCloudSettings) -> Result<Self, IdpError> {
         Self::with_session(settings, SharedSession::default())
+    }
+
+    /// The JumpCloud session this provider signs in and reuses: whoever holds it (the
+    /// manager's session slot) forgets it with [`SharedSession::forget`].
+    pub fn session(&self) -> &SharedSession {
+        &self.slot
     }
 
     /// A provider that shares its JumpCloud session with every other provider given the same
@@ -537,10 +543,6 @@ impl IdentityProvider for JumpCloud {
         io: &'a mut dyn LoginInteraction,
     ) -> BoxFuture<'a, Result<Secret, IdpError>> {
         Box::pin(self.full_login(io))
-    }
-
-    fn forget_session(&self) {
-        self.slot.forget();
     }
 
     fn identities(&self) -> Vec<String> {
